@@ -1,0 +1,9 @@
+// Package bpf holds the ringfence eBPF programs and their generated Go
+// bindings: the kernel ABI of the sensor and nothing else.
+//
+// The C sources are compiled by bpf2go; the generated files are committed so
+// that building the sensor needs no clang. Run `make generate` after changing
+// a C file.
+package bpf
+
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target amd64 -type event_hdr -type exec_event -type exit_event -type file_event -type bind_event -type syscall_key -type event_kind -type event_source -type file_op -type path_kind -type drop_cause Sensor sensor.c -- -I. -O2 -g -Wall -Werror

@@ -1,0 +1,146 @@
+/* File writes on the full tier, from BPF-LSM hooks. The path hooks sit after
+ * path lookup on every route into the VFS (syscalls, io_uring, nfsd alike),
+ * so unlike the syscall tracepoint they cannot be sidestepped and see the
+ * resolved path. */
+#pragma once
+#include "path.h"
+
+#define FMODE_WRITE 0x2
+#define FMODE_CREATED 0x100000
+#define ATTR_MODE (1 << 0)
+#define ATTR_UID (1 << 1)
+#define ATTR_GID (1 << 2)
+#define ATTR_SIZE (1 << 3)
+#define ATTR_ATIME (1 << 4)
+#define ATTR_MTIME (1 << 5)
+#define LSM_O_TRUNC 01000
+
+static __always_inline struct file_event *file_event_start(__u32 op)
+{
+	__u64 cg = current_watched();
+	if (!cg)
+		return 0;
+	struct file_event *e = RESERVE(struct file_event, DROP_RING_FILE);
+	if (!e)
+		return 0;
+	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_LSM);
+	e->op = op;
+	e->flags = 0;
+	e->mode = 0;
+	e->owner_uid = 0;
+	e->owner_gid = 0;
+	e->dirfd = 0;
+	e->dirfd2 = 0;
+	e->path_kind = PATH_ABSOLUTE;
+	e->path_len = 0;
+	e->path2_kind = PATH_NONE;
+	e->path2_len = 0;
+	return e;
+}
+
+static __always_inline int lsm_file_open(struct file *file)
+{
+	__u32 fmode = BPF_CORE_READ(file, f_mode);
+	__u32 fflags = BPF_CORE_READ(file, f_flags);
+	if (!(fmode & FMODE_WRITE) && !(fflags & LSM_O_TRUNC))
+		return 0;
+	__u32 op = FILE_OP_OPEN;
+	if (fmode & FMODE_CREATED)
+		op = FILE_OP_CREATE;
+	else if (fflags & LSM_O_TRUNC)
+		op = FILE_OP_TRUNCATE;
+	struct file_event *e = file_event_start(op);
+	if (!e)
+		return 0;
+	e->flags = fflags;
+	e->path_len = d_path_child((struct path *)&file->f_path, 0, e->path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* path_op reports an operation on dir/child (child may be NULL: dir is the object). */
+static __always_inline int path_op(__u32 op, const struct path *dir, struct dentry *child, __u32 mode)
+{
+	struct file_event *e = file_event_start(op);
+	if (!e)
+		return 0;
+	e->mode = mode;
+	e->path_len = d_path_child((struct path *)dir, child, e->path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int lsm_path_rename(const struct path *old_dir, struct dentry *old_dentry,
+					   const struct path *new_dir, struct dentry *new_dentry, __u32 flags)
+{
+	struct file_event *e = file_event_start(FILE_OP_RENAME);
+	if (!e)
+		return 0;
+	e->flags = flags;
+	e->path_len = d_path_child((struct path *)old_dir, old_dentry, e->path);
+	e->path2_kind = PATH_ABSOLUTE;
+	e->path2_len = d_path_child((struct path *)new_dir, new_dentry, e->path2);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* link: path is the new name; path2 the existing file, inside its filesystem. */
+static __always_inline int lsm_path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry)
+{
+	struct file_event *e = file_event_start(FILE_OP_LINK);
+	if (!e)
+		return 0;
+	e->path_len = d_path_child((struct path *)new_dir, new_dentry, e->path);
+	e->path2_kind = PATH_FS;
+	e->path2_len = dentry_path(old_dentry, e->path2);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int lsm_path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)
+{
+	struct file_event *e = file_event_start(FILE_OP_SYMLINK);
+	if (!e)
+		return 0;
+	e->path_len = d_path_child((struct path *)dir, dentry, e->path);
+	long n = bpf_probe_read_kernel_str(e->path2, PATH_LEN, old_name);
+	e->path2_kind = PATH_RELATIVE; /* a symlink target is stored as given */
+	e->path2_len = n > 0 ? n - 1 : 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __u32 gid)
+{
+	struct file_event *e = file_event_start(FILE_OP_CHOWN);
+	if (!e)
+		return 0;
+	e->owner_uid = uid;
+	e->owner_gid = gid;
+	e->path_len = d_path_child((struct path *)path, 0, e->path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* dentry_op reports an operation known only by its dentry. */
+static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
+{
+	struct file_event *e = file_event_start(op);
+	if (!e)
+		return 0;
+	e->flags = flags;
+	e->path_kind = PATH_FS;
+	e->path_len = dentry_path(d, e->path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* inode_setattr is the only hook on the utimes route. Mode, owner and size
+ * changes arrive here too but are reported by their path hooks already. */
+static __always_inline int lsm_inode_setattr(struct dentry *d, struct iattr *attr)
+{
+	__u32 valid = BPF_CORE_READ(attr, ia_valid);
+	if (!(valid & (ATTR_ATIME | ATTR_MTIME)) || (valid & (ATTR_SIZE | ATTR_MODE | ATTR_UID | ATTR_GID)))
+		return 0;
+	return dentry_op(FILE_OP_UTIMES, d, valid);
+}

@@ -1,0 +1,83 @@
+/* Process lifecycle: exec and exit, from the scheduler tracepoints. These
+ * fire after the exec has succeeded, so the new image's comm and argv are
+ * what gets reported. */
+#pragma once
+#include "common.h"
+
+static __always_inline int on_exec(struct task_struct *task, struct linux_binprm *bprm)
+{
+	__u64 cg = current_watched();
+	if (!cg)
+		return 0;
+
+	struct exec_event *e = RESERVE(struct exec_event, DROP_RING_EXEC);
+	if (!e)
+		return 0;
+	fill_hdr(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
+
+	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	e->filename_len = n > 0 ? n - 1 : 0;
+
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long len = end > start ? end - start : 0;
+	e->args_truncated = len > ARGS_LEN;
+	if (len > ARGS_LEN)
+		len = ARGS_LEN;
+	e->args_len = 0;
+	barrier_var(len);
+	if (len > 0 && len <= ARGS_LEN && bpf_probe_read_user(e->args, len, (void *)start) == 0)
+		e->args_len = len;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int on_exit(struct task_struct *task)
+{
+	/* One event per process, not per thread. */
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0;
+	__u64 cg = current_watched();
+	if (!cg)
+		return 0;
+
+	struct exit_event *e = RESERVE(struct exit_event, DROP_RING_EXIT);
+	if (!e)
+		return 0;
+	fill_hdr(&e->hdr, cg, KIND_EXIT, SOURCE_TRACEPOINT);
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* A watched cgroup's descendants are watched too, from their creation on:
+ * done here in the kernel so no process can start in a new child cgroup
+ * before userspace hears of it. Only the cgroup v2 hierarchy counts. */
+static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
+{
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
+		return 0;
+	struct cgroup_subsys_state *pcss = BPF_CORE_READ(cgrp, self.parent);
+	if (!pcss)
+		return 0;
+	struct cgroup *parent = container_of(pcss, struct cgroup, self);
+	__u64 pid = BPF_CORE_READ(parent, kn, id);
+	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
+	if (!flags)
+		return 0;
+	__u64 id = BPF_CORE_READ(cgrp, kn, id);
+	__u32 v = *flags;
+	if (bpf_map_update_elem(&watched, &id, &v, BPF_ANY))
+		count_drop(DROP_WATCH_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int on_cgroup_rmdir(struct cgroup *cgrp)
+{
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
+		return 0;
+	__u64 id = BPF_CORE_READ(cgrp, kn, id);
+	bpf_map_delete_elem(&watched, &id);
+	return 0;
+}

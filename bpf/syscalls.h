@@ -1,0 +1,187 @@
+/* The raw syscall-entry tracepoint: per-cgroup syscall counts on every tier,
+ * and, on the cgroup-only tier where no LSM hook is available, file writes
+ * observed from the arguments of the syscalls that change files. These are
+ * attempts: the syscall may still fail. Writes that bypass syscalls
+ * (io_uring) are only seen on the full tier. x86-64 syscall numbers. */
+#pragma once
+#include "common.h"
+
+#define O_WRONLY 01
+#define O_RDWR 02
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define O___TMPFILE 020000000
+#define AT_FDCWD -100
+#define AT_REMOVEDIR 0x200
+
+/* Where a syscall's arguments live, decoded once per syscall number. */
+struct fileop_args {
+	__u32 op;
+	__s8 path;   /* argument index of the path, -1 none */
+	__s8 dirfd;  /* argument index of the dirfd, -1 means AT_FDCWD */
+	__s8 path2;
+	__s8 dirfd2;
+	__s8 flags;
+	__s8 mode;
+	__s8 fd;     /* fd-only operations: argument index of the fd */
+	__s8 owner;  /* chown: index of uid, gid follows */
+};
+
+#define A(op_, p, d, p2, d2, f, m, fd_, o) \
+	(struct fileop_args){ .op = op_, .path = p, .dirfd = d, .path2 = p2, .dirfd2 = d2, .flags = f, .mode = m, .fd = fd_, .owner = o }
+
+static __always_inline int fileop_for(long nr, struct fileop_args *a)
+{
+	switch (nr) {
+	case 2:   *a = A(FILE_OP_OPEN, 0, -1, -1, -1, 1, 2, -1, -1); break;      /* open */
+	case 85:  *a = A(FILE_OP_CREATE, 0, -1, -1, -1, -1, 1, -1, -1); break;   /* creat */
+	case 257: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, 2, 3, -1, -1); break;       /* openat */
+	case 437: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, 2, -1, -1, -1); break;      /* openat2: how in arg 2 */
+	case 76:  *a = A(FILE_OP_TRUNCATE, 0, -1, -1, -1, -1, -1, -1, -1); break; /* truncate */
+	case 77:  *a = A(FILE_OP_TRUNCATE, -1, -1, -1, -1, -1, -1, 0, -1); break; /* ftruncate */
+	case 285: *a = A(FILE_OP_FALLOCATE, -1, -1, -1, -1, 1, -1, 0, -1); break; /* fallocate */
+	case 87:  *a = A(FILE_OP_UNLINK, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* unlink */
+	case 263: *a = A(FILE_OP_UNLINK, 1, 0, -1, -1, 2, -1, -1, -1); break;    /* unlinkat */
+	case 82:  *a = A(FILE_OP_RENAME, 0, -1, 1, -1, -1, -1, -1, -1); break;   /* rename */
+	case 264: *a = A(FILE_OP_RENAME, 1, 0, 3, 2, -1, -1, -1, -1); break;     /* renameat */
+	case 316: *a = A(FILE_OP_RENAME, 1, 0, 3, 2, 4, -1, -1, -1); break;      /* renameat2 */
+	case 86:  *a = A(FILE_OP_LINK, 1, -1, 0, -1, -1, -1, -1, -1); break;     /* link: path is the new name */
+	case 265: *a = A(FILE_OP_LINK, 3, 2, 1, 0, 4, -1, -1, -1); break;        /* linkat */
+	case 88:  *a = A(FILE_OP_SYMLINK, 1, -1, 0, -1, -1, -1, -1, -1); break;  /* symlink: path is the link */
+	case 266: *a = A(FILE_OP_SYMLINK, 2, 1, 0, -1, -1, -1, -1, -1); break;   /* symlinkat */
+	case 83:  *a = A(FILE_OP_MKDIR, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* mkdir */
+	case 258: *a = A(FILE_OP_MKDIR, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* mkdirat */
+	case 84:  *a = A(FILE_OP_RMDIR, 0, -1, -1, -1, -1, -1, -1, -1); break;   /* rmdir */
+	case 133: *a = A(FILE_OP_MKNOD, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* mknod */
+	case 259: *a = A(FILE_OP_MKNOD, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* mknodat */
+	case 90:  *a = A(FILE_OP_CHMOD, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* chmod */
+	case 91:  *a = A(FILE_OP_CHMOD, -1, -1, -1, -1, -1, 1, 0, -1); break;    /* fchmod */
+	case 268: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* fchmodat */
+	case 452: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, 3, 2, -1, -1); break;      /* fchmodat2 */
+	case 92:  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* chown */
+	case 94:  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* lchown */
+	case 93:  *a = A(FILE_OP_CHOWN, -1, -1, -1, -1, -1, -1, 0, 1); break;    /* fchown */
+	case 260: *a = A(FILE_OP_CHOWN, 1, 0, -1, -1, 4, -1, -1, 2); break;      /* fchownat */
+	case 188: case 189:
+		  *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* setxattr, lsetxattr */
+	case 190: *a = A(FILE_OP_SETXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fsetxattr */
+	case 463: *a = A(FILE_OP_SETXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break;  /* setxattrat */
+	case 197: case 198:
+		  *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* removexattr, lremovexattr */
+	case 199: *a = A(FILE_OP_REMOVEXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fremovexattr */
+	case 466: *a = A(FILE_OP_REMOVEXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break; /* removexattrat */
+	case 132: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utime */
+	case 235: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utimes */
+	case 261: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, -1, -1, -1, -1); break;   /* futimesat */
+	case 280: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, 3, -1, -1, -1); break;    /* utimensat */
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+static __always_inline unsigned long sc_arg(struct pt_regs *regs, int i)
+{
+	switch (i) {
+	case 0: return PT_REGS_PARM1_CORE_SYSCALL(regs);
+	case 1: return PT_REGS_PARM2_CORE_SYSCALL(regs);
+	case 2: return PT_REGS_PARM3_CORE_SYSCALL(regs);
+	case 3: return PT_REGS_PARM4_CORE_SYSCALL(regs);
+	case 4: return PT_REGS_PARM5_CORE_SYSCALL(regs);
+	}
+	return 0;
+}
+
+/* read_user_path fills one path field; returns its kind. */
+static __always_inline __u16 read_user_path(struct pt_regs *regs, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
+{
+	*len = 0;
+	*dirfd = di >= 0 ? (__s32)sc_arg(regs, di) : AT_FDCWD;
+	const char *p = (const char *)sc_arg(regs, pi);
+	if (!p) /* utimensat(fd, NULL, ...) acts on the fd itself */
+		return PATH_FD;
+	long n = bpf_probe_read_user_str(buf, PATH_LEN, p);
+	if (n <= 0)
+		return PATH_NONE;
+	*len = n - 1;
+	return buf[0] == '/' ? PATH_ABSOLUTE : PATH_RELATIVE;
+}
+
+static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __u64 cg)
+{
+	struct fileop_args a;
+	if (!fileop_for(nr, &a))
+		return 0;
+
+	__u32 flags = a.flags >= 0 ? (__u32)sc_arg(regs, a.flags) : 0;
+	__u32 op = a.op;
+	if (nr == 437) { /* openat2: flags live in struct open_how */
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)sc_arg(regs, 2));
+		flags = (__u32)how.flags;
+	}
+	if (op == FILE_OP_OPEN) {
+		if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O___TMPFILE)))
+			return 0; /* read-only open: not a write */
+		if (flags & (O_CREAT | O___TMPFILE))
+			op = FILE_OP_CREATE;
+		else if (flags & O_TRUNC)
+			op = FILE_OP_TRUNCATE;
+	}
+	if (op == FILE_OP_UNLINK && (flags & AT_REMOVEDIR))
+		op = FILE_OP_RMDIR;
+
+	struct file_event *e = RESERVE(struct file_event, DROP_RING_FILE);
+	if (!e)
+		return 0;
+	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_TRACEPOINT);
+	e->op = op;
+	e->flags = flags;
+	e->mode = a.mode >= 0 ? (__u32)sc_arg(regs, a.mode) : 0;
+	e->owner_uid = a.owner >= 0 ? (__u32)sc_arg(regs, a.owner) : 0;
+	e->owner_gid = a.owner >= 0 ? (__u32)sc_arg(regs, a.owner + 1) : 0;
+	e->path2_kind = PATH_NONE;
+	e->path2_len = 0;
+	e->dirfd2 = 0;
+	if (a.fd >= 0) {
+		e->path_kind = PATH_FD;
+		e->path_len = 0;
+		e->dirfd = (__s32)sc_arg(regs, a.fd);
+	} else {
+		e->path_kind = read_user_path(regs, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
+	}
+	if (a.path2 >= 0)
+		e->path2_kind = read_user_path(regs, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline void count_syscall(__u64 cg, long nr)
+{
+	struct syscall_key k = { .cgroup_id = cg, .nr = (__u32)nr };
+	__u64 *n = bpf_map_lookup_elem(&syscall_counts, &k);
+	if (n) {
+		(*n)++;
+		return;
+	}
+	__u64 one = 1;
+	long err = bpf_map_update_elem(&syscall_counts, &k, &one, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU inserted it first */) {
+		n = bpf_map_lookup_elem(&syscall_counts, &k);
+		if (n)
+			(*n)++;
+	} else if (err) {
+		count_drop(DROP_SYSCALL_MAP_FULL);
+	}
+}
+
+static __always_inline int on_sys_enter(struct pt_regs *regs, long nr)
+{
+	__u64 cg = current_watched();
+	if (!cg)
+		return 0;
+	count_syscall(cg, nr);
+	if (!cfg_files_from_lsm)
+		emit_syscall_fileop(regs, nr, cg);
+	return 0;
+}

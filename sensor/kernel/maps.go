@@ -1,0 +1,119 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ringfence/ringfence/bpf"
+)
+
+// DropCause names each kernel-side loss counter, in drops-map order.
+func DropCause(i int) string {
+	switch bpf.SensorDropCause(i) {
+	case bpf.SensorDropCauseDROP_RING_EXEC:
+		return "ring_full_exec"
+	case bpf.SensorDropCauseDROP_RING_EXIT:
+		return "ring_full_exit"
+	case bpf.SensorDropCauseDROP_RING_FILE:
+		return "ring_full_file"
+	case bpf.SensorDropCauseDROP_RING_BIND:
+		return "ring_full_bind"
+	case bpf.SensorDropCauseDROP_SYSCALL_MAP_FULL:
+		return "syscall_map_full"
+	case bpf.SensorDropCauseDROP_WATCH_MAP_FULL:
+		return "watch_map_full"
+	}
+	return fmt.Sprintf("cause_%d", i)
+}
+
+// Watch makes the kernel report on processes in the cgroup with this id and,
+// from now on, in the cgroups created below it.
+func (s *Sensor) Watch(cgroupID uint64) error {
+	if err := s.objs.Maps["watched"].Update(cgroupID, uint32(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("watch cgroup %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+// Unwatch stops reporting on a cgroup. Unwatching an unwatched cgroup is not an error.
+func (s *Sensor) Unwatch(cgroupID uint64) error {
+	err := s.objs.Maps["watched"].Delete(cgroupID)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("unwatch cgroup %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+// Watched lists the watched cgroup ids, including those the kernel added
+// for child cgroups.
+func (s *Sensor) Watched() ([]uint64, error) {
+	var (
+		id   uint64
+		flag uint32
+		ids  []uint64
+	)
+	it := s.objs.Maps["watched"].Iterate()
+	for it.Next(&id, &flag) {
+		ids = append(ids, id)
+	}
+	return ids, it.Err()
+}
+
+// Drops returns the kernel-side loss counters by cause, summed over CPUs.
+func (s *Sensor) Drops() (map[string]uint64, error) {
+	m := s.objs.Maps["drops"]
+	out := make(map[string]uint64, m.MaxEntries())
+	for i := uint32(0); i < m.MaxEntries(); i++ {
+		var perCPU []uint64
+		if err := m.Lookup(i, &perCPU); err != nil {
+			return nil, fmt.Errorf("read drop counter %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		out[DropCause(int(i))] = sum
+	}
+	return out, nil
+}
+
+// SyscallKey identifies one syscall counter.
+type SyscallKey struct {
+	CgroupID uint64
+	Nr       uint32
+}
+
+// SyscallCounts returns the cumulative syscall counts of watched cgroups.
+func (s *Sensor) SyscallCounts() (map[SyscallKey]uint64, error) {
+	var (
+		k      bpf.SensorSyscallKey
+		perCPU []uint64
+	)
+	out := make(map[SyscallKey]uint64)
+	it := s.objs.Maps["syscall_counts"].Iterate()
+	for it.Next(&k, &perCPU) {
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		out[SyscallKey{CgroupID: k.CgroupId, Nr: k.Nr}] = sum
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read syscall counts: %w", err)
+	}
+	return out, nil
+}
+
+// ForgetSyscalls deletes the counters of a cgroup that is no longer watched.
+func (s *Sensor) ForgetSyscalls(keys []SyscallKey) error {
+	var errs []error
+	for _, k := range keys {
+		key := bpf.SensorSyscallKey{CgroupId: k.CgroupID, Nr: k.Nr}
+		if err := s.objs.Maps["syscall_counts"].Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

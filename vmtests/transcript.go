@@ -1,0 +1,277 @@
+package vmtests
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Marker lines printed by /init inside the VM. Each starts a console line
+// and is unlike anything the kernel prints.
+const (
+	// MarkerKernel precedes the output of uname -r.
+	MarkerKernel = "RINGFENCE-KERNEL"
+	// MarkerLSM precedes the contents of /sys/kernel/security/lsm.
+	MarkerLSM = "RINGFENCE-LSM"
+	// MarkerResult precedes a test binary's basename and exit code.
+	MarkerResult = "RINGFENCE-RESULT"
+	// MarkerDone follows the last test binary.
+	MarkerDone = "RINGFENCE-DONE"
+)
+
+// Result is the exit code a test binary reported inside the VM.
+type Result struct {
+	// Test is the basename of the test binary.
+	Test string
+	// ExitCode is its exit status; 0 means all its tests passed.
+	ExitCode int
+}
+
+// Transcript is what a VM reported on its serial console.
+type Transcript struct {
+	// Release is the kernel release from RINGFENCE-KERNEL.
+	Release string
+	// LSMSeen records that a RINGFENCE-LSM line was printed.
+	LSMSeen bool
+	// LSM is the active LSM list, in order.
+	LSM []string
+	// Results are the RINGFENCE-RESULT lines in the order printed.
+	Results []Result
+	// Done records that RINGFENCE-DONE was printed.
+	Done bool
+	// Panic is the first console line reporting a kernel panic, if any.
+	Panic string
+	// LastLine is the last non-empty console line.
+	LastLine string
+}
+
+// Feed adds one console line to the transcript and returns the marker it
+// carried, or "" for any other line.
+func (t *Transcript) Feed(line string) string {
+	line = strings.TrimSpace(cleanLine(line))
+	if line == "" {
+		return ""
+	}
+	t.LastLine = line
+	if t.Panic == "" && strings.Contains(line, "Kernel panic") {
+		t.Panic = line
+	}
+	marker, rest, _ := strings.Cut(line, " ")
+	rest = strings.TrimSpace(rest)
+	switch marker {
+	case MarkerKernel:
+		t.Release = rest
+	case MarkerLSM:
+		t.LSMSeen = true
+		t.LSM = nil
+		for _, m := range strings.Split(rest, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				t.LSM = append(t.LSM, m)
+			}
+		}
+	case MarkerResult:
+		f := strings.Fields(rest)
+		if len(f) != 2 {
+			return ""
+		}
+		code, err := strconv.Atoi(f[1])
+		if err != nil {
+			return ""
+		}
+		t.Results = append(t.Results, Result{Test: f[0], ExitCode: code})
+	case MarkerDone:
+		if rest != "" {
+			return ""
+		}
+		t.Done = true
+	default:
+		return ""
+	}
+	return marker
+}
+
+// HasLSM reports whether name is in the active LSM list.
+func (t Transcript) HasLSM(name string) bool {
+	for _, m := range t.LSM {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}
+
+// result returns the last result reported for test.
+func (t Transcript) result(test string) (Result, bool) {
+	for i := len(t.Results) - 1; i >= 0; i-- {
+		if t.Results[i].Test == test {
+			return t.Results[i], true
+		}
+	}
+	return Result{}, false
+}
+
+// ParseTranscript reads a whole console log.
+func ParseTranscript(r io.Reader) (Transcript, error) {
+	var t Transcript
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		t.Feed(sc.Text())
+	}
+	return t, sc.Err()
+}
+
+// cleanLine removes terminal escape sequences and control characters (the
+// serial console's carriage returns, firmware screen resets) from a line.
+func cleanLine(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == 0x1b:
+			// Skip ESC [ parameters final-byte, or ESC plus one byte.
+			if i+1 < len(s) && s[i+1] == '[' {
+				i += 2
+				for i < len(s) && (s[i] < 0x40 || s[i] > 0x7e) {
+					i++
+				}
+			} else {
+				i++
+			}
+		case c == '\t':
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Ending is how a VM's qemu process ended.
+type Ending int
+
+const (
+	// EndExited means qemu exited by itself: the guest powered off, or it
+	// panicked or reset (qemu runs with -no-reboot and the kernel with
+	// panic=-1).
+	EndExited Ending = iota
+	// EndTimeout means qemu was killed when the overall timeout expired.
+	EndTimeout
+	// EndBootTimeout means qemu was killed because no RINGFENCE-LSM line
+	// arrived within the boot timeout.
+	EndBootTimeout
+	// EndInterrupted means qemu was killed because the run was cancelled.
+	EndInterrupted
+)
+
+// String names the ending for messages.
+func (e Ending) String() string {
+	switch e {
+	case EndExited:
+		return "exited"
+	case EndTimeout:
+		return "timeout"
+	case EndBootTimeout:
+		return "boot timeout"
+	case EndInterrupted:
+		return "interrupted"
+	}
+	return fmt.Sprintf("Ending(%d)", int(e))
+}
+
+// Verdict is the judgement of one boot.
+type Verdict struct {
+	// Pass is true when the kernel passed.
+	Pass bool
+	// Reason explains the verdict in a few words.
+	Reason string
+	// DiedBeforeReport is true when the VM died, or hung in early boot,
+	// before printing any RINGFENCE-RESULT; such a boot is worth retrying.
+	DiedBeforeReport bool
+}
+
+// Judge decides whether a boot that ran the given test binaries passed:
+// bpf must be an active LSM, every binary must report exit code 0, and
+// RINGFENCE-DONE must have been printed.
+func Judge(t Transcript, tests []string, end Ending) Verdict {
+	var reasons []string
+	early := len(t.Results) == 0 && !t.Done
+	if !t.Done {
+		reasons = append(reasons, deathReason(t, tests, end))
+	}
+	if !early || t.LSMSeen {
+		switch {
+		case !t.LSMSeen:
+			reasons = append(reasons, "no "+MarkerLSM+" line")
+		case len(t.LSM) == 0:
+			reasons = append(reasons, "LSM list empty (securityfs not mounted?)")
+		case !t.HasLSM("bpf"):
+			reasons = append(reasons, "bpf not in LSM list "+strings.Join(t.LSM, ","))
+		}
+	}
+	for _, name := range tests {
+		r, ok := t.result(name)
+		switch {
+		case ok && r.ExitCode != 0:
+			reasons = append(reasons, fmt.Sprintf("%s exit %d", name, r.ExitCode))
+		case !ok && t.Done:
+			reasons = append(reasons, "no result for "+name)
+		}
+	}
+	if len(reasons) > 0 {
+		return Verdict{
+			Reason:           strings.Join(reasons, "; "),
+			DiedBeforeReport: early && (end == EndExited || end == EndBootTimeout),
+		}
+	}
+	return Verdict{Pass: true, Reason: fmt.Sprintf("%d/%d test binaries passed", len(tests), len(tests))}
+}
+
+// deathReason describes a VM that never printed RINGFENCE-DONE.
+func deathReason(t Transcript, tests []string, end Ending) string {
+	running := ""
+	for _, name := range tests {
+		if _, ok := t.result(name); !ok {
+			running = name
+			break
+		}
+	}
+	var what string
+	switch {
+	case end == EndBootTimeout:
+		what = "VM hung in early boot (no " + MarkerLSM + " before the boot timeout)"
+	case end == EndInterrupted:
+		what = "interrupted"
+	case end == EndTimeout && running != "":
+		what = "timed out while " + running + " was running"
+	case end == EndTimeout:
+		what = "timed out before " + MarkerDone
+	case !t.LSMSeen:
+		what = "VM died before reporting"
+	case running != "":
+		what = "VM died while " + running + " was running"
+	default:
+		what = "VM died before " + MarkerDone
+	}
+	switch {
+	case t.Panic != "":
+		what += fmt.Sprintf(" (%q)", trimPanic(t.Panic))
+	case end == EndExited && t.LastLine != "":
+		what += fmt.Sprintf(" (last line %q)", tail(t.LastLine, 100))
+	}
+	return what
+}
+
+// trimPanic drops the kernel log timestamp and keeps the panic message.
+func trimPanic(line string) string {
+	if i := strings.Index(line, "Kernel panic"); i >= 0 {
+		line = line[i:]
+	}
+	return tail(line, 120)
+}
