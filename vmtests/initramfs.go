@@ -230,11 +230,12 @@ func buildInitramfs(ctx context.Context, cfg Config) (Initramfs, error) {
 	return Initramfs{Path: out, Tests: names}, nil
 }
 
-// testTimeout is the -test.timeout given to each test binary: a little less
-// than the VM's own timeout, so a hung test panics with its goroutine stacks
-// on the console before the VM is killed.
+// testTimeout is the -test.timeout given to each test binary: three
+// quarters of the VM's own timeout, which leaves room for the emulated boot,
+// so that a hung test panics with its goroutine stacks on the console
+// before the VM is killed.
 func testTimeout(vm time.Duration) time.Duration {
-	return vm - vm/10
+	return vm * 3 / 4
 }
 
 // writeImage writes the compressed image into dir under a name derived from
@@ -270,6 +271,9 @@ func writeImage(im image, dir string) (string, error) {
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
 	}
 	if err != nil {
 		return "", err

@@ -93,9 +93,9 @@ func pickHighest(series string, names []string) (string, error) {
 	best, bestABI := "", -1
 	for _, name := range names {
 		abi := packageABI(re, name)
-		// On equal ABI numbers prefer the lexically smaller name, which
-		// ranks +deb before +bpo, so the choice does not depend on order.
-		if abi > bestABI || (abi == bestABI && abi >= 0 && name < best) {
+		// On equal ABI numbers a stable release (+deb) beats a backport
+		// (+bpo), whatever the order of the lines.
+		if abi > bestABI || (abi == bestABI && abi >= 0 && strings.Contains(name, "+deb") && !strings.Contains(best, "+deb")) {
 			best, bestABI = name, abi
 		}
 	}

@@ -23,16 +23,18 @@ func (s *Sensor) OpenRing() (*Ring, error) {
 	return &Ring{r: r}, nil
 }
 
-// Run hands every record to fn until ctx ends or the ring is closed. The
-// record's bytes are only valid during the call. Run closes the reader.
+// Run hands every record to fn until ctx ends; then it hands over the
+// records still pending in the ring, so a clean shutdown loses nothing that
+// was already written. The record's bytes are only valid during the call.
+// Run closes the reader.
 func (r *Ring) Run(ctx context.Context, fn func([]byte)) error {
-	stop := context.AfterFunc(ctx, func() { r.r.Close() })
+	stop := context.AfterFunc(ctx, func() { r.r.Flush() })
 	defer stop()
 	defer r.r.Close()
 	var rec ringbuf.Record
 	for {
 		if err := r.r.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("read event ring: %w", err)

@@ -1,0 +1,187 @@
+// Package decode turns raw ring-buffer records into events, using the types
+// bpf2go generated from the C definitions. Every record is length-checked
+// before it is read; a malformed record is an error, never a panic.
+package decode
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+// Resolver turns a path the process gave relative to a directory descriptor
+// (AT_FDCWD for its cwd), or a bare descriptor, into an absolute path. It
+// returns false when it cannot (the process is gone, say).
+type Resolver interface {
+	Resolve(pid uint32, dirfd int32, rel string) (string, bool)
+}
+
+// Decoder decodes records. It is not safe for concurrent use.
+type Decoder struct {
+	// bootWall is the wall-clock time of boot: event time = bootWall + ts.
+	bootWall time.Time
+	resolver Resolver
+}
+
+// New returns a decoder. bootWall is the wall-clock time at which
+// CLOCK_BOOTTIME was zero; resolver may be nil.
+func New(bootWall time.Time, resolver Resolver) *Decoder {
+	return &Decoder{bootWall: bootWall, resolver: resolver}
+}
+
+// ErrShort is wrapped by errors about records too short for their kind.
+var ErrShort = errors.New("record too short")
+
+var (
+	hdrSize  = binary.Size(bpf.SensorEventHdr{})
+	execSize = binary.Size(bpf.SensorExecEvent{})
+	exitSize = binary.Size(bpf.SensorExitEvent{})
+	fileSize = binary.Size(bpf.SensorFileEvent{})
+	bindSize = binary.Size(bpf.SensorBindEvent{})
+)
+
+// Decode decodes one record.
+func (d *Decoder) Decode(raw []byte) (event.Event, error) {
+	var h bpf.SensorEventHdr
+	if err := decodeSized(raw, hdrSize, &h); err != nil {
+		return event.Event{}, fmt.Errorf("header: %w", err)
+	}
+	e := d.header(&h)
+	switch bpf.SensorEventKind(h.Kind) {
+	case bpf.SensorEventKindKIND_EXEC:
+		var r bpf.SensorExecEvent
+		if err := decodeSized(raw, execSize, &r); err != nil {
+			return e, fmt.Errorf("exec: %w", err)
+		}
+		execFields(&e, &r)
+	case bpf.SensorEventKindKIND_EXIT:
+		var r bpf.SensorExitEvent
+		if err := decodeSized(raw, exitSize, &r); err != nil {
+			return e, fmt.Errorf("exit: %w", err)
+		}
+		e.Kind = event.KindExit
+		code := r.ExitCode
+		e.ExitCode = &code
+	case bpf.SensorEventKindKIND_FILE:
+		var r bpf.SensorFileEvent
+		if err := decodeSized(raw, fileSize, &r); err != nil {
+			return e, fmt.Errorf("file: %w", err)
+		}
+		d.fileFields(&e, &r)
+	case bpf.SensorEventKindKIND_BIND:
+		var r bpf.SensorBindEvent
+		if err := decodeSized(raw, bindSize, &r); err != nil {
+			return e, fmt.Errorf("bind: %w", err)
+		}
+		bindFields(&e, &r)
+	default:
+		return e, fmt.Errorf("unknown event kind %d", h.Kind)
+	}
+	return e, nil
+}
+
+func decodeSized(raw []byte, size int, v any) error {
+	if len(raw) < size {
+		return fmt.Errorf("%w: %d bytes, need %d", ErrShort, len(raw), size)
+	}
+	_, err := binary.Decode(raw[:size], binary.NativeEndian, v)
+	return err
+}
+
+func (d *Decoder) header(h *bpf.SensorEventHdr) event.Event {
+	return event.Event{
+		Time:     d.bootWall.Add(time.Duration(h.TsBootNs)),
+		Verdict:  event.VerdictAllow,
+		Source:   sourceName(bpf.SensorEventSource(h.Source)),
+		PID:      h.Pid,
+		TID:      h.Tid,
+		PPID:     h.Ppid,
+		UID:      h.Uid,
+		GID:      h.Gid,
+		Comm:     cString(h.Comm[:], len(h.Comm)),
+		CgroupID: h.CgroupId,
+	}
+}
+
+func execFields(e *event.Event, r *bpf.SensorExecEvent) {
+	e.Kind = event.KindExec
+	e.Binary = cString(r.Filename[:], int(r.FilenameLen))
+	e.ArgsTruncated = r.ArgsTruncated != 0
+	n := min(int(r.ArgsLen), len(r.Args))
+	args := strings.TrimRight(string(int8Bytes(r.Args[:n])), "\x00")
+	if args != "" {
+		e.Args = strings.Split(args, "\x00")
+	}
+}
+
+func bindFields(e *event.Event, r *bpf.SensorBindEvent) {
+	e.Kind = event.KindBind
+	e.Port = r.Port
+	switch r.Family {
+	case 2:
+		e.Family = "inet"
+		e.Addr = netip.AddrFrom4([4]byte(r.Addr[:4])).String()
+	case 10:
+		e.Family = "inet6"
+		e.Addr = netip.AddrFrom16(r.Addr).String()
+	default:
+		e.Family = fmt.Sprintf("af_%d", r.Family)
+	}
+	e.Proto = protoName(r.Protocol, r.Type)
+}
+
+func protoName(proto, sockType uint16) string {
+	switch proto {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 132:
+		return "sctp"
+	case 0:
+		switch sockType {
+		case 1:
+			return "tcp"
+		case 2:
+			return "udp"
+		}
+	}
+	return fmt.Sprintf("ip_%d", proto)
+}
+
+func sourceName(s bpf.SensorEventSource) string {
+	switch s {
+	case bpf.SensorEventSourceSOURCE_LSM:
+		return "lsm"
+	case bpf.SensorEventSourceSOURCE_TRACEPOINT:
+		return "tracepoint"
+	case bpf.SensorEventSourceSOURCE_CGROUP:
+		return "cgroup"
+	}
+	return ""
+}
+
+// cString returns the string in b, stopping at n bytes or the first NUL.
+func cString(b []int8, n int) string {
+	n = max(0, min(n, len(b)))
+	raw := int8Bytes(b[:n])
+	if i := bytes.IndexByte(raw, 0); i >= 0 {
+		raw = raw[:i]
+	}
+	return string(raw)
+}
+
+func int8Bytes(b []int8) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		out[i] = byte(c)
+	}
+	return out
+}

@@ -1,0 +1,153 @@
+package decode
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+func encode(tb testing.TB, v any) []byte {
+	tb.Helper()
+	buf := make([]byte, binary.Size(v))
+	if _, err := binary.Encode(buf, binary.NativeEndian, v); err != nil {
+		tb.Fatal(err)
+	}
+	return buf
+}
+
+func setStr(dst []int8, s string) uint32 {
+	for i := range dst {
+		dst[i] = 0
+	}
+	for i := 0; i < len(s) && i < len(dst); i++ {
+		dst[i] = int8(s[i])
+	}
+	return uint32(len(s))
+}
+
+func hdr(kind bpf.SensorEventKind) bpf.SensorEventHdr {
+	h := bpf.SensorEventHdr{TsBootNs: 5e9, CgroupId: 77, Pid: 10, Tid: 11, Ppid: 1, Uid: 1000, Gid: 1000, Kind: uint16(kind), Source: uint16(bpf.SensorEventSourceSOURCE_TRACEPOINT)}
+	setStr(h.Comm[:], "sh")
+	return h
+}
+
+type fakeResolver map[int32]string
+
+func (f fakeResolver) Resolve(pid uint32, dirfd int32, rel string) (string, bool) {
+	dir, ok := f[dirfd]
+	if !ok {
+		return "", false
+	}
+	if rel == "" {
+		return dir, true
+	}
+	return dir + "/" + rel, true
+}
+
+func TestDecode(t *testing.T) {
+	boot := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	d := New(boot, fakeResolver{-100: "/work", 3: "/etc/passwd"})
+
+	exec := bpf.SensorExecEvent{Hdr: hdr(bpf.SensorEventKindKIND_EXEC)}
+	exec.FilenameLen = setStr(exec.Filename[:], "/bin/echo")
+	exec.ArgsLen = setStr(exec.Args[:], "echo\x00hello world\x00")
+
+	file := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_RENAME), Dirfd: -100, Dirfd2: -100,
+		PathKind: uint16(bpf.SensorPathKindPATH_RELATIVE), Path2Kind: uint16(bpf.SensorPathKindPATH_ABSOLUTE)}
+	file.PathLen = setStr(file.Path[:], "a.txt")
+	file.Path2Len = setStr(file.Path2[:], "/tmp/b.txt")
+
+	fd := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_CHOWN), Dirfd: 3, PathKind: uint16(bpf.SensorPathKindPATH_FD), OwnerUid: 5, OwnerGid: 6}
+	gone := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_CHMOD), Dirfd: 9, PathKind: uint16(bpf.SensorPathKindPATH_FD)}
+
+	bind := bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 10, Port: 8080, Protocol: 6}
+	bind.Addr[15] = 1
+
+	exit := bpf.SensorExitEvent{Hdr: hdr(bpf.SensorEventKindKIND_EXIT), ExitCode: 256}
+
+	cases := []struct {
+		name  string
+		raw   []byte
+		check func(t *testing.T, e event.Event)
+	}{
+		{"exec", encode(t, &exec), func(t *testing.T, e event.Event) {
+			if e.Kind != event.KindExec || e.Binary != "/bin/echo" || len(e.Args) != 2 || e.Args[1] != "hello world" {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"rename relative to cwd", encode(t, &file), func(t *testing.T, e event.Event) {
+			if e.Op != "rename" || e.Path != "/work/a.txt" || e.Target != "/tmp/b.txt" || e.PathScope != "" {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"chown by fd", encode(t, &fd), func(t *testing.T, e event.Event) {
+			if e.Op != "chown" || e.Path != "/etc/passwd" || *e.OwnerUID != 5 || *e.OwnerGID != 6 {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"unresolvable fd", encode(t, &gone), func(t *testing.T, e event.Event) {
+			if e.Path != "fd:9" || e.PathScope != "unresolved" {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"bind6", encode(t, &bind), func(t *testing.T, e event.Event) {
+			if e.Family != "inet6" || e.Addr != "::1" || e.Port != 8080 || e.Proto != "tcp" {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"exit", encode(t, &exit), func(t *testing.T, e event.Event) {
+			if e.Kind != event.KindExit || *e.ExitCode != 256 {
+				t.Fatalf("%+v", e)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := d.Decode(c.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.PID != 10 || e.CgroupID != 77 || e.Comm != "sh" || !e.Time.Equal(boot.Add(5*time.Second)) {
+				t.Fatalf("header fields: %+v", e)
+			}
+			c.check(t, e)
+		})
+	}
+}
+
+func TestDecodeRejectsShortRecords(t *testing.T) {
+	d := New(time.Now(), nil)
+	full := encode(t, &bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE)})
+	for _, n := range []int{0, 10, hdrSize - 1, hdrSize, len(full) - 1} {
+		if _, err := d.Decode(full[:n]); !errors.Is(err, ErrShort) {
+			t.Errorf("%d bytes: err = %v, want ErrShort", n, err)
+		}
+	}
+	bad := encode(t, &bpf.SensorExitEvent{Hdr: hdr(99)})
+	if _, err := d.Decode(bad); err == nil || !strings.Contains(err.Error(), "unknown event kind 99") {
+		t.Errorf("unknown kind: err = %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(encode(f, &bpf.SensorExecEvent{Hdr: hdr(bpf.SensorEventKindKIND_EXEC), ArgsLen: 5000, FilenameLen: 9999}))
+	f.Add(encode(f, &bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), PathLen: 1 << 31, PathKind: 7, Path2Kind: 2}))
+	f.Add(encode(f, &bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 2}))
+	f.Add([]byte{1, 2, 3})
+	d := New(time.Unix(0, 0), fakeResolver{-100: "/"})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := d.Decode(raw)
+		if err != nil {
+			return
+		}
+		// Lengths in a record are never trusted beyond their arrays.
+		if len(e.Binary) > 256 || len(e.Path) > 1024 || len(e.Target) > 1024 {
+			t.Fatalf("decoded field past its array: %+v", e)
+		}
+	})
+}

@@ -1,0 +1,96 @@
+// Package event is the sensor's event model: what every hook reports, with
+// the stable JSON field names that sinks, the store and the CLI share.
+package event
+
+import "time"
+
+// Kind says what happened.
+type Kind string
+
+// The event kinds.
+const (
+	KindExec      Kind = "exec"
+	KindExit      Kind = "exit"
+	KindFile      Kind = "file"
+	KindBind      Kind = "bind"
+	KindViolation Kind = "violation"
+	KindContainer Kind = "container"
+	KindPosture   Kind = "posture"
+	KindSensor    Kind = "sensor"
+	KindSyscalls  Kind = "syscalls"
+)
+
+// Verdict is what the sensor did about an event.
+type Verdict string
+
+// The verdicts.
+const (
+	VerdictAllow Verdict = "allow"
+	VerdictDeny  Verdict = "deny"
+	VerdictAudit Verdict = "audit"
+)
+
+// Container identifies the container of the acting process.
+type Container struct {
+	ID        string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	Image     string `json:"image,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Event is one observation. Fields that do not apply to a kind stay empty and
+// are left out of the JSON form.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    Kind      `json:"kind"`
+	Verdict Verdict   `json:"verdict,omitempty"`
+	// Source is the kernel mechanism that saw it: lsm, tracepoint or cgroup.
+	Source string `json:"source,omitempty"`
+
+	PID       uint32     `json:"pid,omitempty"`
+	TID       uint32     `json:"tid,omitempty"`
+	PPID      uint32     `json:"ppid,omitempty"`
+	UID       uint32     `json:"uid"`
+	GID       uint32     `json:"gid"`
+	Comm      string     `json:"comm,omitempty"`
+	CgroupID  uint64     `json:"cgroup_id,omitempty"`
+	Container *Container `json:"container,omitempty"`
+
+	// exec, exit
+	Binary        string   `json:"binary,omitempty"`
+	Args          []string `json:"args,omitempty"`
+	ArgsTruncated bool     `json:"args_truncated,omitempty"`
+	ExitCode      *int32   `json:"exit_code,omitempty"`
+
+	// file
+	Path string `json:"path,omitempty"`
+	Op   string `json:"op,omitempty"`
+	// Target is the second path of rename (new name), link (existing file)
+	// and symlink (link contents).
+	Target string `json:"target,omitempty"`
+	// PathScope is empty for a path as the process sees it, "filesystem"
+	// for one relative to its filesystem's root, "unresolved" for a
+	// relative path or descriptor that could not be resolved.
+	PathScope string  `json:"path_scope,omitempty"`
+	Flags     uint32  `json:"flags,omitempty"`
+	FileMode  uint32  `json:"file_mode,omitempty"`
+	OwnerUID  *uint32 `json:"owner_uid,omitempty"`
+	OwnerGID  *uint32 `json:"owner_gid,omitempty"`
+
+	// bind
+	Family string `json:"family,omitempty"`
+	Addr   string `json:"addr,omitempty"`
+	Port   uint16 `json:"port,omitempty"`
+	Proto  string `json:"proto,omitempty"`
+
+	// violation
+	Policy string `json:"policy,omitempty"`
+	Rule   string `json:"rule,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+	Reason string `json:"reason,omitempty"`
+
+	// sensor, syscalls
+	Message  string            `json:"message,omitempty"`
+	Counts   map[string]uint64 `json:"counts,omitempty"`
+}

@@ -1,0 +1,317 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/decode"
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/kernel"
+	"github.com/ringfence/ringfence/sensor/status"
+)
+
+// Sink receives every event. Write must not keep e after it returns.
+type Sink interface {
+	Write(e *event.Event) error
+	Flush() error
+}
+
+// Config is everything the sensor needs; nothing is read from globals.
+type Config struct {
+	// WatchCgroups are cgroup v2 directories (absolute, or relative to the
+	// cgroup2 mount) whose processes, and those of their descendants, are watched.
+	WatchCgroups []string
+	// RingBytes sizes the kernel event ring; 0 keeps the default (16 MiB).
+	RingBytes uint32
+	// QueueLen bounds the queue between the ring reader and the sinks.
+	QueueLen int
+	// StatusPath is where the status snapshot is published; empty disables it.
+	StatusPath string
+	// Interval is how often counters are read and the status published.
+	Interval time.Duration
+	Version  string
+	Sinks    []Sink
+	Logger   *slog.Logger
+}
+
+// Sensor is a running sensor. Create it with New, run it with Run.
+type Sensor struct {
+	cfg     Config
+	probe   kernel.Probe
+	kern    *kernel.Sensor
+	ring    *kernel.Ring
+	decoder *decode.Decoder
+	started time.Time
+
+	queue      chan event.Event
+	queueDrops atomic.Uint64
+	decodeErrs atomic.Uint64
+
+	mu       sync.Mutex
+	counts   map[string]uint64 // events by kind/verdict
+	lastSys  map[kernel.SyscallKey]uint64
+	lastLost map[string]uint64
+}
+
+// New probes the kernel, loads the programs of its tier and starts watching
+// the configured cgroups. Nothing stays loaded when it returns an error.
+func New(cfg Config) (_ *Sensor, err error) {
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 8192
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := kernel.ProbeTier()
+	if err != nil {
+		return nil, fmt.Errorf("capability probe: %w", err)
+	}
+	ids := make([]uint64, 0, len(cfg.WatchCgroups))
+	for _, dir := range cfg.WatchCgroups {
+		id, _, err := CgroupID(p.Cgroup2Root, dir)
+		if err != nil {
+			return nil, fmt.Errorf("--watch-cgroup: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	kern, err := kernel.Load(p, kernel.Options{RingBytes: cfg.RingBytes})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			kern.Close()
+		}
+	}()
+	for _, id := range ids {
+		if err := kern.Watch(id); err != nil {
+			return nil, err
+		}
+	}
+	ring, err := kern.OpenRing()
+	if err != nil {
+		return nil, err
+	}
+	bootWall, err := bootWallClock()
+	if err != nil {
+		return nil, err
+	}
+	return &Sensor{
+		cfg:      cfg,
+		probe:    p,
+		kern:     kern,
+		ring:     ring,
+		decoder:  decode.New(bootWall, decode.NewProcResolver("/proc", readlink)),
+		started:  time.Now(),
+		queue:    make(chan event.Event, cfg.QueueLen),
+		counts:   make(map[string]uint64),
+		lastSys:  make(map[kernel.SyscallKey]uint64),
+		lastLost: make(map[string]uint64),
+	}, nil
+}
+
+// bootWallClock returns the wall-clock time at which CLOCK_BOOTTIME was zero.
+func bootWallClock() (time.Time, error) {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Time{}, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
+	}
+	return now.Add(-time.Duration(ts.Nano())), nil
+}
+
+func readlink(p string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlink(p, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// Probe returns the capability probe's outcome.
+func (s *Sensor) Probe() kernel.Probe { return s.probe }
+
+// Watch starts watching one more cgroup by id.
+func (s *Sensor) Watch(cgroupID uint64) error { return s.kern.Watch(cgroupID) }
+
+// Run reads and dispatches events until ctx ends, then detaches every
+// program, closes every map and flushes the sinks. Events still queued when
+// ctx ends are delivered before Run returns.
+func (s *Sensor) Run(ctx context.Context) error {
+	defer s.kern.Close()
+	s.emit(s.startEvent())
+
+	var wg sync.WaitGroup
+	readErr := make(chan error, 1)
+	wg.Go(func() {
+		readErr <- s.ring.Run(ctx, s.onRecord)
+		close(s.queue)
+	})
+	wg.Go(func() {
+		for e := range s.queue {
+			s.dispatch(&e)
+		}
+	})
+
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+		}
+		s.poll()
+	}
+	wg.Wait()
+	var errs []error
+	errs = append(errs, <-readErr)
+	for _, sk := range s.cfg.Sinks {
+		errs = append(errs, sk.Flush())
+	}
+	return errors.Join(errs...)
+}
+
+// onRecord runs on the ring reader goroutine: decode and queue, never block.
+func (s *Sensor) onRecord(raw []byte) {
+	e, err := s.decoder.Decode(raw)
+	if err != nil {
+		s.decodeErrs.Add(1)
+		s.cfg.Logger.Warn("undecodable record", "error", err)
+		return
+	}
+	select {
+	case s.queue <- e:
+	default:
+		s.queueDrops.Add(1)
+	}
+}
+
+func (s *Sensor) dispatch(e *event.Event) {
+	s.mu.Lock()
+	s.counts[string(e.Kind)+"/"+string(e.Verdict)]++
+	s.mu.Unlock()
+	for _, sk := range s.cfg.Sinks {
+		if err := sk.Write(e); err != nil {
+			s.cfg.Logger.Error("sink write failed", "error", err)
+		}
+	}
+}
+
+// emit sends an event the sensor itself produced, bypassing the queue.
+func (s *Sensor) emit(e event.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	s.dispatch(&e)
+}
+
+func (s *Sensor) startEvent() event.Event {
+	return event.Event{
+		Kind:    event.KindSensor,
+		Verdict: event.VerdictAllow,
+		Message: fmt.Sprintf("started: tier %s: %s", s.probe.Tier, s.probe.Reason),
+	}
+}
+
+// Lost returns every loss counter: the kernel's by cause, plus the reader
+// queue and undecodable records.
+func (s *Sensor) Lost() (map[string]uint64, error) {
+	lost, err := s.kern.Drops()
+	if err != nil {
+		return nil, err
+	}
+	lost["reader_queue_full"] = s.queueDrops.Load()
+	lost["undecodable"] = s.decodeErrs.Load()
+	return lost, nil
+}
+
+// poll reads the counters, reports what changed, and publishes the status.
+func (s *Sensor) poll() {
+	lost, err := s.Lost()
+	if err != nil {
+		s.cfg.Logger.Error("read loss counters", "error", err)
+	} else if delta := diff(lost, s.lastLost); len(delta) > 0 {
+		s.lastLost = lost
+		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: "events lost", Counts: delta})
+	}
+	s.pollSyscalls()
+	if s.cfg.StatusPath != "" {
+		if err := status.Write(s.cfg.StatusPath, s.Snapshot()); err != nil {
+			s.cfg.Logger.Error("publish status", "error", err)
+		}
+	}
+}
+
+// pollSyscalls emits, per cgroup, the syscall counts since the last poll.
+func (s *Sensor) pollSyscalls() {
+	counts, err := s.kern.SyscallCounts()
+	if err != nil {
+		s.cfg.Logger.Error("read syscall counts", "error", err)
+		return
+	}
+	per := make(map[uint64]map[string]uint64)
+	for k, n := range counts {
+		if d := n - s.lastSys[k]; d > 0 {
+			if per[k.CgroupID] == nil {
+				per[k.CgroupID] = make(map[string]uint64)
+			}
+			per[k.CgroupID][strconv.Itoa(int(k.Nr))] = d
+		}
+	}
+	s.lastSys = counts
+	now := time.Now()
+	for cg, c := range per {
+		s.emit(event.Event{Time: now, Kind: event.KindSyscalls, Verdict: event.VerdictAllow, CgroupID: cg, Counts: c})
+	}
+}
+
+func diff(now, before map[string]uint64) map[string]uint64 {
+	out := make(map[string]uint64)
+	for k, v := range now {
+		if v > before[k] {
+			out[k] = v - before[k]
+		}
+	}
+	return out
+}
+
+// Snapshot describes the sensor for `ringfence status`.
+func (s *Sensor) Snapshot() *status.Snapshot {
+	snap := &status.Snapshot{
+		PID:        unix.Getpid(),
+		Version:    s.cfg.Version,
+		Started:    s.started,
+		Updated:    time.Now(),
+		Tier:       string(s.probe.Tier),
+		TierReason: s.probe.Reason,
+		ActiveLSMs: s.probe.ActiveLSMs,
+	}
+	for _, h := range s.kern.Hooks() {
+		snap.Hooks = append(snap.Hooks, status.Hook(h))
+	}
+	for _, c := range kernel.Capabilities(s.probe.Tier, s.probe.Reason) {
+		snap.Capabilities = append(snap.Capabilities, status.Capability(c))
+	}
+	if ids, err := s.kern.Watched(); err == nil {
+		snap.Watched = len(ids)
+	}
+	snap.Lost, _ = s.Lost()
+	s.mu.Lock()
+	snap.Events = maps.Clone(s.counts)
+	s.mu.Unlock()
+	return snap
+}

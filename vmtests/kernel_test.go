@@ -1,0 +1,86 @@
+package vmtests
+
+import (
+	"strings"
+	"testing"
+)
+
+// aptSearch6x is trimmed `apt-cache search --names-only ^linux-image-6` output
+// from Debian 12 with bookworm-updates and bookworm-security.
+const aptSearch6x = `linux-image-6.1.0-47-amd64-dbg - Debug symbols for linux-image-6.1.0-47-amd64
+linux-image-6.1.0-47-amd64-unsigned - Linux 6.1 for 64-bit PCs
+linux-image-6.1.0-56-cloud-amd64-dbg - Debug symbols for linux-image-6.1.0-56-cloud-amd64
+linux-image-6.1.0-57-amd64-unsigned - Linux 6.1 for 64-bit PCs
+linux-image-6.1.0-57-rt-amd64 - Linux 6.1 for 64-bit PCs (signed), PREEMPT_RT
+linux-image-6.1.0-57-cloud-amd64 - Linux 6.1 for x86-64 cloud (signed)
+linux-image-6.1.0-47-amd64 - Linux 6.1 for 64-bit PCs (signed)
+linux-image-6.1.0-9-amd64 - Linux 6.1 for 64-bit PCs (signed)
+linux-image-6.1.0-56-amd64 - Linux 6.1 for 64-bit PCs (signed)
+linux-image-6.1.0-50-amd64 - Linux 6.1 for 64-bit PCs (signed)
+linux-image-6.12-amd64 - Linux for 64-bit PCs (meta-package)
+linux-image-6.12-amd64-dbg - Debugging symbols for Linux amd64 configuration (meta-package)
+linux-image-6.12.9+bpo-amd64 - Linux 6.12 for 64-bit PCs (signed)
+linux-image-6.12.100+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)
+linux-image-6.12.117+deb12-amd64-dbg - Debug symbols for linux-image-6.12.117+deb12-amd64
+linux-image-6.12.117+deb12-amd64-unsigned - Linux 6.12 for 64-bit PCs
+linux-image-6.12.117+deb12-cloud-amd64 - Linux 6.12 for x86-64 cloud (signed)
+linux-image-6.12.117+deb12-rt-amd64 - Linux 6.12 for 64-bit PCs (signed), PREEMPT_RT
+linux-image-6.12.115+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)
+linux-image-6.12.113+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)
+linux-image-6.12.117-amd64 - not a Debian naming scheme
+`
+
+func TestSelectPackage(t *testing.T) {
+	tests := []struct {
+		name    string
+		series  string
+		output  string
+		want    string
+		wantErr string
+	}{
+		{name: "6.1 highest ABI numerically", series: "6.1", output: aptSearch6x, want: "linux-image-6.1.0-56-amd64"},
+		{name: "6.12 highest sublevel", series: "6.12", output: aptSearch6x, want: "linux-image-6.12.115+deb12-amd64"},
+		{
+			name:   "6.12 newer signed package",
+			series: "6.12",
+			output: aptSearch6x + "linux-image-6.12.117+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)\n",
+			want:   "linux-image-6.12.117+deb12-amd64",
+		},
+		{
+			name:   "backports naming",
+			series: "6.12",
+			output: "linux-image-6.12.9+bpo-amd64 - Linux 6.12 (signed)\nlinux-image-6.12.10+bpo-amd64-unsigned - Linux 6.12\n",
+			want:   "linux-image-6.12.9+bpo-amd64",
+		},
+		{
+			name:   "deb preferred over bpo at equal ABI",
+			series: "6.12",
+			output: "linux-image-6.12.9+bpo-amd64 - x\nlinux-image-6.12.9+deb12-amd64 - x\nlinux-image-6.12.9+bpo-amd64 - x\n",
+			want:   "linux-image-6.12.9+deb12-amd64",
+		},
+		{
+			name:    "only variants",
+			series:  "6.12",
+			output:  "linux-image-6.12.117+deb12-amd64-dbg - x\nlinux-image-6.12.117+deb12-rt-amd64 - x\nlinux-image-6.12.117+deb12-cloud-amd64 - x\nlinux-image-6.12.117+deb12-amd64-unsigned - x\n",
+			wantErr: "kernel 6.12: no package matches linux-image-6.12.0-*-amd64 or linux-image-6.12.*+deb12-amd64",
+		},
+		{name: "empty output", series: "6.1", output: "", wantErr: "kernel 6.1: no package matches"},
+		{name: "series not in output", series: "6.6", output: aptSearch6x, wantErr: "kernel 6.6: no package matches"},
+		{name: "bad series", series: "6.x", output: aptSearch6x, wantErr: `kernel "6.x": want a series`},
+		{name: "full version is not a series", series: "6.1.0", output: aptSearch6x, wantErr: "want a series"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := SelectPackage(tc.series, tc.output)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("SelectPackage = %q, %v; want error containing %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("SelectPackage = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,184 @@
+package vmtests
+
+import (
+	"strings"
+	"testing"
+)
+
+// parse feeds a console log given as one string to a new transcript.
+func parse(tb testing.TB, log string) Transcript {
+	tb.Helper()
+	t, err := ParseTranscript(strings.NewReader(log))
+	if err != nil {
+		tb.Fatalf("ParseTranscript: %v", err)
+	}
+	return t
+}
+
+func TestJudge(t *testing.T) {
+	const boot = "\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2)\r\nBooting from ROM...\r\n"
+	const lsm = "RINGFENCE-KERNEL 6.12.117+deb12-amd64\r\n\r\nRINGFENCE-LSM lockdown,capability,landlock,yama,apparmor,tomoyo,bpf,ipe\r\n"
+	tests := []struct {
+		name      string
+		log       string
+		tests     []string
+		end       Ending
+		pass      bool
+		died      bool
+		reasonHas []string
+	}{
+		{
+			name:  "pass",
+			log:   boot + lsm + "=== RUN   TestX\r\n--- PASS: TestX\r\nPASS\r\n\r\nRINGFENCE-RESULT a.test 0\r\n\r\nRINGFENCE-RESULT b.test 0\r\n\r\nRINGFENCE-DONE\r\n[    3.3] reboot: Power down\r\n",
+			tests: []string{"a.test", "b.test"},
+			end:   EndExited,
+			pass:  true,
+		},
+		{
+			name:      "one binary fails",
+			log:       boot + lsm + "RINGFENCE-RESULT a.test 0\r\n--- FAIL: TestY\r\nFAIL\r\nRINGFENCE-RESULT b.test 1\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test", "b.test"},
+			end:       EndExited,
+			reasonHas: []string{"b.test exit 1"},
+		},
+		{
+			name:      "died before report with panic",
+			log:       boot + "[    0.51] Kernel panic - not syncing: Attempted to kill the idle task!\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			died:      true,
+			reasonHas: []string{"VM died before reporting", "Kernel panic - not syncing: Attempted to kill the idle task!"},
+		},
+		{
+			name:      "died before report without output",
+			log:       "",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			died:      true,
+			reasonHas: []string{"VM died before reporting"},
+		},
+		{
+			name:      "hung in early boot",
+			log:       boot,
+			tests:     []string{"a.test"},
+			end:       EndBootTimeout,
+			died:      true,
+			reasonHas: []string{"hung in early boot"},
+		},
+		{
+			name:      "died during first test",
+			log:       boot + lsm + "=== RUN   TestCrash\r\n[    2.9] Kernel panic - not syncing: sysrq triggered crash\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			died:      true,
+			reasonHas: []string{"VM died while a.test was running", "sysrq triggered crash"},
+		},
+		{
+			name:      "died after a result is not retried",
+			log:       boot + lsm + "RINGFENCE-RESULT a.test 0\r\n",
+			tests:     []string{"a.test", "b.test"},
+			end:       EndExited,
+			reasonHas: []string{"VM died while b.test was running"},
+		},
+		{
+			name:      "timeout in a test is not retried",
+			log:       boot + lsm + "=== RUN   TestHang\r\n",
+			tests:     []string{"a.test"},
+			end:       EndTimeout,
+			reasonHas: []string{"timed out while a.test was running"},
+		},
+		{
+			name:      "bpf not an active LSM",
+			log:       boot + "RINGFENCE-LSM lockdown,capability,landlock,yama,apparmor\r\nRINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			reasonHas: []string{"bpf not in LSM list lockdown,capability,landlock,yama,apparmor"},
+		},
+		{
+			name:      "empty LSM list",
+			log:       "RINGFENCE-LSM \r\nRINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			reasonHas: []string{"LSM list empty"},
+		},
+		{
+			name:      "no LSM line",
+			log:       "RINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			reasonHas: []string{"no RINGFENCE-LSM line"},
+		},
+		{
+			name:      "missing result",
+			log:       lsm + "RINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test", "b.test"},
+			end:       EndExited,
+			reasonHas: []string{"no result for b.test"},
+		},
+		{
+			name:      "markers inside other lines are ignored",
+			log:       lsm + "log: RINGFENCE-RESULT a.test 0\r\nsaw RINGFENCE-DONE\r\nRINGFENCE-DONE now\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			died:      true,
+			reasonHas: []string{"VM died while a.test was running"},
+		},
+		{
+			name:      "malformed result is ignored",
+			log:       lsm + "RINGFENCE-RESULT a.test zero\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			reasonHas: []string{"no result for a.test"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Judge(parse(t, tc.log), tc.tests, tc.end)
+			if v.Pass != tc.pass || v.DiedBeforeReport != tc.died {
+				t.Errorf("Judge = %+v, want pass=%v diedBeforeReport=%v", v, tc.pass, tc.died)
+			}
+			for _, want := range tc.reasonHas {
+				if !strings.Contains(v.Reason, want) {
+					t.Errorf("reason %q lacks %q", v.Reason, want)
+				}
+			}
+		})
+	}
+}
+
+func TestTranscriptFields(t *testing.T) {
+	tr := parse(t, "RINGFENCE-KERNEL 6.1.0-56-amd64\r\nRINGFENCE-LSM lockdown,capability,bpf\r\n"+
+		"RINGFENCE-RESULT x.test 0\nRINGFENCE-RESULT y.test 2\nRINGFENCE-DONE\n[ 3.5] reboot: Power down\n")
+	if tr.Release != "6.1.0-56-amd64" {
+		t.Errorf("Release = %q", tr.Release)
+	}
+	if got := strings.Join(tr.LSM, ","); got != "lockdown,capability,bpf" || !tr.HasLSM("bpf") || tr.HasLSM("selinux") {
+		t.Errorf("LSM = %q", got)
+	}
+	want := []Result{{"x.test", 0}, {"y.test", 2}}
+	if len(tr.Results) != len(want) || tr.Results[0] != want[0] || tr.Results[1] != want[1] {
+		t.Errorf("Results = %v, want %v", tr.Results, want)
+	}
+	if !tr.Done || tr.LastLine != "[ 3.5] reboot: Power down" {
+		t.Errorf("Done = %v, LastLine = %q", tr.Done, tr.LastLine)
+	}
+}
+
+func TestCleanLine(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{name: "plain", in: "hello world", want: "hello world"},
+		{name: "carriage return", in: "RINGFENCE-DONE\r", want: "RINGFENCE-DONE"},
+		{name: "firmware reset sequences", in: "\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS", want: "SeaBIOS"},
+		{name: "tab kept", in: "a\tb", want: "a\tb"},
+		{name: "bell dropped", in: "a\x07b", want: "ab"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cleanLine(tc.in); got != tc.want {
+				t.Errorf("cleanLine(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
