@@ -144,3 +144,15 @@ static __always_inline int lsm_inode_setattr(struct dentry *d, struct iattr *att
 		return 0;
 	return dentry_op(FILE_OP_UTIMES, d, valid);
 }
+
+/* file_truncate (6.2+) is the ftruncate and O_TRUNC route on newer kernels;
+ * it is not among the hooks where bpf_d_path is allowed, so walk the path. */
+static __always_inline int lsm_file_truncate(struct file *file)
+{
+	struct file_event *e = file_event_start(FILE_OP_TRUNCATE);
+	if (!e)
+		return 0;
+	e->path_len = file_path(file, e->path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

@@ -30,11 +30,17 @@ static __always_inline __u32 append_name(struct path_scratch *s, __u32 off, cons
 {
 	if (off >= PATH_LEN - 1)
 		return off;
+	/* Keep clang from dropping the masks: the verifier needs them. */
+	barrier_var(off);
 	s->buf[off & (PATH_LEN - 1)] = '/';
 	off++;
+	barrier_var(off);
 	long n = bpf_probe_read_kernel_str(&s->buf[off & (PATH_LEN - 1)], NAME_LEN, name);
 	if (n > 1)
 		off += n - 1;
+	/* One range for every outcome, so the verifier can prune the loop. */
+	if (off > PATH_LEN - 1)
+		off = PATH_LEN - 1;
 	return off;
 }
 
@@ -48,29 +54,141 @@ static __always_inline __u32 copy_out(struct path_scratch *s, __u32 len, char *d
 	return len;
 }
 
+struct walk_state {
+	__u64 d, vmnt, mnt, root_d, root_m, mnt_off;
+	__u32 n, off;
+};
+
+/* walk_step moves one step towards the root: up one dentry, recording its
+ * name, or across one mount point. Returns 1 to stop. */
+static long walk_step(__u64 i, void *ctx)
+{
+	struct walk_state *w = ctx;
+	struct path_scratch *s = scratch();
+	if (!s)
+		return 1;
+	struct dentry *d = (struct dentry *)w->d;
+	struct vfsmount *vmnt = (struct vfsmount *)w->vmnt;
+	if (vmnt && w->d == w->root_d && w->vmnt == w->root_m)
+		return 1;
+	if (vmnt && d == BPF_CORE_READ(vmnt, mnt_root)) {
+		struct mount *mnt = (struct mount *)w->mnt;
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+		if (!up || up == mnt)
+			return 1; /* the root of the mount tree */
+		w->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = (__u64)up;
+		w->vmnt = (__u64)up + w->mnt_off;
+		return 0;
+	}
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (!parent || parent == d || w->n >= MAX_DEPTH)
+		return 1;
+	s->names[w->n & (MAX_DEPTH - 1)] = (__u64)BPF_CORE_READ(d, d_name.name);
+	w->n++;
+	w->d = (__u64)parent;
+	return 0;
+}
+
+/* emit_step appends the i-th name from the root. Returns 1 to stop. */
+static long emit_step(__u64 i, void *ctx)
+{
+	struct walk_state *w = ctx;
+	struct path_scratch *s = scratch();
+	if (!s || i >= w->n)
+		return 1;
+	w->off = append_name(s, w->off, (const unsigned char *)s->names[(w->n - 1 - i) & (MAX_DEPTH - 1)]);
+	return 0;
+}
+
+/* path_walk writes into s->buf the path of dentry d and returns its length.
+ * With a vfsmount it crosses mount points up to the current task's root, as
+ * d_path does, giving the path the process sees; without one it stops at the
+ * root of d's filesystem. Unlike bpf_d_path it works in any program type.
+ * The loops run in bpf_loop so the verifier checks each step once. */
+static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u64 vfsmount)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct walk_state w = {
+		.d = dentry,
+		.vmnt = vfsmount,
+		.root_d = (__u64)BPF_CORE_READ(task, fs, root.dentry),
+		.root_m = (__u64)BPF_CORE_READ(task, fs, root.mnt),
+		.mnt_off = bpf_core_field_offset(struct mount, mnt),
+	};
+	if (vfsmount)
+		w.mnt = vfsmount - w.mnt_off;
+	bpf_loop(MAX_DEPTH + 8, walk_step, &w, 0);
+	bpf_loop(MAX_DEPTH, emit_step, &w, 0);
+	__u32 off = w.off;
+	if (off == 0)
+		s->buf[off++] = '/';
+	if (off > PATH_LEN - 1)
+		off = PATH_LEN - 1;
+	return off;
+}
+
+/* path_append_user appends "/" and the user string at uptr to the off bytes
+ * of s->buf ("/" alone counts as empty) and returns the new length. */
+static __always_inline __u32 path_append_user(struct path_scratch *s, __u32 off, __u64 uptr)
+{
+	if (!s)
+		return 0;
+	if (off == 1)
+		off = 0;
+	if (off >= PATH_LEN - 1)
+		return off;
+	barrier_var(off);
+	s->buf[off & (PATH_LEN - 1)] = '/';
+	off++;
+	barrier_var(off);
+	long n = bpf_probe_read_user_str(&s->buf[off & (PATH_LEN - 1)], PATH_LEN, (const char *)uptr);
+	if (n > 1)
+		off += n - 1;
+	return off;
+}
+
 /* dentry_path writes the path of d inside its filesystem (no mount crossing). */
 static __always_inline __u32 dentry_path(struct dentry *d, char *dst)
 {
 	struct path_scratch *s = scratch();
 	if (!s)
 		return 0;
-	int n = 0;
-	for (int i = 0; i < MAX_DEPTH; i++) {
-		struct dentry *parent = BPF_CORE_READ(d, d_parent);
-		if (!parent || parent == d)
-			break;
-		s->names[i] = (__u64)BPF_CORE_READ(d, d_name.name);
-		n++;
-		d = parent;
-	}
-	__u32 off = 0;
-	for (int i = MAX_DEPTH - 1; i >= 0; i--) {
-		if (i < n)
-			off = append_name(s, off, (const unsigned char *)s->names[i]);
-	}
-	if (off == 0)
-		s->buf[off++] = '/';
-	return copy_out(s, off, dst);
+	return copy_out(s, path_walk(s, (__u64)d, 0), dst);
+}
+
+/* file_path writes the path of an open file as its process sees it. */
+static __always_inline __u32 file_path(struct file *f, char *dst)
+{
+	struct path_scratch *s = scratch();
+	if (!s)
+		return 0;
+	return copy_out(s, path_walk(s, (__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt)), dst);
+}
+
+/* fd_file returns the current task's open file fd, or NULL. */
+static __always_inline struct file *fd_file(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if (fd < 0 || (unsigned int)fd >= max)
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* dir_then_user writes dir's path, "/", then the user string rel: a
+ * relative path resolved against a directory. Returns the length. */
+static __always_inline __u32 dir_then_user(struct dentry *d, struct vfsmount *m, const char *rel, char *dst)
+{
+	struct path_scratch *s = scratch();
+	if (!s)
+		return 0;
+	__u32 off = path_walk(s, (__u64)d, (__u64)m);
+	return copy_out(s, path_append_user(s, off, (__u64)rel), dst);
 }
 
 /* d_path_child writes the path of dir (a struct path) followed by child's name when given. */

@@ -74,7 +74,7 @@ int BPF_PROG(rf_lsm_path_truncate, const struct path *path)
 SEC("lsm/file_truncate")
 int BPF_PROG(rf_lsm_file_truncate, struct file *file)
 {
-	return dentry_op(FILE_OP_TRUNCATE, BPF_CORE_READ(file, f_path.dentry), 0);
+	return lsm_file_truncate(file);
 }
 
 SEC("lsm/path_unlink")

@@ -4,7 +4,7 @@
  * attempts: the syscall may still fail. Writes that bypass syscalls
  * (io_uring) are only seen on the full tier. x86-64 syscall numbers. */
 #pragma once
-#include "common.h"
+#include "path.h"
 
 #define O_WRONLY 01
 #define O_RDWR 02
@@ -13,12 +13,13 @@
 #define O___TMPFILE 020000000
 #define AT_FDCWD -100
 #define AT_REMOVEDIR 0x200
+#define NO_RESOLVE -2
 
 /* Where a syscall's arguments live, decoded once per syscall number. */
 struct fileop_args {
 	__u32 op;
 	__s8 path;   /* argument index of the path, -1 none */
-	__s8 dirfd;  /* argument index of the dirfd, -1 means AT_FDCWD */
+	__s8 dirfd;  /* argument index of the dirfd, -1 means AT_FDCWD, NO_RESOLVE a literal string */
 	__s8 path2;
 	__s8 dirfd2;
 	__s8 flags;
@@ -47,8 +48,8 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 316: *a = A(FILE_OP_RENAME, 1, 0, 3, 2, 4, -1, -1, -1); break;      /* renameat2 */
 	case 86:  *a = A(FILE_OP_LINK, 1, -1, 0, -1, -1, -1, -1, -1); break;     /* link: path is the new name */
 	case 265: *a = A(FILE_OP_LINK, 3, 2, 1, 0, 4, -1, -1, -1); break;        /* linkat */
-	case 88:  *a = A(FILE_OP_SYMLINK, 1, -1, 0, -1, -1, -1, -1, -1); break;  /* symlink: path is the link */
-	case 266: *a = A(FILE_OP_SYMLINK, 2, 1, 0, -1, -1, -1, -1, -1); break;   /* symlinkat */
+	case 88:  *a = A(FILE_OP_SYMLINK, 1, -1, 0, NO_RESOLVE, -1, -1, -1, -1); break;  /* symlink: path is the link */
+	case 266: *a = A(FILE_OP_SYMLINK, 2, 1, 0, NO_RESOLVE, -1, -1, -1, -1); break;   /* symlinkat */
 	case 83:  *a = A(FILE_OP_MKDIR, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* mkdir */
 	case 258: *a = A(FILE_OP_MKDIR, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* mkdirat */
 	case 84:  *a = A(FILE_OP_RMDIR, 0, -1, -1, -1, -1, -1, -1, -1); break;   /* rmdir */
@@ -92,19 +93,47 @@ static __always_inline unsigned long sc_arg(struct pt_regs *regs, int i)
 	return 0;
 }
 
-/* read_user_path fills one path field; returns its kind. */
+/* read_user_path fills one path field and returns its kind. Relative paths
+ * and bare descriptors are resolved here in the kernel, against the cwd or
+ * the directory descriptor, while the process and its descriptors surely
+ * still exist. */
 static __always_inline __u16 read_user_path(struct pt_regs *regs, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
 {
 	*len = 0;
 	*dirfd = di >= 0 ? (__s32)sc_arg(regs, di) : AT_FDCWD;
-	const char *p = (const char *)sc_arg(regs, pi);
-	if (!p) /* utimensat(fd, NULL, ...) acts on the fd itself */
-		return PATH_FD;
-	long n = bpf_probe_read_user_str(buf, PATH_LEN, p);
-	if (n <= 0)
-		return PATH_NONE;
-	*len = n - 1;
-	return buf[0] == '/' ? PATH_ABSOLUTE : PATH_RELATIVE;
+	const char *p = pi >= 0 ? (const char *)sc_arg(regs, pi) : 0;
+	if (p) {
+		long n = bpf_probe_read_user_str(buf, PATH_LEN, p);
+		if (n <= 0)
+			return PATH_NONE;
+		*len = n - 1;
+		if (buf[0] == '/')
+			return PATH_ABSOLUTE;
+		if (di == NO_RESOLVE) /* a symlink's contents, stored as given */
+			return PATH_RELATIVE;
+	}
+	struct dentry *d;
+	struct vfsmount *m;
+	if (*dirfd == AT_FDCWD) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		d = BPF_CORE_READ(task, fs, pwd.dentry);
+		m = BPF_CORE_READ(task, fs, pwd.mnt);
+	} else {
+		struct file *f = fd_file(*dirfd);
+		if (!f)
+			return p ? PATH_RELATIVE : PATH_FD;
+		d = BPF_CORE_READ(f, f_path.dentry);
+		m = BPF_CORE_READ(f, f_path.mnt);
+	}
+	if (!p || *len == 0) { /* the descriptor itself (NULL path, AT_EMPTY_PATH) */
+		struct path_scratch *s = scratch();
+		if (!s)
+			return PATH_FD;
+		*len = copy_out(s, path_walk(s, (__u64)d, (__u64)m), buf);
+	} else {
+		*len = dir_then_user(d, m, p, buf);
+	}
+	return PATH_ABSOLUTE;
 }
 
 static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __u64 cg)
@@ -143,13 +172,10 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	e->path2_kind = PATH_NONE;
 	e->path2_len = 0;
 	e->dirfd2 = 0;
-	if (a.fd >= 0) {
-		e->path_kind = PATH_FD;
-		e->path_len = 0;
-		e->dirfd = (__s32)sc_arg(regs, a.fd);
-	} else {
+	if (a.fd >= 0) /* the object is an open descriptor */
+		e->path_kind = read_user_path(regs, -1, a.fd, e->path, &e->path_len, &e->dirfd);
+	else
 		e->path_kind = read_user_path(regs, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
-	}
 	if (a.path2 >= 0)
 		e->path2_kind = read_user_path(regs, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
 	bpf_ringbuf_submit(e, 0);

@@ -1,0 +1,374 @@
+package sensor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/kernel"
+	"github.com/ringfence/ringfence/test/testenv"
+)
+
+// recorder is a sink that keeps every event for the test to search.
+type recorder struct {
+	mu     sync.Mutex
+	events []event.Event
+}
+
+func (r *recorder) Write(e *event.Event) error {
+	r.mu.Lock()
+	r.events = append(r.events, *e)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) Flush() error { return nil }
+
+// waitFor returns the first event matching match, waiting up to 10 s.
+func (r *recorder) waitFor(tb testing.TB, what string, match func(*event.Event) bool) event.Event {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		for i := range r.events {
+			if match(&r.events[i]) {
+				e := r.events[i]
+				r.mu.Unlock()
+				return e
+			}
+		}
+		n := len(r.events)
+		r.mu.Unlock()
+		if time.Now().After(deadline) {
+			tb.Fatalf("no %s event among %d events: %s", what, n, r.dump())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *recorder) dump() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	for _, e := range r.events {
+		if e.Kind == event.KindFile || e.Kind == event.KindBind || e.Kind == event.KindExec {
+			fmt.Fprintf(&b, "\n  %s pid=%d op=%s path=%q target=%q scope=%s addr=%s port=%d binary=%s", e.Kind, e.PID, e.Op, e.Path, e.Target, e.PathScope, e.Addr, e.Port, e.Binary)
+		}
+	}
+	return b.String()
+}
+
+// harness is a running sensor watching a fresh cgroup.
+type harness struct {
+	s        *Sensor
+	rec      *recorder
+	cgroupID uint64
+	cgroupFD int
+}
+
+func newHarness(tb testing.TB) *harness {
+	tb.Helper()
+	testenv.Privileged(tb)
+	mounts, err := kernel.Mounts()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	root, err := kernel.Cgroup2Root(mounts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := filepath.Join(root, fmt.Sprintf("ringfence-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.Remove(dir) })
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+
+	rec := &recorder{}
+	s, err := New(Config{WatchCgroups: []string{dir}, Sinks: []Sink{rec}, Interval: 200 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if testenv.InVM() && s.Probe().Tier != kernel.TierFull {
+		tb.Fatalf("test VM must give the full tier: %s", s.Probe().Reason)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("sensor run: %v", err)
+		}
+	})
+	id, _, err := CgroupID(root, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &harness{s: s, rec: rec, cgroupID: id, cgroupFD: fd}
+}
+
+// checkProcess asserts the process fields every event of the helper carries.
+func (h *harness) checkProcess(tb testing.TB, e event.Event, pid uint32) {
+	tb.Helper()
+	if e.CgroupID != h.cgroupID || e.PID != pid || e.PPID != uint32(os.Getpid()) || e.UID != uint32(os.Getuid()) || e.Comm == "" {
+		tb.Fatalf("process fields: got cgroup_id=%d pid=%d ppid=%d uid=%d comm=%q; want cgroup_id=%d pid=%d ppid=%d uid=%d",
+			e.CgroupID, e.PID, e.PPID, e.UID, e.Comm, h.cgroupID, pid, os.Getpid(), os.Getuid())
+	}
+	if time.Since(e.Time) > time.Minute || time.Until(e.Time) > time.Second {
+		tb.Fatalf("event time %s is not now", e.Time)
+	}
+}
+
+// samePath accepts the path as the process sees it, or, for hooks that only
+// see a dentry, the same path inside its filesystem.
+func samePath(e *event.Event, got, want string) bool {
+	if got == want {
+		return true
+	}
+	return e.PathScope == "filesystem" && got != "/" && strings.HasSuffix(want, got)
+}
+
+func TestFileWriteEvents(t *testing.T) {
+	h := newHarness(t)
+	type fixture func(t *testing.T, dir string) (args []string, path, target string)
+	file := func(t *testing.T, dir string) ([]string, string, string) {
+		p := filepath.Join(dir, "f")
+		if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return []string{p}, p, ""
+	}
+	fresh := func(t *testing.T, dir string) ([]string, string, string) {
+		p := filepath.Join(dir, "new")
+		return []string{p}, p, ""
+	}
+	subdir := func(t *testing.T, dir string) ([]string, string, string) {
+		p := filepath.Join(dir, "sub")
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return []string{p}, p, ""
+	}
+	move := func(t *testing.T, dir string) ([]string, string, string) {
+		args, p, _ := file(t, dir)
+		to := filepath.Join(dir, "moved")
+		return append(args, to), p, to
+	}
+	linkTo := func(t *testing.T, dir string) ([]string, string, string) {
+		_, p, _ := file(t, dir)
+		l := filepath.Join(dir, "l")
+		return []string{p, l}, l, p
+	}
+	symlinkTo := func(t *testing.T, dir string) ([]string, string, string) {
+		l := filepath.Join(dir, "s")
+		return []string{"target-of-s", l}, l, "target-of-s"
+	}
+	withXattr := func(t *testing.T, dir string) ([]string, string, string) {
+		args, p, _ := file(t, dir)
+		if err := unix.Setxattr(p, "trusted.ringfence", []byte("1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		return args, p, ""
+	}
+	cases := []struct {
+		helper, op string
+		setup      fixture
+	}{
+		{"open-write", "open", file},
+		{"create", "create", fresh},
+		{"open-trunc", "truncate", file},
+		{"truncate", "truncate", file},
+		{"ftruncate", "truncate", file},
+		{"unlink", "unlink", file},
+		{"rmdir", "rmdir", subdir},
+		{"unlinkat-removedir", "rmdir", subdir},
+		{"rename", "rename", move},
+		{"renameat2-noreplace", "rename", move},
+		{"link", "link", linkTo},
+		{"symlink", "symlink", symlinkTo},
+		{"mkdir", "mkdir", fresh},
+		{"mknod", "mknod", fresh},
+		{"chmod", "chmod", file},
+		{"fchmod", "chmod", file},
+		{"chown", "chown", file},
+		{"fchown", "chown", file},
+		{"setxattr", "setxattr", file},
+		{"removexattr", "removexattr", withXattr},
+		{"utimes", "utimes", file},
+	}
+	for _, c := range cases {
+		t.Run(c.helper, func(t *testing.T) {
+			args, path, target := c.setup(t, t.TempDir())
+			p := startHelper(t, h.cgroupFD, c.helper, args...)
+			e := h.rec.waitFor(t, c.op+" "+path, func(e *event.Event) bool {
+				return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == c.op && samePath(e, e.Path, path)
+			})
+			h.checkProcess(t, e, p.Pid)
+			if target != "" && !samePath(&event.Event{PathScope: "filesystem"}, e.Target, target) {
+				t.Fatalf("target = %q, want %q", e.Target, target)
+			}
+			if c.op == "chown" && (e.OwnerUID == nil || e.OwnerGID == nil) {
+				t.Fatalf("chown without owner: %+v", e)
+			}
+		})
+	}
+}
+
+func TestRelativePathResolved(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	p := startHelper(t, h.cgroupFD, "relative-create", dir, "rel.txt")
+	want := filepath.Join(dir, "rel.txt")
+	e := h.rec.waitFor(t, "create "+want, func(e *event.Event) bool {
+		return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == "create" && e.Path == want
+	})
+	if e.PathScope != "" {
+		t.Fatalf("path scope %q for a resolved path", e.PathScope)
+	}
+}
+
+func TestExecEvent(t *testing.T) {
+	h := newHarness(t)
+	p := startHelper(t, h.cgroupFD, "exec", "first arg", "second")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := h.rec.waitFor(t, "exec", func(e *event.Event) bool {
+		return e.Kind == event.KindExec && e.PID == p.Pid && len(e.Args) > 0 && e.Args[0] == "rf-exec-marker"
+	})
+	h.checkProcess(t, e, p.Pid)
+	if e.Binary != self || strings.Join(e.Args, "|") != "rf-exec-marker|first arg|second" {
+		t.Fatalf("binary %q args %q; want %q [rf-exec-marker first arg second]", e.Binary, e.Args, self)
+	}
+	p.stop()
+	x := h.rec.waitFor(t, "exit", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == p.Pid })
+	if x.ExitCode == nil || *x.ExitCode != 0 {
+		t.Fatalf("exit code %v", x.ExitCode)
+	}
+}
+
+func freePort(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func TestBindEvents(t *testing.T) {
+	h := newHarness(t)
+	cases := []struct{ helper, family, addr, proto string }{
+		{"bind4", "inet", "0.0.0.0", "tcp"},
+		{"bind6", "inet6", "::", "tcp"},
+		{"bind-udp4", "inet", "127.0.0.1", "udp"},
+	}
+	for _, c := range cases {
+		t.Run(c.helper, func(t *testing.T) {
+			port := freePort(t)
+			p := startHelper(t, h.cgroupFD, c.helper, port)
+			e := h.rec.waitFor(t, "bind "+port, func(e *event.Event) bool {
+				return e.Kind == event.KindBind && e.PID == p.Pid && strconv.Itoa(int(e.Port)) == port
+			})
+			h.checkProcess(t, e, p.Pid)
+			if e.Family != c.family || e.Addr != c.addr || e.Proto != c.proto {
+				t.Fatalf("bind event %s %s %s, want %s %s %s", e.Family, e.Addr, e.Proto, c.family, c.addr, c.proto)
+			}
+		})
+	}
+}
+
+// TestUnwatchedProducesNothing runs the same operations outside the watched
+// cgroup: none of them may produce an event.
+func TestUnwatchedProducesNothing(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	outside, err := unix.Open("/proc/self/cgroup", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(outside)
+	// The test process itself is outside the watched cgroup.
+	if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A marker from inside proves the sensor was reading meanwhile.
+	p := startHelper(t, h.cgroupFD, "mkdir", filepath.Join(dir, "marker"))
+	h.rec.waitFor(t, "marker", func(e *event.Event) bool { return e.PID == p.Pid && e.Op == "mkdir" })
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	for _, e := range h.rec.events {
+		if e.PID == uint32(os.Getpid()) {
+			t.Fatalf("event from the unwatched test process: %+v", e)
+		}
+	}
+}
+
+// TestChildCgroupsAreWatched checks that a cgroup created below a watched
+// one is watched from its creation, with no help from userspace.
+func TestChildCgroupsAreWatched(t *testing.T) {
+	h := newHarness(t)
+	mounts, _ := kernel.Mounts()
+	root, _ := kernel.Cgroup2Root(mounts)
+	var parent string
+	for _, d := range mustReadDir(t, root) {
+		if id, _, err := CgroupID(root, d); err == nil && id == h.cgroupID {
+			parent = filepath.Join(root, d)
+		}
+	}
+	if parent == "" {
+		t.Fatal("watched cgroup not found")
+	}
+	child := filepath.Join(parent, "child")
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(child) })
+	fd, err := unix.Open(child, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	childID, _, _ := CgroupID(root, child)
+	p := startHelper(t, fd, "mkdir", filepath.Join(t.TempDir(), "in-child"))
+	e := h.rec.waitFor(t, "mkdir in child cgroup", func(e *event.Event) bool { return e.PID == p.Pid && e.Op == "mkdir" })
+	if e.CgroupID != childID {
+		t.Fatalf("cgroup_id %d, want the child's %d", e.CgroupID, childID)
+	}
+	p.stop()
+}
+
+func mustReadDir(tb testing.TB, dir string) []string {
+	tb.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}

@@ -1,0 +1,178 @@
+package sensor
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The helper is this test binary run again as a child in a watched cgroup,
+// doing one operation and then waiting for its stdin to close, so that
+// /proc/PID stays readable until the test has seen the event.
+const (
+	helperEnv     = "RINGFENCE_TEST_HELPER"
+	helperArgcEnv = "RINGFENCE_TEST_HELPER_ARGC"
+)
+
+func helperArgc() int {
+	n, _ := strconv.Atoi(os.Getenv(helperArgcEnv))
+	return n
+}
+
+// runHelper performs op with args and reports on stdout. It runs in the child.
+func runHelper(op string, args []string) int {
+	if err := helperOp(op, args); err != nil {
+		fmt.Printf("error %v\n", err)
+		return 1
+	}
+	fmt.Println("done")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+func helperOp(op string, a []string) error {
+	switch op {
+	case "open-write":
+		return openClose(a[0], unix.O_WRONLY, 0)
+	case "create":
+		return openClose(a[0], unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
+	case "open-trunc":
+		return openClose(a[0], unix.O_WRONLY|unix.O_TRUNC, 0)
+	case "truncate":
+		return unix.Truncate(a[0], 1)
+	case "ftruncate":
+		return withFD(a[0], unix.O_WRONLY, func(fd int) error { return unix.Ftruncate(fd, 2) })
+	case "unlink":
+		return unix.Unlink(a[0])
+	case "rmdir":
+		return unix.Rmdir(a[0])
+	case "unlinkat-removedir":
+		return unix.Unlinkat(unix.AT_FDCWD, a[0], unix.AT_REMOVEDIR)
+	case "rename":
+		return unix.Rename(a[0], a[1])
+	case "renameat2-noreplace":
+		return unix.Renameat2(unix.AT_FDCWD, a[0], unix.AT_FDCWD, a[1], unix.RENAME_NOREPLACE)
+	case "link":
+		return unix.Link(a[0], a[1])
+	case "symlink":
+		return unix.Symlink(a[0], a[1])
+	case "mkdir":
+		return unix.Mkdir(a[0], 0o755)
+	case "mknod":
+		return unix.Mknod(a[0], unix.S_IFIFO|0o600, 0)
+	case "chmod":
+		return unix.Chmod(a[0], 0o600)
+	case "fchmod":
+		return withFD(a[0], unix.O_RDONLY, func(fd int) error { return unix.Fchmod(fd, 0o640) })
+	case "chown":
+		return unix.Chown(a[0], 1234, 5678)
+	case "fchown":
+		return withFD(a[0], unix.O_RDONLY, func(fd int) error { return unix.Fchown(fd, 4321, 8765) })
+	case "setxattr":
+		return unix.Setxattr(a[0], "trusted.ringfence", []byte("1"), 0)
+	case "removexattr":
+		return unix.Removexattr(a[0], "trusted.ringfence")
+	case "utimes":
+		return unix.UtimesNano(a[0], []unix.Timespec{{Sec: 1}, {Sec: 2}})
+	case "relative-create": // a path relative to the cwd
+		if err := os.Chdir(a[0]); err != nil {
+			return err
+		}
+		return openClose(a[1], unix.O_WRONLY|unix.O_CREAT, 0o644)
+	case "exec":
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, helperEnv+"=") && !strings.HasPrefix(kv, helperArgcEnv+"=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, helperEnv+"=noop", helperArgcEnv+"=0")
+		return syscall.Exec(self, append([]string{"rf-exec-marker"}, a...), env)
+	case "noop":
+		return nil
+	case "bind4", "bind6":
+		network, host := "tcp4", "0.0.0.0"
+		if op == "bind6" {
+			network, host = "tcp6", "::"
+		}
+		l, err := net.Listen(network, net.JoinHostPort(host, a[0]))
+		if err != nil {
+			return err
+		}
+		return l.Close()
+	case "bind-udp4":
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+a[0])
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	return fmt.Errorf("unknown helper op %q", op)
+}
+
+func openClose(path string, flags int, mode uint32) error {
+	return withFD(path, flags, func(int) error { return nil })
+}
+
+func withFD(path string, flags int, fn func(int) error) error {
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fn(fd)
+}
+
+// helperProc is a running helper.
+type helperProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	Pid   uint32
+}
+
+// startHelper runs op in a child process placed in the cgroup open at cgroupFD
+// from its first instruction, and waits until it has done op.
+func startHelper(tb testing.TB, cgroupFD int, op string, args ...string) *helperProc {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+op, helperArgcEnv+"="+strconv.Itoa(len(args)))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start helper %s: %v", op, err)
+	}
+	h := &helperProc{cmd: cmd, stdin: stdin, Pid: uint32(cmd.Process.Pid)}
+	tb.Cleanup(func() { h.stop() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if strings.TrimSpace(line) != "done" {
+		h.stop()
+		tb.Fatalf("helper %s %v: %q", op, args, line)
+	}
+	return h
+}
+
+func (h *helperProc) stop() {
+	h.stdin.Close()
+	h.cmd.Wait()
+}
