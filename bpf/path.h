@@ -1,7 +1,7 @@
 /* Turning kernel path objects into strings, in a per-CPU scratch buffer.
- * bpf_d_path gives the path as the process sees it (its root, its mounts) and
- * is allowed in the LSM hooks that take a struct path. Hooks that only get a
- * dentry walk d_parent instead, which yields the path inside its filesystem. */
+ * Hooks with a struct path (or an open file) get the path as the process
+ * sees it, crossing mounts up to its root; hooks that only get a dentry get
+ * the path inside its filesystem. */
 #pragma once
 #include "common.h"
 
@@ -191,18 +191,17 @@ static __always_inline __u32 dir_then_user(struct dentry *d, struct vfsmount *m,
 	return copy_out(s, path_append_user(s, off, (__u64)rel), dst);
 }
 
-/* d_path_child writes the path of dir (a struct path) followed by child's name when given. */
+/* d_path_child writes the path of dir (a struct path) followed by child's
+ * name when given. bpf_d_path would do for some hooks only (path_mknod, for
+ * one, is not on its allow list), so every hook walks the same way. */
 static __always_inline __u32 d_path_child(struct path *dir, struct dentry *child, char *dst)
 {
 	struct path_scratch *s = scratch();
 	if (!s)
 		return 0;
-	long n = bpf_d_path(dir, s->buf, PATH_LEN);
-	if (n <= 0)
-		return 0;
-	__u32 off = n - 1;
+	__u32 off = path_walk(s, (__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt));
 	if (child) {
-		if (off == 1 && s->buf[0] == '/')
+		if (off == 1)
 			off = 0; /* the directory is "/": avoid "//name" */
 		off = append_name(s, off, BPF_CORE_READ(child, d_name.name));
 	}

@@ -143,8 +143,28 @@ func samePath(e *event.Event, got, want string) bool {
 	return e.PathScope == "filesystem" && got != "/" && strings.HasSuffix(want, got)
 }
 
-func TestFileWriteEvents(t *testing.T) {
+// TestEvents runs every end-to-end case against one sensor: loading the
+// programs is the slow part under emulation.
+func TestEvents(t *testing.T) {
 	h := newHarness(t)
+	t.Run("file", func(t *testing.T) { testFileWriteEvents(t, h) })
+	t.Run("relative-path", func(t *testing.T) { testRelativePathResolved(t, h) })
+	t.Run("exec", func(t *testing.T) { testExecEvent(t, h) })
+	t.Run("bind", func(t *testing.T) { testBindEvents(t, h) })
+	t.Run("child-cgroup", func(t *testing.T) { testChildCgroupsAreWatched(t, h) })
+	// Last: it checks that nothing the test process did all along was reported.
+	t.Run("unwatched", func(t *testing.T) { testUnwatchedProducesNothing(t, h) })
+}
+
+// wantSource is the hook that must report file writes on this tier.
+func wantSource() string {
+	if testenv.InVM() {
+		return "lsm"
+	}
+	return "tracepoint"
+}
+
+func testFileWriteEvents(t *testing.T, h *harness) {
 	type fixture func(t *testing.T, dir string) (args []string, path, target string)
 	file := func(t *testing.T, dir string) ([]string, string, string) {
 		p := filepath.Join(dir, "f")
@@ -219,6 +239,9 @@ func TestFileWriteEvents(t *testing.T) {
 				return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == c.op && samePath(e, e.Path, path)
 			})
 			h.checkProcess(t, e, p.Pid)
+			if e.Source != wantSource() {
+				t.Fatalf("source %q, want %q", e.Source, wantSource())
+			}
 			if target != "" && !samePath(&event.Event{PathScope: "filesystem"}, e.Target, target) {
 				t.Fatalf("target = %q, want %q", e.Target, target)
 			}
@@ -229,8 +252,7 @@ func TestFileWriteEvents(t *testing.T) {
 	}
 }
 
-func TestRelativePathResolved(t *testing.T) {
-	h := newHarness(t)
+func testRelativePathResolved(t *testing.T, h *harness) {
 	dir := t.TempDir()
 	p := startHelper(t, h.cgroupFD, "relative-create", dir, "rel.txt")
 	want := filepath.Join(dir, "rel.txt")
@@ -242,8 +264,7 @@ func TestRelativePathResolved(t *testing.T) {
 	}
 }
 
-func TestExecEvent(t *testing.T) {
-	h := newHarness(t)
+func testExecEvent(t *testing.T, h *harness) {
 	p := startHelper(t, h.cgroupFD, "exec", "first arg", "second")
 	self, err := os.Executable()
 	if err != nil {
@@ -273,8 +294,7 @@ func freePort(tb testing.TB) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-func TestBindEvents(t *testing.T) {
-	h := newHarness(t)
+func testBindEvents(t *testing.T, h *harness) {
 	cases := []struct{ helper, family, addr, proto string }{
 		{"bind4", "inet", "0.0.0.0", "tcp"},
 		{"bind6", "inet6", "::", "tcp"},
@@ -295,16 +315,10 @@ func TestBindEvents(t *testing.T) {
 	}
 }
 
-// TestUnwatchedProducesNothing runs the same operations outside the watched
+// testUnwatchedProducesNothing runs the same operations outside the watched
 // cgroup: none of them may produce an event.
-func TestUnwatchedProducesNothing(t *testing.T) {
-	h := newHarness(t)
+func testUnwatchedProducesNothing(t *testing.T, h *harness) {
 	dir := t.TempDir()
-	outside, err := unix.Open("/proc/self/cgroup", unix.O_RDONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unix.Close(outside)
 	// The test process itself is outside the watched cgroup.
 	if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -324,10 +338,9 @@ func TestUnwatchedProducesNothing(t *testing.T) {
 	}
 }
 
-// TestChildCgroupsAreWatched checks that a cgroup created below a watched
+// testChildCgroupsAreWatched checks that a cgroup created below a watched
 // one is watched from its creation, with no help from userspace.
-func TestChildCgroupsAreWatched(t *testing.T) {
-	h := newHarness(t)
+func testChildCgroupsAreWatched(t *testing.T, h *harness) {
 	mounts, _ := kernel.Mounts()
 	root, _ := kernel.Cgroup2Root(mounts)
 	var parent string
