@@ -2,7 +2,9 @@ package sensor
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,4 +31,16 @@ func CgroupID(cgroup2Root, dir string) (uint64, string, error) {
 		return 0, dir, fmt.Errorf("cgroup %s: not a directory", dir)
 	}
 	return st.Ino, dir, nil
+}
+
+// createCgroup makes dir (relative to the cgroup2 root, or absolute below it)
+// if it does not exist.
+func createCgroup(cgroup2Root, dir string) error {
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(cgroup2Root, dir)
+	}
+	if rel, err := filepath.Rel(cgroup2Root, dir); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("cgroup %s: not below the cgroup v2 mount %s", dir, cgroup2Root)
+	}
+	return os.MkdirAll(dir, 0o755)
 }

@@ -30,6 +30,8 @@ type Config struct {
 	// WatchCgroups are cgroup v2 directories (absolute, or relative to the
 	// cgroup2 mount) whose processes, and those of their descendants, are watched.
 	WatchCgroups []string
+	// CreateCgroups creates watched cgroup directories that do not exist yet.
+	CreateCgroups bool
 	// RingBytes sizes the kernel event ring; 0 keeps the default (16 MiB).
 	RingBytes uint32
 	// QueueLen bounds the queue between the ring reader and the sinks.
@@ -80,6 +82,11 @@ func New(cfg Config) (_ *Sensor, err error) {
 	}
 	ids := make([]uint64, 0, len(cfg.WatchCgroups))
 	for _, dir := range cfg.WatchCgroups {
+		if cfg.CreateCgroups {
+			if err := createCgroup(p.Cgroup2Root, dir); err != nil {
+				return nil, fmt.Errorf("--create-cgroup: %w", err)
+			}
+		}
 		id, _, err := CgroupID(p.Cgroup2Root, dir)
 		if err != nil {
 			return nil, fmt.Errorf("--watch-cgroup: %w", err)

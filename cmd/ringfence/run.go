@@ -25,6 +25,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var watch repeated
 	fs.Var(&watch, "watch-cgroup", "watch the processes of this cgroup v2 `DIR` and its descendants (repeatable; absolute or relative to the cgroup2 mount)")
+	create := fs.Bool("create-cgroup", false, "create the --watch-cgroup directories that do not exist")
 	statusPath := fs.String("status-file", status.DefaultPath, "where to publish the status that `ringfence status` reads")
 	ringMiB := fs.Uint("ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
 	stdoutSink := fs.Bool("stdout", true, "write events as JSON lines on stdout")
@@ -42,12 +43,13 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg := sensor.Config{
-		WatchCgroups: watch,
-		RingBytes:    uint32(*ringMiB) << 20,
-		StatusPath:   *statusPath,
-		Interval:     *interval,
-		Version:      version,
-		Logger:       log,
+		WatchCgroups:  watch,
+		CreateCgroups: *create,
+		RingBytes:     uint32(*ringMiB) << 20,
+		StatusPath:    *statusPath,
+		Interval:      *interval,
+		Version:       version,
+		Logger:        log,
 	}
 	if *stdoutSink {
 		cfg.Sinks = append(cfg.Sinks, sink.NewJSONLines(stdout))

@@ -108,4 +108,3 @@ func sortedKeys(m map[string]uint64) []string {
 	sort.Strings(keys)
 	return keys
 }
-

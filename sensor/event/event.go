@@ -91,6 +91,6 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 
 	// sensor, syscalls
-	Message  string            `json:"message,omitempty"`
-	Counts   map[string]uint64 `json:"counts,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Counts  map[string]uint64 `json:"counts,omitempty"`
 }

@@ -1,0 +1,71 @@
+# ringfence: see README.md. Every target that needs tools installs them first.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BIN     := build/ringfence
+VMBIN   := build/vm
+# Packages whose tests need root and a kernel: run on the host and in the VMs.
+PRIV_PKGS := ./sensor ./sensor/kernel
+WATCH   ?= ringfence-demo
+KERNELS ?= 6.1,6.12
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install build and test dependencies (apt; idempotent)
+	@scripts/install-deps.sh
+
+.PHONY: generate
+generate: deps ## compile the eBPF C programs and regenerate their Go bindings
+	go generate ./bpf/
+
+.PHONY: generate-check
+generate-check: generate ## fail if the committed eBPF objects differ from a fresh generate
+	@if ! git diff --quiet -- bpf/ || [ -n "$$(git ls-files --others --exclude-standard bpf/)" ]; then \
+		git status --short bpf/; \
+		echo "generated files are not up to date: run 'make generate' and commit the result"; \
+		exit 1; \
+	fi
+
+.PHONY: build
+build: ## build the ringfence binary into build/
+	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
+
+.PHONY: run
+run: deps build ## run the sensor, watching the cgroup $(WATCH) (see README)
+	$(BIN) run --watch-cgroup $(WATCH) --create-cgroup
+
+.PHONY: test
+test: deps generate-check lint ## every test: unit, privileged on the host, and the VM tests on each kernel
+	RINGFENCE_REQUIRE_PRIVILEGED=1 go test -count=1 -timeout 10m ./...
+	$(MAKE) vmtest
+
+.PHONY: vmtest
+vmtest: deps ## run the privileged tests inside qemu VMs on Debian kernels $(KERNELS)
+	@mkdir -p $(VMBIN)
+	@for p in $(PRIV_PKGS); do \
+		CGO_ENABLED=0 go test -c -o $(VMBIN)/$$(basename $$p).test $$p || exit 1; \
+	done
+	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
+
+.PHONY: bench
+bench: deps build ## overhead of the sensor: with vs without, side by side
+	go run ./test/bench -ringfence $(BIN)
+
+.PHONY: fuzz
+fuzz: ## fuzz the ring-buffer decoder for a minute
+	go test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./sensor/decode/
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf build
