@@ -160,6 +160,7 @@ func (s *Sensor) Watch(cgroupID uint64) error { return s.kern.Watch(cgroupID) }
 func (s *Sensor) Run(ctx context.Context) error {
 	defer s.kern.Close()
 	s.emit(s.startEvent())
+	s.flush()
 
 	var wg sync.WaitGroup
 	readErr := make(chan error, 1)
@@ -170,6 +171,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 	wg.Go(func() {
 		for e := range s.queue {
 			s.dispatch(&e)
+			if len(s.queue) == 0 {
+				s.flush() // idle: push buffered lines out now
+			}
 		}
 	})
 
@@ -184,8 +188,11 @@ func (s *Sensor) Run(ctx context.Context) error {
 		s.poll()
 	}
 	wg.Wait()
+	return errors.Join(<-readErr, s.flush())
+}
+
+func (s *Sensor) flush() error {
 	var errs []error
-	errs = append(errs, <-readErr)
 	for _, sk := range s.cfg.Sinks {
 		errs = append(errs, sk.Flush())
 	}
@@ -255,6 +262,7 @@ func (s *Sensor) poll() {
 		s.lastLost = lost
 		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: "events lost", Counts: delta})
 	}
+	defer s.flush()
 	s.pollSyscalls()
 	if s.cfg.StatusPath != "" {
 		if err := status.Write(s.cfg.StatusPath, s.Snapshot()); err != nil {
