@@ -78,6 +78,12 @@ type harness struct {
 
 func newHarness(tb testing.TB) *harness {
 	tb.Helper()
+	return newHarnessWith(tb, Config{})
+}
+
+// newHarnessWith starts a sensor with cfg, adding the watched cgroup and sink.
+func newHarnessWith(tb testing.TB, cfg Config) *harness {
+	tb.Helper()
 	testenv.Privileged(tb)
 	mounts, err := kernel.Mounts()
 	if err != nil {
@@ -99,7 +105,10 @@ func newHarness(tb testing.TB) *harness {
 	tb.Cleanup(func() { unix.Close(fd) })
 
 	rec := &recorder{}
-	s, err := New(Config{WatchCgroups: []string{dir}, Sinks: []Sink{rec}, Interval: 200 * time.Millisecond})
+	cfg.WatchCgroups = []string{dir}
+	cfg.Sinks = []Sink{rec}
+	cfg.Interval = 200 * time.Millisecond
+	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -152,6 +161,7 @@ func TestEvents(t *testing.T) {
 	t.Run("exec", func(t *testing.T) { testExecEvent(t, h) })
 	t.Run("bind", func(t *testing.T) { testBindEvents(t, h) })
 	t.Run("child-cgroup", func(t *testing.T) { testChildCgroupsAreWatched(t, h) })
+	t.Run("syscall-counts", func(t *testing.T) { testSyscallCounts(t, h) })
 	// Last: it checks that nothing the test process did all along was reported.
 	t.Run("unwatched", func(t *testing.T) { testUnwatchedProducesNothing(t, h) })
 }
@@ -384,4 +394,59 @@ func mustReadDir(tb testing.TB, dir string) []string {
 		}
 	}
 	return names
+}
+
+// testSyscallCounts checks the periodic per-cgroup syscall counts: the
+// helper's mkdirat (258 on x86-64) must be counted against its cgroup.
+func testSyscallCounts(t *testing.T, h *harness) {
+	p := startHelper(t, h.cgroupFD, "mkdir", filepath.Join(t.TempDir(), "counted"))
+	p.stop()
+	e := h.rec.waitFor(t, "syscalls", func(e *event.Event) bool {
+		return e.Kind == event.KindSyscalls && e.CgroupID == h.cgroupID && e.Counts[strconv.Itoa(unix.SYS_MKDIRAT)] > 0
+	})
+	if e.Counts[strconv.Itoa(unix.SYS_MKDIRAT)] > 1000 {
+		t.Fatalf("implausible count: %v", e.Counts)
+	}
+}
+
+// TestRingFullIsCounted overflows a one-page ring: the kernel must count what
+// it could not deliver, and the sensor must report it.
+func TestRingFullIsCounted(t *testing.T) {
+	h := newHarnessWith(t, Config{RingBytes: uint32(os.Getpagesize())})
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startHelper(t, h.cgroupFD, "open-write-loop", f, "20000").stop()
+	e := h.rec.waitFor(t, "events lost", func(e *event.Event) bool {
+		return e.Kind == event.KindSensor && e.Counts["ring_full_file"] > 0
+	})
+	// Every open produced exactly one record: delivered + lost must add up.
+	const generated = 20000
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lost, err := h.s.Lost()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lost["ring_full_file"] < e.Counts["ring_full_file"] {
+			t.Fatalf("counter went backwards: reported %d, now %d", e.Counts["ring_full_file"], lost["ring_full_file"])
+		}
+		var delivered uint64
+		h.rec.mu.Lock()
+		for _, ev := range h.rec.events {
+			if ev.Kind == event.KindFile && ev.Path == f && ev.Op == "open" {
+				delivered++
+			}
+		}
+		h.rec.mu.Unlock()
+		if delivered+lost["ring_full_file"] == generated {
+			t.Logf("%d delivered, %d lost", delivered, lost["ring_full_file"])
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d delivered + %d lost != %d generated", delivered, lost["ring_full_file"], generated)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -103,6 +103,17 @@ func helperOp(op string, a []string) error {
 		return syscall.Exec(self, append([]string{"rf-exec-marker"}, a...), env)
 	case "noop":
 		return nil
+	case "open-write-loop":
+		n, err := strconv.Atoi(a[1])
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := openClose(a[0], unix.O_WRONLY, 0); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "bind4", "bind6":
 		network, host := "tcp4", "0.0.0.0"
 		if op == "bind6" {
