@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// result is one table row: every round's measurement of one workload in one
+// placement.
+type result struct {
+	workload  string
+	placement string
+	without   []float64 // ns/op per round, no sensor
+	with      []float64 // ns/op per round, sensor running
+	events    []int     // per with-run: events carrying the child's cgroup id
+	lost      []uint64  // per with-run: events the sensor reported lost
+}
+
+var tableHeader = []string{"workload", "placement", "without ns/op", "with ns/op", "ratio", "spread", "events", "lost"}
+
+// cells renders r: medians, the ratio of the medians, the min–max of the
+// per-round ratios, and the median event and loss counts of the with-runs.
+func (r result) cells() []string {
+	wo, wi := median(r.without), median(r.with)
+	lo, hi := spread(ratios(r.with, r.without))
+	lost := make([]int, len(r.lost))
+	for i, l := range r.lost {
+		lost[i] = int(l)
+	}
+	return []string{
+		r.workload,
+		r.placement,
+		fmt.Sprintf("%.1f", wo),
+		fmt.Sprintf("%.1f", wi),
+		fmt.Sprintf("%.3f", wi/wo),
+		fmt.Sprintf("%.3f–%.3f", lo, hi),
+		fmt.Sprint(medianInt(r.events)),
+		fmt.Sprint(medianInt(lost)),
+	}
+}
+
+// formatTable aligns rows under header: text columns to the left, numeric
+// ones (all but the first two) to the right.
+func formatTable(header []string, rows [][]string) string {
+	width := make([]int, len(header))
+	for _, row := range append([][]string{header}, rows...) {
+		for i, c := range row {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	var b strings.Builder
+	line := func(row []string) {
+		for i, c := range row {
+			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			if i < 2 {
+				b.WriteString(c)
+				if i < len(row)-1 {
+					b.WriteString(pad)
+				}
+			} else {
+				b.WriteString(pad + c)
+			}
+		}
+		b.WriteString("\n")
+	}
+	line(header)
+	for _, r := range rows {
+		line(r)
+	}
+	return b.String()
+}
