@@ -25,8 +25,9 @@ static __always_inline struct path_scratch *scratch(void)
 	return bpf_map_lookup_elem(&path_scratch, &zero);
 }
 
-/* append_name writes "/name" at off in s->buf and returns the new offset. */
-static __always_inline __u32 append_name(struct path_scratch *s, __u32 off, const unsigned char *name)
+/* append_str writes "/" and the string at src (user or kernel memory) at off
+ * in s->buf and returns the new length, never past PATH_LEN - 1. */
+static __always_inline __u32 append_str(struct path_scratch *s, __u32 off, const void *src, int user)
 {
 	if (off >= PATH_LEN - 1)
 		return off;
@@ -35,13 +36,19 @@ static __always_inline __u32 append_name(struct path_scratch *s, __u32 off, cons
 	s->buf[off & (PATH_LEN - 1)] = '/';
 	off++;
 	barrier_var(off);
-	long n = bpf_probe_read_kernel_str(&s->buf[off & (PATH_LEN - 1)], NAME_LEN, name);
+	char *dst = &s->buf[off & (PATH_LEN - 1)];
+	long n = user ? bpf_probe_read_user_str(dst, PATH_LEN, src) : bpf_probe_read_kernel_str(dst, PATH_LEN, src);
 	if (n > 1)
 		off += n - 1;
 	/* One range for every outcome, so the verifier can prune the loop. */
 	if (off > PATH_LEN - 1)
 		off = PATH_LEN - 1;
 	return off;
+}
+
+static __always_inline __u32 append_name(struct path_scratch *s, __u32 off, const unsigned char *name)
+{
+	return append_str(s, off, name, 0);
 }
 
 /* copy_out copies len bytes of s->buf into dst (PATH_LEN) and returns the stored length. */
@@ -132,20 +139,7 @@ static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u
  * of s->buf ("/" alone counts as empty) and returns the new length. */
 static __always_inline __u32 path_append_user(struct path_scratch *s, __u32 off, __u64 uptr)
 {
-	if (!s)
-		return 0;
-	if (off == 1)
-		off = 0;
-	if (off >= PATH_LEN - 1)
-		return off;
-	barrier_var(off);
-	s->buf[off & (PATH_LEN - 1)] = '/';
-	off++;
-	barrier_var(off);
-	long n = bpf_probe_read_user_str(&s->buf[off & (PATH_LEN - 1)], PATH_LEN, (const char *)uptr);
-	if (n > 1)
-		off += n - 1;
-	return off;
+	return append_str(s, off == 1 ? 0 : off, (const void *)uptr, 1);
 }
 
 /* dentry_path writes the path of d inside its filesystem (no mount crossing). */
