@@ -1,0 +1,260 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+// Query selects events. Empty fields match everything; all given fields must match.
+type Query struct {
+	Since, Until time.Time // Until is exclusive; zero values leave the window open
+	// Container matches a container's name, its id, or a prefix of its id.
+	Container string
+	Pod       string
+	Namespace string
+	// Image matches the image reference exactly or as a glob (registry/app/*).
+	Image    string
+	Kinds    []event.Kind
+	Verdicts []event.Verdict
+	// Limit returns at most this many events, the oldest first; 0 is no limit.
+	Limit int
+}
+
+// Match is one stored event.
+type Match struct {
+	Time time.Time
+	JSON []byte
+}
+
+// Result is a query's answer.
+type Result struct {
+	Events []Match
+	// Lost sums, by cause, the events the sensor reported lost inside the
+	// window: the answer may be incomplete by that much.
+	Lost map[string]uint64
+	// Truncated is true when Limit cut the answer short.
+	Truncated bool
+}
+
+// Reader answers queries on a store directory. It may run in another
+// process than the writer, while the writer appends.
+type Reader struct {
+	dir    string
+	sealed map[string]*openSegment
+}
+
+type openSegment struct {
+	m *mapped
+	x *segIndex
+}
+
+// OpenReader opens the store at dir for queries.
+func OpenReader(dir string) (*Reader, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("store %s: not a directory", dir)
+	}
+	return &Reader{dir: dir, sealed: make(map[string]*openSegment)}, nil
+}
+
+// Close releases the reader's maps.
+func (r *Reader) Close() error {
+	var errs []error
+	for k, s := range r.sealed {
+		errs = append(errs, s.m.close())
+		delete(r.sealed, k)
+	}
+	return errors.Join(errs...)
+}
+
+// Query runs q over every segment that may hold matching events.
+func (r *Reader) Query(q Query) (*Result, error) {
+	since, until := int64(-1<<63), int64(1<<63-1)
+	if !q.Since.IsZero() {
+		since = q.Since.UnixNano()
+	}
+	if !q.Until.IsZero() {
+		until = q.Until.UnixNano()
+	}
+	segs, err := listSegments(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Lost: make(map[string]uint64)}
+	type hit struct {
+		e    entry
+		data []byte
+	}
+	var hits []hit
+	for i, seg := range segs {
+		s, release, err := r.open(seg, i == len(segs)-1)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed by retention meanwhile
+			}
+			return nil, err
+		}
+		if s.x.MaxTime < since || s.x.MinTime >= until {
+			if release != nil {
+				release()
+			}
+			continue
+		}
+		for sym, c := range s.x.Syms {
+			if !q.matchesContainer(c) {
+				continue
+			}
+			for _, e := range s.x.window(uint32(sym), since, until) {
+				if !q.matchesKind(e.Kind) || !q.matchesVerdict(e.Verdict) {
+					continue
+				}
+				if release != nil { // the active segment is unmapped below: copy now
+					hits = append(hits, hit{entry{Time: e.Time, Off: -1}, payloadJSON(s.m.data, e.Off)})
+				} else {
+					hits = append(hits, hit{e, s.m.data})
+				}
+			}
+		}
+		for _, e := range s.x.window(0, since, until) {
+			if kinds()[int(e.Kind)%len(kinds())] == event.KindSensor {
+				addLost(res.Lost, s.m.data, e.Off)
+			}
+		}
+		if release != nil {
+			release()
+		}
+	}
+	r.forgetMissing(segs)
+	slices.SortStableFunc(hits, func(a, b hit) int {
+		switch {
+		case a.e.Time < b.e.Time:
+			return -1
+		case a.e.Time > b.e.Time:
+			return 1
+		}
+		return 0
+	})
+	if q.Limit > 0 && len(hits) > q.Limit {
+		hits, res.Truncated = hits[:q.Limit], true
+	}
+	res.Events = make([]Match, len(hits))
+	for i, h := range hits {
+		js := h.data
+		if h.e.Off >= 0 {
+			js = slices.Clone(payloadJSON(h.data, h.e.Off))
+		}
+		res.Events[i] = Match{Time: time.Unix(0, h.e.Time), JSON: js}
+	}
+	return res, nil
+}
+
+// forgetMissing unmaps cached segments that retention has deleted.
+func (r *Reader) forgetMissing(segs []segment) {
+	live := make(map[string]bool, len(segs))
+	for _, s := range segs {
+		live[s.Log] = true
+	}
+	for k, s := range r.sealed {
+		if !live[k] {
+			s.m.close()
+			delete(r.sealed, k)
+		}
+	}
+}
+
+// open maps a segment. Sealed segments are cached; the active one is
+// mapped afresh for each query (it grows) and released by the caller.
+func (r *Reader) open(seg segment, last bool) (*openSegment, func(), error) {
+	if s, ok := r.sealed[seg.Log]; ok {
+		return s, nil, nil
+	}
+	m, err := mapFile(seg.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(seg.Idx); err == nil || !last {
+		x, err := loadIndex(seg, m.data, false)
+		if err != nil {
+			m.close()
+			return nil, nil, err
+		}
+		s := &openSegment{m: m, x: x}
+		r.sealed[seg.Log] = s
+		return s, nil, nil
+	}
+	x, _, _ := scan(m.data)
+	x.seal()
+	s := &openSegment{m: m, x: x}
+	return s, func() { m.close() }, nil
+}
+
+func payloadJSON(data []byte, off int64) []byte {
+	payload, _, err := readFrame(data, off)
+	if err != nil {
+		return nil
+	}
+	_, js, err := parsePayload(payload)
+	if err != nil {
+		return nil
+	}
+	return slices.Clone(js)
+}
+
+func addLost(lost map[string]uint64, data []byte, off int64) {
+	var e struct {
+		Counts map[string]uint64 `json:"counts"`
+		Msg    string            `json:"message"`
+	}
+	if json.Unmarshal(payloadJSON(data, off), &e) != nil || e.Msg != LostMessage {
+		return
+	}
+	for k, v := range e.Counts {
+		lost[k] += v
+	}
+}
+
+// LostMessage is the message of the sensor events that report losses.
+const LostMessage = "events lost"
+
+func (q *Query) matchesContainer(c container) bool {
+	if q.Container != "" && c.Name != q.Container && !(c.ID != "" && strings.HasPrefix(c.ID, q.Container)) {
+		return false
+	}
+	if q.Pod != "" && c.Pod != q.Pod {
+		return false
+	}
+	if q.Namespace != "" && c.Namespace != q.Namespace {
+		return false
+	}
+	if q.Image != "" && c.Image != q.Image {
+		if ok, _ := path.Match(q.Image, c.Image); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *Query) matchesKind(code uint8) bool {
+	if len(q.Kinds) == 0 {
+		return true
+	}
+	return slices.Contains(q.Kinds, kinds()[int(code)%len(kinds())])
+}
+
+func (q *Query) matchesVerdict(code uint8) bool {
+	if len(q.Verdicts) == 0 {
+		return true
+	}
+	return slices.Contains(q.Verdicts, verdicts()[int(code)%len(verdicts())])
+}

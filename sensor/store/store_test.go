@@ -1,0 +1,224 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+func ev(i int, ctr string, kind event.Kind) event.Event {
+	e := event.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: kind, Verdict: event.VerdictAllow, PID: uint32(i), Path: fmt.Sprintf("/f/%d", i)}
+	if ctr != "" {
+		e.Container = &event.Container{ID: "id-" + ctr, Name: ctr, Image: "registry.internal/" + ctr + ":1", Pod: "pod-" + ctr, Namespace: "prod"}
+	}
+	return e
+}
+
+func pids(tb testing.TB, res *Result) []uint32 {
+	tb.Helper()
+	var out []uint32
+	for _, m := range res.Events {
+		var e event.Event
+		if err := json.Unmarshal(m.JSON, &e); err != nil {
+			tb.Fatalf("stored JSON: %v: %q", err, m.JSON)
+		}
+		out = append(out, e.PID)
+	}
+	return out
+}
+
+func TestAppendQuery(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, Options{SegmentEvents: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var batch []event.Event
+	for i := 0; i < 100; i++ {
+		ctr := []string{"web", "db", ""}[i%3]
+		kind := event.KindFile
+		if i%5 == 0 {
+			kind = event.KindExec
+		}
+		batch = append(batch, ev(i, ctr, kind))
+		if len(batch) == 10 {
+			if err := w.Append(batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if st := w.Stats(); st.Segments != 3 || st.Events != 100 {
+		t.Fatalf("stats %+v, want 3 segments (two sealed at 40 events) and 100 events", st)
+	}
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cases := []struct {
+		name string
+		q    Query
+		want []uint32
+	}{
+		{"window, one container", Query{Container: "web", Since: t0.Add(30 * time.Second), Until: t0.Add(50 * time.Second)}, []uint32{30, 33, 36, 39, 42, 45, 48}},
+		{"id prefix", Query{Container: "id-db", Since: t0.Add(90 * time.Second)}, []uint32{91, 94, 97}},
+		{"pod and kind", Query{Pod: "pod-web", Kinds: []event.Kind{event.KindExec}}, []uint32{0, 15, 30, 45, 60, 75, 90}},
+		{"image glob", Query{Image: "registry.internal/db*", Until: t0.Add(10 * time.Second)}, []uint32{1, 4, 7}},
+		{"limit", Query{Namespace: "prod", Limit: 3}, []uint32{0, 1, 3}},
+		{"verdict none", Query{Verdicts: []event.Verdict{event.VerdictDeny}}, nil},
+		{"host events across segments", Query{Since: t0.Add(35 * time.Second), Until: t0.Add(45 * time.Second), Kinds: []event.Kind{event.KindFile}}, []uint32{36, 37, 38, 39, 41, 42, 43, 44}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := r.Query(c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := pids(t, res)
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestTornTailAndMissingIndex simulates a crash: garbage after the last
+// complete record of the active segment, and a sealed segment whose index
+// was never written.
+func TestTornTailAndMissingIndex(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, Options{SegmentEvents: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 8; i++ {
+		if err := w.Append([]event.Event{ev(i, "web", event.KindFile)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	segs, _ := listSegments(dir)
+	if len(segs) != 2 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	if err := os.Remove(segs[0].Idx); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(segs[1].Log, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte{200, 0, 0, 0, 1, 2, 3, 4, 5, 6})
+	f.Close()
+
+	w, err = OpenWriter(dir, Options{SegmentEvents: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]event.Event{ev(8, "web", event.KindFile)}); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := os.Stat(segs[0].Idx); err != nil {
+		t.Fatalf("index not rebuilt: %v", err)
+	}
+	r, _ := OpenReader(dir)
+	defer r.Close()
+	res, err := r.Query(Query{Container: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(pids(t, res)); got != "[0 1 2 3 4 5 6 7 8]" {
+		t.Fatalf("after recovery: %s", got)
+	}
+}
+
+func TestSecondWriterRefused(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := OpenWriter(dir, Options{}); err == nil {
+		t.Fatal("two writers on one store")
+	}
+}
+
+func TestRetention(t *testing.T) {
+	dir := t.TempDir()
+	now := t0.Add(time.Hour)
+	w, err := OpenWriter(dir, Options{SegmentEvents: 10, MaxAge: 30 * time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// 10 events 50 min old, then 10 fresh: the old segment goes at the second seal.
+	var old, fresh []event.Event
+	for i := 0; i < 10; i++ {
+		old = append(old, ev(i+600, "a", event.KindFile))
+		fresh = append(fresh, ev(i+3500, "a", event.KindFile))
+	}
+	if err := w.Append(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(fresh); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := OpenReader(dir)
+	defer r.Close()
+	res, _ := r.Query(Query{})
+	if len(res.Events) != 10 || pids(t, res)[0] != 3500 {
+		t.Fatalf("after age retention: %v", pids(t, res))
+	}
+
+	size := w.Stats().Bytes
+	w.opts.MaxBytes = size / 2
+	w.opts.MaxAge = 0
+	if err := w.Append(old); err != nil { // seals a segment, then trims by size
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Bytes > size {
+		t.Fatalf("size retention: %d bytes > limit %d", st.Bytes, size)
+	}
+}
+
+func TestLostReportedForWindow(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := OpenWriter(dir, Options{})
+	defer w.Close()
+	lost := event.Event{Time: t0.Add(5 * time.Second), Kind: event.KindSensor, Message: LostMessage, Counts: map[string]uint64{"ring_full_file": 7}}
+	w.Append([]event.Event{ev(1, "web", event.KindFile), lost, ev(9, "web", event.KindFile)})
+	r, _ := OpenReader(dir)
+	defer r.Close()
+	in, _ := r.Query(Query{Container: "web", Until: t0.Add(6 * time.Second)})
+	out, _ := r.Query(Query{Container: "web", Since: t0.Add(6 * time.Second)})
+	if in.Lost["ring_full_file"] != 7 || len(out.Lost) != 0 {
+		t.Fatalf("lost in window %v, after %v", in.Lost, out.Lost)
+	}
+}
+
+func TestCorruptIndexRejected(t *testing.T) {
+	x := newSegIndex()
+	x.add(metaOf(&event.Event{Time: t0, Kind: event.KindExec}), 0)
+	x.seal()
+	b := x.marshal()
+	for _, cut := range []int{0, 5, len(b) / 2, len(b) - 1} {
+		if _, err := unmarshalIndex(b[:cut]); err == nil {
+			t.Errorf("index cut at %d accepted", cut)
+		}
+	}
+	b[len(b)/2] ^= 0xff
+	if _, err := unmarshalIndex(b); err == nil {
+		t.Error("flipped byte accepted")
+	}
+	if _, err := os.Stat(filepath.Join(t.TempDir(), "x")); err == nil {
+		t.Fatal("unreachable")
+	}
+}
