@@ -17,12 +17,36 @@ import (
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
 	"github.com/ringfence/ringfence/sensor/status"
+	"github.com/ringfence/ringfence/sensor/store"
 )
 
 // Sink receives every event. Write must not keep e after it returns.
 type Sink interface {
 	Write(e *event.Event) error
 	Flush() error
+}
+
+// LossReporter is a sink that can lose events (on write errors, say) and
+// counts them by cause; the counts join the sensor's loss accounting.
+type LossReporter interface {
+	Lost() map[string]uint64
+}
+
+// StallReporter is a sink that makes its writers wait when it falls behind,
+// and counts the waits.
+type StallReporter interface {
+	Stalls() map[string]uint64
+}
+
+// Stalls counts, by stage, the times a stage waited for the next one.
+func (s *Sensor) Stalls() map[string]uint64 {
+	out := map[string]uint64{"reader_queue": s.queueStalls.Load()}
+	for _, sk := range s.cfg.Sinks {
+		if sr, ok := sk.(StallReporter); ok {
+			maps.Copy(out, sr.Stalls())
+		}
+	}
+	return out
 }
 
 // Config is everything the sensor needs; nothing is read from globals.
@@ -36,13 +60,14 @@ type Config struct {
 	RingBytes uint32
 	// QueueLen bounds the queue between the ring reader and the sinks.
 	QueueLen int
-	// StatusPath is where the status snapshot is published; empty disables it.
-	StatusPath string
-	// Interval is how often counters are read and the status published.
+	// Interval is how often loss and syscall counters are read.
 	Interval time.Duration
 	Version  string
 	Sinks    []Sink
-	Logger   *slog.Logger
+	// Store, when set, is the event store; it is also fed as a sink.
+	Store     *store.Sink
+	StorePath string
+	Logger    *slog.Logger
 }
 
 // Sensor is a running sensor. Create it with New, run it with Run.
@@ -54,9 +79,13 @@ type Sensor struct {
 	decoder *decode.Decoder
 	started time.Time
 
-	queue      chan event.Event
-	queueDrops atomic.Uint64
-	decodeErrs atomic.Uint64
+	queue chan event.Event
+	ready atomic.Bool
+	// queueStalls counts the times the reader waited for the sinks: it waits
+	// rather than drop, so the kernel ring absorbs the delay, and counts
+	// per event kind whatever it cannot hold.
+	queueStalls atomic.Uint64
+	decodeErrs  atomic.Uint64
 
 	mu       sync.Mutex
 	counts   map[string]uint64 // events by kind/verdict
@@ -75,6 +104,9 @@ func New(cfg Config) (_ *Sensor, err error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Store != nil {
+		cfg.Sinks = append(cfg.Sinks, cfg.Store)
 	}
 	p, err := kernel.ProbeTier()
 	if err != nil {
@@ -161,6 +193,8 @@ func (s *Sensor) Run(ctx context.Context) error {
 	defer s.kern.Close()
 	s.emit(s.startEvent())
 	s.flush()
+	s.ready.Store(true)
+	defer s.ready.Store(false)
 
 	var wg sync.WaitGroup
 	readErr := make(chan error, 1)
@@ -199,7 +233,9 @@ func (s *Sensor) flush() error {
 	return errors.Join(errs...)
 }
 
-// onRecord runs on the ring reader goroutine: decode and queue, never block.
+// onRecord runs on the ring reader goroutine: decode and queue. A full
+// queue makes it wait, which leaves records in the ring; if the ring fills,
+// the kernel counts each lost record by kind. Nothing is dropped here.
 func (s *Sensor) onRecord(raw []byte) {
 	e, err := s.decoder.Decode(raw)
 	if err != nil {
@@ -210,7 +246,8 @@ func (s *Sensor) onRecord(raw []byte) {
 	select {
 	case s.queue <- e:
 	default:
-		s.queueDrops.Add(1)
+		s.queueStalls.Add(1)
+		s.queue <- e
 	}
 }
 
@@ -241,15 +278,21 @@ func (s *Sensor) startEvent() event.Event {
 	}
 }
 
-// Lost returns every loss counter: the kernel's by cause, plus the reader
-// queue and undecodable records.
+// Lost returns every loss counter: the kernel's by cause, undecodable
+// records, and what sinks report.
 func (s *Sensor) Lost() (map[string]uint64, error) {
 	lost, err := s.kern.Drops()
 	if err != nil {
 		return nil, err
 	}
-	lost["reader_queue_full"] = s.queueDrops.Load()
 	lost["undecodable"] = s.decodeErrs.Load()
+	for _, sk := range s.cfg.Sinks {
+		if lr, ok := sk.(LossReporter); ok {
+			for k, v := range lr.Lost() {
+				lost[k] += v
+			}
+		}
+	}
 	return lost, nil
 }
 
@@ -260,15 +303,10 @@ func (s *Sensor) poll() {
 		s.cfg.Logger.Error("read loss counters", "error", err)
 	} else if delta := diff(lost, s.lastLost); len(delta) > 0 {
 		s.lastLost = lost
-		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: "events lost", Counts: delta})
+		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: store.LostMessage, Counts: delta})
 	}
 	defer s.flush()
 	s.pollSyscalls()
-	if s.cfg.StatusPath != "" {
-		if err := status.Write(s.cfg.StatusPath, s.Snapshot()); err != nil {
-			s.cfg.Logger.Error("publish status", "error", err)
-		}
-	}
 }
 
 // pollSyscalls emits, per cgroup, the syscall counts since the last poll.
@@ -304,13 +342,19 @@ func diff(now, before map[string]uint64) map[string]uint64 {
 	return out
 }
 
-// Snapshot describes the sensor for `ringfence status`.
+// Ready reports whether the sensor is attached and reading events.
+func (s *Sensor) Ready() bool { return s.ready.Load() }
+
+// Watched lists the watched cgroup ids.
+func (s *Sensor) Watched() ([]uint64, error) { return s.kern.Watched() }
+
+// Snapshot describes the sensor for `ringfence status` and the metrics.
 func (s *Sensor) Snapshot() *status.Snapshot {
 	snap := &status.Snapshot{
 		PID:        unix.Getpid(),
 		Version:    s.cfg.Version,
 		Started:    s.started,
-		Updated:    time.Now(),
+		Ready:      s.Ready(),
 		Tier:       string(s.probe.Tier),
 		TierReason: s.probe.Reason,
 		ActiveLSMs: s.probe.ActiveLSMs,
@@ -325,6 +369,11 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 		snap.Watched = len(ids)
 	}
 	snap.Lost, _ = s.Lost()
+	snap.Stalls = s.Stalls()
+	if s.cfg.Store != nil {
+		st := s.cfg.Store.Stats()
+		snap.Store = &status.Store{Path: s.cfg.StorePath, Segments: st.Segments, Bytes: st.Bytes, Events: st.Events}
+	}
 	s.mu.Lock()
 	snap.Events = maps.Clone(s.counts)
 	s.mu.Unlock()

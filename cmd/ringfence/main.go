@@ -13,8 +13,9 @@ var version = "dev"
 const usage = `usage: ringfence <command> [flags]
 
 commands:
-  run        run the sensor daemon (events as JSON lines on stdout)
+  run        run the sensor daemon (event store, API socket, metrics, JSON lines on stdout)
   status     show the kernel tier, hooks, what is enforceable, and losses
+  events     query stored events, or follow live ones
   version    print the version
 `
 
@@ -30,6 +31,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Writer, io.Writer) int{
 		"run":     runCmd,
 		"status":  statusCmd,
+		"events":  eventsCmd,
 		"version": func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
 	}
 	cmd, ok := cmds[args[0]]

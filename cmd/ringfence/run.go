@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ringfence/ringfence/sensor"
+	"github.com/ringfence/ringfence/sensor/api"
+	"github.com/ringfence/ringfence/sensor/metrics"
 	"github.com/ringfence/ringfence/sensor/sink"
-	"github.com/ringfence/ringfence/sensor/status"
+	"github.com/ringfence/ringfence/sensor/store"
 )
 
 type repeated []string
@@ -20,53 +26,129 @@ type repeated []string
 func (r *repeated) String() string     { return fmt.Sprint(*r) }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
-func runCmd(args []string, stdout, stderr io.Writer) int {
+// runFlags are the daemon's settings.
+type runFlags struct {
+	watch         repeated
+	create        bool
+	storeDir      string
+	storeMaxAge   time.Duration
+	storeMaxBytes int64
+	apiSocket     string
+	metricsAddr   string
+	ringMiB       uint
+	stdout        bool
+	interval      time.Duration
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
+	f := &runFlags{}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var watch repeated
-	fs.Var(&watch, "watch-cgroup", "watch the processes of this cgroup v2 `DIR` and its descendants (repeatable; absolute or relative to the cgroup2 mount)")
-	create := fs.Bool("create-cgroup", false, "create the --watch-cgroup directories that do not exist")
-	statusPath := fs.String("status-file", status.DefaultPath, "where to publish the status that `ringfence status` reads")
-	ringMiB := fs.Uint("ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
-	stdoutSink := fs.Bool("stdout", true, "write events as JSON lines on stdout")
-	interval := fs.Duration("interval", 2*time.Second, "how often counters are read and the status published")
+	fs.Var(&f.watch, "watch-cgroup", "watch the processes of this cgroup v2 `DIR` and its descendants (repeatable; absolute or relative to the cgroup2 mount)")
+	fs.BoolVar(&f.create, "create-cgroup", false, "create the --watch-cgroup directories that do not exist")
+	fs.StringVar(&f.storeDir, "store", defaultStore, "event store directory (empty: no store)")
+	fs.DurationVar(&f.storeMaxAge, "store-max-age", 7*24*time.Hour, "drop stored events older than this (0: keep)")
+	fs.Int64Var(&f.storeMaxBytes, "store-max-bytes", 1<<30, "keep the store under this size (0: no limit)")
+	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
+	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
+	fs.BoolVar(&f.stdout, "stdout", true, "write events as JSON lines on stdout")
+	fs.DurationVar(&f.interval, "interval", 2*time.Second, "how often loss and syscall counters are read")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ringfence run: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case f.ringMiB == 0 || f.ringMiB&(f.ringMiB-1) != 0 || f.ringMiB > 1024:
+		return nil, fmt.Errorf("--ring-mib: %d is not a power of two between 1 and 1024", f.ringMiB)
+	case f.apiSocket == "":
+		return nil, errors.New("--api-socket: a socket path is required")
 	}
-	if *ringMiB == 0 || *ringMiB&(*ringMiB-1) != 0 || *ringMiB > 1024 {
-		fmt.Fprintf(stderr, "ringfence run: --ring-mib: %d is not a power of two between 1 and 1024\n", *ringMiB)
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
+	return f, nil
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	f, err := parseRunFlags(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "ringfence run: %v\n", err)
+		}
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg := sensor.Config{
-		WatchCgroups:  watch,
-		CreateCgroups: *create,
-		RingBytes:     uint32(*ringMiB) << 20,
-		StatusPath:    *statusPath,
-		Interval:      *interval,
-		Version:       version,
-		Logger:        log,
-	}
-	if *stdoutSink {
-		cfg.Sinks = append(cfg.Sinks, sink.NewJSONLines(stdout))
-	}
-	s, err := sensor.New(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "ringfence run: %v\n", err)
-		return 1
-	}
-	p := s.Probe()
-	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(watch))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := s.Run(ctx); err != nil {
+	if err := runDaemon(f, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "ringfence run: %v\n", err)
 		return 1
 	}
 	log.Info("sensor stopped")
 	return 0
+}
+
+// runDaemon wires the sensor, the store, the API and the metrics, and runs
+// them until SIGTERM or SIGINT.
+func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
+	hub := api.NewHub()
+	cfg := sensor.Config{
+		WatchCgroups:  f.watch,
+		CreateCgroups: f.create,
+		RingBytes:     uint32(f.ringMiB) << 20,
+		Interval:      f.interval,
+		Version:       version,
+		Logger:        log,
+		Sinks:         []sensor.Sink{hub},
+		StorePath:     f.storeDir,
+	}
+	if f.stdout {
+		cfg.Sinks = append(cfg.Sinks, sink.NewJSONLines(stdout))
+	}
+	if f.storeDir != "" {
+		w, err := store.OpenWriter(f.storeDir, store.Options{MaxAge: f.storeMaxAge, MaxBytes: f.storeMaxBytes})
+		if err != nil {
+			return err
+		}
+		cfg.Store = store.NewSink(w, store.SinkOptions{Logger: log})
+		defer func() { err = errors.Join(err, cfg.Store.Close()) }()
+	}
+	ln, err := api.Listen(f.apiSocket)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var mln net.Listener
+	if f.metricsAddr != "" {
+		if mln, err = net.Listen("tcp", f.metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer mln.Close()
+	}
+	s, err := sensor.New(cfg)
+	if err != nil {
+		return err
+	}
+	p := s.Probe()
+	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(f.watch), "store", f.storeDir, "api", f.apiSocket, "metrics", f.metricsAddr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := api.NewServer(s, hub, f.storeDir, log).Serve(ctx, ln); err != nil {
+			log.Error("api server", "error", err)
+		}
+	})
+	if mln != nil {
+		srv := &http.Server{Handler: metrics.Handler(metrics.NewRegistry(s, version), s), ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() { srv.Serve(mln) })
+		context.AfterFunc(ctx, func() { srv.Close() })
+	}
+	err = s.Run(ctx)
+	stop()
+	wg.Wait()
+	return err
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"text/tabwriter"
+	"time"
 
+	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/kernel"
 	"github.com/ringfence/ringfence/sensor/status"
 )
@@ -15,7 +18,7 @@ import (
 func statusCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("status-file", status.DefaultPath, "status published by the running daemon")
+	socket := fs.String("api-socket", api.DefaultSocket, "unix socket of the daemon")
 	output := fs.String("o", "table", "output format: table or json")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -24,13 +27,15 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ringfence status: -o: %q is not table or json\n", *output)
 		return 2
 	}
-	snap, err := status.Read(*path)
-	running := err == nil && snap.Running()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	snap, err := api.NewClient(*socket).Status(ctx)
+	running := err == nil
 	if !running {
 		// No daemon: say what this kernel offers, from a fresh probe.
 		p, perr := kernel.ProbeTier()
 		if perr != nil {
-			fmt.Fprintf(stderr, "ringfence status: no daemon running, and the probe failed: %v\n", perr)
+			fmt.Fprintf(stderr, "ringfence status: no daemon at %s (%v), and the probe failed: %v\n", *socket, err, perr)
 			return 1
 		}
 		snap = &status.Snapshot{Tier: string(p.Tier), TierReason: p.Reason, ActiveLSMs: p.ActiveLSMs}
@@ -58,7 +63,7 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
 	if running {
-		fmt.Fprintf(tw, "daemon:\trunning (pid %d, %s, since %s)\n", s.PID, s.Version, s.Started.Format("2006-01-02T15:04:05Z07:00"))
+		fmt.Fprintf(tw, "daemon:\trunning (pid %d, %s, since %s, ready %v)\n", s.PID, s.Version, s.Started.Format(time.RFC3339), s.Ready)
 	} else {
 		fmt.Fprintf(tw, "daemon:\tnot running (showing a fresh kernel probe)\n")
 	}
@@ -67,6 +72,11 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	fmt.Fprintf(tw, "active LSMs:\t%v\n", s.ActiveLSMs)
 	if running {
 		fmt.Fprintf(tw, "watched cgroups:\t%d\n", s.Watched)
+		if s.Store != nil {
+			fmt.Fprintf(tw, "store:\t%s (%d segments, %d bytes, %d events written)\n", s.Store.Path, s.Store.Segments, s.Store.Bytes, s.Store.Events)
+		} else {
+			fmt.Fprintf(tw, "store:\tnone\n")
+		}
 	}
 	fmt.Fprintln(tw, "\nRULE\tENFORCEABLE\tDETAIL")
 	for _, c := range s.Capabilities {
@@ -86,6 +96,10 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	fmt.Fprintln(tw, "\nLOST (cause)\tCOUNT")
 	for _, k := range sortedKeys(s.Lost) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, s.Lost[k])
+	}
+	fmt.Fprintln(tw, "\nSTALLS (stage waited)\tCOUNT")
+	for _, k := range sortedKeys(s.Stalls) {
+		fmt.Fprintf(tw, "%s\t%d\n", k, s.Stalls[k])
 	}
 	fmt.Fprintln(tw, "\nEVENTS (kind/verdict)\tCOUNT")
 	for _, k := range sortedKeys(s.Events) {

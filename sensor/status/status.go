@@ -1,18 +1,9 @@
 // Package status is the daemon's self-description: the capability tier, the
-// hooks attached, what each rule can and cannot enforce here, and the loss
-// counters. The daemon publishes it as a file that `ringfence status` reads.
+// hooks attached, what each rule can and cannot enforce here, the store, and
+// the loss counters. The daemon serves it on its API socket.
 package status
 
-import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"time"
-)
-
-// DefaultPath is where the daemon publishes its status.
-const DefaultPath = "/run/ringfence/status.json"
+import "time"
 
 // Hook is one program and whether it is attached.
 type Hook struct {
@@ -29,56 +20,30 @@ type Capability struct {
 	Detail      string `json:"detail"`
 }
 
-// Snapshot is the published status.
+// Store describes the embedded event store.
+type Store struct {
+	Path     string `json:"path"`
+	Segments int    `json:"segments"`
+	Bytes    int64  `json:"bytes"`
+	Events   uint64 `json:"events_written"`
+}
+
+// Snapshot is the daemon's status at one instant.
 type Snapshot struct {
 	PID          int               `json:"pid"`
 	Version      string            `json:"version"`
 	Started      time.Time         `json:"started"`
-	Updated      time.Time         `json:"updated"`
+	Ready        bool              `json:"ready"`
 	Tier         string            `json:"tier"`
 	TierReason   string            `json:"tier_reason"`
 	ActiveLSMs   []string          `json:"active_lsms"`
 	Hooks        []Hook            `json:"hooks"`
 	Capabilities []Capability      `json:"capabilities"`
 	Watched      int               `json:"watched_cgroups"`
+	Containers   int               `json:"containers"`
+	Store        *Store            `json:"store,omitempty"`
 	Events       map[string]uint64 `json:"events"`
 	Lost         map[string]uint64 `json:"lost"`
-}
-
-// Write publishes s at path atomically (readers never see half a file).
-func Write(path string, s *Snapshot) error {
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("status dir: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write status: %w", err)
-	}
-	return os.Rename(tmp, path)
-}
-
-// Read loads a published status.
-func Read(path string) (*Snapshot, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var s Snapshot
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &s, nil
-}
-
-// Running reports whether the process that wrote s is still alive.
-func (s *Snapshot) Running() bool {
-	if s.PID <= 0 {
-		return false
-	}
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", s.PID))
-	return err == nil
+	// Stalls counts, by stage, the waits of one pipeline stage for the next.
+	Stalls map[string]uint64 `json:"stalls"`
 }

@@ -188,4 +188,7 @@ func (r *reader) take(n int) []byte {
 
 func (r *reader) u64() uint64 { return binary.LittleEndian.Uint64(r.take(8)) }
 func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.take(4)) }
-func (r *reader) str() string { n := binary.LittleEndian.Uint16(r.take(2)); return string(r.take(int(n))) }
+func (r *reader) str() string {
+	n := binary.LittleEndian.Uint16(r.take(2))
+	return string(r.take(int(n)))
+}

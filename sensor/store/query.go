@@ -258,3 +258,14 @@ func (q *Query) matchesVerdict(code uint8) bool {
 	}
 	return slices.Contains(q.Verdicts, verdicts()[int(code)%len(verdicts())])
 }
+
+// Matches reports whether a live event satisfies q (for streams: the same
+// selection as a stored query).
+func (q *Query) Matches(e *event.Event) bool {
+	m := metaOf(e)
+	t := e.Time.UnixNano()
+	if (!q.Since.IsZero() && t < q.Since.UnixNano()) || (!q.Until.IsZero() && t >= q.Until.UnixNano()) {
+		return false
+	}
+	return q.matchesContainer(m.Container) && q.matchesKind(m.Kind) && q.matchesVerdict(m.Verdict)
+}

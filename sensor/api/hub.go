@@ -1,0 +1,71 @@
+package api
+
+import (
+	"sync"
+
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/store"
+)
+
+// Hub fans live events out to stream subscribers. It is a sensor sink: a
+// slow subscriber never slows the sensor; what it misses is counted and
+// told to it.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	q       store.Query
+	ch      chan event.Event
+	mu      sync.Mutex
+	dropped uint64
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub { return &Hub{subs: make(map[*subscriber]struct{})} }
+
+// Write offers e to every subscriber whose query it matches.
+func (h *Hub) Write(e *event.Event) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		if !s.q.Matches(e) {
+			continue
+		}
+		select {
+		case s.ch <- *e:
+		default:
+			s.mu.Lock()
+			s.dropped++
+			s.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// Flush implements the sensor's sink interface; the hub holds nothing back.
+func (h *Hub) Flush() error { return nil }
+
+func (h *Hub) subscribe(q store.Query) *subscriber {
+	s := &subscriber{q: q, ch: make(chan event.Event, 4096)}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *Hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// takeDropped returns and resets the subscriber's count of missed events.
+func (s *subscriber) takeDropped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.dropped
+	s.dropped = 0
+	return n
+}

@@ -1,0 +1,176 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/status"
+	"github.com/ringfence/ringfence/sensor/store"
+)
+
+// DefaultSocket is where the daemon listens.
+const DefaultSocket = "/run/ringfence/ringfence.sock"
+
+// Backend is what the server asks the sensor.
+type Backend interface {
+	Snapshot() *status.Snapshot
+	Watched() ([]uint64, error)
+}
+
+// Server serves the API.
+type Server struct {
+	backend  Backend
+	hub      *Hub
+	storeDir string
+	log      *slog.Logger
+}
+
+// NewServer returns a server; storeDir may be empty when there is no store.
+func NewServer(b Backend, hub *Hub, storeDir string, log *slog.Logger) *Server {
+	return &Server{backend: b, hub: hub, storeDir: storeDir, log: log}
+}
+
+// Listen opens the unix socket at path, mode 0600, in a directory only root
+// can enter. A stale socket from a dead daemon is replaced; a live one is an error.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("api socket %s: another daemon is listening", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers requests on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/cgroups", s.cgroups)
+	mux.HandleFunc("GET /v1/events", s.events)
+	mux.HandleFunc("GET /v1/events/stream", s.stream)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, s.backend.Snapshot())
+}
+
+func (s *Server) cgroups(w http.ResponseWriter, _ *http.Request) {
+	ids, err := s.backend.Watched()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, ids)
+}
+
+// QueryResult is the answer of GET /v1/events.
+type QueryResult struct {
+	Events    []json.RawMessage `json:"events"`
+	Lost      map[string]uint64 `json:"lost,omitempty"`
+	Truncated bool              `json:"truncated,omitempty"`
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q, err := DecodeQuery(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.storeDir == "" {
+		http.Error(w, "the daemon runs without an event store", http.StatusNotFound)
+		return
+	}
+	rd, err := store.OpenReader(s.storeDir)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer rd.Close()
+	res, err := rd.Query(q)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	out := QueryResult{Events: make([]json.RawMessage, len(res.Events)), Lost: res.Lost, Truncated: res.Truncated}
+	for i, m := range res.Events {
+		out.Events[i] = m.JSON
+	}
+	writeJSON(w, out)
+}
+
+// stream sends matching live events as JSON lines until the client leaves.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	q, err := DecodeQuery(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	sub := s.hub.subscribe(q)
+	defer s.hub.unsubscribe(sub)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	enc := json.NewEncoder(w)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e := <-sub.ch:
+			if err := enc.Encode(&e); err != nil {
+				return
+			}
+			if len(sub.ch) == 0 {
+				flusher.Flush()
+			}
+		case <-tick.C:
+			if n := sub.takeDropped(); n > 0 {
+				enc.Encode(event.Event{Time: time.Now(), Kind: event.KindSensor, Message: store.LostMessage,
+					Counts: map[string]uint64{"follow_client_slow": n}})
+				flusher.Flush()
+			}
+		}
+	}
+}

@@ -1,0 +1,116 @@
+// Package metrics exposes the sensor to Prometheus: counters and gauges read
+// from the sensor's status at scrape time (so they always agree with
+// `ringfence status`), the Go and process collectors, and health endpoints.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringfence/ringfence/sensor/status"
+)
+
+// Source is what the metrics read.
+type Source interface {
+	Snapshot() *status.Snapshot
+	Ready() bool
+}
+
+// NewRegistry returns a registry with the sensor's metrics and the Go and
+// process collectors.
+func NewRegistry(src Source, version string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(src, version),
+	)
+	return reg
+}
+
+// Handler serves /metrics, /healthz (the process answers) and /readyz (the
+// sensor is attached and reading events).
+func Handler(reg *prometheus.Registry, src Source) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !src.Ready() {
+			http.Error(w, "not ready: programs not attached or not reading", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+type collector struct {
+	src     Source
+	version string
+
+	events, lost, violations, containers, watched, generation,
+	build, tier, storeBytes, storeSegments, hooks, stalls *prometheus.Desc
+}
+
+func newCollector(src Source, version string) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("ringfence_"+name, help, labels, nil)
+	}
+	return &collector{
+		src:           src,
+		version:       version,
+		events:        d("events_total", "Events delivered by the sensor.", "kind", "verdict"),
+		lost:          d("events_lost_total", "Events lost, by cause (kernel ring full per kind, undecodable, store write errors).", "cause"),
+		stalls:        d("pipeline_stalls_total", "Times a pipeline stage waited for the next one (back-pressure instead of loss).", "stage"),
+		violations:    d("violations_total", "Policy violations, denied or audited.", "policy", "rule", "mode"),
+		containers:    d("containers", "Containers the sensor knows."),
+		watched:       d("watched_cgroups", "Cgroups the kernel programs report on."),
+		generation:    d("policy_generation", "Generation of the policy set in force (0: none loaded)."),
+		build:         d("build_info", "Build information; always 1.", "version", "goversion"),
+		tier:          d("tier_info", "Kernel capability tier in use; always 1.", "tier"),
+		storeBytes:    d("store_bytes", "Size of the event store on disk."),
+		storeSegments: d("store_segments", "Segment files in the event store."),
+		hooks:         d("hooks_attached", "Kernel programs attached."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src.Snapshot()
+	for k, n := range s.Events {
+		kind, verdict, _ := strings.Cut(k, "/")
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), kind, verdict)
+	}
+	for cause, n := range s.Lost {
+		ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(n), cause)
+	}
+	for stage, n := range s.Stalls {
+		ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(n), stage)
+	}
+	ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(s.Containers))
+	ch <- prometheus.MustNewConstMetric(c.watched, prometheus.GaugeValue, float64(s.Watched))
+	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, 0)
+	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.version, runtime.Version())
+	ch <- prometheus.MustNewConstMetric(c.tier, prometheus.GaugeValue, 1, s.Tier)
+	attached := 0
+	for _, h := range s.Hooks {
+		if h.Attached {
+			attached++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.hooks, prometheus.GaugeValue, float64(attached))
+	if s.Store != nil {
+		ch <- prometheus.MustNewConstMetric(c.storeBytes, prometheus.GaugeValue, float64(s.Store.Bytes))
+		ch <- prometheus.MustNewConstMetric(c.storeSegments, prometheus.GaugeValue, float64(s.Store.Segments))
+	}
+}
