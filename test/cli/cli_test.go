@@ -4,6 +4,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/test/testenv"
 )
@@ -40,6 +42,12 @@ func TestUsageErrors(t *testing.T) {
 		{"bad ring size", []string{"run", "--ring-mib", "3"}, "--ring-mib: 3 is not a power of two"},
 		{"stray argument", []string{"run", "extra"}, `unexpected argument "extra"`},
 		{"bad output", []string{"status", "-o", "yaml"}, `-o: "yaml" is not table or json`},
+		{"bad metrics addr", []string{"run", "--metrics-addr", "9464"}, "--metrics-addr"},
+		{"events bad since", []string{"events", "--since", "yesterday"}, `--since: "yesterday" is neither a duration`},
+		{"events bad kind", []string{"events", "--kind", "exec,frob"}, `--kind: unknown kind "frob"`},
+		{"events bad verdict", []string{"events", "--verdict", "maybe"}, `--verdict: unknown verdict "maybe"`},
+		{"events window backwards", []string{"events", "--since", "1m", "--until", "2h"}, "is not before --until"},
+		{"events missing store", []string{"events", "--store", "/nonexistent/rf"}, "--store"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -61,10 +69,111 @@ func TestUsageErrors(t *testing.T) {
 func TestWatchMissingCgroupFails(t *testing.T) {
 	testenv.Privileged(t)
 	bin := build(t)
-	out, err := exec.Command(bin, "run", "--watch-cgroup", "ringfence-does-not-exist", "--status-file", filepath.Join(t.TempDir(), "s.json")).CombinedOutput()
+	d := t.TempDir()
+	out, err := exec.Command(bin, "run", "--watch-cgroup", "ringfence-does-not-exist", "--store", d+"/store", "--api-socket", d+"/api.sock", "--metrics-addr", "").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--watch-cgroup") || !strings.Contains(string(out), "ringfence-does-not-exist") {
 		t.Fatalf("want an error naming --watch-cgroup and the path, got %v:\n%s", err, out)
 	}
+}
+
+// daemon is a running `ringfence run` with its own store, socket and cgroup.
+type daemon struct {
+	cmd    *exec.Cmd
+	dir    string
+	cgroup string
+	stderr *strings.Builder
+	events chan event.Event
+}
+
+func (d *daemon) store() string  { return filepath.Join(d.dir, "store") }
+func (d *daemon) socket() string { return filepath.Join(d.dir, "api.sock") }
+
+// startDaemon runs the daemon and waits for its start event on stdout.
+func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
+	tb.Helper()
+	d := &daemon{dir: tb.TempDir(), cgroup: fmt.Sprintf("ringfence-cli-test-%d-%d", os.Getpid(), time.Now().UnixNano()), stderr: &strings.Builder{}, events: make(chan event.Event, 1<<16)}
+	args := append([]string{"run", "--watch-cgroup", d.cgroup, "--create-cgroup", "--store", d.store(), "--api-socket", d.socket(), "--metrics-addr", "", "--interval", "200ms"}, extra...)
+	d.cmd = exec.Command(bin, args...)
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		d.cmd.Process.Kill()
+		d.cmd.Wait()
+		os.Remove(cgroupDir(tb, d.cgroup))
+	})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e event.Event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				tb.Errorf("not a JSON line: %q: %v", sc.Text(), err)
+				continue
+			}
+			select {
+			case d.events <- e:
+			default: // the test reads only what it needs
+			}
+		}
+		close(d.events)
+	}()
+	// Ready is when the programs are attached and the ring is read.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		snap, err := api.NewClient(d.socket()).Status(ctx)
+		cancel()
+		if err == nil && snap.Ready {
+			if !testenv.InVM() && snap.Tier != "cgroup-only" {
+				tb.Fatalf("host tier: %s: %s", snap.Tier, snap.TierReason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("daemon not ready after 30 s (%v); stderr:\n%s", err, d.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return d
+}
+
+func cgroupDir(tb testing.TB, name string) string {
+	tb.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 8 && f[len(f)-3] == "cgroup2" {
+			return filepath.Join(f[4], name)
+		}
+	}
+	tb.Fatal("no cgroup2 mount")
+	return ""
+}
+
+// inCgroup runs this test binary as a generator inside the daemon's cgroup.
+func (d *daemon) inCgroup(tb testing.TB, gen string, args ...string) *exec.Cmd {
+	tb.Helper()
+	fd, err := os.Open(cgroupDir(tb, d.cgroup))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer fd.Close()
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append(os.Environ(), genEnv+"="+gen)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return cmd
 }
 
 // TestRunStatusAndStop runs the daemon as the README does, makes a process in
@@ -73,39 +182,14 @@ func TestWatchMissingCgroupFails(t *testing.T) {
 func TestRunStatusAndStop(t *testing.T) {
 	testenv.Privileged(t)
 	bin := build(t)
-	cg := fmt.Sprintf("ringfence-cli-test-%d", os.Getpid())
-	statusFile := filepath.Join(t.TempDir(), "status.json")
-	daemon := exec.Command(bin, "run", "--watch-cgroup", cg, "--create-cgroup", "--status-file", statusFile, "--interval", "200ms")
-	stdout, err := daemon.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	daemon.Stderr = &stderr
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { daemon.Process.Kill(); daemon.Wait() })
-	lines := make(chan event.Event, 1024)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var e event.Event
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				t.Errorf("not a JSON line: %q: %v", sc.Text(), err)
-				continue
-			}
-			lines <- e
-		}
-		close(lines)
-	}()
+	d := startDaemon(t, bin)
+	lines := d.events
+	stderr := d.stderr
+	daemon := d.cmd
+	cg := d.cgroup
 	first := <-lines
 	if first.Kind != event.KindSensor || !strings.Contains(first.Message, "tier") {
 		t.Fatalf("first line is not the start event: %+v", first)
-	}
-	if !testenv.InVM() && !strings.Contains(first.Message, "cgroup-only") {
-		t.Fatalf("host tier: %s", first.Message)
 	}
 
 	dir := t.TempDir()
@@ -133,15 +217,11 @@ func TestRunStatusAndStop(t *testing.T) {
 		}
 	}
 
-	// The status file appears at the first poll.
-	var out []byte
-	for i := 0; i < 50; i++ {
-		if out, err = exec.Command(bin, "status", "--status-file", statusFile).CombinedOutput(); err == nil && strings.Contains(string(out), "daemon:       running") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	out, err := exec.Command(bin, "status", "--api-socket", d.socket()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
 	}
-	for _, want := range []string{"running", "tier:", "rf_sys_enter", "ring_full_file", "exec/allow"} {
+	for _, want := range []string{"running", "tier:", "rf_sys_enter", "ring_full_file", "exec/allow", d.store()} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
 		}
@@ -157,5 +237,18 @@ func TestRunStatusAndStop(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "sensor stopped") {
 		t.Fatalf("no clean stop logged:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(d.socket()); !os.IsNotExist(err) {
+		t.Fatalf("API socket left behind: %v", err)
+	}
+
+	// The store kept them: the same events come back from a query.
+	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "file", "-o", "json", "--since", "5m").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"path":"`+dir+`/out"`) {
+		t.Fatalf("events query: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "exec").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "TIME") || !strings.Contains(string(out), "/bin/sh") {
+		t.Fatalf("events table: %v\n%s", err, out)
 	}
 }
