@@ -202,7 +202,7 @@ func TestFollow(t *testing.T) {
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer follow.Wait()
+	defer func() { cancel(); follow.Wait() }()
 	time.Sleep(500 * time.Millisecond) // let it subscribe
 	f := filepath.Join(t.TempDir(), "followed")
 	os.WriteFile(f, nil, 0o644)
