@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -38,6 +39,7 @@ type runFlags struct {
 	ringMiB       uint
 	stdout        bool
 	interval      time.Duration
+	memoryLimit   int64
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -54,6 +56,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
 	fs.BoolVar(&f.stdout, "stdout", true, "write events as JSON lines on stdout")
 	fs.DurationVar(&f.interval, "interval", 2*time.Second, "how often loss and syscall counters are read")
+	fs.Int64Var(&f.memoryLimit, "memory-limit-mib", 100, "soft limit of the Go heap in MiB: the collector works harder near it (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -82,6 +85,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if f.memoryLimit > 0 {
+		debug.SetMemoryLimit(f.memoryLimit << 20)
+	}
 	if err := runDaemon(f, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "ringfence run: %v\n", err)
 		return 1
@@ -131,6 +137,8 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	// Loading parsed the kernel's BTF (tens of MB); give it back now.
+	debug.FreeOSMemory()
 	p := s.Probe()
 	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(f.watch), "store", f.storeDir, "api", f.apiSocket, "metrics", f.metricsAddr)
 

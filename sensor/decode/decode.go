@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/sensor/event"
@@ -87,12 +88,19 @@ func (d *Decoder) Decode(raw []byte) (event.Event, error) {
 	return e, nil
 }
 
-func decodeSized(raw []byte, size int, v any) error {
+// decodeSized copies the first size bytes of raw over *v, whose Go layout
+// bpf2go generated to match the C struct (structs.HostLayout). A plain copy
+// after the length check: reflection-based decoding of the kilobyte-long
+// path arrays cost more than everything else on the event path.
+func decodeSized[T any](raw []byte, size int, v *T) error {
 	if len(raw) < size {
 		return fmt.Errorf("%w: %d bytes, need %d", ErrShort, len(raw), size)
 	}
-	_, err := binary.Decode(raw[:size], binary.NativeEndian, v)
-	return err
+	if int(unsafe.Sizeof(*v)) != size {
+		return fmt.Errorf("record layout mismatch: Go %d bytes, C %d", unsafe.Sizeof(*v), size)
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), size), raw[:size])
+	return nil
 }
 
 func (d *Decoder) header(h *bpf.SensorEventHdr) event.Event {

@@ -151,3 +151,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeFile(b *testing.B) {
+	d := New(time.Now(), nil)
+	r := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_OPEN), PathKind: uint16(bpf.SensorPathKindPATH_ABSOLUTE)}
+	r.PathLen = setStr(r.Path[:], "/var/lib/app/data/file.db")
+	raw := encode(b, &r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Decode(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -106,6 +107,21 @@ func (x *segIndex) marshal() []byte {
 }
 
 var errBadIndex = errors.New("damaged index")
+
+// readIndexHeader reads only the time range of an index, to skip segments
+// outside a query's window without loading their entries.
+func readIndexHeader(path string) (minTime, maxTime int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	var b [len(idxMagic) + 16]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil || string(b[:len(idxMagic)]) != idxMagic {
+		return 0, 0, errBadIndex
+	}
+	return int64(binary.LittleEndian.Uint64(b[len(idxMagic):])), int64(binary.LittleEndian.Uint64(b[len(idxMagic)+8:])), nil
+}
 
 func unmarshalIndex(b []byte) (*segIndex, error) {
 	if len(b) < len(idxMagic)+4 || !bytes.Equal(b[:len(idxMagic)], []byte(idxMagic)) {

@@ -47,8 +47,9 @@ type Result struct {
 // Reader answers queries on a store directory. It may run in another
 // process than the writer, while the writer appends.
 type Reader struct {
-	dir    string
-	sealed map[string]*openSegment
+	dir     string
+	sealed  map[string]*openSegment
+	headers map[string][2]int64 // time range of sealed segments
 }
 
 type openSegment struct {
@@ -65,7 +66,7 @@ func OpenReader(dir string) (*Reader, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("store %s: not a directory", dir)
 	}
-	return &Reader{dir: dir, sealed: make(map[string]*openSegment)}, nil
+	return &Reader{dir: dir, sealed: make(map[string]*openSegment), headers: make(map[string][2]int64)}, nil
 }
 
 // Close releases the reader's maps.
@@ -98,6 +99,9 @@ func (r *Reader) Query(q Query) (*Result, error) {
 	}
 	var hits []hit
 	for i, seg := range segs {
+		if h, ok := r.header(seg); ok && (h[1] < since || h[0] >= until) {
+			continue
+		}
 		s, release, err := r.open(seg, i == len(segs)-1)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -159,11 +163,29 @@ func (r *Reader) Query(q Query) (*Result, error) {
 	return res, nil
 }
 
+// header returns a sealed segment's time range, reading it once.
+func (r *Reader) header(seg segment) ([2]int64, bool) {
+	if h, ok := r.headers[seg.Log]; ok {
+		return h, true
+	}
+	lo, hi, err := readIndexHeader(seg.Idx)
+	if err != nil {
+		return [2]int64{}, false // not sealed, or damaged: open decides
+	}
+	r.headers[seg.Log] = [2]int64{lo, hi}
+	return r.headers[seg.Log], true
+}
+
 // forgetMissing unmaps cached segments that retention has deleted.
 func (r *Reader) forgetMissing(segs []segment) {
 	live := make(map[string]bool, len(segs))
 	for _, s := range segs {
 		live[s.Log] = true
+	}
+	for k := range r.headers {
+		if !live[k] {
+			delete(r.headers, k)
+		}
 	}
 	for k, s := range r.sealed {
 		if !live[k] {

@@ -41,13 +41,13 @@ type Sink struct {
 // NewSink starts the writing goroutine. Close stops it.
 func NewSink(w *Writer, opts SinkOptions) *Sink {
 	if opts.Queue <= 0 {
-		opts.Queue = 65536
+		opts.Queue = 16384
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 250 * time.Millisecond
 	}
 	if opts.Batch <= 0 {
-		opts.Batch = 16384
+		opts.Batch = 4096
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -105,7 +105,7 @@ func TestTornTailAndMissingIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w.Close()
+	crash(w)
 	segs, _ := listSegments(dir)
 	if len(segs) != 2 {
 		t.Fatalf("%d segments", len(segs))
@@ -127,6 +127,9 @@ func TestTornTailAndMissingIndex(t *testing.T) {
 	defer w.Close()
 	if _, err := os.Stat(segs[0].Idx); err != nil {
 		t.Fatalf("index not rebuilt: %v", err)
+	}
+	if st, _ := os.Stat(segs[1].Log); w.size != st.Size() {
+		t.Fatalf("torn tail kept: file %d bytes, writer at %d", st.Size(), w.size)
 	}
 	r, _ := OpenReader(dir)
 	defer r.Close()
@@ -220,5 +223,49 @@ func TestCorruptIndexRejected(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(t.TempDir(), "x")); err == nil {
 		t.Fatal("unreachable")
+	}
+}
+
+// crash abandons a writer as kill -9 would: no final sync, no sealing.
+func crash(w *Writer) {
+	w.f.Close()
+	w.lock.Close()
+	w.f, w.lock = nil, nil
+}
+
+func TestCleanCloseSealsAndReopenContinues(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := OpenWriter(dir, Options{})
+	w.Append([]event.Event{ev(1, "web", event.KindFile), ev(2, "web", event.KindFile)})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := listSegments(dir)
+	if len(segs) != 1 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	if _, err := os.Stat(segs[0].Idx); err != nil {
+		t.Fatalf("close did not seal: %v", err)
+	}
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append([]event.Event{ev(3, "web", event.KindFile)})
+	if st := w.Stats(); st.Events != 3 || st.Segments != 2 {
+		t.Fatalf("after reopen: %+v", st)
+	}
+	w.Close()
+	r, _ := OpenReader(dir)
+	defer r.Close()
+	res, _ := r.Query(Query{Container: "web"})
+	if got := fmt.Sprint(pids(t, res)); got != "[1 2 3]" {
+		t.Fatalf("after reopen: %s", got)
+	}
+	// A writer that stored nothing leaves no empty segment behind.
+	w, _ = OpenWriter(dir, Options{})
+	w.Close()
+	if segs, _ := listSegments(dir); len(segs) != 2 {
+		t.Fatalf("%d segments after an empty session", len(segs))
 	}
 }

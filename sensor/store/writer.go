@@ -23,11 +23,13 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
+	// Small enough that a reader's scan of the unsealed segment stays
+	// within a query's budget, large enough that a day is a few hundred files.
 	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = 256 << 20
+		o.SegmentBytes = 64 << 20
 	}
 	if o.SegmentEvents <= 0 {
-		o.SegmentEvents = 1 << 20
+		o.SegmentEvents = 1 << 17
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -81,7 +83,17 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if i < len(segs)-1 {
+		sealed := i < len(segs)-1
+		if !sealed {
+			// A clean Close seals the last segment too.
+			if b, err := os.ReadFile(seg.Idx); err == nil {
+				if x, err := unmarshalIndex(b); err == nil {
+					sealed = true
+					w.next = seg.First + uint64(len(x.Entries))
+				}
+			}
+		}
+		if sealed {
 			x, err := loadIndex(seg, m.data, true)
 			st, _ := os.Stat(seg.Log)
 			m.close()
@@ -99,7 +111,7 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 		}
 	}
 	if w.f == nil {
-		if err := w.startSegment(0); err != nil {
+		if err := w.startSegment(w.next); err != nil {
 			return nil, err
 		}
 	}
@@ -227,12 +239,19 @@ func (w *Writer) Stats() Stats {
 	return st
 }
 
-// Close syncs and closes the store. Closing twice is harmless.
+// Close syncs the store, seals the active segment so that readers need not
+// scan it, and closes the store. Closing twice is harmless.
 func (w *Writer) Close() error {
 	var errs []error
 	if w.f != nil {
 		errs = append(errs, w.f.Sync(), w.f.Close())
 		w.f = nil
+		if len(w.index.Entries) > 0 {
+			w.index.seal()
+			errs = append(errs, writeIndex(w.seg.Idx, w.index))
+		} else {
+			errs = append(errs, os.Remove(w.seg.Log))
+		}
 	}
 	if w.lock != nil {
 		errs = append(errs, w.lock.Close())

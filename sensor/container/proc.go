@@ -1,0 +1,86 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cgroupOfPid returns the cgroup v2 path of pid, relative to the cgroup2
+// mount, from the "0::" line of /proc/<pid>/cgroup. It is relative to the
+// reader's cgroup namespace: the sensor must run in the host's.
+func cgroupOfPid(procRoot string, pid uint32) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup"))
+	if err != nil {
+		return "", err
+	}
+	return parseProcCgroup(string(b))
+}
+
+// parseProcCgroup picks the cgroup v2 path from /proc/<pid>/cgroup content.
+func parseProcCgroup(content string) (string, error) {
+	for _, line := range strings.Split(content, "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			if strings.HasSuffix(path, " (deleted)") {
+				return "", fmt.Errorf("cgroup %s: deleted", strings.TrimSuffix(path, " (deleted)"))
+			}
+			return path, nil
+		}
+	}
+	return "", errors.New("no cgroup v2 entry in /proc/<pid>/cgroup")
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; Linux fixes it
+// at 100 for user space.
+const clockTicks = 100
+
+// processStart returns when pid started, from its start time in clock ticks
+// since boot and the boot time in /proc/stat.
+func processStart(procRoot string, pid uint32) (time.Time, error) {
+	stat, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "stat"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	// The command name, field 2, may hold spaces and parentheses: count the
+	// fields after its last ')'. starttime is field 22.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return time.Time{}, errors.New("malformed /proc/<pid>/stat")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	const starttime = 22 - 3 // fields 1 and 2 precede the ')', the slice starts at field 3
+	if len(f) <= starttime {
+		return time.Time{}, errors.New("short /proc/<pid>/stat")
+	}
+	ticks, err := strconv.ParseUint(f[starttime], 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("/proc/<pid>/stat starttime: %w", err)
+	}
+	boot, err := bootTime(procRoot)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return boot.Add(time.Duration(ticks) * time.Second / clockTicks), nil
+}
+
+// bootTime reads the btime line of /proc/stat.
+func bootTime(procRoot string) (time.Time, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, "stat"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("/proc/stat btime: %w", err)
+			}
+			return time.Unix(sec, 0), nil
+		}
+	}
+	return time.Time{}, errors.New("no btime in /proc/stat")
+}

@@ -1,0 +1,73 @@
+package container
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWatcherUnreachable needs no containerd: there is none at the socket,
+// and the watcher must say so and keep trying.
+func TestWatcherUnreachable(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "absent.sock")
+	w, _ := startWatcher(t, WatcherConfig{
+		Socket:     sock,
+		Cgroup2:    t.TempDir(),
+		MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 20 * time.Millisecond,
+	})
+	waitFor(t, "an error in the status", func() bool { return w.Status().LastError != "" })
+	st := w.Status()
+	if st.Connected || st.Socket != sock || st.Reconnects != 0 {
+		t.Errorf("status = %+v", st)
+	}
+	first := st.LastErrorAt
+	waitFor(t, "another attempt", func() bool { return w.Status().LastErrorAt.After(first) })
+}
+
+func TestNewWatcher(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     WatcherConfig
+		wantErr string
+		check   func(t *testing.T, w *Watcher)
+	}{
+		{name: "no socket", cfg: WatcherConfig{Cgroup2: "/x"}, wantErr: "no containerd socket"},
+		{
+			name: "defaults",
+			cfg:  WatcherConfig{Socket: "/s", Cgroup2: "/x"},
+			check: func(t *testing.T, w *Watcher) {
+				c := w.cfg
+				if c.ProcRoot != "/proc" || c.MinBackoff != DefaultMinBackoff || c.MaxBackoff != DefaultMaxBackoff ||
+					c.ResyncInterval != DefaultResyncInterval || w.Cache() == nil || w.Cache().grace != DefaultGrace {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{
+			name: "max below min",
+			cfg:  WatcherConfig{Socket: "/s", Cgroup2: "/x", MinBackoff: time.Minute, MaxBackoff: time.Second},
+			check: func(t *testing.T, w *Watcher) {
+				if w.cfg.MaxBackoff < w.cfg.MinBackoff {
+					t.Errorf("max backoff %v below min %v", w.cfg.MaxBackoff, w.cfg.MinBackoff)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := NewWatcher(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, w)
+		})
+	}
+}
