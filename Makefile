@@ -18,7 +18,11 @@ help: ## list the targets
 
 .PHONY: deps
 deps: ## install build and test dependencies (apt; idempotent)
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh test
+
+.PHONY: deps-run
+deps-run:
+	@scripts/install-deps.sh run
 
 .PHONY: generate
 generate: deps ## compile the eBPF C programs and regenerate their Go bindings
@@ -37,7 +41,7 @@ build: ## build the ringfence binary into build/
 	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
 
 .PHONY: run
-run: deps build ## run the sensor, watching the cgroup $(WATCH) (see README)
+run: deps-run build ## run the sensor with its event store, API socket and metrics, watching the cgroup $(WATCH)
 	$(BIN) run --watch-cgroup $(WATCH) --create-cgroup
 
 .PHONY: test
@@ -54,8 +58,9 @@ vmtest: deps ## run the privileged tests inside qemu VMs on Debian kernels $(KER
 	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
 
 .PHONY: bench
-bench: deps build ## overhead of the sensor: with vs without, side by side
+bench: deps build ## sensor overhead (with vs without, side by side), then the store and daemon targets
 	go run ./test/bench -ringfence $(BIN)
+	go run ./test/storebench -ringfence $(BIN)
 
 .PHONY: fuzz
 fuzz: ## fuzz the ring-buffer decoder for a minute

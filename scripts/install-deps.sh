@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Installs what building, running and testing ringfence needs, idempotently:
-# nothing is fetched when everything is already there.
+# install-deps.sh [run|test]: installs what running (run) or building and
+# testing (test, the default) ringfence needs, idempotently: nothing is
+# fetched when everything is already there.
 set -euo pipefail
 
-packages=(
-	clang-19 llvm-19 libbpf-dev bpftool   # eBPF compiler and headers (make generate)
-	qemu-system-x86 busybox-static cpio   # test VMs (make vmtest)
-	iproute2 git make ca-certificates
-)
+profile=${1:-test}
+case "$profile" in
+run) packages=(ca-certificates git) ;; # the eBPF objects are committed: no compiler needed
+test)
+	packages=(
+		clang-19 llvm-19 libbpf-dev bpftool   # eBPF compiler and headers (make generate)
+		qemu-system-x86 busybox-static cpio   # test VMs (make vmtest)
+		containerd runc                       # a real container runtime for the tests
+		jq                                    # the store benchmark's comparison
+		iproute2 git make ca-certificates
+	)
+	;;
+*)
+	echo "usage: $0 [run|test]" >&2
+	exit 2
+	;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: run as root (apt-get install, BPF, cgroups)" >&2

@@ -25,7 +25,7 @@ type recorder struct {
 	events []event.Event
 }
 
-func (r *recorder) Write(e *event.Event) error {
+func (r *recorder) Write(e *event.Event, _ []byte) error {
 	r.mu.Lock()
 	r.events = append(r.events, *e)
 	r.mu.Unlock()

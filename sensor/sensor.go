@@ -20,9 +20,10 @@ import (
 	"github.com/ringfence/ringfence/sensor/store"
 )
 
-// Sink receives every event. Write must not keep e after it returns.
+// Sink receives every event with its JSON encoding, made once for all
+// sinks. Write must keep neither e nor line after it returns.
 type Sink interface {
-	Write(e *event.Event) error
+	Write(e *event.Event, line []byte) error
 	Flush() error
 }
 
@@ -255,8 +256,13 @@ func (s *Sensor) dispatch(e *event.Event) {
 	s.mu.Lock()
 	s.counts[string(e.Kind)+"/"+string(e.Verdict)]++
 	s.mu.Unlock()
+	line, err := e.MarshalLine()
+	if err != nil {
+		s.cfg.Logger.Error("encode event", "error", err)
+		return
+	}
 	for _, sk := range s.cfg.Sinks {
-		if err := sk.Write(e); err != nil {
+		if err := sk.Write(e, line); err != nil {
 			s.cfg.Logger.Error("sink write failed", "error", err)
 		}
 	}

@@ -17,7 +17,7 @@ type Hub struct {
 
 type subscriber struct {
 	q       store.Query
-	ch      chan event.Event
+	ch      chan []byte
 	mu      sync.Mutex
 	dropped uint64
 }
@@ -25,8 +25,8 @@ type subscriber struct {
 // NewHub returns an empty hub.
 func NewHub() *Hub { return &Hub{subs: make(map[*subscriber]struct{})} }
 
-// Write offers e to every subscriber whose query it matches.
-func (h *Hub) Write(e *event.Event) error {
+// Write offers the event's line to every subscriber whose query matches it.
+func (h *Hub) Write(e *event.Event, line []byte) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -34,7 +34,7 @@ func (h *Hub) Write(e *event.Event) error {
 			continue
 		}
 		select {
-		case s.ch <- *e:
+		case s.ch <- append([]byte(nil), line...):
 		default:
 			s.mu.Lock()
 			s.dropped++
@@ -48,7 +48,7 @@ func (h *Hub) Write(e *event.Event) error {
 func (h *Hub) Flush() error { return nil }
 
 func (h *Hub) subscribe(q store.Query) *subscriber {
-	s := &subscriber{q: q, ch: make(chan event.Event, 4096)}
+	s := &subscriber{q: q, ch: make(chan []byte, 4096)}
 	h.mu.Lock()
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()

@@ -158,8 +158,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case e := <-sub.ch:
-			if err := enc.Encode(&e); err != nil {
+		case line := <-sub.ch:
+			if _, err := w.Write(append(line, '\n')); err != nil {
 				return
 			}
 			if len(sub.ch) == 0 {

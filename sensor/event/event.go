@@ -2,7 +2,11 @@
 // the stable JSON field names that sinks, the store and the CLI share.
 package event
 
-import "time"
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
 
 // Kind says what happened.
 type Kind string
@@ -93,4 +97,16 @@ type Event struct {
 	// sensor, syscalls
 	Message string            `json:"message,omitempty"`
 	Counts  map[string]uint64 `json:"counts,omitempty"`
+}
+
+// MarshalLine returns e's JSON encoding as the sinks share it: one object,
+// HTML characters unescaped, no trailing newline.
+func (e *Event) MarshalLine() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }

@@ -4,7 +4,6 @@ package sink
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"sync"
 
@@ -13,24 +12,21 @@ import (
 
 // JSONLines writes one JSON object per line. It is safe for concurrent use.
 type JSONLines struct {
-	mu  sync.Mutex
-	w   *bufio.Writer
-	enc *json.Encoder
+	mu sync.Mutex
+	w  *bufio.Writer
 }
 
 // NewJSONLines returns a sink writing to w. Call Flush to push buffered lines.
 func NewJSONLines(w io.Writer) *JSONLines {
-	bw := bufio.NewWriterSize(w, 64*1024)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &JSONLines{w: bw, enc: enc}
+	return &JSONLines{w: bufio.NewWriterSize(w, 64*1024)}
 }
 
-// Write encodes one event.
-func (s *JSONLines) Write(e *event.Event) error {
+// Write writes one event's line.
+func (s *JSONLines) Write(_ *event.Event, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.enc.Encode(e)
+	s.w.Write(line)
+	return s.w.WriteByte('\n')
 }
 
 // Flush writes out buffered lines.

@@ -20,7 +20,11 @@ func TestJSONLinesFieldNames(t *testing.T) {
 		{Time: time.Unix(3, 0).UTC(), Kind: event.KindBind, Family: "inet", Addr: "0.0.0.0", Port: 80, Proto: "tcp", Container: &event.Container{ID: "c1", Name: "web"}},
 	}
 	for i := range events {
-		if err := s.Write(&events[i]); err != nil {
+		line, err := events[i].MarshalLine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Write(&events[i], line); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -71,15 +70,25 @@ func metaOf(e *event.Event) meta {
 	return m
 }
 
-// appendRecord appends the framed record of e to buf.
-func appendRecord(buf []byte, e *event.Event) ([]byte, error) {
-	js, err := json.Marshal(e)
+// encoded is an event ready to be stored: its indexed fields and its JSON.
+type encoded struct {
+	m    meta
+	line []byte
+}
+
+func encode(e *event.Event) (encoded, error) {
+	line, err := e.MarshalLine()
 	if err != nil {
-		return buf, fmt.Errorf("encode event: %w", err)
+		return encoded{}, fmt.Errorf("encode event: %w", err)
 	}
+	return encoded{m: metaOf(e), line: line}, nil
+}
+
+// appendRecord appends the framed record of one event to buf.
+func appendRecord(buf []byte, r encoded) ([]byte, error) {
+	js, m := r.line, r.m
 	start := len(buf)
 	buf = append(buf, make([]byte, frameHeader)...)
-	m := metaOf(e)
 	buf = binary.LittleEndian.AppendUint64(buf, uint64(m.Time))
 	buf = append(buf, m.Kind, m.Verdict)
 	for _, s := range []string{m.Container.ID, m.Container.Name, m.Container.Image, m.Container.Pod, m.Container.Namespace} {

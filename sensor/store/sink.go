@@ -28,7 +28,7 @@ type SinkOptions struct {
 type Sink struct {
 	w      *Writer
 	opts   SinkOptions
-	queue  chan event.Event
+	queue  chan encoded
 	done   chan struct{}
 	closed sync.Once
 
@@ -52,18 +52,20 @@ func NewSink(w *Writer, opts SinkOptions) *Sink {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{w: w, opts: opts, queue: make(chan event.Event, opts.Queue), done: make(chan struct{}), stats: w.Stats()}
+	s := &Sink{w: w, opts: opts, queue: make(chan encoded, opts.Queue), done: make(chan struct{}), stats: w.Stats()}
 	go s.run()
 	return s
 }
 
-// Write queues e, waiting for room when the queue is full.
-func (s *Sink) Write(e *event.Event) error {
+// Write queues the event (its line is copied), waiting for room when the
+// queue is full.
+func (s *Sink) Write(e *event.Event, line []byte) error {
+	r := encoded{m: metaOf(e), line: append([]byte(nil), line...)}
 	select {
-	case s.queue <- *e:
+	case s.queue <- r:
 	default:
 		s.stalls.Add(1)
-		s.queue <- *e
+		s.queue <- r
 	}
 	return nil
 }
@@ -99,7 +101,7 @@ func (s *Sink) run() {
 	defer close(s.done)
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
-	batch := make([]event.Event, 0, s.opts.Batch)
+	batch := make([]encoded, 0, s.opts.Batch)
 	for {
 		select {
 		case e, ok := <-s.queue:
@@ -118,11 +120,11 @@ func (s *Sink) run() {
 	}
 }
 
-func (s *Sink) write(batch []event.Event) {
+func (s *Sink) write(batch []encoded) {
 	if len(batch) == 0 {
 		return
 	}
-	if err := s.w.Append(batch); err != nil {
+	if err := s.w.appendEncoded(batch); err != nil {
 		s.writeErrors.Add(uint64(len(batch)))
 		s.opts.Logger.Error("event store write failed", "events", len(batch), "error", err)
 	}

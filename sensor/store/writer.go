@@ -149,15 +149,26 @@ func (w *Writer) startSegment(first uint64) error {
 // Append writes events as one batch and syncs it to disk. When it returns
 // nil, the events survive a crash.
 func (w *Writer) Append(events []event.Event) error {
+	recs := make([]encoded, len(events))
+	for i := range events {
+		var err error
+		if recs[i], err = encode(&events[i]); err != nil {
+			return err
+		}
+	}
+	return w.appendEncoded(recs)
+}
+
+func (w *Writer) appendEncoded(events []encoded) error {
 	if w.f == nil {
 		return errors.New("store is closed")
 	}
 	w.buf = w.buf[:0]
 	offs := make([]int64, 0, len(events))
-	for i := range events {
+	for _, r := range events {
 		offs = append(offs, w.size+int64(len(w.buf)))
 		var err error
-		if w.buf, err = appendRecord(w.buf, &events[i]); err != nil {
+		if w.buf, err = appendRecord(w.buf, r); err != nil {
 			return err
 		}
 	}
@@ -167,8 +178,8 @@ func (w *Writer) Append(events []event.Event) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", w.seg.Log, err)
 	}
-	for i := range events {
-		w.index.add(metaOf(&events[i]), offs[i])
+	for i, r := range events {
+		w.index.add(r.m, offs[i])
 	}
 	w.size += int64(len(w.buf))
 	w.next += uint64(len(events))

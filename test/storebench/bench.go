@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,8 +96,13 @@ func ingest(c *corpus, dir string) (float64, error) {
 	s := store.NewSink(w, store.SinkOptions{})
 	start := time.Now()
 	for i := 0; i < c.n; i++ {
+		// The daemon encodes each event once, before its sinks.
 		e := c.event(i)
-		if err := s.Write(&e); err != nil {
+		line, err := e.MarshalLine()
+		if err != nil {
+			return 0, err
+		}
+		if err := s.Write(&e, line); err != nil {
 			return 0, err
 		}
 	}
@@ -152,7 +156,7 @@ func writeJSONLines(c *corpus, path string) error {
 	buf := make([]byte, 0, 1<<20)
 	for i := 0; i < c.n; i++ {
 		e := c.event(i)
-		js, err := json.Marshal(&e)
+		js, err := e.MarshalLine()
 		if err != nil {
 			return err
 		}
