@@ -34,6 +34,29 @@ type segIndex struct {
 	// symStart[s] is the first entry of symbol s once sorted.
 	symStart []int
 	symOf    map[container]uint32
+	// raw holds the sorted entries as stored, for an index read from disk:
+	// only the entries a query needs are decoded.
+	raw []byte
+}
+
+// count returns the number of entries.
+func (x *segIndex) count() int {
+	if x.raw != nil {
+		return len(x.raw) / entrySize
+	}
+	return len(x.Entries)
+}
+
+// at returns entry i.
+func (x *segIndex) at(i int) entry {
+	if x.raw == nil {
+		return x.Entries[i]
+	}
+	b := x.raw[i*entrySize : (i+1)*entrySize]
+	return entry{
+		Time: int64(binary.LittleEndian.Uint64(b)), Off: int64(binary.LittleEndian.Uint64(b[8:])),
+		Sym: binary.LittleEndian.Uint32(b[16:]), Kind: b[20], Verdict: b[21],
+	}
 }
 
 func newSegIndex() *segIndex {
@@ -53,20 +76,27 @@ func (x *segIndex) add(m meta, off int64) {
 	x.MaxTime = max(x.MaxTime, m.Time)
 }
 
+func entryOrder(a, b entry) int {
+	if a.Sym != b.Sym {
+		return int(a.Sym) - int(b.Sym)
+	}
+	switch {
+	case a.Time < b.Time:
+		return -1
+	case a.Time > b.Time:
+		return 1
+	}
+	return 0
+}
+
 // seal sorts the entries by (symbol, time) and computes the symbol runs.
 func (x *segIndex) seal() {
-	slices.SortStableFunc(x.Entries, func(a, b entry) int {
-		if a.Sym != b.Sym {
-			return int(a.Sym) - int(b.Sym)
-		}
-		switch {
-		case a.Time < b.Time:
-			return -1
-		case a.Time > b.Time:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(x.Entries, entryOrder)
+	x.runs()
+}
+
+// runs computes where each symbol's entries start; the entries are sorted.
+func (x *segIndex) runs() {
 	x.symStart = make([]int, len(x.Syms)+1)
 	for s := range x.Syms {
 		x.symStart[s] = sort.Search(len(x.Entries), func(i int) bool { return x.Entries[i].Sym >= uint32(s) })
@@ -76,13 +106,17 @@ func (x *segIndex) seal() {
 
 // window returns the entries of symbol s with since <= time < until.
 func (x *segIndex) window(s uint32, since, until int64) []entry {
-	run := x.Entries[x.symStart[s]:x.symStart[s+1]]
-	lo := sort.Search(len(run), func(i int) bool { return run[i].Time >= since })
-	hi := sort.Search(len(run), func(i int) bool { return run[i].Time >= until })
-	return run[lo:hi]
+	start, end := x.symStart[s], x.symStart[s+1]
+	lo := start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= since })
+	hi := start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= until })
+	out := make([]entry, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		out = append(out, x.at(i))
+	}
+	return out
 }
 
-const idxMagic = "RFIDX001"
+const idxMagic = "RFIDX002"
 
 // marshal encodes a sealed index, with a trailing CRC over everything.
 func (x *segIndex) marshal() []byte {
@@ -95,6 +129,9 @@ func (x *segIndex) marshal() []byte {
 		for _, s := range []string{c.ID, c.Name, c.Image, c.Pod, c.Namespace} {
 			b = appendString(b, s)
 		}
+	}
+	for _, st := range x.symStart {
+		b = binary.LittleEndian.AppendUint64(b, uint64(st))
 	}
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(x.Entries)))
 	for _, e := range x.Entries {
@@ -144,23 +181,23 @@ func unmarshalIndex(b []byte) (*segIndex, error) {
 			*f = r.str()
 		}
 	}
+	x.symStart = make([]int, nsyms+1)
+	for i := range x.symStart {
+		x.symStart[i] = int(r.u64())
+	}
 	n := r.u64()
 	if r.err || n*entrySize != uint64(len(r.b)) {
 		return nil, errBadIndex
 	}
-	x.Entries = make([]entry, n)
-	for i := range x.Entries {
-		e := &x.Entries[i]
-		e.Time, e.Off, e.Sym = int64(r.u64()), int64(r.u64()), r.u32()
-		e.Kind, e.Verdict = r.b[0], r.b[1]
-		r.b = r.b[4:]
-	}
-	for _, e := range x.Entries {
-		if int(e.Sym) >= nsyms {
+	x.raw = r.b
+	for i := 1; i <= nsyms; i++ {
+		if x.symStart[i] < x.symStart[i-1] || x.symStart[i] > int(n) {
 			return nil, errBadIndex
 		}
 	}
-	x.seal()
+	if x.symStart[0] != 0 || x.symStart[nsyms] != int(n) {
+		return nil, errBadIndex
+	}
 	return x, nil
 }
 

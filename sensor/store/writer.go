@@ -89,7 +89,7 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 			if b, err := os.ReadFile(seg.Idx); err == nil {
 				if x, err := unmarshalIndex(b); err == nil {
 					sealed = true
-					w.next = seg.First + uint64(len(x.Entries))
+					w.next = seg.First + uint64(x.count())
 				}
 			}
 		}
