@@ -217,6 +217,9 @@ func TestRunStatusAndStop(t *testing.T) {
 		}
 	}
 
+	if st, err := os.Stat(d.socket()); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("API socket must be a 0600 unix socket: %v %v", st.Mode(), err)
+	}
 	out, err := exec.Command(bin, "status", "--api-socket", d.socket()).CombinedOutput()
 	if err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
