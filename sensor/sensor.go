@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/decode"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
@@ -68,7 +69,12 @@ type Config struct {
 	// Store, when set, is the event store; it is also fed as a sink.
 	Store     *store.Sink
 	StorePath string
-	Logger    *slog.Logger
+	// Containers, when set, gives events their container: a lookup by
+	// cgroup id in memory, never a call to the runtime.
+	Containers *container.Cache
+	// Runtime, when set, reports the container runtime connection.
+	Runtime interface{ Status() container.Status }
+	Logger  *slog.Logger
 }
 
 // Sensor is a running sensor. Create it with New, run it with Run.
@@ -184,6 +190,14 @@ func readlink(p string) (string, error) {
 // Probe returns the capability probe's outcome.
 func (s *Sensor) Probe() kernel.Probe { return s.probe }
 
+// Containers lists the containers the sensor knows, when it follows a runtime.
+func (s *Sensor) Containers() []container.Info {
+	if s.cfg.Containers == nil {
+		return nil
+	}
+	return s.cfg.Containers.List()
+}
+
 // Watch starts watching one more cgroup by id.
 func (s *Sensor) Watch(cgroupID uint64) error { return s.kern.Watch(cgroupID) }
 
@@ -253,6 +267,11 @@ func (s *Sensor) onRecord(raw []byte) {
 }
 
 func (s *Sensor) dispatch(e *event.Event) {
+	if e.Container == nil && e.CgroupID != 0 && s.cfg.Containers != nil {
+		if c, ok := s.cfg.Containers.Lookup(e.CgroupID); ok {
+			e.Container = &event.Container{ID: c.ID, Name: c.Name, Image: c.Image, Pod: c.Pod, Namespace: c.PodNamespace}
+		}
+	}
 	s.mu.Lock()
 	s.counts[string(e.Kind)+"/"+string(e.Verdict)]++
 	s.mu.Unlock()
@@ -376,6 +395,13 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	}
 	snap.Lost, _ = s.Lost()
 	snap.Stalls = s.Stalls()
+	if s.cfg.Containers != nil {
+		snap.Containers = s.cfg.Containers.Len()
+	}
+	if s.cfg.Runtime != nil {
+		rs := s.cfg.Runtime.Status()
+		snap.Runtime = &status.Runtime{Socket: rs.Socket, Connected: rs.Connected, Version: rs.Version, Reconnects: rs.Reconnects, LastError: rs.LastError}
+	}
 	if s.cfg.Store != nil {
 		st := s.cfg.Store.Stats()
 		snap.Store = &status.Store{Path: s.cfg.StorePath, Segments: st.Segments, Bytes: st.Bytes, Events: st.Events}

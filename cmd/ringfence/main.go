@@ -16,6 +16,7 @@ commands:
   run        run the sensor daemon (event store, API socket, metrics, JSON lines on stdout)
   status     show the kernel tier, hooks, what is enforceable, and losses
   events     query stored events, or follow live ones
+  containers list the containers the daemon knows
   version    print the version
 `
 
@@ -29,10 +30,11 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) int{
-		"run":     runCmd,
-		"status":  statusCmd,
-		"events":  eventsCmd,
-		"version": func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
+		"run":        runCmd,
+		"status":     statusCmd,
+		"events":     eventsCmd,
+		"containers": containersCmd,
+		"version":    func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

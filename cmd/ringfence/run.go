@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringfence/ringfence/sensor"
 	"github.com/ringfence/ringfence/sensor/api"
+	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/metrics"
 	"github.com/ringfence/ringfence/sensor/sink"
 	"github.com/ringfence/ringfence/sensor/store"
@@ -40,6 +41,7 @@ type runFlags struct {
 	stdout        bool
 	interval      time.Duration
 	memoryLimit   int64
+	containerd    string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -51,6 +53,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.storeDir, "store", defaultStore, "event store directory (empty: no store)")
 	fs.DurationVar(&f.storeMaxAge, "store-max-age", 7*24*time.Hour, "drop stored events older than this (0: keep)")
 	fs.Int64Var(&f.storeMaxBytes, "store-max-bytes", 1<<30, "keep the store under this size (0: no limit)")
+	fs.StringVar(&f.containerd, "containerd-socket", "/run/containerd/containerd.sock", "containerd socket: its containers are watched from creation (empty: none)")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
@@ -96,8 +99,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// runDaemon wires the sensor, the store, the API and the metrics, and runs
-// them until SIGTERM or SIGINT.
+// runDaemon wires the sensor, the container runtime, the store, the API and
+// the metrics, and runs them until SIGTERM or SIGINT.
 func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	hub := api.NewHub()
 	cfg := sensor.Config{
@@ -121,6 +124,25 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		cfg.Store = store.NewSink(w, store.SinkOptions{Logger: log})
 		defer func() { err = errors.Join(err, cfg.Store.Close()) }()
 	}
+	var s *sensor.Sensor
+	var watcher *container.Watcher
+	if f.containerd != "" {
+		// The watcher runs only once s exists, so its callback can use it.
+		watcher, err = container.NewWatcher(container.WatcherConfig{
+			Socket: f.containerd,
+			Logger: log,
+			OnStart: func(i container.Info) {
+				if err := s.Watch(i.CgroupID); err != nil {
+					log.Error("watch container", "id", i.ID, "error", err)
+				}
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("--containerd-socket: %w", err)
+		}
+		cfg.Containers = watcher.Cache()
+		cfg.Runtime = watcher
+	}
 	ln, err := api.Listen(f.apiSocket)
 	if err != nil {
 		return err
@@ -133,18 +155,20 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		}
 		defer mln.Close()
 	}
-	s, err := sensor.New(cfg)
-	if err != nil {
+	if s, err = sensor.New(cfg); err != nil {
 		return err
 	}
 	// Loading parsed the kernel's BTF (tens of MB); give it back now.
 	debug.FreeOSMemory()
 	p := s.Probe()
-	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(f.watch), "store", f.storeDir, "api", f.apiSocket, "metrics", f.metricsAddr)
+	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(f.watch), "containerd", f.containerd, "store", f.storeDir, "api", f.apiSocket, "metrics", f.metricsAddr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	var wg sync.WaitGroup
+	if watcher != nil {
+		wg.Go(func() { watcher.Run(ctx) })
+	}
 	wg.Go(func() {
 		if err := api.NewServer(s, hub, f.storeDir, log).Serve(ctx, ln); err != nil {
 			log.Error("api server", "error", err)

@@ -72,6 +72,13 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	fmt.Fprintf(tw, "active LSMs:\t%v\n", s.ActiveLSMs)
 	if running {
 		fmt.Fprintf(tw, "watched cgroups:\t%d\n", s.Watched)
+		if r := s.Runtime; r != nil {
+			state := "connected " + r.Version
+			if !r.Connected {
+				state = "disconnected: " + r.LastError
+			}
+			fmt.Fprintf(tw, "containerd:\t%s (%s; %d reconnects; %d containers)\n", r.Socket, state, r.Reconnects, s.Containers)
+		}
 		if s.Store != nil {
 			fmt.Fprintf(tw, "store:\t%s (%d segments, %d bytes, %d events written)\n", s.Store.Path, s.Store.Segments, s.Store.Bytes, s.Store.Events)
 		} else {

@@ -65,6 +65,12 @@ func (c *Client) Cgroups(ctx context.Context) ([]uint64, error) {
 	return ids, c.getJSON(ctx, "/v1/cgroups", &ids)
 }
 
+// Containers lists the containers the daemon knows.
+func (c *Client) Containers(ctx context.Context) ([]Container, error) {
+	var out []Container
+	return out, c.getJSON(ctx, "/v1/containers", &out)
+}
+
 // Query runs a stored-event query in the daemon.
 func (c *Client) Query(ctx context.Context, q store.Query) (*QueryResult, error) {
 	var r QueryResult

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/status"
 	"github.com/ringfence/ringfence/sensor/store"
@@ -24,6 +25,25 @@ const DefaultSocket = "/run/ringfence/ringfence.sock"
 type Backend interface {
 	Snapshot() *status.Snapshot
 	Watched() ([]uint64, error)
+	Containers() []container.Info
+}
+
+// Container is one container as the API shows it.
+type Container struct {
+	ID           string            `json:"id"`
+	Name         string            `json:"name"`
+	Namespace    string            `json:"runtime_namespace,omitempty"`
+	Image        string            `json:"image,omitempty"`
+	ImageDigest  string            `json:"image_digest,omitempty"`
+	Pod          string            `json:"pod,omitempty"`
+	PodNamespace string            `json:"namespace,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Pid          uint32            `json:"pid,omitempty"`
+	CgroupID     uint64            `json:"cgroup_id"`
+	CgroupPath   string            `json:"cgroup_path,omitempty"`
+	Created      time.Time         `json:"created,omitzero"`
+	Started      time.Time         `json:"started,omitzero"`
+	Exited       time.Time         `json:"exited,omitzero"`
 }
 
 // Server serves the API.
@@ -66,6 +86,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/cgroups", s.cgroups)
+	mux.HandleFunc("GET /v1/containers", s.containers)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("GET /v1/events/stream", s.stream)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
@@ -97,6 +118,17 @@ func (s *Server) cgroups(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, ids)
+}
+
+func (s *Server) containers(w http.ResponseWriter, _ *http.Request) {
+	infos := s.backend.Containers()
+	out := make([]Container, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, Container{ID: i.ID, Name: i.Name, Namespace: i.Namespace, Image: i.Image, ImageDigest: i.ImageDigest,
+			Pod: i.Pod, PodNamespace: i.PodNamespace, Labels: i.Labels, Pid: i.Pid, CgroupID: i.CgroupID, CgroupPath: i.CgroupPath,
+			Created: i.Created, Started: i.Started, Exited: i.Exited})
+	}
+	writeJSON(w, out)
 }
 
 // QueryResult is the answer of GET /v1/events.

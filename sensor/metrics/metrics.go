@@ -54,7 +54,8 @@ type collector struct {
 	version string
 
 	events, lost, violations, containers, watched, generation,
-	build, tier, storeBytes, storeSegments, hooks, stalls *prometheus.Desc
+	build, tier, storeBytes, storeSegments, hooks, stalls,
+	runtimeUp, runtimeReconnects *prometheus.Desc
 }
 
 func newCollector(src Source, version string) *collector {
@@ -62,25 +63,27 @@ func newCollector(src Source, version string) *collector {
 		return prometheus.NewDesc("ringfence_"+name, help, labels, nil)
 	}
 	return &collector{
-		src:           src,
-		version:       version,
-		events:        d("events_total", "Events delivered by the sensor.", "kind", "verdict"),
-		lost:          d("events_lost_total", "Events lost, by cause (kernel ring full per kind, undecodable, store write errors).", "cause"),
-		stalls:        d("pipeline_stalls_total", "Times a pipeline stage waited for the next one (back-pressure instead of loss).", "stage"),
-		violations:    d("violations_total", "Policy violations, denied or audited.", "policy", "rule", "mode"),
-		containers:    d("containers", "Containers the sensor knows."),
-		watched:       d("watched_cgroups", "Cgroups the kernel programs report on."),
-		generation:    d("policy_generation", "Generation of the policy set in force (0: none loaded)."),
-		build:         d("build_info", "Build information; always 1.", "version", "goversion"),
-		tier:          d("tier_info", "Kernel capability tier in use; always 1.", "tier"),
-		storeBytes:    d("store_bytes", "Size of the event store on disk."),
-		storeSegments: d("store_segments", "Segment files in the event store."),
-		hooks:         d("hooks_attached", "Kernel programs attached."),
+		src:               src,
+		version:           version,
+		events:            d("events_total", "Events delivered by the sensor.", "kind", "verdict"),
+		lost:              d("events_lost_total", "Events lost, by cause (kernel ring full per kind, undecodable, store write errors).", "cause"),
+		stalls:            d("pipeline_stalls_total", "Times a pipeline stage waited for the next one (back-pressure instead of loss).", "stage"),
+		violations:        d("violations_total", "Policy violations, denied or audited.", "policy", "rule", "mode"),
+		containers:        d("containers", "Containers the sensor knows."),
+		watched:           d("watched_cgroups", "Cgroups the kernel programs report on."),
+		generation:        d("policy_generation", "Generation of the policy set in force (0: none loaded)."),
+		build:             d("build_info", "Build information; always 1.", "version", "goversion"),
+		tier:              d("tier_info", "Kernel capability tier in use; always 1.", "tier"),
+		storeBytes:        d("store_bytes", "Size of the event store on disk."),
+		storeSegments:     d("store_segments", "Segment files in the event store."),
+		hooks:             d("hooks_attached", "Kernel programs attached."),
+		runtimeUp:         d("runtime_connected", "1 while connected to the container runtime, 0 while running on the cgroup fallback."),
+		runtimeReconnects: d("runtime_reconnects_total", "Reconnections to the container runtime."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls} {
+	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.runtimeUp, c.runtimeReconnects} {
 		ch <- d
 	}
 }
@@ -109,6 +112,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.hooks, prometheus.GaugeValue, float64(attached))
+	if s.Runtime != nil {
+		up := 0.0
+		if s.Runtime.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.runtimeUp, prometheus.GaugeValue, up)
+		ch <- prometheus.MustNewConstMetric(c.runtimeReconnects, prometheus.CounterValue, float64(s.Runtime.Reconnects))
+	}
 	if s.Store != nil {
 		ch <- prometheus.MustNewConstMetric(c.storeBytes, prometheus.GaugeValue, float64(s.Store.Bytes))
 		ch <- prometheus.MustNewConstMetric(c.storeSegments, prometheus.GaugeValue, float64(s.Store.Segments))

@@ -21,12 +21,13 @@ func (f *fakeSource) Ready() bool                { return f.ready }
 
 func source() *fakeSource {
 	return &fakeSource{snap: status.Snapshot{
-		Tier:   "cgroup-only",
-		Events: map[string]uint64{"exec/allow": 3, "file/allow": 5},
-		Lost:   map[string]uint64{"ring_full_file": 2, "store_write_error": 0},
-		Stalls: map[string]uint64{"reader_queue": 4},
-		Hooks:  []status.Hook{{Program: "a", Attached: true}, {Program: "b"}},
-		Store:  &status.Store{Bytes: 4096, Segments: 1},
+		Tier:    "cgroup-only",
+		Events:  map[string]uint64{"exec/allow": 3, "file/allow": 5},
+		Lost:    map[string]uint64{"ring_full_file": 2, "store_write_error": 0},
+		Stalls:  map[string]uint64{"reader_queue": 4},
+		Hooks:   []status.Hook{{Program: "a", Attached: true}, {Program: "b"}},
+		Store:   &status.Store{Bytes: 4096, Segments: 1},
+		Runtime: &status.Runtime{Connected: true, Reconnects: 2},
 	}}
 }
 

@@ -28,6 +28,15 @@ type Store struct {
 	Events   uint64 `json:"events_written"`
 }
 
+// Runtime is the container runtime connection.
+type Runtime struct {
+	Socket     string `json:"socket"`
+	Connected  bool   `json:"connected"`
+	Version    string `json:"version,omitempty"`
+	Reconnects int    `json:"reconnects"`
+	LastError  string `json:"last_error,omitempty"`
+}
+
 // Snapshot is the daemon's status at one instant.
 type Snapshot struct {
 	PID          int               `json:"pid"`
@@ -41,6 +50,7 @@ type Snapshot struct {
 	Capabilities []Capability      `json:"capabilities"`
 	Watched      int               `json:"watched_cgroups"`
 	Containers   int               `json:"containers"`
+	Runtime      *Runtime          `json:"runtime,omitempty"`
 	Store        *Store            `json:"store,omitempty"`
 	Events       map[string]uint64 `json:"events"`
 	Lost         map[string]uint64 `json:"lost"`

@@ -249,7 +249,7 @@ func parseNsOp(out []byte) (float64, error) {
 func measureWithSensor(ctx context.Context, bin, self, tmp string, watched *cgroup, w workload, n int, arg string, cg *cgroup) (float64, eventCounts, error) {
 	outPath := filepath.Join(tmp, "events.jsonl")
 	defer os.Remove(outPath)
-	s, err := startSensor(ctx, bin, watched.path, filepath.Join(tmp, "status.json"), outPath)
+	s, err := startSensor(ctx, bin, watched.path, filepath.Join(tmp, "daemon"), outPath)
 	if err != nil {
 		return 0, eventCounts{}, err
 	}

@@ -28,16 +28,18 @@ type sensorProc struct {
 //
 // Readiness comes from the "sensor started" log line on stderr, written once
 // New has attached every program and filled the watch set: the first stdout
-// line says the same, but the JSON sink buffers 64 KiB before writing, so it
-// only shows up much later.
-func startSensor(ctx context.Context, bin, watchDir, statusPath, outPath string) (*sensorProc, error) {
+// line says the same, but stdout goes to a file the bench reads afterwards.
+func startSensor(ctx context.Context, bin, watchDir, runBase, outPath string) (*sensorProc, error) {
 	out, err := os.Create(outPath)
 	if err != nil {
 		return nil, err
 	}
 	// A file, not a pipe: the bench reads it after the run, so it does no
 	// work while the child is measured, and the sensor never blocks on it.
-	cmd := exec.CommandContext(ctx, bin, "run", "--watch-cgroup", watchDir, "--stdout=true", "--status-file", statusPath)
+	// The daemon as it runs in production: store and API socket included,
+	// both private to this run; no metrics listener to collide on.
+	cmd := exec.CommandContext(ctx, bin, "run", "--watch-cgroup", watchDir, "--stdout=true",
+		"--store", runBase+".store", "--api-socket", runBase+".sock", "--metrics-addr", "")
 	cmd.Stdout = out
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second

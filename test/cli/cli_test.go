@@ -92,7 +92,7 @@ func (d *daemon) socket() string { return filepath.Join(d.dir, "api.sock") }
 func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
 	tb.Helper()
 	d := &daemon{dir: tb.TempDir(), cgroup: fmt.Sprintf("ringfence-cli-test-%d-%d", os.Getpid(), time.Now().UnixNano()), stderr: &strings.Builder{}, events: make(chan event.Event, 1<<16)}
-	args := append([]string{"run", "--watch-cgroup", d.cgroup, "--create-cgroup", "--store", d.store(), "--api-socket", d.socket(), "--metrics-addr", "", "--interval", "200ms"}, extra...)
+	args := append([]string{"run", "--watch-cgroup", d.cgroup, "--create-cgroup", "--store", d.store(), "--api-socket", d.socket(), "--metrics-addr", "", "--interval", "200ms", "--containerd-socket", ""}, extra...)
 	d.cmd = exec.Command(bin, args...)
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ringfence/ringfence/sensor/api"
+)
+
+func containersCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("containers", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("api-socket", api.DefaultSocket, "unix socket of the daemon")
+	output := fs.String("o", "table", "output format: table or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "ringfence containers: -o: %q is not table or json\n", *output)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := api.NewClient(*socket).Containers(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "ringfence containers: daemon at %s: %v\n", *socket, err)
+		return 1
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(list)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tPOD\tCGROUP ID\tWATCHED SINCE\tSTATE")
+	for _, c := range list {
+		id := c.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		pod := "-"
+		if c.Pod != "" {
+			pod = c.PodNamespace + "/" + c.Pod
+		}
+		since := c.Created
+		if since.IsZero() {
+			since = c.Started
+		}
+		state := "running"
+		if !c.Exited.IsZero() {
+			state = "exited " + c.Exited.Local().Format(time.TimeOnly)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, c.Name, c.Image, pod, c.CgroupID, since.Local().Format(time.RFC3339), state)
+	}
+	return 0
+}
