@@ -93,6 +93,7 @@ type Sensor struct {
 	// per event kind whatever it cannot hold.
 	queueStalls atomic.Uint64
 	decodeErrs  atomic.Uint64
+	syscallKeys atomic.Int64 // syscall counters in the kernel map after the last poll
 
 	mu       sync.Mutex
 	counts   map[string]uint64 // events by kind/verdict
@@ -351,10 +352,35 @@ func (s *Sensor) pollSyscalls() {
 		}
 	}
 	s.lastSys = counts
+	s.forgetSyscalls(counts)
 	now := time.Now()
 	for cg, c := range per {
 		s.emit(event.Event{Time: now, Kind: event.KindSyscalls, Verdict: event.VerdictAllow, CgroupID: cg, Counts: c})
 	}
+}
+
+// forgetSyscalls deletes the counters of cgroups that are no longer watched
+// (removed containers), so the map returns to its size when they are gone.
+func (s *Sensor) forgetSyscalls(counts map[kernel.SyscallKey]uint64) {
+	ids, err := s.kern.Watched()
+	if err != nil {
+		return
+	}
+	watched := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		watched[id] = true
+	}
+	var stale []kernel.SyscallKey
+	for k := range counts {
+		if !watched[k.CgroupID] {
+			stale = append(stale, k)
+			delete(s.lastSys, k)
+		}
+	}
+	if err := s.kern.ForgetSyscalls(stale); err != nil {
+		s.cfg.Logger.Error("forget syscall counters", "error", err)
+	}
+	s.syscallKeys.Store(int64(len(counts) - len(stale)))
 }
 
 func diff(now, before map[string]uint64) map[string]uint64 {
@@ -395,6 +421,7 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	}
 	snap.Lost, _ = s.Lost()
 	snap.Stalls = s.Stalls()
+	snap.SyscallCounters = int(s.syscallKeys.Load())
 	if s.cfg.Containers != nil {
 		snap.Containers = s.cfg.Containers.Len()
 	}

@@ -42,6 +42,7 @@ type runFlags struct {
 	interval      time.Duration
 	memoryLimit   int64
 	containerd    string
+	grace         time.Duration
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -54,6 +55,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.storeMaxAge, "store-max-age", 7*24*time.Hour, "drop stored events older than this (0: keep)")
 	fs.Int64Var(&f.storeMaxBytes, "store-max-bytes", 1<<30, "keep the store under this size (0: no limit)")
 	fs.StringVar(&f.containerd, "containerd-socket", "/run/containerd/containerd.sock", "containerd socket: its containers are watched from creation (empty: none)")
+	fs.DurationVar(&f.grace, "container-grace", 5*time.Minute, "how long a removed container still names its late events")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
@@ -131,6 +133,7 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		watcher, err = container.NewWatcher(container.WatcherConfig{
 			Socket: f.containerd,
 			Logger: log,
+			Cache:  container.NewCache(container.CacheConfig{Grace: f.grace}),
 			OnStart: func(i container.Info) {
 				if err := s.Watch(i.CgroupID); err != nil {
 					log.Error("watch container", "id", i.ID, "error", err)

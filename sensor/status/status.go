@@ -39,21 +39,23 @@ type Runtime struct {
 
 // Snapshot is the daemon's status at one instant.
 type Snapshot struct {
-	PID          int               `json:"pid"`
-	Version      string            `json:"version"`
-	Started      time.Time         `json:"started"`
-	Ready        bool              `json:"ready"`
-	Tier         string            `json:"tier"`
-	TierReason   string            `json:"tier_reason"`
-	ActiveLSMs   []string          `json:"active_lsms"`
-	Hooks        []Hook            `json:"hooks"`
-	Capabilities []Capability      `json:"capabilities"`
-	Watched      int               `json:"watched_cgroups"`
-	Containers   int               `json:"containers"`
-	Runtime      *Runtime          `json:"runtime,omitempty"`
-	Store        *Store            `json:"store,omitempty"`
-	Events       map[string]uint64 `json:"events"`
-	Lost         map[string]uint64 `json:"lost"`
+	PID          int          `json:"pid"`
+	Version      string       `json:"version"`
+	Started      time.Time    `json:"started"`
+	Ready        bool         `json:"ready"`
+	Tier         string       `json:"tier"`
+	TierReason   string       `json:"tier_reason"`
+	ActiveLSMs   []string     `json:"active_lsms"`
+	Hooks        []Hook       `json:"hooks"`
+	Capabilities []Capability `json:"capabilities"`
+	Watched      int          `json:"watched_cgroups"`
+	// SyscallCounters is the number of (cgroup, syscall) counters in the kernel.
+	SyscallCounters int               `json:"syscall_counters"`
+	Containers      int               `json:"containers"`
+	Runtime         *Runtime          `json:"runtime,omitempty"`
+	Store           *Store            `json:"store,omitempty"`
+	Events          map[string]uint64 `json:"events"`
+	Lost            map[string]uint64 `json:"lost"`
 	// Stalls counts, by stage, the waits of one pipeline stage for the next.
 	Stalls map[string]uint64 `json:"stalls"`
 }

@@ -3,12 +3,16 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/status"
 	"github.com/ringfence/ringfence/sensor/store"
 	"github.com/ringfence/ringfence/test/runtime"
 	"github.com/ringfence/ringfence/test/testenv"
@@ -26,7 +30,13 @@ func TestContainerIdentity(t *testing.T) {
 	// The pause lets the watcher see the task before the write; holding a
 	// container's first instruction until it is classified is not built yet.
 	rt.Run(t, id, "sh", "-c", "sleep 1; echo x > /tmp/identity-marker")
+	d.waitForContainerEvent(t, rt, id)
+}
 
+// waitForContainerEvent waits for the marker write of container id and
+// checks it names the container, and that the daemon lists the container.
+func (d *daemon) waitForContainerEvent(t *testing.T, rt *runtime.Runtime, id string) {
+	t.Helper()
 	client := api.NewClient(d.socket())
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -38,7 +48,7 @@ func TestContainerIdentity(t *testing.T) {
 		}
 		for _, raw := range res.Events {
 			var e event.Event
-			if json.Unmarshal(raw, &e) != nil || e.Path != "/tmp/identity-marker" {
+			if json.Unmarshal(raw, &e) != nil || e.Path != "/tmp/identity-marker" || (e.Container != nil && e.Container.ID != id) {
 				continue
 			}
 			if e.Container == nil {
@@ -73,4 +83,104 @@ func tail(s string) string {
 		lines = lines[len(lines)-30:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func (d *daemon) statusNow(t *testing.T) *status.Snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := api.NewClient(d.socket()).Status(ctx)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return s
+}
+
+// waitStatus polls the daemon's status until ok accepts it.
+func (d *daemon) waitStatus(t *testing.T, what string, ok func(*status.Snapshot) bool) *status.Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s := d.statusNow(t)
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.Marshal(s)
+			t.Fatalf("status never showed %s: %s", what, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestRuntimeRestart stops containerd under a running daemon and starts it
+// again: the daemon keeps running, says it is disconnected, reconnects,
+// resyncs, and names the containers started afterwards.
+func TestRuntimeRestart(t *testing.T) {
+	testenv.Privileged(t)
+	rt := runtime.Start(t)
+	bin := build(t)
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket)
+	d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
+	rt.Down(t)
+	down := d.waitStatus(t, "disconnected", func(s *status.Snapshot) bool { return !s.Runtime.Connected })
+	if !down.Ready || down.Runtime.LastError == "" {
+		t.Fatalf("while containerd is down: ready %v, last error %q", down.Ready, down.Runtime.LastError)
+	}
+	rt.Up(t)
+	d.waitStatus(t, "reconnected", func(s *status.Snapshot) bool { return s.Runtime.Connected && s.Runtime.Reconnects >= 1 })
+	id := rt.NewID(t, "rf-after-restart")
+	rt.Run(t, id, "sh", "-c", "sleep 1; echo x > /tmp/identity-marker")
+	d.waitForContainerEvent(t, rt, id)
+}
+
+// TestContainerChurn creates and removes many containers: the kernel's
+// watch set and syscall counters and the container cache return to their
+// sizes before, and the daemon's memory stays flat.
+func TestContainerChurn(t *testing.T) {
+	testenv.Privileged(t)
+	n := 500
+	if v, err := strconv.Atoi(os.Getenv("RINGFENCE_CHURN")); err == nil && v > 0 {
+		n = v
+	}
+	rt := runtime.Start(t)
+	bin := build(t)
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--container-grace", "1s", "--stdout=false")
+	base := d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
+	// One container first, so that runtime-created parent cgroups exist in the baseline.
+	rt.Run(t, rt.NewID(t, "rf-warm"), "true")
+	base = d.waitStatus(t, "warm-up settled", func(s *status.Snapshot) bool { return s.Containers == 0 && s.Watched == base.Watched })
+	rss0 := rssMB(t, d.cmd.Process.Pid)
+	for i := 0; i < n; i++ {
+		rt.Run(t, rt.NewID(t, "rf-churn"), "sh", "-c", "echo x > /tmp/f; cat /tmp/f >/dev/null")
+	}
+	during := d.statusNow(t)
+	if during.Events["exec/allow"] < uint64(n) {
+		t.Fatalf("%d containers but %d exec events: they were not watched", n, during.Events["exec/allow"])
+	}
+	end := d.waitStatus(t, "back to baseline", func(s *status.Snapshot) bool {
+		return s.Watched == base.Watched && s.Containers == base.Containers && s.SyscallCounters <= base.SyscallCounters
+	})
+	rss1 := rssMB(t, d.cmd.Process.Pid)
+	t.Logf("%d containers: watched %d -> %d, containers %d -> %d, syscall counters %d -> %d, RSS %.1f -> %.1f MB",
+		n, base.Watched, end.Watched, base.Containers, end.Containers, base.SyscallCounters, end.SyscallCounters, rss0, rss1)
+	if rss1 > rss0+30 {
+		t.Fatalf("RSS grew from %.1f to %.1f MB over %d containers", rss0, rss1, n)
+	}
+}
+
+func rssMB(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }
