@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
+	"github.com/ringfence/ringfence/sensor/mountinfo"
 	"github.com/ringfence/ringfence/test/testenv"
 )
 
@@ -85,11 +86,7 @@ func newHarness(tb testing.TB) *harness {
 func newHarnessWith(tb testing.TB, cfg Config) *harness {
 	tb.Helper()
 	testenv.Privileged(tb)
-	mounts, err := kernel.Mounts()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	root, err := kernel.Cgroup2Root(mounts)
+	root, err := mountinfo.Cgroup2Root()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -351,8 +348,7 @@ func testUnwatchedProducesNothing(t *testing.T, h *harness) {
 // testChildCgroupsAreWatched checks that a cgroup created below a watched
 // one is watched from its creation, with no help from userspace.
 func testChildCgroupsAreWatched(t *testing.T, h *harness) {
-	mounts, _ := kernel.Mounts()
-	root, _ := kernel.Cgroup2Root(mounts)
+	root, _ := mountinfo.Cgroup2Root()
 	var parent string
 	for _, d := range mustReadDir(t, root) {
 		if id, _, err := CgroupID(root, d); err == nil && id == h.cgroupID {

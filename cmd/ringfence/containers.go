@@ -13,25 +13,18 @@ import (
 )
 
 func containersCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("containers", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("api-socket", api.DefaultSocket, "unix socket of the daemon")
-	output := fs.String("o", "table", "output format: table or json")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(stderr, "ringfence containers: -o: %q is not table or json\n", *output)
+	socket, output, ok := clientFlags("containers", args, stderr)
+	if !ok {
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	list, err := api.NewClient(*socket).Containers(ctx)
+	list, err := api.NewClient(socket).Containers(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "ringfence containers: daemon at %s: %v\n", *socket, err)
+		fmt.Fprintf(stderr, "ringfence containers: daemon at %s: %v\n", socket, err)
 		return 1
 	}
-	if *output == "json" {
+	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(list)
@@ -60,4 +53,25 @@ func containersCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, c.Name, c.Image, pod, c.CgroupID, since.Local().Format(time.RFC3339), state)
 	}
 	return 0
+}
+
+// clientFlags parses the flags of the commands that ask the daemon:
+// --api-socket and -o table|json.
+func clientFlags(name string, args []string, stderr io.Writer) (socket, output string, ok bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&socket, "api-socket", api.DefaultSocket, "unix socket of the daemon")
+	fs.StringVar(&output, "o", "table", "output format: table or json")
+	if err := fs.Parse(args); err != nil {
+		return "", "", false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ringfence %s: unexpected argument %q\n", name, fs.Arg(0))
+		return "", "", false
+	}
+	if output != "table" && output != "json" {
+		fmt.Fprintf(stderr, "ringfence %s: -o: %q is not table or json\n", name, output)
+		return "", "", false
+	}
+	return socket, output, true
 }

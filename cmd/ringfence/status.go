@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -16,26 +15,19 @@ import (
 )
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("api-socket", api.DefaultSocket, "unix socket of the daemon")
-	output := fs.String("o", "table", "output format: table or json")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(stderr, "ringfence status: -o: %q is not table or json\n", *output)
+	socket, output, ok := clientFlags("status", args, stderr)
+	if !ok {
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	snap, err := api.NewClient(*socket).Status(ctx)
+	snap, err := api.NewClient(socket).Status(ctx)
 	running := err == nil
 	if !running {
 		// No daemon: say what this kernel offers, from a fresh probe.
 		p, perr := kernel.ProbeTier()
 		if perr != nil {
-			fmt.Fprintf(stderr, "ringfence status: no daemon at %s (%v), and the probe failed: %v\n", *socket, err, perr)
+			fmt.Fprintf(stderr, "ringfence status: no daemon at %s (%v), and the probe failed: %v\n", socket, err, perr)
 			return 1
 		}
 		snap = &status.Snapshot{Tier: string(p.Tier), TierReason: p.Reason, ActiveLSMs: p.ActiveLSMs}
@@ -43,7 +35,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 			snap.Capabilities = append(snap.Capabilities, status.Capability(c))
 		}
 	}
-	if *output == "json" {
+	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {

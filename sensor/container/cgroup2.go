@@ -1,72 +1,17 @@
 package container
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/mountinfo"
 )
 
-// Cgroup2Mount returns where the cgroup v2 filesystem is mounted, from
-// /proc/self/mountinfo: /sys/fs/cgroup on a unified host, often
-// /sys/fs/cgroup/unified on a hybrid one.
-func Cgroup2Mount() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return parseCgroup2Mount(f)
-}
-
-// parseCgroup2Mount returns the mount point of the first cgroup2 filesystem
-// in a mountinfo listing.
-func parseCgroup2Mount(r io.Reader) (string, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		// "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw":
-		// a variable number of optional fields ends at "-", the type follows.
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup2" {
-			return unescapeOctal(f[4]), nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", err
-	}
-	return "", errors.New("no cgroup2 filesystem is mounted")
-}
-
-// unescapeOctal undoes mountinfo's escaping of space, tab, newline and
-// backslash as \ooo.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// Cgroup2Mount returns where the cgroup v2 filesystem is mounted.
+func Cgroup2Mount() (string, error) { return mountinfo.Cgroup2Root() }
 
 // cgroupInode returns the inode of the cgroup directory rel below mount: the id
 // bpf_get_current_cgroup_id() returns for its processes.

@@ -30,30 +30,6 @@ func TestDecideTier(t *testing.T) {
 	}
 }
 
-func TestParseMountInfo(t *testing.T) {
-	in := `22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw
-35 22 0:30 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw
-40 22 0:31 / /mnt/with\040space rw - tmpfs tmpfs rw
-`
-	mounts, err := ParseMountInfo(strings.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := Cgroup2Root(mounts)
-	if err != nil || root != "/sys/fs/cgroup/unified" {
-		t.Fatalf("Cgroup2Root = %q, %v", root, err)
-	}
-	if mounts[2].Point != "/mnt/with space" {
-		t.Fatalf("escaped mount point = %q", mounts[2].Point)
-	}
-	if _, err := ParseMountInfo(strings.NewReader("garbage line\n")); err == nil {
-		t.Fatal("malformed line accepted")
-	}
-	if _, err := Cgroup2Root(mounts[:1]); err == nil {
-		t.Fatal("no cgroup2: want error")
-	}
-}
-
 // TestProbeAndLoad loads the tier the probe chose and checks every program of
 // that tier is attached. On the project's hosts BPF LSM cannot load, so the
 // probe must say cgroup-only and why; in the test VMs it must say full.

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/sensor/mountinfo"
 )
 
 // Tier is a kernel capability tier: what the sensor can observe and enforce.
@@ -44,12 +45,9 @@ func ProbeTier() (Probe, error) {
 	if err := EnsureMounts(); err != nil {
 		return Probe{}, err
 	}
-	mounts, err := Mounts()
-	if err != nil {
-		return Probe{}, err
-	}
 	var p Probe
-	if p.Cgroup2Root, err = Cgroup2Root(mounts); err != nil {
+	var err error
+	if p.Cgroup2Root, err = mountinfo.Cgroup2Root(); err != nil {
 		return Probe{}, err
 	}
 	raw, err := os.ReadFile(SecurityFSPath + "/lsm")

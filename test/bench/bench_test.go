@@ -83,20 +83,6 @@ func TestFormatTable(t *testing.T) {
 	}
 }
 
-func TestParseCgroup2Root(t *testing.T) {
-	mi := "" +
-		"25 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n" +
-		"31 25 0:26 / /sys/fs/cgroup ro shared:9 - tmpfs tmpfs ro\n" +
-		"41 31 0:38 / /sys/fs/cgroup/my\\040unified rw,relatime shared:10 - cgroup2 cgroup2 rw\n"
-	got, err := parseCgroup2Root(strings.NewReader(mi))
-	if err != nil || got != "/sys/fs/cgroup/my unified" {
-		t.Errorf("parseCgroup2Root = %q, %v", got, err)
-	}
-	if _, err := parseCgroup2Root(strings.NewReader(mi[:strings.LastIndex(mi[:len(mi)-1], "\n")+1])); err == nil {
-		t.Error("parseCgroup2Root without cgroup2: no error")
-	}
-}
-
 func TestParseNsOp(t *testing.T) {
 	if v, err := parseNsOp([]byte("ns/op 123.500\n")); err != nil || v != 123.5 {
 		t.Errorf("parseNsOp = %v, %v", v, err)

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/mountinfo"
 )
 
 // cgroup is a cgroup v2 directory the bench created; fd is what
@@ -22,52 +20,7 @@ type cgroup struct {
 	fd   int
 }
 
-// parseCgroup2Root returns the mount point of the first cgroup2 filesystem
-// in a /proc/self/mountinfo listing.
-func parseCgroup2Root(r io.Reader) (string, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		// "36 25 0:30 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw":
-		// optional fields end at "-", the filesystem type follows it.
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup2" {
-			return unescapeMount(f[4]), nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", err
-	}
-	return "", errors.New("no cgroup2 filesystem is mounted")
-}
-
-// unescapeMount undoes the octal escapes (\040 for a space...) of mountinfo.
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func cgroup2Root() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return parseCgroup2Root(f)
-}
+func cgroup2Root() (string, error) { return mountinfo.Cgroup2Root() }
 
 func createCgroup(root, name string) (*cgroup, error) {
 	p := filepath.Join(root, name)

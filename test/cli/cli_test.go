@@ -17,6 +17,7 @@ import (
 
 	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/mountinfo"
 	"github.com/ringfence/ringfence/test/testenv"
 )
 
@@ -145,17 +146,11 @@ func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
 
 func cgroupDir(tb testing.TB, name string) string {
 	tb.Helper()
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	root, err := mountinfo.Cgroup2Root()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 8 && f[len(f)-3] == "cgroup2" {
-			return filepath.Join(f[4], name)
-		}
-	}
-	tb.Fatal("no cgroup2 mount")
-	return ""
+	return filepath.Join(root, name)
 }
 
 // inCgroup runs this test binary as a generator inside the daemon's cgroup.

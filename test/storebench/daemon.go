@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/sensor/api"
+	"github.com/ringfence/ringfence/sensor/mountinfo"
 )
 
 const genEnv = "RINGFENCE_STOREBENCH_GENERATOR"
@@ -60,23 +61,10 @@ func rssMB(pid int) (float64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-func cgroup2Root() (string, error) {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 8 && f[len(f)-3] == "cgroup2" {
-			return f[4], nil
-		}
-	}
-	return "", fmt.Errorf("no cgroup2 mount")
-}
-
 // daemonMemory runs the daemon with its store, measures its RSS idle, then
 // while a watched process causes 100,000 file events a second for 10 s.
 func daemonMemory(cfg config) (idle, peak float64, lost uint64, err error) {
-	root, err := cgroup2Root()
+	root, err := mountinfo.Cgroup2Root()
 	if err != nil {
 		return 0, 0, 0, err
 	}
