@@ -79,6 +79,9 @@ struct event_hdr {
 	__u32 gid;
 	__u16 kind;
 	__u16 source;
+	/* 1 while the cgroup is a container not yet classified by userspace */
+	__u32 pending;
+	__u32 _pad;
 	char comm[COMM_LEN];
 };
 
@@ -87,7 +90,7 @@ struct exec_event {
 	__u32 filename_len;
 	__u32 args_len;
 	__u32 args_truncated;
-	__u32 _pad;
+	__u32 held; /* stopped before its first instruction, until userspace releases it */
 	char filename[FILENAME_LEN];
 	char args[ARGS_LEN];
 };
@@ -141,6 +144,24 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } watched SEC(".maps");
+
+/* Cgroups under which the container runtime creates containers: a new
+ * cgroup below one of them is watched and pending from its creation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} runtime_parents SEC(".maps");
+
+/* Container cgroups not yet classified by userspace, with their creation
+ * time: an exec in one is held until userspace deletes the entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} pending SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -203,6 +224,8 @@ static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, 
 	h->gid = uidgid >> 32;
 	h->kind = kind;
 	h->source = source;
+	h->pending = bpf_map_lookup_elem(&pending, &cg) != 0;
+	h->_pad = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 

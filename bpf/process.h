@@ -14,6 +14,13 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	if (!e)
 		return 0;
 	fill_hdr(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
+	/* An unclassified container's exec stops before the new image runs its
+	 * first instruction: the signal is taken on the way back to userspace. */
+	e->held = 0;
+	if (bpf_map_lookup_elem(&pending, &cg)) {
+		bpf_send_signal(19 /* SIGSTOP */);
+		e->held = 1;
+	}
 
 	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	e->filename_len = n > 0 ? n - 1 : 0;
@@ -54,19 +61,49 @@ static __always_inline int on_exit(struct task_struct *task)
 /* A watched cgroup's descendants are watched too, from their creation on:
  * done here in the kernel so no process can start in a new child cgroup
  * before userspace hears of it. Only the cgroup v2 hierarchy counts. */
+#define MAX_RUNTIME_DEPTH 8
+
+static __always_inline struct cgroup *parent_cgroup(struct cgroup *c)
+{
+	struct cgroup_subsys_state *pcss = BPF_CORE_READ(c, self.parent);
+	return pcss ? container_of(pcss, struct cgroup, self) : 0;
+}
+
+/* below_runtime reports whether an ancestor of c is a runtime parent. */
+static __always_inline int below_runtime(struct cgroup *c)
+{
+	struct cgroup *a = parent_cgroup(c);
+	for (int i = 0; i < MAX_RUNTIME_DEPTH && a; i++) {
+		__u64 id = BPF_CORE_READ(a, kn, id);
+		if (bpf_map_lookup_elem(&runtime_parents, &id))
+			return 1;
+		a = parent_cgroup(a);
+	}
+	return 0;
+}
+
 static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 {
 	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
 		return 0;
-	struct cgroup_subsys_state *pcss = BPF_CORE_READ(cgrp, self.parent);
-	if (!pcss)
-		return 0;
-	struct cgroup *parent = container_of(pcss, struct cgroup, self);
-	__u64 pid = BPF_CORE_READ(parent, kn, id);
-	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
-	if (!flags)
+	struct cgroup *parent = parent_cgroup(cgrp);
+	if (!parent)
 		return 0;
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
+	__u64 pid = BPF_CORE_READ(parent, kn, id);
+	__u32 one = 1;
+	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
+	if (below_runtime(cgrp)) {
+		/* A container's cgroup: watched, and held at its first exec
+		 * until userspace has classified it. */
+		__u64 now = bpf_ktime_get_boot_ns();
+		if (bpf_map_update_elem(&pending, &id, &now, BPF_ANY) ||
+		    bpf_map_update_elem(&watched, &id, &one, BPF_ANY))
+			count_drop(DROP_WATCH_MAP_FULL);
+		return 0;
+	}
+	if (!flags)
+		return 0;
 	__u32 v = *flags;
 	if (bpf_map_update_elem(&watched, &id, &v, BPF_ANY))
 		count_drop(DROP_WATCH_MAP_FULL);
@@ -79,5 +116,6 @@ static __always_inline int on_cgroup_rmdir(struct cgroup *cgrp)
 		return 0;
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
 	bpf_map_delete_elem(&watched, &id);
+	bpf_map_delete_elem(&pending, &id);
 	return 0;
 }

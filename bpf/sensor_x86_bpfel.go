@@ -46,6 +46,8 @@ type SensorEventHdr struct {
 	Gid      uint32
 	Kind     uint16
 	Source   uint16
+	Pending  uint32
+	Pad      uint32
 	Comm     [16]int8
 }
 
@@ -72,7 +74,7 @@ type SensorExecEvent struct {
 	FilenameLen   uint32
 	ArgsLen       uint32
 	ArgsTruncated uint32
-	Pad           uint32
+	Held          uint32
 	Filename      [256]int8
 	Args          [1024]int8
 }
@@ -153,6 +155,8 @@ const (
 	SensorMapDrops                  = "drops"
 	SensorMapEvents                 = "events"
 	SensorMapPathScratch            = "path_scratch"
+	SensorMapPending                = "pending"
+	SensorMapRuntimeParents         = "runtime_parents"
 	SensorMapSyscallCounts          = "syscall_counts"
 	SensorMapWatched                = "watched"
 	SensorProgRfBind4               = "rf_bind4"
@@ -262,11 +266,13 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
-	Drops         *ebpf.MapSpec `ebpf:"drops"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	PathScratch   *ebpf.MapSpec `ebpf:"path_scratch"`
-	SyscallCounts *ebpf.MapSpec `ebpf:"syscall_counts"`
-	Watched       *ebpf.MapSpec `ebpf:"watched"`
+	Drops          *ebpf.MapSpec `ebpf:"drops"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	PathScratch    *ebpf.MapSpec `ebpf:"path_scratch"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	RuntimeParents *ebpf.MapSpec `ebpf:"runtime_parents"`
+	SyscallCounts  *ebpf.MapSpec `ebpf:"syscall_counts"`
+	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -306,11 +312,13 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
-	Drops         *ebpf.Map `ebpf:"drops"`
-	Events        *ebpf.Map `ebpf:"events"`
-	PathScratch   *ebpf.Map `ebpf:"path_scratch"`
-	SyscallCounts *ebpf.Map `ebpf:"syscall_counts"`
-	Watched       *ebpf.Map `ebpf:"watched"`
+	Drops          *ebpf.Map `ebpf:"drops"`
+	Events         *ebpf.Map `ebpf:"events"`
+	PathScratch    *ebpf.Map `ebpf:"path_scratch"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	RuntimeParents *ebpf.Map `ebpf:"runtime_parents"`
+	SyscallCounts  *ebpf.Map `ebpf:"syscall_counts"`
+	Watched        *ebpf.Map `ebpf:"watched"`
 }
 
 func (m *SensorMaps) Close() error {
@@ -318,6 +326,8 @@ func (m *SensorMaps) Close() error {
 		m.Drops,
 		m.Events,
 		m.PathScratch,
+		m.Pending,
+		m.RuntimeParents,
 		m.SyscallCounts,
 		m.Watched,
 	)

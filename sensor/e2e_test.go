@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
 	"github.com/ringfence/ringfence/sensor/mountinfo"
@@ -445,4 +446,98 @@ func TestRingFullIsCounted(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestHoldUntilClassified creates a "container" cgroup below a runtime
+// parent: the kernel must stop its first exec before the first instruction,
+// keep it stopped until the container is known, then let it run; and let it
+// run unclassified after the timeout, counted.
+func TestHoldUntilClassified(t *testing.T) {
+	testenv.Privileged(t)
+	root, err := mountinfo.Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := fmt.Sprintf("ringfence-runtime-%d", os.Getpid())
+	if err := os.Mkdir(filepath.Join(root, parent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(root, parent)) })
+	cache := container.NewCache(container.CacheConfig{})
+	h := newHarnessWith(t, Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: 3 * time.Second})
+
+	for _, c := range []struct {
+		name     string
+		classify bool
+		outcome  string
+	}{{"classified", true, "released"}, {"timeout", false, "timeout"}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(root, parent, c.name)
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Remove(dir) })
+			id, _, err := CgroupID(root, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			started := make(chan *helperProc, 1)
+			go func() { started <- startHelper(t, fd, "noop") }()
+
+			// The helper is stopped: its first exec is held.
+			pid := waitStoppedIn(t, dir)
+			if c.classify {
+				cache.Put(container.Info{ID: "ctr-" + c.name, Name: c.name, Image: "test/image", CgroupID: id})
+			}
+			var p *helperProc
+			select {
+			case p = <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("held process never released")
+			}
+			if p.Pid != uint32(pid) {
+				t.Fatalf("stopped pid %d, helper pid %d", pid, p.Pid)
+			}
+			e := h.rec.waitFor(t, "held exec", func(e *event.Event) bool { return e.Kind == event.KindExec && e.PID == p.Pid })
+			if e.HoldOutcome != c.outcome {
+				t.Fatalf("hold outcome %q, want %q", e.HoldOutcome, c.outcome)
+			}
+			if c.classify && (e.Container == nil || e.Container.ID != "ctr-"+c.name) {
+				t.Fatalf("held exec without its container: %+v", e.Container)
+			}
+		})
+	}
+	counts := h.s.Snapshot().Holds
+	if counts["held_execs"] != 2 || counts["classified"] != 1 || counts["timeout"] != 1 {
+		t.Fatalf("hold counts %v", counts)
+	}
+}
+
+// waitStoppedIn waits for a stopped process in the cgroup dir and returns it.
+func waitStoppedIn(tb testing.TB, dir string) int {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(f)
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			// pid (comm) STATE ...: the state follows the last ')'.
+			s := string(st)
+			if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 && s[i+2] == 'T' {
+				return pid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatalf("no stopped process in %s", dir)
+	return 0
 }

@@ -72,6 +72,13 @@ type Config struct {
 	// Containers, when set, gives events their container: a lookup by
 	// cgroup id in memory, never a call to the runtime.
 	Containers *container.Cache
+	// RuntimeParents are the cgroups (relative to the cgroup2 mount) under
+	// which the runtime creates containers. With Containers set, a cgroup
+	// created below one is watched from its creation, and its first exec
+	// is stopped before its first instruction until the container is known.
+	RuntimeParents []string
+	// HoldTimeout bounds that wait; the process runs then, counted as a timeout.
+	HoldTimeout time.Duration
 	// Runtime, when set, reports the container runtime connection.
 	Runtime interface{ Status() container.Status }
 	Logger  *slog.Logger
@@ -86,8 +93,10 @@ type Sensor struct {
 	decoder *decode.Decoder
 	started time.Time
 
-	queue chan event.Event
-	ready atomic.Bool
+	queue   chan event.Event
+	ready   atomic.Bool
+	holder  *holder
+	parents map[string]bool // runtime parents registered in the kernel
 	// queueStalls counts the times the reader waited for the sinks: it waits
 	// rather than drop, so the kernel ring absorbs the delay, and counts
 	// per event kind whatever it cannot hold.
@@ -155,7 +164,7 @@ func New(cfg Config) (_ *Sensor, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sensor{
+	s := &Sensor{
 		cfg:      cfg,
 		probe:    p,
 		kern:     kern,
@@ -166,7 +175,35 @@ func New(cfg Config) (_ *Sensor, err error) {
 		counts:   make(map[string]uint64),
 		lastSys:  make(map[kernel.SyscallKey]uint64),
 		lastLost: make(map[string]uint64),
-	}, nil
+		parents:  make(map[string]bool),
+	}
+	if cfg.HoldTimeout <= 0 {
+		s.cfg.HoldTimeout = 2 * time.Second
+	}
+	if cfg.Containers != nil {
+		s.holder = newHolder(kern, cfg.Containers, s.cfg.HoldTimeout, func(e event.Event) { s.queue <- e })
+		s.registerParents()
+	}
+	return s, nil
+}
+
+// registerParents tells the kernel about runtime parent cgroups that exist
+// now; run at start and at every poll, for those that appear later.
+func (s *Sensor) registerParents() {
+	for _, dir := range s.cfg.RuntimeParents {
+		if s.parents[dir] {
+			continue
+		}
+		id, _, err := CgroupID(s.probe.Cgroup2Root, dir)
+		if err != nil {
+			continue // not created yet
+		}
+		if err := s.kern.AddRuntimeParent(id); err != nil {
+			s.cfg.Logger.Error("register runtime parent cgroup", "dir", dir, "error", err)
+			continue
+		}
+		s.parents[dir] = true
+	}
 }
 
 // bootWallClock returns the wall-clock time at which CLOCK_BOOTTIME was zero.
@@ -216,6 +253,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 	readErr := make(chan error, 1)
 	wg.Go(func() {
 		readErr <- s.ring.Run(ctx, s.onRecord)
+		if s.holder != nil {
+			s.holder.stop() // nobody stays stopped after the sensor is gone
+		}
 		close(s.queue)
 	})
 	wg.Go(func() {
@@ -258,6 +298,12 @@ func (s *Sensor) onRecord(raw []byte) {
 		s.decodeErrs.Add(1)
 		s.cfg.Logger.Warn("undecodable record", "error", err)
 		return
+	}
+	if (e.Held || e.Pending) && s.holder != nil && s.holder.take(e) {
+		return
+	}
+	if e.Held {
+		unix.Kill(int(e.PID), unix.SIGCONT) // the sensor is stopping: let it run
 	}
 	select {
 	case s.queue <- e:
@@ -333,6 +379,9 @@ func (s *Sensor) poll() {
 	}
 	defer s.flush()
 	s.pollSyscalls()
+	if s.holder != nil {
+		s.registerParents()
+	}
 }
 
 // pollSyscalls emits, per cgroup, the syscall counts since the last poll.
@@ -422,6 +471,9 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	snap.Lost, _ = s.Lost()
 	snap.Stalls = s.Stalls()
 	snap.SyscallCounters = int(s.syscallKeys.Load())
+	if s.holder != nil {
+		snap.Holds = s.holder.counts()
+	}
 	if s.cfg.Containers != nil {
 		snap.Containers = s.cfg.Containers.Len()
 	}

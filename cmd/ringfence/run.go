@@ -43,6 +43,8 @@ type runFlags struct {
 	memoryLimit   int64
 	containerd    string
 	grace         time.Duration
+	parents       repeated
+	holdTimeout   time.Duration
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -56,6 +58,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.Int64Var(&f.storeMaxBytes, "store-max-bytes", 1<<30, "keep the store under this size (0: no limit)")
 	fs.StringVar(&f.containerd, "containerd-socket", "/run/containerd/containerd.sock", "containerd socket: its containers are watched from creation (empty: none)")
 	fs.DurationVar(&f.grace, "container-grace", 5*time.Minute, "how long a removed container still names its late events")
+	fs.Var(&f.parents, "container-parent", "cgroup (relative to the cgroup2 mount) below which the runtime creates containers (repeatable; default: default, k8s.io, kubepods, kubepods.slice)")
+	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the container to be known")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
@@ -145,6 +149,11 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		}
 		cfg.Containers = watcher.Cache()
 		cfg.Runtime = watcher
+		cfg.HoldTimeout = f.holdTimeout
+		cfg.RuntimeParents = f.parents
+		if len(cfg.RuntimeParents) == 0 {
+			cfg.RuntimeParents = []string{"default", "k8s.io", "kubepods", "kubepods.slice"}
+		}
 	}
 	ln, err := api.Listen(f.apiSocket)
 	if err != nil {

@@ -115,6 +115,7 @@ func (d *Decoder) header(h *bpf.SensorEventHdr) event.Event {
 		GID:      h.Gid,
 		Comm:     cString(h.Comm[:], len(h.Comm)),
 		CgroupID: h.CgroupId,
+		Pending:  h.Pending != 0,
 	}
 }
 
@@ -122,6 +123,7 @@ func execFields(e *event.Event, r *bpf.SensorExecEvent) {
 	e.Kind = event.KindExec
 	e.Binary = cString(r.Filename[:], int(r.FilenameLen))
 	e.ArgsTruncated = r.ArgsTruncated != 0
+	e.Held = r.Held != 0
 	n := min(int(r.ArgsLen), len(r.Args))
 	args := strings.TrimRight(string(int8Bytes(r.Args[:n])), "\x00")
 	if args != "" {

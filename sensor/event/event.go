@@ -65,7 +65,16 @@ type Event struct {
 	Binary        string   `json:"binary,omitempty"`
 	Args          []string `json:"args,omitempty"`
 	ArgsTruncated bool     `json:"args_truncated,omitempty"`
-	ExitCode      *int32   `json:"exit_code,omitempty"`
+	// HoldOutcome is set on the first exec of a container, which the kernel
+	// stopped before its first instruction: "released" once the container
+	// was classified, "timeout" when classification took too long.
+	HoldOutcome string `json:"hold_outcome,omitempty"`
+	// Held is true while the event is waiting on that classification.
+	Held bool `json:"-"`
+	// Pending is true when the kernel saw the cgroup as a container not yet
+	// classified: such events wait for the container's identity.
+	Pending  bool   `json:"-"`
+	ExitCode *int32 `json:"exit_code,omitempty"`
 
 	// file
 	Path string `json:"path,omitempty"`

@@ -117,3 +117,36 @@ func (s *Sensor) ForgetSyscalls(keys []SyscallKey) error {
 	}
 	return errors.Join(errs...)
 }
+
+// AddRuntimeParent marks a cgroup under which the container runtime creates
+// containers: cgroups created below it are watched, and their first exec is
+// held, until Release.
+func (s *Sensor) AddRuntimeParent(cgroupID uint64) error {
+	if err := s.objs.Maps["runtime_parents"].Update(cgroupID, uint32(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("runtime parent %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+// Release ends the hold on a container cgroup: its execs run freely from now
+// on. Releasing a cgroup that is not held is not an error.
+func (s *Sensor) Release(cgroupID uint64) error {
+	err := s.objs.Maps["pending"].Delete(cgroupID)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("release cgroup %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+// Pending lists the container cgroups not released yet.
+func (s *Sensor) Pending() ([]uint64, error) {
+	var (
+		id, created uint64
+		ids         []uint64
+	)
+	it := s.objs.Maps["pending"].Iterate()
+	for it.Next(&id, &created) {
+		ids = append(ids, id)
+	}
+	return ids, it.Err()
+}

@@ -49,6 +49,8 @@ type Snapshot struct {
 	Hooks        []Hook       `json:"hooks"`
 	Capabilities []Capability `json:"capabilities"`
 	Watched      int          `json:"watched_cgroups"`
+	// Holds counts the outcomes of holding containers' first execs.
+	Holds map[string]uint64 `json:"holds,omitempty"`
 	// SyscallCounters is the number of (cgroup, syscall) counters in the kernel.
 	SyscallCounters int               `json:"syscall_counters"`
 	Containers      int               `json:"containers"`

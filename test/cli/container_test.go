@@ -184,3 +184,95 @@ func rssMB(t *testing.T, pid int) float64 {
 	t.Fatal("no VmRSS")
 	return 0
 }
+
+// TestFirstInstruction starts containers whose entrypoint writes a file and
+// binds a socket at once. The kernel stops each container's first exec
+// before its first instruction until the daemon knows the container, so
+// every event of every container, the first included, names it.
+func TestFirstInstruction(t *testing.T) {
+	testenv.Privileged(t)
+	n := 100
+	if v, err := strconv.Atoi(os.Getenv("RINGFENCE_FIRST_INSTRUCTION")); err == nil && v > 0 {
+		n = v
+	}
+	rt := runtime.Start(t)
+	bin := build(t)
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--stdout=false")
+	d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
+	// The namespace's parent cgroup exists once a first container ran; the
+	// daemon registers it at its next poll.
+	rt.Run(t, rt.NewID(t, "rf-first-warm"), "true")
+	time.Sleep(time.Second)
+	before := d.statusNow(t).Holds
+
+	ids := map[string]bool{}
+	for i := 0; i < n; i++ {
+		id := rt.NewID(t, "rf-first")
+		ids[id] = true
+		rt.Run(t, id, "sh", "-c", "echo x > /tmp/first-marker & nc -l -p 12345 & sleep 0.1; kill %2 2>/dev/null; wait; true")
+	}
+	// Each container is classified once, before its first exec runs: held
+	// there if it came first, or released before it.
+	after := d.waitStatus(t, "every container classified", func(s *status.Snapshot) bool {
+		return s.Holds["classified"]+s.Holds["timeout"] >= before["classified"]+before["timeout"]+uint64(n)
+	})
+	if after.Holds["timeout"] != before["timeout"] {
+		t.Fatalf("holds timed out: %v (before %v)", after.Holds, before)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	time.Sleep(time.Second) // the last batch reaches the store
+	res, err := api.NewClient(d.socket()).Query(ctx, store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		first             event.Event
+		file, bind, naked int
+		held              int
+	}
+	byCgroup := map[uint64]*seen{}
+	for _, raw := range res.Events {
+		var e event.Event
+		if json.Unmarshal(raw, &e) != nil || e.CgroupID == 0 || e.Kind == event.KindSyscalls {
+			continue
+		}
+		s := byCgroup[e.CgroupID]
+		if s == nil {
+			s = &seen{first: e}
+			byCgroup[e.CgroupID] = s
+		}
+		if e.Container == nil {
+			s.naked++
+		}
+		if e.HoldOutcome != "" {
+			s.held++
+		}
+		if e.Kind == event.KindFile && e.Path == "/tmp/first-marker" {
+			s.file++
+		}
+		if e.Kind == event.KindBind && e.Port == 12345 {
+			s.bind++
+		}
+	}
+	found := 0
+	for cg, s := range byCgroup {
+		if s.file == 0 {
+			continue
+		}
+		found++
+		f := s.first
+		if f.Container == nil || !ids[f.Container.ID] || f.Container.Image != rt.Image {
+			t.Fatalf("cgroup %d: first event %s does not name its container: %+v", cg, f.Kind, f.Container)
+		}
+		if s.naked != 0 || s.bind == 0 || s.held > 1 {
+			t.Fatalf("cgroup %d (%s): %d events without a container, %d binds, %d held execs",
+				cg, f.Container.ID, s.naked, s.bind, s.held)
+		}
+	}
+	if found != n {
+		t.Fatalf("%d containers wrote their marker, want %d", found, n)
+	}
+	t.Logf("%d containers: every first event named its container; holds %v", n, after.Holds)
+}

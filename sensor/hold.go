@@ -1,0 +1,125 @@
+package sensor
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/container"
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/kernel"
+)
+
+// maxParked bounds the events kept per unclassified container.
+const maxParked = 4096
+
+// holder ends the holds the kernel puts on new containers: a container's
+// first exec waits, stopped before its first instruction, and its earlier
+// events (the runtime's setup processes) wait too, until the container is
+// known or the timeout passes. Every outcome is counted.
+type holder struct {
+	kern    *kernel.Sensor
+	cache   *container.Cache
+	timeout time.Duration
+	deliver func(event.Event)
+
+	// classified and timedOut count cgroups; heldExecs counts execs that
+	// were stopped before their first instruction and then let go.
+	classified, timedOut, heldExecs, overflow atomic.Uint64
+
+	mu      sync.Mutex
+	cgroups map[uint64][]event.Event // parked events by unclassified cgroup
+	stopped bool
+	wg      sync.WaitGroup
+	quit    chan struct{}
+}
+
+func newHolder(kern *kernel.Sensor, cache *container.Cache, timeout time.Duration, deliver func(event.Event)) *holder {
+	return &holder{kern: kern, cache: cache, timeout: timeout, deliver: deliver, cgroups: make(map[uint64][]event.Event), quit: make(chan struct{})}
+}
+
+// take parks e until its container is classified, and reports whether it
+// did. A held exec is always taken while the holder runs; another event only
+// if its container is not known yet.
+func (h *holder) take(e event.Event) bool {
+	if !e.Held {
+		if _, ok := h.cache.Lookup(e.CgroupID); ok {
+			return false
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	parked, waiting := h.cgroups[e.CgroupID]
+	if len(parked) >= maxParked && !e.Held {
+		h.overflow.Add(1)
+		return false // delivered now, without its container
+	}
+	h.cgroups[e.CgroupID] = append(parked, e)
+	if !waiting {
+		h.wg.Add(1)
+		go h.wait(e.CgroupID)
+	}
+	return true
+}
+
+// wait classifies one cgroup, releases its hold and delivers what it parked.
+func (h *holder) wait(cgroupID uint64) {
+	defer h.wg.Done()
+	outcome := h.classify(cgroupID)
+	if outcome == "timeout" {
+		h.timedOut.Add(1)
+	} else {
+		h.classified.Add(1)
+	}
+	// The kernel stops holding first, so nothing after this is stopped.
+	h.kern.Release(cgroupID)
+	h.mu.Lock()
+	parked := h.cgroups[cgroupID]
+	delete(h.cgroups, cgroupID)
+	h.mu.Unlock()
+	for _, e := range parked {
+		if e.Held {
+			unix.Kill(int(e.PID), unix.SIGCONT)
+			e.Held, e.HoldOutcome = false, outcome
+			h.heldExecs.Add(1)
+		}
+		h.deliver(e)
+	}
+}
+
+// classify waits until the container of cgroupID is known.
+func (h *holder) classify(cgroupID uint64) string {
+	deadline := time.Now().Add(h.timeout)
+	for {
+		if _, ok := h.cache.Lookup(cgroupID); ok {
+			return "released"
+		}
+		if time.Now().After(deadline) {
+			return "timeout"
+		}
+		select {
+		case <-h.quit:
+			return "released"
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// stop releases every process still held and delivers every parked event.
+func (h *holder) stop() {
+	h.mu.Lock()
+	h.stopped = true
+	h.mu.Unlock()
+	close(h.quit)
+	h.wg.Wait()
+}
+
+func (h *holder) counts() map[string]uint64 {
+	return map[string]uint64{"classified": h.classified.Load(), "timeout": h.timedOut.Load(),
+		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load()}
+}
