@@ -466,11 +466,18 @@ func TestHoldUntilClassified(t *testing.T) {
 	cache := container.NewCache(container.CacheConfig{})
 	h := newHarnessWith(t, Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: 3 * time.Second})
 
+	scopeID := strings.Repeat("ab12", 16)
 	for _, c := range []struct {
 		name     string
 		classify bool
 		outcome  string
-	}{{"classified", true, "released"}, {"timeout", false, "timeout"}} {
+		wantID   string
+	}{
+		{"classified", true, "released", "ctr-classified"},
+		{"unclassifiable.service", false, "timeout", ""}, // a unit name: no container id in its path
+		// Unknown to the runtime, but its path says whose it is.
+		{"cri-containerd-" + scopeID + ".scope", false, "cgroup-path", scopeID},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(root, parent, c.name)
 			if err := os.Mkdir(dir, 0o755); err != nil {
@@ -507,13 +514,13 @@ func TestHoldUntilClassified(t *testing.T) {
 			if e.HoldOutcome != c.outcome {
 				t.Fatalf("hold outcome %q, want %q", e.HoldOutcome, c.outcome)
 			}
-			if c.classify && (e.Container == nil || e.Container.ID != "ctr-"+c.name) {
-				t.Fatalf("held exec without its container: %+v", e.Container)
+			if c.wantID != "" && (e.Container == nil || e.Container.ID != c.wantID) {
+				t.Fatalf("held exec without its container %s: %+v", c.wantID, e.Container)
 			}
 		})
 	}
 	counts := h.s.Snapshot().Holds
-	if counts["held_execs"] != 2 || counts["classified"] != 1 || counts["timeout"] != 1 {
+	if counts["held_execs"] != 3 || counts["classified"] != 1 || counts["timeout"] != 1 || counts["cgroup_path"] != 1 {
 		t.Fatalf("hold counts %v", counts)
 	}
 }

@@ -24,10 +24,14 @@ type holder struct {
 	cache   *container.Cache
 	timeout time.Duration
 	deliver func(event.Event)
+	// connected reports whether the runtime answers; while it does not,
+	// containers are named from their cgroup path at once.
+	connected func() bool
+	cgroup2   string
 
 	// classified and timedOut count cgroups; heldExecs counts execs that
 	// were stopped before their first instruction and then let go.
-	classified, timedOut, heldExecs, overflow atomic.Uint64
+	classified, fromPath, timedOut, heldExecs, overflow atomic.Uint64
 
 	mu      sync.Mutex
 	cgroups map[uint64][]event.Event // parked events by unclassified cgroup
@@ -36,8 +40,9 @@ type holder struct {
 	quit    chan struct{}
 }
 
-func newHolder(kern *kernel.Sensor, cache *container.Cache, timeout time.Duration, deliver func(event.Event)) *holder {
-	return &holder{kern: kern, cache: cache, timeout: timeout, deliver: deliver, cgroups: make(map[uint64][]event.Event), quit: make(chan struct{})}
+func newHolder(kern *kernel.Sensor, cache *container.Cache, timeout time.Duration, deliver func(event.Event), connected func() bool, cgroup2 string) *holder {
+	return &holder{kern: kern, cache: cache, timeout: timeout, deliver: deliver, connected: connected, cgroup2: cgroup2,
+		cgroups: make(map[uint64][]event.Event), quit: make(chan struct{})}
 }
 
 // take parks e until its container is classified, and reports whether it
@@ -62,18 +67,24 @@ func (h *holder) take(e event.Event) bool {
 	h.cgroups[e.CgroupID] = append(parked, e)
 	if !waiting {
 		h.wg.Add(1)
-		go h.wait(e.CgroupID)
+		go h.wait(e.CgroupID, e.PID)
 	}
 	return true
 }
 
 // wait classifies one cgroup, releases its hold and delivers what it parked.
-func (h *holder) wait(cgroupID uint64) {
+func (h *holder) wait(cgroupID uint64, pid uint32) {
 	defer h.wg.Done()
 	outcome := h.classify(cgroupID)
-	if outcome == "timeout" {
+	if outcome == "timeout" && h.fromCgroupPath(pid) {
+		outcome = "cgroup-path"
+	}
+	switch outcome {
+	case "timeout":
 		h.timedOut.Add(1)
-	} else {
+	case "cgroup-path":
+		h.fromPath.Add(1)
+	default:
 		h.classified.Add(1)
 	}
 	// The kernel stops holding first, so nothing after this is stopped.
@@ -92,14 +103,15 @@ func (h *holder) wait(cgroupID uint64) {
 	}
 }
 
-// classify waits until the container of cgroupID is known.
+// classify waits until the container of cgroupID is known. While the
+// runtime is unreachable there is nobody to wait for.
 func (h *holder) classify(cgroupID uint64) string {
 	deadline := time.Now().Add(h.timeout)
 	for {
 		if _, ok := h.cache.Lookup(cgroupID); ok {
 			return "released"
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || (h.connected != nil && !h.connected()) {
 			return "timeout"
 		}
 		select {
@@ -108,6 +120,18 @@ func (h *holder) classify(cgroupID uint64) string {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// fromCgroupPath names the container of pid from its cgroup path (the id
+// only: name = id, no image) when the runtime could not, and caches it so
+// the container's later events carry it too.
+func (h *holder) fromCgroupPath(pid uint32) bool {
+	info, ok, err := container.FallbackForPid(h.cgroup2, "/proc", pid)
+	if err != nil || !ok {
+		return false
+	}
+	h.cache.Put(info)
+	return true
 }
 
 // stop releases every process still held and delivers every parked event.
@@ -120,6 +144,6 @@ func (h *holder) stop() {
 }
 
 func (h *holder) counts() map[string]uint64 {
-	return map[string]uint64{"classified": h.classified.Load(), "timeout": h.timedOut.Load(),
+	return map[string]uint64{"classified": h.classified.Load(), "cgroup_path": h.fromPath.Load(), "timeout": h.timedOut.Load(),
 		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load()}
 }

@@ -181,7 +181,11 @@ func New(cfg Config) (_ *Sensor, err error) {
 		s.cfg.HoldTimeout = 2 * time.Second
 	}
 	if cfg.Containers != nil {
-		s.holder = newHolder(kern, cfg.Containers, s.cfg.HoldTimeout, func(e event.Event) { s.queue <- e })
+		var connected func() bool
+		if cfg.Runtime != nil {
+			connected = func() bool { return cfg.Runtime.Status().Connected }
+		}
+		s.holder = newHolder(kern, cfg.Containers, s.cfg.HoldTimeout, func(e event.Event) { s.queue <- e }, connected, p.Cgroup2Root)
 		s.registerParents()
 	}
 	return s, nil
