@@ -40,9 +40,21 @@ generate-check: generate ## fail if the committed eBPF objects differ from a fre
 build: ## build the ringfence binary into build/
 	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
 
+DEMO_SOCK := /run/ringfence-demo/containerd.sock
+
 .PHONY: run
-run: deps-run build ## run the sensor with its event store, API socket and metrics, watching the cgroup $(WATCH)
+run: deps-run build ## run the sensor with its event store, API socket and metrics (DEMO=1: with a private containerd)
+ifeq ($(DEMO),1)
+	RF_CONTAINERD_ROOT=/var/lib/ringfence-demo RF_CONTAINERD_SOCK=$(DEMO_SOCK) test/runtime/containerd.sh start
+	@echo "demo: containerd at $(DEMO_SOCK) with image ringfence.test/busybox:latest; 'make demo-stop' removes it"
+	$(BIN) run --watch-cgroup $(WATCH) --create-cgroup --containerd-socket $(DEMO_SOCK)
+else
 	$(BIN) run --watch-cgroup $(WATCH) --create-cgroup
+endif
+
+.PHONY: demo-stop
+demo-stop: ## stop and remove the private containerd of 'make run DEMO=1'
+	RF_CONTAINERD_ROOT=/var/lib/ringfence-demo RF_CONTAINERD_SOCK=$(DEMO_SOCK) test/runtime/containerd.sh stop
 
 .PHONY: test
 test: deps generate-check lint ## every test: unit, privileged on the host, and the VM tests on each kernel
