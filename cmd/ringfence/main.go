@@ -17,6 +17,7 @@ commands:
   status     show the kernel tier, hooks, what is enforceable, and losses
   events     query stored events, or follow live ones
   containers list the containers the daemon knows
+  policy     check policy files: ringfence policy check FILE...
   version    print the version
 `
 
@@ -34,6 +35,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		"status":     statusCmd,
 		"events":     eventsCmd,
 		"containers": containersCmd,
+		"policy":     policyCmd,
 		"version":    func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
 	}
 	cmd, ok := cmds[args[0]]

@@ -49,6 +49,8 @@ func TestUsageErrors(t *testing.T) {
 		{"events bad verdict", []string{"events", "--verdict", "maybe"}, `--verdict: unknown verdict "maybe"`},
 		{"events window backwards", []string{"events", "--since", "1m", "--until", "2h"}, "is not before --until"},
 		{"events missing store", []string{"events", "--store", "/nonexistent/rf"}, "--store"},
+		{"policy without files", []string{"policy", "check"}, "give at least one FILE"},
+		{"policy broken", []string{"policy", "check", "../../enforce/testdata/broken.yaml"}, "../../enforce/testdata/broken.yaml:14: spec.bindInterfaces.ports[1]: \"9100-9000\": the range ends before it starts"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -60,6 +62,9 @@ func TestUsageErrors(t *testing.T) {
 				t.Fatalf("output does not say %q:\n%s", c.want, out)
 			}
 		})
+	}
+	if out, err := exec.Command(bin, "policy", "check", "../../enforce/testdata/web.yaml").CombinedOutput(); err != nil || !strings.Contains(string(out), "web: valid (enforce)") {
+		t.Fatalf("policy check of a valid file: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "ringfence ") {

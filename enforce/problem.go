@@ -1,0 +1,46 @@
+package enforce
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Problem is one thing wrong with a policy file.
+type Problem struct {
+	File string
+	Line int
+	// Path is the field path inside the document: spec.bindInterfaces.ports[1].
+	Path    string
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Message)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", p.File, p.Line, p.Path, p.Message)
+}
+
+// Problems is every problem found, in file and line order.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	if len(ps) == 0 {
+		return "no problems"
+	}
+	s := ps[0].String()
+	if len(ps) > 1 {
+		s += fmt.Sprintf(" (and %d more)", len(ps)-1)
+	}
+	return s
+}
+
+func (ps Problems) sorted() Problems {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].File != ps[j].File {
+			return ps[i].File < ps[j].File
+		}
+		return ps[i].Line < ps[j].Line
+	})
+	return ps
+}
