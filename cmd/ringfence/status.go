@@ -96,6 +96,12 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	for _, k := range sortedKeys(s.Lost) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, s.Lost[k])
 	}
+	if s.Holds != nil {
+		fmt.Fprintln(tw, "\nCONTAINER HOLDS (outcome)\tCOUNT")
+		for _, k := range sortedKeys(s.Holds) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, s.Holds[k])
+		}
+	}
 	fmt.Fprintln(tw, "\nSTALLS (stage waited)\tCOUNT")
 	for _, k := range sortedKeys(s.Stalls) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, s.Stalls[k])
