@@ -142,9 +142,9 @@ func runKernel(ctx context.Context, cfg Config, fetcher *kernelFetcher, initrd I
 		v := Judge(b.transcript, initrd.Tests, b.end)
 		res.Pass, res.Reason = v.Pass, v.Reason
 		con.note(fmt.Sprintf("vmtest: boot %d ended (%s) after %.1fs: %s", attempt, b.end, b.elapsed.Seconds(), v.Reason))
-		if v.DiedBeforeReport && attempt == 1 && ctx.Err() == nil {
+		if v.Retry() && attempt == 1 && ctx.Err() == nil {
 			res.Retried = true
-			con.note("vmtest: VM died before reporting any result; retrying this boot once")
+			con.note("vmtest: VM died (" + v.Reason + "); retrying this boot once")
 			continue
 		}
 		return res

@@ -194,7 +194,15 @@ type Verdict struct {
 	// DiedBeforeReport is true when the VM died, or hung in early boot,
 	// before printing any RINGFENCE-RESULT; such a boot is worth retrying.
 	DiedBeforeReport bool
+	// PanickedMidway is true when the kernel panicked after some results:
+	// under TCG this has been seen when code patching (text_poke with int3,
+	// as attaching a tracepoint does) races the other vCPU. Worth one retry;
+	// a panic the tests cause comes back.
+	PanickedMidway bool
 }
+
+// Retry reports whether the boot should be tried once more.
+func (v Verdict) Retry() bool { return v.DiedBeforeReport || v.PanickedMidway }
 
 // Judge decides whether a boot that ran the given test binaries passed:
 // bpf must be an active LSM, every binary must report exit code 0, and
@@ -228,6 +236,7 @@ func Judge(t Transcript, tests []string, end Ending) Verdict {
 		return Verdict{
 			Reason:           strings.Join(reasons, "; "),
 			DiedBeforeReport: early && (end == EndExited || end == EndBootTimeout),
+			PanickedMidway:   !early && !t.Done && t.Panic != "" && end == EndExited,
 		}
 	}
 	return Verdict{Pass: true, Reason: fmt.Sprintf("%d/%d test binaries passed", len(tests), len(tests))}

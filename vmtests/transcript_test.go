@@ -25,6 +25,7 @@ func TestJudge(t *testing.T) {
 		end       Ending
 		pass      bool
 		died      bool
+		panicked  bool
 		reasonHas []string
 	}{
 		{
@@ -124,6 +125,14 @@ func TestJudge(t *testing.T) {
 			reasonHas: []string{"VM died while a.test was running"},
 		},
 		{
+			name:      "kernel panic after a result is retried once",
+			log:       lsm + "RINGFENCE-RESULT a.test 0\r\n[ 24.6] Kernel panic - not syncing: Fatal exception in interrupt\r\n",
+			tests:     []string{"a.test", "b.test"},
+			end:       EndExited,
+			panicked:  true,
+			reasonHas: []string{"VM died while b.test was running", "Fatal exception in interrupt"},
+		},
+		{
 			name:      "malformed result is ignored",
 			log:       lsm + "RINGFENCE-RESULT a.test zero\r\nRINGFENCE-DONE\r\n",
 			tests:     []string{"a.test"},
@@ -134,8 +143,11 @@ func TestJudge(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Judge(parse(t, tc.log), tc.tests, tc.end)
-			if v.Pass != tc.pass || v.DiedBeforeReport != tc.died {
-				t.Errorf("Judge = %+v, want pass=%v diedBeforeReport=%v", v, tc.pass, tc.died)
+			if v.Pass != tc.pass || v.DiedBeforeReport != tc.died || v.PanickedMidway != tc.panicked {
+				t.Errorf("Judge = %+v, want pass=%v diedBeforeReport=%v panickedMidway=%v", v, tc.pass, tc.died, tc.panicked)
+			}
+			if v.Retry() != (tc.died || tc.panicked) {
+				t.Errorf("Retry = %v", v.Retry())
 			}
 			for _, want := range tc.reasonHas {
 				if !strings.Contains(v.Reason, want) {
