@@ -109,8 +109,18 @@ func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		d.cmd.Process.Kill()
-		d.cmd.Wait()
+		// SIGTERM first: a daemon killed while it holds a new container's
+		// first exec would leave that process stopped (containers of other
+		// containerds on this host share the namespace's parent cgroup).
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
 		os.Remove(cgroupDir(tb, d.cgroup))
 	})
 	go func() {
