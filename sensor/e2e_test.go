@@ -548,3 +548,48 @@ func waitStoppedIn(tb testing.TB, dir string) int {
 	tb.Fatalf("no stopped process in %s", dir)
 	return 0
 }
+
+// TestStopReleasesHolds stops a sensor while a container's first exec is
+// held: the process runs on, and the kernel holds nothing afterwards.
+func TestStopReleasesHolds(t *testing.T) {
+	testenv.Privileged(t)
+	root, err := mountinfo.Cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := fmt.Sprintf("ringfence-runtime-stop-%d", os.Getpid())
+	if err := os.Mkdir(filepath.Join(root, parent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(root, parent)) })
+	cache := container.NewCache(container.CacheConfig{})
+	s, err := New(Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: time.Minute, Interval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	dir := filepath.Join(root, parent, "held")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	started := make(chan *helperProc, 1)
+	go func() { started <- startHelper(t, fd, "noop") }()
+	waitStoppedIn(t, dir)
+	cancel() // unclassified, and a minute from its timeout
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held process stayed stopped after the sensor stopped")
+	}
+}

@@ -277,6 +277,11 @@ func (s *Sensor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			done = true
+			if s.holder != nil {
+				if err := s.kern.StopHolding(); err != nil {
+					s.cfg.Logger.Error("stop holding new containers", "error", err)
+				}
+			}
 		case <-tick.C:
 		}
 		s.poll()

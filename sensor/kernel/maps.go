@@ -150,3 +150,33 @@ func (s *Sensor) Pending() ([]uint64, error) {
 	}
 	return ids, it.Err()
 }
+
+// StopHolding makes the kernel hold no more execs: it forgets the runtime
+// parents and every pending cgroup. Called when the sensor stops, before
+// its last events are read, so no process is stopped with nobody left to
+// release it.
+func (s *Sensor) StopHolding() error {
+	var errs []error
+	for _, name := range []string{"runtime_parents", "pending"} {
+		m := s.objs.Maps[name]
+		var keys []uint64
+		var prev any // nil: from the first key
+		for {
+			var next uint64
+			if err := m.NextKey(prev, &next); err != nil {
+				if !errors.Is(err, ebpf.ErrKeyNotExist) {
+					errs = append(errs, err)
+				}
+				break
+			}
+			keys = append(keys, next)
+			prev = next
+		}
+		for _, k := range keys {
+			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
