@@ -454,15 +454,7 @@ func TestRingFullIsCounted(t *testing.T) {
 // run unclassified after the timeout, counted.
 func TestHoldUntilClassified(t *testing.T) {
 	testenv.Privileged(t)
-	root, err := mountinfo.Cgroup2Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent := fmt.Sprintf("ringfence-runtime-%d", os.Getpid())
-	if err := os.Mkdir(filepath.Join(root, parent), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(filepath.Join(root, parent)) })
+	root, parent := runtimeParent(t, "classify")
 	cache := container.NewCache(container.CacheConfig{})
 	h := newHarnessWith(t, Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: 3 * time.Second})
 
@@ -479,22 +471,7 @@ func TestHoldUntilClassified(t *testing.T) {
 		{"cri-containerd-" + scopeID + ".scope", false, "cgroup-path", scopeID},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := filepath.Join(root, parent, c.name)
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.Remove(dir) })
-			id, _, err := CgroupID(root, dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(fd)
-			started := make(chan *helperProc, 1)
-			go func() { started <- startHelper(t, fd, "noop") }()
+			dir, id, started := startHeld(t, root, parent, c.name)
 
 			// The helper is stopped: its first exec is held.
 			pid := waitStoppedIn(t, dir)
@@ -553,15 +530,7 @@ func waitStoppedIn(tb testing.TB, dir string) int {
 // held: the process runs on, and the kernel holds nothing afterwards.
 func TestStopReleasesHolds(t *testing.T) {
 	testenv.Privileged(t)
-	root, err := mountinfo.Cgroup2Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent := fmt.Sprintf("ringfence-runtime-stop-%d", os.Getpid())
-	if err := os.Mkdir(filepath.Join(root, parent), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(filepath.Join(root, parent)) })
+	root, parent := runtimeParent(t, "stop")
 	cache := container.NewCache(container.CacheConfig{})
 	s, err := New(Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: time.Minute, Interval: 100 * time.Millisecond})
 	if err != nil {
@@ -570,18 +539,7 @@ func TestStopReleasesHolds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	dir := filepath.Join(root, parent, "held")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(dir) })
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	started := make(chan *helperProc, 1)
-	go func() { started <- startHelper(t, fd, "noop") }()
+	dir, _, started := startHeld(t, root, parent, "held")
 	waitStoppedIn(t, dir)
 	cancel() // unclassified, and a minute from its timeout
 	if err := <-done; err != nil {
@@ -592,4 +550,43 @@ func TestStopReleasesHolds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held process stayed stopped after the sensor stopped")
 	}
+}
+
+// runtimeParent makes a cgroup to register as a runtime parent and returns
+// the cgroup2 mount and its name below it.
+func runtimeParent(tb testing.TB, what string) (root, parent string) {
+	tb.Helper()
+	root, err := mountinfo.Cgroup2Root()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	parent = fmt.Sprintf("ringfence-runtime-%s-%d", what, os.Getpid())
+	if err := os.Mkdir(filepath.Join(root, parent), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.Remove(filepath.Join(root, parent)) })
+	return root, parent
+}
+
+// startHeld creates the "container" cgroup name below parent and starts the
+// helper in it; the helper arrives on the channel once it has run.
+func startHeld(tb testing.TB, root, parent, name string) (string, uint64, chan *helperProc) {
+	tb.Helper()
+	dir := filepath.Join(root, parent, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.Remove(dir) })
+	id, _, err := CgroupID(root, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	started := make(chan *helperProc, 1)
+	go func() { started <- startHelper(tb, fd, "noop") }()
+	return dir, id, started
 }
