@@ -214,19 +214,23 @@ start() {
 	tarball=$(image_tarball)
 	flock -u 9
 
-	if ! pid_of_daemon >/dev/null; then
+	local pid
+	if ! pid=$(pid_of_daemon); then
 		write_config
 		rm -f "$sock" "$sock.ttrpc"
 		# Its own session, and no stdio shared with the caller: whoever runs
 		# this script waits for our stdout to close.
 		setsid containerd --config "$base/config.toml" </dev/null >>"$base/containerd.log" 2>&1 &
-		echo $! >"$base/containerd.pid"
+		pid=$!
+		echo "$pid" >"$base/containerd.pid"
 	fi
 
 	local i
 	for ((i = 0; i < 200; i++)); do
 		answers && break
-		if ! pid_of_daemon >/dev/null; then
+		# By pid, not by pid_of_daemon's command line: under load the child
+		# may not have exec'd containerd yet.
+		if ! alive "$pid"; then
 			tail -n 20 "$base/containerd.log" >&2 || true
 			die "containerd exited during start (log: $base/containerd.log)"
 		fi
@@ -234,7 +238,7 @@ start() {
 	done
 	answers || die "containerd does not answer on $sock after 10s (log: $base/containerd.log)"
 	import_image "$tarball"
-	log "running, pid $(pid_of_daemon), socket $sock, image $image"
+	log "running, pid $pid, socket $sock, image $image"
 }
 
 # --- stop --------------------------------------------------------------------
