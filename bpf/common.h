@@ -20,6 +20,7 @@ enum event_kind {
 	KIND_EXIT = 2,
 	KIND_FILE = 3,
 	KIND_BIND = 4,
+	KIND_VIOLATION = 5,
 };
 
 /* Which mechanism produced an event: lets a reader tell an in-kernel
@@ -66,7 +67,8 @@ enum drop_cause {
 	DROP_RING_BIND = 3,
 	DROP_SYSCALL_MAP_FULL = 4,
 	DROP_WATCH_MAP_FULL = 5,
-	DROP_CAUSE_MAX = 6,
+	DROP_RING_VIOLATION = 6,
+	DROP_CAUSE_MAX = 7,
 };
 
 struct event_hdr {
@@ -136,6 +138,7 @@ struct syscall_key {
 /* Load-time configuration, set by the loader before the verifier sees it. */
 volatile const __u32 cfg_files_from_lsm = 0;     /* full tier: LSM reports file writes */
 volatile const __u32 cfg_setattr_has_idmap = 0;  /* inode_setattr(idmap, dentry, attr) */
+volatile const __u32 cfg_exec_from_lsm = 0;      /* full tier: exec denials in bprm_check_security */
 
 /* Watched cgroup v2 ids. The only lookup an unwatched process pays. */
 struct {

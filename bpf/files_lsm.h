@@ -1,9 +1,12 @@
 /* File writes on the full tier, from BPF-LSM hooks. The path hooks sit after
  * path lookup on every route into the VFS (syscalls, io_uring, nfsd alike),
  * so unlike the syscall tracepoint they cannot be sidestepped and see the
- * resolved path. */
+ * resolved path. They also enforce the read-only root filesystem rule: each
+ * builds its event in a per-CPU record, judges it, then reports it (and
+ * the violation) and answers 0 or -EPERM. */
 #pragma once
 #include "path.h"
+#include "enforce.h"
 
 #define FMODE_WRITE 0x2
 #define FMODE_CREATED 0x100000
@@ -20,9 +23,10 @@ static __always_inline struct file_event *file_event_start(__u32 op)
 	__u64 cg = current_watched();
 	if (!cg)
 		return 0;
-	struct file_event *e = RESERVE(struct file_event, DROP_RING_FILE);
-	if (!e)
+	struct enforce_scratch *sc = enforce_scratch_get();
+	if (!sc)
 		return 0;
+	struct file_event *e = &sc->fe;
 	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_LSM);
 	e->op = op;
 	e->flags = 0;
@@ -36,6 +40,49 @@ static __always_inline struct file_event *file_event_start(__u32 op)
 	e->path2_kind = PATH_NONE;
 	e->path2_len = 0;
 	return e;
+}
+
+/* file_event_end judges the write e describes, to an object on superblock
+ * sb, reports what happened and returns the hook's answer. */
+static __always_inline int file_event_end(struct file_event *e, __u64 sb)
+{
+	struct enforce_scratch *sc = enforce_scratch_get();
+	if (!sc)
+		return 0;
+	__u16 verdict = ACTION_NONE;
+	__u32 policy = 0;
+	struct member *m = member_of(e->hdr.cgroup_id);
+	if (m)
+		verdict = read_only_verdict(sc, m, e, sb, &policy);
+	if (verdict != ACTION_NONE) {
+		struct violation_event *v = violation_start(e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict);
+		if (v) {
+			v->op = e->op;
+			v->path_kind = e->path_kind;
+			v->path_len = e->path_len;
+			bpf_probe_read_kernel(v->path, PATH_LEN, e->path);
+			v->path2_kind = e->path2_kind;
+			v->path2_len = e->path2_len;
+			if (e->path2_kind != PATH_NONE)
+				bpf_probe_read_kernel(v->path2, PATH_LEN, e->path2);
+			violation_submit(v, m->owner);
+		}
+		if (verdict == ACTION_DENY)
+			return -EPERM; /* it did not happen: no file event */
+	}
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		count_drop(DROP_RING_FILE);
+	return 0;
+}
+
+static __always_inline __u64 dentry_sb(struct dentry *d)
+{
+	return (__u64)BPF_CORE_READ(d, d_sb);
+}
+
+static __always_inline __u64 path_sb(const struct path *p)
+{
+	return (__u64)BPF_CORE_READ(p, dentry, d_sb);
 }
 
 static __always_inline int lsm_file_open(struct file *file)
@@ -54,8 +101,7 @@ static __always_inline int lsm_file_open(struct file *file)
 		return 0;
 	e->flags = fflags;
 	e->path_len = d_path_child((struct path *)&file->f_path, 0, e->path);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(&file->f_path));
 }
 
 /* path_op reports an operation on dir/child (child may be NULL: dir is the object). */
@@ -66,8 +112,7 @@ static __always_inline int path_op(__u32 op, const struct path *dir, struct dent
 		return 0;
 	e->mode = mode;
 	e->path_len = d_path_child((struct path *)dir, child, e->path);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(dir));
 }
 
 static __always_inline int lsm_path_rename(const struct path *old_dir, struct dentry *old_dentry,
@@ -80,8 +125,7 @@ static __always_inline int lsm_path_rename(const struct path *old_dir, struct de
 	e->path_len = d_path_child((struct path *)old_dir, old_dentry, e->path);
 	e->path2_kind = PATH_ABSOLUTE;
 	e->path2_len = d_path_child((struct path *)new_dir, new_dentry, e->path2);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(old_dir));
 }
 
 /* link: path is the new name; path2 the existing file, inside its filesystem. */
@@ -93,8 +137,7 @@ static __always_inline int lsm_path_link(struct dentry *old_dentry, const struct
 	e->path_len = d_path_child((struct path *)new_dir, new_dentry, e->path);
 	e->path2_kind = PATH_FS;
 	e->path2_len = dentry_path(old_dentry, e->path2);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(new_dir));
 }
 
 static __always_inline int lsm_path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)
@@ -106,8 +149,7 @@ static __always_inline int lsm_path_symlink(const struct path *dir, struct dentr
 	long n = bpf_probe_read_kernel_str(e->path2, PATH_LEN, old_name);
 	e->path2_kind = PATH_RELATIVE; /* a symlink target is stored as given */
 	e->path2_len = n > 0 ? n - 1 : 0;
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(dir));
 }
 
 static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __u32 gid)
@@ -118,8 +160,7 @@ static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __
 	e->owner_uid = uid;
 	e->owner_gid = gid;
 	e->path_len = d_path_child((struct path *)path, 0, e->path);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(path));
 }
 
 /* dentry_op reports an operation known only by its dentry. */
@@ -131,8 +172,7 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	e->flags = flags;
 	e->path_kind = PATH_FS;
 	e->path_len = dentry_path(d, e->path);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, dentry_sb(d));
 }
 
 /* inode_setattr is the only hook on the utimes route. Mode, owner and size
@@ -153,6 +193,5 @@ static __always_inline int lsm_file_truncate(struct file *file)
 	if (!e)
 		return 0;
 	e->path_len = file_path(file, e->path);
-	bpf_ringbuf_submit(e, 0);
-	return 0;
+	return file_event_end(e, path_sb(&file->f_path));
 }

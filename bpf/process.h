@@ -3,6 +3,10 @@
  * what gets reported. */
 #pragma once
 #include "common.h"
+#include "enforce.h"
+
+#define SIGKILL 9
+#define SIGSTOP 19
 
 static __always_inline int on_exec(struct task_struct *task, struct linux_binprm *bprm)
 {
@@ -18,7 +22,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	 * first instruction: the signal is taken on the way back to userspace. */
 	e->held = 0;
 	if (bpf_map_lookup_elem(&pending, &cg)) {
-		bpf_send_signal(19 /* SIGSTOP */);
+		bpf_send_signal(SIGSTOP);
 		e->held = 1;
 	}
 
@@ -37,6 +41,37 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 		e->args_len = len;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+/* exec_enforce applies "nothing may execute" where no LSM hook can refuse
+ * the exec (cgroup-only tier): the new image is killed before its first
+ * instruction, as the signal is taken on the way back to userspace. */
+static __always_inline void exec_enforce(struct linux_binprm *bprm)
+{
+	if (cfg_exec_from_lsm)
+		return;
+	__u64 cg = current_watched();
+	if (!cg)
+		return;
+	struct member *m = member_of(cg);
+	if (!m || m->exec_action == ACTION_NONE)
+		return;
+	if (m->exec_action == ACTION_DENY)
+		bpf_send_signal(SIGKILL);
+	exec_violation(cg, m, SOURCE_TRACEPOINT, BPF_CORE_READ(bprm, filename));
+}
+
+/* lsm_bprm_check refuses the exec itself on the full tier. */
+static __always_inline int lsm_bprm_check(struct linux_binprm *bprm)
+{
+	__u64 cg = current_watched();
+	if (!cg)
+		return 0;
+	struct member *m = member_of(cg);
+	if (!m || m->exec_action == ACTION_NONE)
+		return 0;
+	exec_violation(cg, m, SOURCE_LSM, BPF_CORE_READ(bprm, filename));
+	return m->exec_action == ACTION_DENY ? -EPERM : 0;
 }
 
 static __always_inline int on_exit(struct task_struct *task)
@@ -92,6 +127,7 @@ static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
 	__u64 pid = BPF_CORE_READ(parent, kn, id);
 	__u32 one = 1;
+	propagate_member(pid, id);
 	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
 	if (below_runtime(cgrp)) {
 		/* A container's cgroup: watched, and held at its first exec
@@ -117,5 +153,6 @@ static __always_inline int on_cgroup_rmdir(struct cgroup *cgrp)
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
 	bpf_map_delete_elem(&watched, &id);
 	bpf_map_delete_elem(&pending, &id);
+	bpf_map_delete_elem(&members, &id);
 	return 0;
 }

@@ -13,7 +13,9 @@
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(rf_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(p, bprm);
+	on_exec(p, bprm);
+	exec_enforce(bprm);
+	return 0;
 }
 
 SEC("tp_btf/sched_process_exit")
@@ -50,6 +52,30 @@ SEC("cgroup/bind6")
 int rf_bind6(struct bpf_sock_addr *ctx)
 {
 	return on_bind6(ctx);
+}
+
+SEC("cgroup/setsockopt")
+int rf_setsockopt(struct bpf_sockopt *ctx)
+{
+	return on_setsockopt(ctx);
+}
+
+SEC("cgroup_skb/ingress")
+int rf_skb_ingress(struct __sk_buff *skb)
+{
+	return on_skb_ingress(skb);
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(rf_lsm_bprm_check, struct linux_binprm *bprm)
+{
+	return lsm_bprm_check(bprm);
+}
+
+SEC("lsm/socket_listen")
+int BPF_PROG(rf_lsm_socket_listen, struct socket *sock, int backlog)
+{
+	return lsm_socket_listen(sock);
 }
 
 /* The capability probe loads this: if it loads, LSM programs can. */

@@ -13,6 +13,29 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type SensorAction uint32
+
+const (
+	SensorActionACTION_NONE  SensorAction = 0
+	SensorActionACTION_AUDIT SensorAction = 1
+	SensorActionACTION_DENY  SensorAction = 2
+)
+
+type SensorAddrKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Policy uint32
+	Pad    uint32
+	Addr   [16]uint8
+}
+
+type SensorAllowKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Policy    uint32
+	Path      [248]int8
+}
+
 type SensorBindEvent struct {
 	_        structs.HostLayout
 	Hdr      SensorEventHdr
@@ -23,6 +46,15 @@ type SensorBindEvent struct {
 	Addr     [16]uint8
 }
 
+type SensorBindOp uint32
+
+const (
+	SensorBindOpBIND_OP_BIND       SensorBindOp = 1
+	SensorBindOpBIND_OP_LISTEN     SensorBindOp = 2
+	SensorBindOpBIND_OP_DEVICE     SensorBindOp = 3
+	SensorBindOpBIND_OP_CONNECTION SensorBindOp = 4
+)
+
 type SensorDropCause uint32
 
 const (
@@ -32,8 +64,16 @@ const (
 	SensorDropCauseDROP_RING_BIND        SensorDropCause = 3
 	SensorDropCauseDROP_SYSCALL_MAP_FULL SensorDropCause = 4
 	SensorDropCauseDROP_WATCH_MAP_FULL   SensorDropCause = 5
-	SensorDropCauseDROP_CAUSE_MAX        SensorDropCause = 6
+	SensorDropCauseDROP_RING_VIOLATION   SensorDropCause = 6
+	SensorDropCauseDROP_CAUSE_MAX        SensorDropCause = 7
 )
+
+type SensorEnforceScratch struct {
+	_   structs.HostLayout
+	Fe  SensorFileEvent
+	Ve  SensorViolationEvent
+	Key SensorAllowKey
+}
 
 type SensorEventHdr struct {
 	_        structs.HostLayout
@@ -54,10 +94,11 @@ type SensorEventHdr struct {
 type SensorEventKind uint32
 
 const (
-	SensorEventKindKIND_EXEC SensorEventKind = 1
-	SensorEventKindKIND_EXIT SensorEventKind = 2
-	SensorEventKindKIND_FILE SensorEventKind = 3
-	SensorEventKindKIND_BIND SensorEventKind = 4
+	SensorEventKindKIND_EXEC      SensorEventKind = 1
+	SensorEventKindKIND_EXIT      SensorEventKind = 2
+	SensorEventKindKIND_FILE      SensorEventKind = 3
+	SensorEventKindKIND_BIND      SensorEventKind = 4
+	SensorEventKindKIND_VIOLATION SensorEventKind = 5
 )
 
 type SensorEventSource uint32
@@ -125,6 +166,24 @@ const (
 	SensorFileOpFILE_OP_FALLOCATE   SensorFileOp = 16
 )
 
+type SensorIfindexKey struct {
+	_       structs.HostLayout
+	Cgroup  uint64
+	Policy  uint32
+	Ifindex uint32
+}
+
+type SensorMember struct {
+	_          structs.HostLayout
+	Owner      uint64
+	Flags      uint32
+	N          uint32
+	Ids        [8]uint32
+	ExecPolicy uint32
+	ExecRule   uint16
+	ExecAction uint16
+}
+
 type SensorPathKind uint32
 
 const (
@@ -141,6 +200,37 @@ type SensorPathScratch struct {
 	Names [32]uint64
 }
 
+type SensorPolicy struct {
+	_          structs.HostLayout
+	Flags      uint32
+	RoAction   uint16
+	BindAction uint16
+	Nports     uint32
+	Nifaces    uint32
+	Ports      [8]struct {
+		_    structs.HostLayout
+		From uint16
+		To   uint16
+	}
+	Ifaces [4][16]int8
+}
+
+type SensorPolicyFlag uint32
+
+const (
+	SensorPolicyFlagPOLICY_READ_ONLY SensorPolicyFlag = 1
+	SensorPolicyFlagPOLICY_BIND      SensorPolicyFlag = 2
+)
+
+type SensorRule uint32
+
+const (
+	SensorRuleRULE_READ_ONLY          SensorRule = 1
+	SensorRuleRULE_BIND_INTERFACES    SensorRule = 2
+	SensorRuleRULE_ALLOWED_REGISTRIES SensorRule = 3
+	SensorRuleRULE_DENY_PRIVILEGED    SensorRule = 4
+)
+
 type SensorSyscallKey struct {
 	_        structs.HostLayout
 	CgroupId uint64
@@ -148,16 +238,60 @@ type SensorSyscallKey struct {
 	Pad      uint32
 }
 
+type SensorViolationEvent struct {
+	_               structs.HostLayout
+	Hdr             SensorEventHdr
+	PolicyId        uint32
+	Rule            uint16
+	Action          uint16
+	SuppressedTotal uint64
+	Op              uint32
+	PathKind        uint16
+	Path2Kind       uint16
+	PathLen         uint32
+	Path2Len        uint32
+	Family          uint16
+	Port            uint16
+	Protocol        uint16
+	Pad             uint16
+	Addr            [16]uint8
+	Path            [512]int8
+	Path2           [512]int8
+}
+
+type SensorViolationKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Policy uint32
+	Rule   uint32
+}
+
+type SensorViolationState struct {
+	_               structs.HostLayout
+	WindowStart     uint64
+	SuppressedTotal uint64
+	InWindow        uint32
+	Action          uint16
+	Pad             uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SensorMapAllowWrites            = "allow_writes"
+	SensorMapBindAddrs              = "bind_addrs"
+	SensorMapBindIfindexes          = "bind_ifindexes"
 	SensorMapDrops                  = "drops"
+	SensorMapEnforceScratch         = "enforce_scratch"
 	SensorMapEvents                 = "events"
+	SensorMapMembers                = "members"
 	SensorMapPathScratch            = "path_scratch"
 	SensorMapPending                = "pending"
+	SensorMapPolicies               = "policies"
 	SensorMapRuntimeParents         = "runtime_parents"
 	SensorMapSyscallCounts          = "syscall_counts"
+	SensorMapViolationLimits        = "violation_limits"
 	SensorMapWatched                = "watched"
 	SensorProgRfBind4               = "rf_bind4"
 	SensorProgRfBind6               = "rf_bind6"
@@ -165,6 +299,7 @@ const (
 	SensorProgRfCgroupRmdir         = "rf_cgroup_rmdir"
 	SensorProgRfExec                = "rf_exec"
 	SensorProgRfExit                = "rf_exit"
+	SensorProgRfLsmBprmCheck        = "rf_lsm_bprm_check"
 	SensorProgRfLsmFileOpen         = "rf_lsm_file_open"
 	SensorProgRfLsmFileTruncate     = "rf_lsm_file_truncate"
 	SensorProgRfLsmInodeRemovexattr = "rf_lsm_inode_removexattr"
@@ -180,11 +315,17 @@ const (
 	SensorProgRfLsmPathSymlink      = "rf_lsm_path_symlink"
 	SensorProgRfLsmPathTruncate     = "rf_lsm_path_truncate"
 	SensorProgRfLsmPathUnlink       = "rf_lsm_path_unlink"
+	SensorProgRfLsmSocketListen     = "rf_lsm_socket_listen"
 	SensorProgRfProbeLsm            = "rf_probe_lsm"
+	SensorProgRfSetsockopt          = "rf_setsockopt"
+	SensorProgRfSkbIngress          = "rf_skb_ingress"
 	SensorProgRfSysEnter            = "rf_sys_enter"
+	SensorVarCfgExecFromLsm         = "cfg_exec_from_lsm"
 	SensorVarCfgFilesFromLsm        = "cfg_files_from_lsm"
 	SensorVarCfgSetattrHasIdmap     = "cfg_setattr_has_idmap"
+	SensorVarUnusedAction           = "unused_action"
 	SensorVarUnusedBindEvent        = "unused_bind_event"
+	SensorVarUnusedBindOp           = "unused_bind_op"
 	SensorVarUnusedDropCause        = "unused_drop_cause"
 	SensorVarUnusedEventKind        = "unused_event_kind"
 	SensorVarUnusedEventSource      = "unused_event_source"
@@ -193,6 +334,9 @@ const (
 	SensorVarUnusedFileEvent        = "unused_file_event"
 	SensorVarUnusedFileOp           = "unused_file_op"
 	SensorVarUnusedPathKind         = "unused_path_kind"
+	SensorVarUnusedPolicyFlag       = "unused_policy_flag"
+	SensorVarUnusedRule             = "unused_rule"
+	SensorVarUnusedViolationEvent   = "unused_violation_event"
 )
 
 // LoadSensor returns the embedded CollectionSpec for Sensor.
@@ -243,6 +387,7 @@ type SensorProgramSpecs struct {
 	RfCgroupRmdir         *ebpf.ProgramSpec `ebpf:"rf_cgroup_rmdir"`
 	RfExec                *ebpf.ProgramSpec `ebpf:"rf_exec"`
 	RfExit                *ebpf.ProgramSpec `ebpf:"rf_exit"`
+	RfLsmBprmCheck        *ebpf.ProgramSpec `ebpf:"rf_lsm_bprm_check"`
 	RfLsmFileOpen         *ebpf.ProgramSpec `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_file_truncate"`
 	RfLsmInodeRemovexattr *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_removexattr"`
@@ -258,7 +403,10 @@ type SensorProgramSpecs struct {
 	RfLsmPathSymlink      *ebpf.ProgramSpec `ebpf:"rf_lsm_path_symlink"`
 	RfLsmPathTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_path_truncate"`
 	RfLsmPathUnlink       *ebpf.ProgramSpec `ebpf:"rf_lsm_path_unlink"`
+	RfLsmSocketListen     *ebpf.ProgramSpec `ebpf:"rf_lsm_socket_listen"`
 	RfProbeLsm            *ebpf.ProgramSpec `ebpf:"rf_probe_lsm"`
+	RfSetsockopt          *ebpf.ProgramSpec `ebpf:"rf_setsockopt"`
+	RfSkbIngress          *ebpf.ProgramSpec `ebpf:"rf_skb_ingress"`
 	RfSysEnter            *ebpf.ProgramSpec `ebpf:"rf_sys_enter"`
 }
 
@@ -266,30 +414,43 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
-	Drops          *ebpf.MapSpec `ebpf:"drops"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	PathScratch    *ebpf.MapSpec `ebpf:"path_scratch"`
-	Pending        *ebpf.MapSpec `ebpf:"pending"`
-	RuntimeParents *ebpf.MapSpec `ebpf:"runtime_parents"`
-	SyscallCounts  *ebpf.MapSpec `ebpf:"syscall_counts"`
-	Watched        *ebpf.MapSpec `ebpf:"watched"`
+	AllowWrites     *ebpf.MapSpec `ebpf:"allow_writes"`
+	BindAddrs       *ebpf.MapSpec `ebpf:"bind_addrs"`
+	BindIfindexes   *ebpf.MapSpec `ebpf:"bind_ifindexes"`
+	Drops           *ebpf.MapSpec `ebpf:"drops"`
+	EnforceScratch  *ebpf.MapSpec `ebpf:"enforce_scratch"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	Members         *ebpf.MapSpec `ebpf:"members"`
+	PathScratch     *ebpf.MapSpec `ebpf:"path_scratch"`
+	Pending         *ebpf.MapSpec `ebpf:"pending"`
+	Policies        *ebpf.MapSpec `ebpf:"policies"`
+	RuntimeParents  *ebpf.MapSpec `ebpf:"runtime_parents"`
+	SyscallCounts   *ebpf.MapSpec `ebpf:"syscall_counts"`
+	ViolationLimits *ebpf.MapSpec `ebpf:"violation_limits"`
+	Watched         *ebpf.MapSpec `ebpf:"watched"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorVariableSpecs struct {
-	CfgFilesFromLsm    *ebpf.VariableSpec `ebpf:"cfg_files_from_lsm"`
-	CfgSetattrHasIdmap *ebpf.VariableSpec `ebpf:"cfg_setattr_has_idmap"`
-	UnusedBindEvent    *ebpf.VariableSpec `ebpf:"unused_bind_event"`
-	UnusedDropCause    *ebpf.VariableSpec `ebpf:"unused_drop_cause"`
-	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedEventSource  *ebpf.VariableSpec `ebpf:"unused_event_source"`
-	UnusedExecEvent    *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedExitEvent    *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedFileEvent    *ebpf.VariableSpec `ebpf:"unused_file_event"`
-	UnusedFileOp       *ebpf.VariableSpec `ebpf:"unused_file_op"`
-	UnusedPathKind     *ebpf.VariableSpec `ebpf:"unused_path_kind"`
+	CfgExecFromLsm       *ebpf.VariableSpec `ebpf:"cfg_exec_from_lsm"`
+	CfgFilesFromLsm      *ebpf.VariableSpec `ebpf:"cfg_files_from_lsm"`
+	CfgSetattrHasIdmap   *ebpf.VariableSpec `ebpf:"cfg_setattr_has_idmap"`
+	UnusedAction         *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedBindEvent      *ebpf.VariableSpec `ebpf:"unused_bind_event"`
+	UnusedBindOp         *ebpf.VariableSpec `ebpf:"unused_bind_op"`
+	UnusedDropCause      *ebpf.VariableSpec `ebpf:"unused_drop_cause"`
+	UnusedEventKind      *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedEventSource    *ebpf.VariableSpec `ebpf:"unused_event_source"`
+	UnusedExecEvent      *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedExitEvent      *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedFileEvent      *ebpf.VariableSpec `ebpf:"unused_file_event"`
+	UnusedFileOp         *ebpf.VariableSpec `ebpf:"unused_file_op"`
+	UnusedPathKind       *ebpf.VariableSpec `ebpf:"unused_path_kind"`
+	UnusedPolicyFlag     *ebpf.VariableSpec `ebpf:"unused_policy_flag"`
+	UnusedRule           *ebpf.VariableSpec `ebpf:"unused_rule"`
+	UnusedViolationEvent *ebpf.VariableSpec `ebpf:"unused_violation_event"`
 }
 
 // SensorObjects contains all objects after they have been loaded into the kernel.
@@ -312,23 +473,37 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
-	Drops          *ebpf.Map `ebpf:"drops"`
-	Events         *ebpf.Map `ebpf:"events"`
-	PathScratch    *ebpf.Map `ebpf:"path_scratch"`
-	Pending        *ebpf.Map `ebpf:"pending"`
-	RuntimeParents *ebpf.Map `ebpf:"runtime_parents"`
-	SyscallCounts  *ebpf.Map `ebpf:"syscall_counts"`
-	Watched        *ebpf.Map `ebpf:"watched"`
+	AllowWrites     *ebpf.Map `ebpf:"allow_writes"`
+	BindAddrs       *ebpf.Map `ebpf:"bind_addrs"`
+	BindIfindexes   *ebpf.Map `ebpf:"bind_ifindexes"`
+	Drops           *ebpf.Map `ebpf:"drops"`
+	EnforceScratch  *ebpf.Map `ebpf:"enforce_scratch"`
+	Events          *ebpf.Map `ebpf:"events"`
+	Members         *ebpf.Map `ebpf:"members"`
+	PathScratch     *ebpf.Map `ebpf:"path_scratch"`
+	Pending         *ebpf.Map `ebpf:"pending"`
+	Policies        *ebpf.Map `ebpf:"policies"`
+	RuntimeParents  *ebpf.Map `ebpf:"runtime_parents"`
+	SyscallCounts   *ebpf.Map `ebpf:"syscall_counts"`
+	ViolationLimits *ebpf.Map `ebpf:"violation_limits"`
+	Watched         *ebpf.Map `ebpf:"watched"`
 }
 
 func (m *SensorMaps) Close() error {
 	return _SensorClose(
+		m.AllowWrites,
+		m.BindAddrs,
+		m.BindIfindexes,
 		m.Drops,
+		m.EnforceScratch,
 		m.Events,
+		m.Members,
 		m.PathScratch,
 		m.Pending,
+		m.Policies,
 		m.RuntimeParents,
 		m.SyscallCounts,
+		m.ViolationLimits,
 		m.Watched,
 	)
 }
@@ -337,17 +512,23 @@ func (m *SensorMaps) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorVariables struct {
-	CfgFilesFromLsm    *ebpf.Variable `ebpf:"cfg_files_from_lsm"`
-	CfgSetattrHasIdmap *ebpf.Variable `ebpf:"cfg_setattr_has_idmap"`
-	UnusedBindEvent    *ebpf.Variable `ebpf:"unused_bind_event"`
-	UnusedDropCause    *ebpf.Variable `ebpf:"unused_drop_cause"`
-	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedEventSource  *ebpf.Variable `ebpf:"unused_event_source"`
-	UnusedExecEvent    *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedExitEvent    *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedFileEvent    *ebpf.Variable `ebpf:"unused_file_event"`
-	UnusedFileOp       *ebpf.Variable `ebpf:"unused_file_op"`
-	UnusedPathKind     *ebpf.Variable `ebpf:"unused_path_kind"`
+	CfgExecFromLsm       *ebpf.Variable `ebpf:"cfg_exec_from_lsm"`
+	CfgFilesFromLsm      *ebpf.Variable `ebpf:"cfg_files_from_lsm"`
+	CfgSetattrHasIdmap   *ebpf.Variable `ebpf:"cfg_setattr_has_idmap"`
+	UnusedAction         *ebpf.Variable `ebpf:"unused_action"`
+	UnusedBindEvent      *ebpf.Variable `ebpf:"unused_bind_event"`
+	UnusedBindOp         *ebpf.Variable `ebpf:"unused_bind_op"`
+	UnusedDropCause      *ebpf.Variable `ebpf:"unused_drop_cause"`
+	UnusedEventKind      *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedEventSource    *ebpf.Variable `ebpf:"unused_event_source"`
+	UnusedExecEvent      *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedExitEvent      *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedFileEvent      *ebpf.Variable `ebpf:"unused_file_event"`
+	UnusedFileOp         *ebpf.Variable `ebpf:"unused_file_op"`
+	UnusedPathKind       *ebpf.Variable `ebpf:"unused_path_kind"`
+	UnusedPolicyFlag     *ebpf.Variable `ebpf:"unused_policy_flag"`
+	UnusedRule           *ebpf.Variable `ebpf:"unused_rule"`
+	UnusedViolationEvent *ebpf.Variable `ebpf:"unused_violation_event"`
 }
 
 // SensorPrograms contains all programs after they have been loaded into the kernel.
@@ -360,6 +541,7 @@ type SensorPrograms struct {
 	RfCgroupRmdir         *ebpf.Program `ebpf:"rf_cgroup_rmdir"`
 	RfExec                *ebpf.Program `ebpf:"rf_exec"`
 	RfExit                *ebpf.Program `ebpf:"rf_exit"`
+	RfLsmBprmCheck        *ebpf.Program `ebpf:"rf_lsm_bprm_check"`
 	RfLsmFileOpen         *ebpf.Program `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.Program `ebpf:"rf_lsm_file_truncate"`
 	RfLsmInodeRemovexattr *ebpf.Program `ebpf:"rf_lsm_inode_removexattr"`
@@ -375,7 +557,10 @@ type SensorPrograms struct {
 	RfLsmPathSymlink      *ebpf.Program `ebpf:"rf_lsm_path_symlink"`
 	RfLsmPathTruncate     *ebpf.Program `ebpf:"rf_lsm_path_truncate"`
 	RfLsmPathUnlink       *ebpf.Program `ebpf:"rf_lsm_path_unlink"`
+	RfLsmSocketListen     *ebpf.Program `ebpf:"rf_lsm_socket_listen"`
 	RfProbeLsm            *ebpf.Program `ebpf:"rf_probe_lsm"`
+	RfSetsockopt          *ebpf.Program `ebpf:"rf_setsockopt"`
+	RfSkbIngress          *ebpf.Program `ebpf:"rf_skb_ingress"`
 	RfSysEnter            *ebpf.Program `ebpf:"rf_sys_enter"`
 }
 
@@ -387,6 +572,7 @@ func (p *SensorPrograms) Close() error {
 		p.RfCgroupRmdir,
 		p.RfExec,
 		p.RfExit,
+		p.RfLsmBprmCheck,
 		p.RfLsmFileOpen,
 		p.RfLsmFileTruncate,
 		p.RfLsmInodeRemovexattr,
@@ -402,7 +588,10 @@ func (p *SensorPrograms) Close() error {
 		p.RfLsmPathSymlink,
 		p.RfLsmPathTruncate,
 		p.RfLsmPathUnlink,
+		p.RfLsmSocketListen,
 		p.RfProbeLsm,
+		p.RfSetsockopt,
+		p.RfSkbIngress,
 		p.RfSysEnter,
 	)
 }

@@ -146,14 +146,39 @@ func (w *walker) glob(n *yaml.Node, p string) (string, bool) {
 	return v, true
 }
 
+// pathGlob accepts what the kernel matcher can match: an absolute path,
+// or a directory followed by "/**" for everything below it.
 func (w *walker) pathGlob(n *yaml.Node, p string) (string, bool) {
 	v, ok := w.glob(n, p)
-	if ok && !strings.HasPrefix(v, "/") {
+	if !ok {
+		return v, ok
+	}
+	if !strings.HasPrefix(v, "/") {
 		w.fail(n, p, "%q must be an absolute path", v)
 		return "", false
 	}
-	return v, ok
+	dir, _ := strings.CutSuffix(v, "/**")
+	if v == "/**" {
+		dir = "/"
+	}
+	if strings.ContainsAny(dir, "*?[]\\") {
+		w.fail(n, p, "%q: only an exact path or DIR/** is supported (no other wildcards)", v)
+		return "", false
+	}
+	if clean := path.Clean(dir); clean != dir {
+		w.fail(n, p, "%q is not a clean path (want %q)", v, clean)
+		return "", false
+	}
+	if len(dir)+2 > MaxAllowWriteLen {
+		w.fail(n, p, "%q is longer than %d bytes", v, MaxAllowWriteLen)
+		return "", false
+	}
+	return v, true
 }
+
+// MaxAllowWriteLen bounds an allowWrites entry: the kernel matches on the
+// first 248 bytes of a path.
+const MaxAllowWriteLen = 240
 
 func (w *walker) iface(n *yaml.Node, p string) (string, bool) {
 	v, ok := w.str(n, p)

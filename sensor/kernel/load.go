@@ -97,6 +97,9 @@ func configure(spec *ebpf.CollectionSpec, tier Tier) error {
 	if err := spec.Variables["cfg_files_from_lsm"].Set(boolU32(tier == TierFull)); err != nil {
 		return fmt.Errorf("set cfg_files_from_lsm: %w", err)
 	}
+	if err := spec.Variables["cfg_exec_from_lsm"].Set(boolU32(tier == TierFull)); err != nil {
+		return fmt.Errorf("set cfg_exec_from_lsm: %w", err)
+	}
 	idmap := funcParams(kernelBTF, "bpf_lsm_inode_setattr") == 3
 	if err := spec.Variables["cfg_setattr_has_idmap"].Set(boolU32(idmap)); err != nil {
 		return fmt.Errorf("set cfg_setattr_has_idmap: %w", err)
@@ -115,7 +118,7 @@ func (s *Sensor) attach(name string, prog *ebpf.Program, ps *ebpf.ProgramSpec, c
 		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ps.AttachType})
 	case ebpf.LSM:
 		l, err = link.AttachLSM(link.LSMOptions{Program: prog})
-	case ebpf.CGroupSockAddr:
+	case ebpf.CGroupSockAddr, ebpf.CGroupSockopt, ebpf.CGroupSKB:
 		l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ps.AttachType, Program: prog})
 	default:
 		err = fmt.Errorf("no attach method for program type %s", ps.Type)

@@ -24,6 +24,8 @@ func DropCause(i int) string {
 		return "syscall_map_full"
 	case bpf.SensorDropCauseDROP_WATCH_MAP_FULL:
 		return "watch_map_full"
+	case bpf.SensorDropCauseDROP_RING_VIOLATION:
+		return "ring_full_violation"
 	}
 	return fmt.Sprintf("cause_%d", i)
 }

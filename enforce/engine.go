@@ -1,0 +1,407 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Iface is the state of one interface in a container's network namespace.
+type Iface struct {
+	Index uint32 // 0: no such interface now
+	Addrs []netip.Addr
+}
+
+// Interfaces follows the named interfaces of network namespaces. Follow
+// returns their state now; later changes reach Engine.InterfacesChanged.
+type Interfaces interface {
+	Follow(cgroup uint64, netns string, names []string) (map[string]Iface, error)
+	Unfollow(cgroup uint64)
+}
+
+// Engine keeps the kernel's policy maps in step with the policy set and the
+// containers: it matches each container to the policies that select it and
+// swaps policy sets without leaving any container under neither set.
+type Engine struct {
+	kern   Kernel
+	caps   Capabilities
+	ifaces Interfaces
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	set        []*compiled
+	nextID     uint32
+	generation uint64
+	loadedAt   time.Time
+	sources    []string
+	rejected   []string // problems of the last refused set, nil after a good one
+	names      map[uint32]string
+	containers map[uint64]*applied
+}
+
+// applied is what the engine wrote for one container.
+type applied struct {
+	target Target
+	member Member
+	iface  map[string]Iface
+	addrs  map[bindKey]bool
+	ifidx  map[ifidxKey]bool
+}
+
+type bindKey struct {
+	policy uint32
+	addr   netip.Addr
+}
+
+type ifidxKey struct {
+	policy  uint32
+	ifindex uint32
+}
+
+// NewEngine returns an engine with no policies. ifaces may be nil when no
+// policy will bind interfaces (tests).
+func NewEngine(kern Kernel, caps Capabilities, ifaces Interfaces, log *slog.Logger) *Engine {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{kern: kern, caps: caps, ifaces: ifaces, log: log, nextID: 1,
+		names: make(map[uint32]string), containers: make(map[uint64]*applied)}
+}
+
+// Status describes the policy state for `ringfence status`.
+type Status struct {
+	Generation uint64    `json:"generation"`
+	LoadedAt   time.Time `json:"loaded_at,omitzero"`
+	Sources    []string  `json:"sources,omitempty"`
+	Policies   []string  `json:"policies"`
+	// Rejected lists the problems of the last policy set that was refused;
+	// the set in force is the one before it.
+	Rejected []string `json:"rejected,omitempty"`
+	// Enforced counts containers under at least one policy.
+	Enforced int `json:"enforced_containers"`
+}
+
+// Status returns the engine's state.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Status{Generation: e.generation, LoadedAt: e.loadedAt, Sources: slices.Clone(e.sources),
+		Rejected: slices.Clone(e.rejected), Policies: []string{}}
+	for _, c := range e.set {
+		st.Policies = append(st.Policies, c.policy.Name+" ("+c.policy.Spec.Mode+")")
+	}
+	for _, a := range e.containers {
+		if len(a.member.Policies) > 0 {
+			st.Enforced++
+		}
+	}
+	return st
+}
+
+// Reject records a policy set that could not be read or was invalid; the
+// set in force stays.
+func (e *Engine) Reject(problems []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.rejected = slices.Clone(problems)
+}
+
+// PolicyName names a policy id, of this set or an earlier one (a violation
+// may be reported just after a swap).
+func (e *Engine) PolicyName(id uint32) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n, ok := e.names[id]; ok {
+		return n
+	}
+	return fmt.Sprintf("policy_%d", id)
+}
+
+// PoliciesOf names the policies that select the container of cgroup.
+func (e *Engine) PoliciesOf(cgroup uint64) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.containers[cgroup]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, id := range a.member.Policies {
+		out = append(out, e.names[id])
+	}
+	return out
+}
+
+// Load replaces the policy set. The new policies are written under new ids,
+// then each container's entry is switched in one update, then the old
+// policies go: a container is under the old set or the new one at every
+// instant. On any error nothing of the new set stays and the old one is in
+// force.
+func (e *Engine) Load(policies []RuntimePolicy, sources []string) (err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	defer func() {
+		if err != nil {
+			e.rejected = []string{err.Error()}
+		}
+	}()
+
+	var next []*compiled
+	undo := func() {
+		for _, c := range next {
+			if derr := e.kern.DeletePolicy(c.id, c.allow); derr != nil {
+				e.log.Error("remove policy of a refused set", "policy", c.policy.Name, "error", derr)
+			}
+		}
+	}
+	for _, p := range policies {
+		c, err := compile(p, e.nextID, e.caps)
+		if err != nil {
+			undo()
+			return err
+		}
+		e.nextID++
+		if err := e.kern.PutPolicy(c.id, c.kp, c.allow); err != nil {
+			undo()
+			return fmt.Errorf("policy %s: write to the kernel: %w", p.Name, err)
+		}
+		next = append(next, c)
+		e.names[c.id] = p.Name
+	}
+
+	// Switch every container; remember how to switch back.
+	type switched struct {
+		cg  uint64
+		old *applied
+	}
+	var done []switched
+	for cg, a := range e.containers {
+		na, err := e.plan(a.target, next, a)
+		if err == nil {
+			err = e.write(na, a)
+		}
+		if err != nil {
+			for _, s := range done {
+				if rerr := e.write(s.old, e.containers[s.cg]); rerr != nil {
+					e.log.Error("restore container rules", "cgroup", s.cg, "error", rerr)
+				}
+				e.containers[s.cg] = s.old
+			}
+			undo()
+			return fmt.Errorf("container %s: %w", a.target.Name, err)
+		}
+		done = append(done, switched{cg, a})
+		e.containers[cg] = na
+	}
+	for _, c := range e.set {
+		if err := e.kern.DeletePolicy(c.id, c.allow); err != nil {
+			e.log.Error("remove replaced policy", "policy", c.policy.Name, "error", err)
+		}
+	}
+	e.set = next
+	e.generation++
+	e.loadedAt = time.Now()
+	e.sources = slices.Clone(sources)
+	e.rejected = nil
+	return nil
+}
+
+// Apply matches a container (new, or changed) to the policies and writes
+// its entry. The entry is complete (addresses included) when it appears.
+func (e *Engine) Apply(t Target) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.containers[t.CgroupID]
+	na, err := e.plan(t, e.set, old)
+	if err != nil {
+		return err
+	}
+	if err := e.write(na, old); err != nil {
+		return err
+	}
+	if len(na.member.Policies) == 0 {
+		delete(e.containers, t.CgroupID)
+		if e.ifaces != nil {
+			e.ifaces.Unfollow(t.CgroupID)
+		}
+		return nil
+	}
+	e.containers[t.CgroupID] = na
+	return nil
+}
+
+// Remove forgets a container that is gone.
+func (e *Engine) Remove(cgroup uint64) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old, ok := e.containers[cgroup]
+	if !ok {
+		return nil
+	}
+	delete(e.containers, cgroup)
+	if e.ifaces != nil {
+		e.ifaces.Unfollow(cgroup)
+	}
+	return e.write(&applied{target: old.target, member: Member{Owner: cgroup}}, old)
+}
+
+// InterfacesChanged updates the allowed addresses of a container whose
+// interfaces changed.
+func (e *Engine) InterfacesChanged(cgroup uint64, state map[string]Iface) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old, ok := e.containers[cgroup]
+	if !ok {
+		return
+	}
+	na := &applied{target: old.target, member: old.member, iface: state}
+	e.bindTargets(na, e.byID(old.member.Policies))
+	if err := e.write(na, old); err != nil {
+		e.log.Error("update allowed addresses", "container", old.target.Name, "error", err)
+		return
+	}
+	e.containers[cgroup] = na
+}
+
+// ReadOnlyBreach names the read-only policy whose rule a write of path breaks,
+// with its mode, for tiers where the kernel cannot judge writes itself.
+// mounts are the container's mount points other than its root: writes
+// below them are not to its root filesystem.
+func (e *Engine) ReadOnlyBreach(cgroup uint64, path string, mounts []string) (policy, mode string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, found := e.containers[cgroup]
+	if !found || !a.member.ReadOnly || path == "" || path[0] != '/' {
+		return "", "", false
+	}
+	for _, m := range mounts {
+		if m != "/" && (path == m || len(path) > len(m) && path[:len(m)] == m && path[len(m)] == '/') {
+			return "", "", false
+		}
+	}
+	best := ActionNone
+	for _, c := range e.byID(a.member.Policies) {
+		if c.kp.ReadOnly && !allows(c.allow, path) && c.action > best {
+			best, policy, mode = c.action, c.policy.Name, c.policy.Spec.Mode
+		}
+	}
+	return policy, mode, best != ActionNone
+}
+
+func (e *Engine) byID(ids []uint32) []*compiled {
+	var out []*compiled
+	for _, c := range e.set {
+		if slices.Contains(ids, c.id) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// plan computes what a container's entries should be under set.
+func (e *Engine) plan(t Target, set []*compiled, old *applied) (*applied, error) {
+	var selected []*compiled
+	for _, c := range set {
+		if c.policy.Spec.Selector.Selects(t) {
+			selected = append(selected, c)
+		}
+	}
+	if len(selected) > MaxPoliciesPerContainer {
+		return nil, fmt.Errorf("selected by %d policies, at most %d", len(selected), MaxPoliciesPerContainer)
+	}
+	na := &applied{target: t, member: verdictFor(t, selected)}
+	if na.member.Bind {
+		var names []string
+		for _, c := range selected {
+			for _, n := range c.kp.Interfaces {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+		if e.ifaces == nil {
+			return nil, errors.New("an interface-binding policy selects it, but the sensor follows no interfaces")
+		}
+		state, err := e.ifaces.Follow(t.CgroupID, t.NetNS, names)
+		if err != nil {
+			// Fail closed: no address is allowed until the interfaces are known.
+			e.log.Error("follow interfaces", "container", t.Name, "netns", t.NetNS, "error", err)
+		}
+		na.iface = state
+	}
+	e.bindTargets(na, selected)
+	return na, nil
+}
+
+// bindTargets fills the allowed addresses and interface indexes.
+func (e *Engine) bindTargets(na *applied, selected []*compiled) {
+	na.addrs = make(map[bindKey]bool)
+	na.ifidx = make(map[ifidxKey]bool)
+	for _, c := range selected {
+		if !c.kp.Bind {
+			continue
+		}
+		for _, name := range c.kp.Interfaces {
+			st := na.iface[name]
+			for _, a := range st.Addrs {
+				na.addrs[bindKey{c.id, a.Unmap()}] = true
+			}
+			if st.Index != 0 {
+				na.ifidx[ifidxKey{c.id, st.Index}] = true
+			}
+		}
+	}
+}
+
+// write moves the kernel from old (may be nil) to na: addresses first,
+// then the member entry in one update, then stale addresses.
+func (e *Engine) write(na, old *applied) error {
+	cg := na.target.CgroupID
+	var errs []error
+	for k := range na.addrs {
+		if old == nil || !old.addrs[k] {
+			errs = append(errs, e.kern.PutBindAddr(cg, k.policy, k.addr))
+		}
+	}
+	for k := range na.ifidx {
+		if old == nil || !old.ifidx[k] {
+			errs = append(errs, e.kern.PutBindIfindex(cg, k.policy, k.ifindex))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if len(na.member.Policies) > 0 {
+		if old == nil || !sameMember(old.member, na.member) {
+			if err := e.kern.PutMember(cg, na.member); err != nil {
+				return err
+			}
+		}
+	} else if old != nil && len(old.member.Policies) > 0 {
+		if err := e.kern.DeleteMember(cg); err != nil {
+			return err
+		}
+	}
+	if old != nil {
+		for k := range old.addrs {
+			if !na.addrs[k] {
+				errs = append(errs, e.kern.DeleteBindAddr(cg, k.policy, k.addr))
+			}
+		}
+		for k := range old.ifidx {
+			if !na.ifidx[k] {
+				errs = append(errs, e.kern.DeleteBindIfindex(cg, k.policy, k.ifindex))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sameMember(a, b Member) bool {
+	return a.Owner == b.Owner && a.ReadOnly == b.ReadOnly && a.Bind == b.Bind && slices.Equal(a.Policies, b.Policies) &&
+		a.ExecPolicy == b.ExecPolicy && a.ExecRule == b.ExecRule && a.ExecAction == b.ExecAction
+}

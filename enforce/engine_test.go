@@ -1,0 +1,279 @@
+package enforce
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeKernel is a map-backed Kernel that checks, at every member update,
+// that the entry only names policies present in the kernel: the property
+// an atomic swap must keep.
+type fakeKernel struct {
+	t        *testing.T
+	policies map[uint32]KernelPolicy
+	allow    map[uint32][]AllowWrite
+	members  map[uint64]Member
+	addrs    map[string]bool
+	ifidx    map[string]bool
+	failPut  uint32 // PutPolicy of this id fails
+	failMem  uint64 // PutMember of this cgroup fails
+}
+
+func newFakeKernel(t *testing.T) *fakeKernel {
+	return &fakeKernel{t: t, policies: map[uint32]KernelPolicy{}, allow: map[uint32][]AllowWrite{},
+		members: map[uint64]Member{}, addrs: map[string]bool{}, ifidx: map[string]bool{}}
+}
+
+func (k *fakeKernel) PutPolicy(id uint32, p KernelPolicy, allow []AllowWrite) error {
+	if id == k.failPut {
+		return fmt.Errorf("map full")
+	}
+	k.policies[id] = p
+	k.allow[id] = allow
+	return nil
+}
+
+func (k *fakeKernel) DeletePolicy(id uint32, _ []AllowWrite) error {
+	for cg, m := range k.members {
+		if slices.Contains(m.Policies, id) {
+			k.t.Errorf("policy %d deleted while cgroup %d is under it", id, cg)
+		}
+	}
+	delete(k.policies, id)
+	delete(k.allow, id)
+	return nil
+}
+
+func (k *fakeKernel) PutMember(cg uint64, m Member) error {
+	if cg == k.failMem {
+		return fmt.Errorf("map full")
+	}
+	for _, id := range m.Policies {
+		if _, ok := k.policies[id]; !ok {
+			k.t.Errorf("cgroup %d put under policy %d, which the kernel does not have", cg, id)
+		}
+	}
+	k.members[cg] = m
+	return nil
+}
+
+func (k *fakeKernel) DeleteMember(cg uint64) error { delete(k.members, cg); return nil }
+func (k *fakeKernel) PutBindAddr(cg uint64, p uint32, a netip.Addr) error {
+	k.addrs[fmt.Sprint(cg, p, a)] = true
+	return nil
+}
+func (k *fakeKernel) DeleteBindAddr(cg uint64, p uint32, a netip.Addr) error {
+	delete(k.addrs, fmt.Sprint(cg, p, a))
+	return nil
+}
+func (k *fakeKernel) PutBindIfindex(cg uint64, p uint32, i uint32) error {
+	k.ifidx[fmt.Sprint(cg, p, i)] = true
+	return nil
+}
+func (k *fakeKernel) DeleteBindIfindex(cg uint64, p uint32, i uint32) error {
+	delete(k.ifidx, fmt.Sprint(cg, p, i))
+	return nil
+}
+
+type fakeIfaces map[string]Iface
+
+func (f fakeIfaces) Follow(uint64, string, []string) (map[string]Iface, error) { return f, nil }
+func (f fakeIfaces) Unfollow(uint64)                                            {}
+
+func mustParse(t *testing.T, doc string) []RuntimePolicy {
+	t.Helper()
+	ps, problems := Parse("test.yaml", []byte(doc))
+	if len(problems) > 0 {
+		t.Fatalf("parse: %v", problems)
+	}
+	return ps
+}
+
+const twoPolicies = `
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: ro-audit}
+spec:
+  mode: audit
+  readOnlyRootFilesystem:
+    allowWrites: ["/tmp/**", "/run/app.pid"]
+---
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: web}
+spec:
+  mode: enforce
+  selector: {images: ["registry.internal/web/*"], labels: {app: web}}
+  readOnlyRootFilesystem: {}
+  bindInterfaces: {interfaces: [eth0], ports: ["8080"]}
+  allowedRegistries: [registry.internal]
+`
+
+func TestEngineCombinesToStrictest(t *testing.T) {
+	k := newFakeKernel(t)
+	ifs := fakeIfaces{"eth0": {Index: 2, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::2")}}}
+	e := NewEngine(k, Capabilities{ReadOnly: true, Bind: true}, ifs, nil)
+	if err := e.Load(mustParse(t, twoPolicies), nil); err != nil {
+		t.Fatal(err)
+	}
+	web := Target{CgroupID: 10, Name: "web-1", Image: "registry.internal/web/app:1", Labels: map[string]string{"app": "web"}}
+	other := Target{CgroupID: 11, Name: "db", Image: "postgres"}
+	for _, tg := range []Target{web, other} {
+		if err := e.Apply(tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := k.members[10]
+	if len(m.Policies) != 2 || !m.ReadOnly || !m.Bind || m.ExecAction != ActionNone {
+		t.Errorf("web member = %+v", m)
+	}
+	if len(k.addrs) != 2 || len(k.ifidx) != 1 {
+		t.Errorf("addresses %v, ifindexes %v", k.addrs, k.ifidx)
+	}
+	// postgres is docker.io/library/postgres: only ro-audit selects it.
+	if m := k.members[11]; len(m.Policies) != 1 || m.Bind {
+		t.Errorf("db member = %+v", m)
+	}
+	// The strictest read-only verdict: web's enforce rule forbids /tmp too.
+	if p, mode, ok := e.ReadOnlyBreach(10, "/tmp/x", nil); !ok || p != "web" || mode != "enforce" {
+		t.Errorf("web /tmp/x: %q %q %v", p, mode, ok)
+	}
+	if _, _, ok := e.ReadOnlyBreach(11, "/tmp/x", nil); ok {
+		t.Error("db /tmp/x: breach under an allowWrites prefix")
+	}
+	if _, _, ok := e.ReadOnlyBreach(11, "/run/app.pid", nil); ok {
+		t.Error("db /run/app.pid: breach of an exact allowWrites entry")
+	}
+	if p, _, ok := e.ReadOnlyBreach(11, "/run/app.pid2", nil); !ok || p != "ro-audit" {
+		t.Errorf("db /run/app.pid2: %q %v", p, ok)
+	}
+	if _, _, ok := e.ReadOnlyBreach(11, "/data/x", []string{"/data"}); ok {
+		t.Error("a write below a mount point judged as a root filesystem write")
+	}
+}
+
+func TestEngineRegistriesAndPrivileged(t *testing.T) {
+	k := newFakeKernel(t)
+	e := NewEngine(k, Capabilities{}, nil, nil)
+	err := e.Load(mustParse(t, `
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: prov}
+spec: {mode: enforce, allowedRegistries: [docker.io]}
+---
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: priv}
+spec: {mode: audit, denyPrivileged: true}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		t    Target
+		rule Rule
+		act  Action
+	}{
+		{Target{CgroupID: 1, Image: "busybox"}, 0, ActionNone},
+		{Target{CgroupID: 2, Image: "ghcr.io/x/y:1"}, RuleAllowedRegistries, ActionDeny},
+		{Target{CgroupID: 3, Image: "busybox", Privileged: true}, RuleDenyPrivileged, ActionAudit},
+		{Target{CgroupID: 4, Image: "quay.io/a/b", Privileged: true}, RuleAllowedRegistries, ActionDeny},
+		{Target{CgroupID: 5, Image: ""}, RuleAllowedRegistries, ActionDeny}, // provenance unknown
+	}
+	for _, c := range cases {
+		if err := e.Apply(c.t); err != nil {
+			t.Fatal(err)
+		}
+		m := k.members[c.t.CgroupID]
+		if m.ExecRule != c.rule || m.ExecAction != c.act {
+			t.Errorf("%+v: exec rule %v action %v, want %v %v", c.t, m.ExecRule, m.ExecAction, c.rule, c.act)
+		}
+	}
+}
+
+func TestEngineSwapIsAtomicAndRefusalKeepsOld(t *testing.T) {
+	k := newFakeKernel(t)
+	e := NewEngine(k, Capabilities{ReadOnly: true}, nil, nil)
+	v1 := mustParse(t, `
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: v1}
+spec: {mode: enforce, readOnlyRootFilesystem: {}}
+`)
+	if err := e.Load(v1, []string{"a.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	for cg := uint64(1); cg <= 50; cg++ {
+		if err := e.Apply(Target{CgroupID: cg, Name: fmt.Sprint("c", cg)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v2 := mustParse(t, strings.ReplaceAll(`
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: v2}
+spec: {mode: audit, readOnlyRootFilesystem: {allowWrites: ["/tmp/**"]}}
+`, "\t", ""))
+	// fakeKernel fails the test if a member ever names a missing policy
+	// or a policy goes while a member names it.
+	if err := e.Load(v2, []string{"a.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status(); st.Generation != 2 || len(st.Policies) != 1 || st.Policies[0] != "v2 (audit)" || st.Enforced != 50 {
+		t.Errorf("status after swap = %+v", st)
+	}
+	if len(k.policies) != 1 {
+		t.Errorf("kernel holds %d policies after the swap, want 1", len(k.policies))
+	}
+
+	// A set that fails half-way is undone: v2 stays everywhere.
+	k.failMem = 25
+	if err := e.Load(v1, nil); err == nil {
+		t.Fatal("Load succeeded although a member update failed")
+	}
+	k.failMem = 0
+	st := e.Status()
+	if st.Generation != 2 || len(st.Rejected) != 1 || st.Policies[0] != "v2 (audit)" {
+		t.Errorf("status after a refused set = %+v", st)
+	}
+	if len(k.policies) != 1 {
+		t.Errorf("kernel holds %d policies after a refused set, want 1", len(k.policies))
+	}
+	v2id := k.members[1].Policies[0]
+	for cg, m := range k.members {
+		if len(m.Policies) != 1 || m.Policies[0] != v2id {
+			t.Errorf("cgroup %d under %v after a refused set, want [%d]", cg, m.Policies, v2id)
+		}
+	}
+
+	// Removing the container removes its entry.
+	if err := e.Remove(7); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := k.members[7]; ok {
+		t.Error("member entry outlived Remove")
+	}
+}
+
+func TestImageNormalisation(t *testing.T) {
+	for _, c := range []struct{ ref, name, reg string }{
+		{"busybox", "docker.io/library/busybox", "docker.io"},
+		{"busybox:1.36", "docker.io/library/busybox", "docker.io"},
+		{"ringfence.test/busybox:latest", "ringfence.test/busybox", "ringfence.test"},
+		{"localhost:5000/a/b@sha256:" + strings.Repeat("a", 64), "localhost:5000/a/b", "localhost:5000"},
+	} {
+		img, err := ParseImage(c.ref)
+		if err != nil || img.Name != c.name || img.Registry != c.reg {
+			t.Errorf("ParseImage(%q) = %+v, %v", c.ref, img, err)
+		}
+	}
+	img, _ := ParseImage("busybox")
+	for pat, want := range map[string]bool{"busybox": true, "docker.io/library/*": true, "docker.io/*": false, "*/library/busybox:*": true, "alpine": false} {
+		if got := newImageGlob(pat).matches(img); got != want {
+			t.Errorf("%q matches busybox = %v, want %v", pat, got, want)
+		}
+	}
+}
