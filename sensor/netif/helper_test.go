@@ -1,0 +1,307 @@
+package netif
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// TestMain fails the package when the tests leaked a file descriptor (an
+// unclosed netlink socket or namespace).
+func TestMain(m *testing.M) {
+	warmUpRuntimeFDs()
+	before := countFDs()
+	code := m.Run()
+	if after := countFDs(); code == 0 && after > before {
+		fmt.Fprintf(os.Stderr, "leaked file descriptors: %d open before the tests, %d after\n", before, after)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// warmUpRuntimeFDs makes the Go runtime open the descriptors it keeps for
+// the life of the process (the network poller), so they are not counted as leaks.
+func warmUpRuntimeFDs() {
+	if r, w, err := os.Pipe(); err == nil {
+		r.Close()
+		w.Close()
+	}
+}
+
+func countFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+// waitGoroutines waits up to 2 s for the number of goroutines to fall to want.
+func waitGoroutines(tb testing.TB, want int) {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			tb.Fatalf("%d goroutines, want %d:\n%s", runtime.NumGoroutine(), want, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func randomSuffix(tb testing.TB) string {
+	tb.Helper()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// testNS is a named network namespace created for a test, with a netlink
+// handle in it to change it.
+type testNS struct {
+	path string
+	h    *netlink.Handle
+}
+
+// newTestNS creates a named network namespace, removed when the test ends.
+func newTestNS(tb testing.TB) *testNS {
+	tb.Helper()
+	name := "rf-netif-" + randomSuffix(tb)
+	errc := make(chan error, 1)
+	go func() {
+		// NewNamed moves the calling thread into the new namespace, so it
+		// is moved back before being unlocked. Were it left locked, the
+		// thread would not end with the goroutine if it were the main one:
+		// the runtime keeps that thread, and /proc/self/ns/net names the
+		// main thread's namespace.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		ns.Close()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("return to the original netns: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		tb.Fatalf("create netns %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		if err := netns.DeleteNamed(name); err != nil {
+			tb.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	path := filepath.Join("/var/run/netns", name)
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		tb.Fatalf("netlink handle in %s: %v", name, err)
+	}
+	tb.Cleanup(h.Close)
+	return &testNS{path: path, h: h}
+}
+
+// addVeth creates a veth pair, moves its peer into n, names it ifname there
+// and sets both ends up; it returns the peer as seen in n. The pair is
+// deleted when the test ends.
+func (n *testNS) addVeth(tb testing.TB, ifname string) netlink.Link {
+	tb.Helper()
+	sfx := randomSuffix(tb)
+	host, peer := "rfh"+sfx, "rfp"+sfx
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}
+	if err := netlink.LinkAdd(veth); err != nil {
+		tb.Fatalf("add veth %s: %v", host, err)
+	}
+	tb.Cleanup(func() {
+		if l, err := netlink.LinkByName(host); err == nil {
+			netlink.LinkDel(l)
+		}
+	})
+	p, err := netlink.LinkByName(peer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ns, err := netns.GetFromPath(n.path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ns.Close()
+	if err := netlink.LinkSetNsFd(p, int(ns)); err != nil {
+		tb.Fatalf("move %s into %s: %v", peer, n.path, err)
+	}
+	if p, err = n.h.LinkByName(peer); err != nil {
+		tb.Fatal(err)
+	}
+	if err := n.h.LinkSetName(p, ifname); err != nil {
+		tb.Fatalf("rename %s to %s: %v", peer, ifname, err)
+	}
+	n.setUp(tb, ifname)
+	if err := netlink.LinkSetUp(veth); err != nil {
+		tb.Fatal(err)
+	}
+	return n.link(tb, ifname)
+}
+
+func (n *testNS) link(tb testing.TB, ifname string) netlink.Link {
+	tb.Helper()
+	l, err := n.h.LinkByName(ifname)
+	if err != nil {
+		tb.Fatalf("link %s: %v", ifname, err)
+	}
+	return l
+}
+
+func (n *testNS) setUp(tb testing.TB, ifname string) {
+	tb.Helper()
+	if err := n.h.LinkSetUp(n.link(tb, ifname)); err != nil {
+		tb.Fatalf("set %s up: %v", ifname, err)
+	}
+}
+
+// addAddr adds prefix (such as "10.1.2.3/24") to ifname, without duplicate
+// address detection so an IPv6 address is usable at once.
+func (n *testNS) addAddr(tb testing.TB, ifname, prefix string) {
+	tb.Helper()
+	a, err := netlink.ParseAddr(prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a.Flags = unix.IFA_F_NODAD
+	if err := n.h.AddrAdd(n.link(tb, ifname), a); err != nil {
+		tb.Fatalf("add %s to %s: %v", prefix, ifname, err)
+	}
+}
+
+func (n *testNS) delAddr(tb testing.TB, ifname, prefix string) {
+	tb.Helper()
+	a, err := netlink.ParseAddr(prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := n.h.AddrDel(n.link(tb, ifname), a); err != nil {
+		tb.Fatalf("delete %s from %s: %v", prefix, ifname, err)
+	}
+}
+
+// recorder keeps the last snapshot onChange delivered for each namespace.
+type recorder struct {
+	mu      sync.Mutex
+	latest  map[NSKey]Snapshot
+	at      map[NSKey]time.Time
+	calls   int
+	changed chan struct{}
+	// gate, when set, is waited on by onChange before it records.
+	gate chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{latest: map[NSKey]Snapshot{}, at: map[NSKey]time.Time{}, changed: make(chan struct{})}
+}
+
+func (r *recorder) onChange(s Snapshot) {
+	r.mu.Lock()
+	gate := r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.latest[s.Key] = s
+	r.at[s.Key] = time.Now()
+	r.calls++
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func (r *recorder) last(key NSKey) (Snapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.latest[key]
+	return s, ok
+}
+
+func (r *recorder) callCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
+}
+
+// waitFor waits until the last snapshot of key satisfies cond, failing when
+// that takes more than within from since; it returns how long after since
+// onChange delivered it.
+func (r *recorder) waitFor(tb testing.TB, key NSKey, since time.Time, within time.Duration, what string, cond func(Snapshot) bool) time.Duration {
+	tb.Helper()
+	timeout := time.NewTimer(time.Until(since.Add(within)))
+	defer timeout.Stop()
+	for {
+		r.mu.Lock()
+		s, ok := r.latest[key]
+		at, ch := r.at[key], r.changed
+		r.mu.Unlock()
+		if ok && cond(s) {
+			return at.Sub(since)
+		}
+		select {
+		case <-ch:
+		case <-timeout.C:
+			tb.Fatalf("%s: not seen within %v; last snapshot: %+v", what, within, s)
+		}
+	}
+}
+
+// hasAddr is a condition: ifname exists and has addr.
+func hasAddr(ifname, addr string) func(Snapshot) bool {
+	want := netip.MustParseAddr(addr)
+	return func(s Snapshot) bool {
+		f, _ := s.Interface(ifname)
+		return f.Index != 0 && slices.Contains(f.Addrs, want)
+	}
+}
+
+// lacksAddr is a condition: ifname does not have addr.
+func lacksAddr(ifname, addr string) func(Snapshot) bool {
+	has := hasAddr(ifname, addr)
+	return func(s Snapshot) bool { return !has(s) }
+}
+
+// absent is a condition: no interface is named ifname.
+func absent(ifname string) func(Snapshot) bool {
+	return func(s Snapshot) bool {
+		f, ok := s.Interface(ifname)
+		return ok && f.Index == 0 && len(f.Addrs) == 0
+	}
+}
+
+// v4 returns the IPv4 address n of 10.77.0.0/16, as a /32 prefix.
+func v4(n int) string { return fmt.Sprintf("%s/32", net.IPv4(10, 77, byte(n>>8), byte(n))) }
