@@ -46,6 +46,7 @@ var (
 	exitSize = binary.Size(bpf.SensorExitEvent{})
 	fileSize = binary.Size(bpf.SensorFileEvent{})
 	bindSize = binary.Size(bpf.SensorBindEvent{})
+	violSize = binary.Size(bpf.SensorViolationEvent{})
 )
 
 // Decode decodes one record.
@@ -82,6 +83,12 @@ func (d *Decoder) Decode(raw []byte) (event.Event, error) {
 			return e, fmt.Errorf("bind: %w", err)
 		}
 		bindFields(&e, &r)
+	case bpf.SensorEventKindKIND_VIOLATION:
+		var r bpf.SensorViolationEvent
+		if err := decodeSized(raw, violSize, &r); err != nil {
+			return e, fmt.Errorf("violation: %w", err)
+		}
+		d.violationFields(&e, &r)
 	default:
 		return e, fmt.Errorf("unknown event kind %d", h.Kind)
 	}

@@ -97,11 +97,22 @@ type Event struct {
 	Port   uint16 `json:"port,omitempty"`
 	Proto  string `json:"proto,omitempty"`
 
+	// Device is the interface of a bind_device violation.
+	Device string `json:"device,omitempty"`
+
 	// violation
 	Policy string `json:"policy,omitempty"`
 	Rule   string `json:"rule,omitempty"`
 	Mode   string `json:"mode,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Suppressed counts the identical violations (same container, rule
+	// and policy) not reported one by one since the previous report: the
+	// kernel rate-limits their reports, never the decision.
+	Suppressed uint64 `json:"suppressed,omitempty"`
+	// PolicyID and SuppressedTotal are the kernel's raw forms of Policy
+	// and Suppressed.
+	PolicyID        uint32 `json:"-"`
+	SuppressedTotal uint64 `json:"-"`
 
 	// sensor, syscalls
 	Message string            `json:"message,omitempty"`

@@ -1,0 +1,71 @@
+package decode
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+// violationFields fills a violation's fields. The policy is left as its
+// kernel id (PolicyID): naming it is the policy engine's business.
+func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) {
+	e.Kind = event.KindViolation
+	e.PolicyID = r.PolicyId
+	rule := enforce.Rule(r.Rule)
+	e.Rule = rule.String()
+	e.Verdict = event.Verdict(enforce.Action(r.Action).String())
+	e.SuppressedTotal = r.SuppressedTotal
+	switch rule {
+	case enforce.RuleReadOnly:
+		e.Op = OpName(bpf.SensorFileOp(r.Op))
+		e.Path, e.PathScope = d.path(e.PID, bpf.SensorPathKind(r.PathKind), 0, cString(r.Path[:], int(r.PathLen)))
+		if r.Path2Kind != uint16(bpf.SensorPathKindPATH_NONE) {
+			t := cString(r.Path2[:], int(r.Path2Len))
+			if r.Op != uint32(bpf.SensorFileOpFILE_OP_SYMLINK) {
+				t, _ = d.path(e.PID, bpf.SensorPathKind(r.Path2Kind), 0, t)
+			}
+			e.Target = t
+		}
+	case enforce.RuleBindInterfaces:
+		e.Op = bindOpName(bpf.SensorBindOp(r.Op))
+		e.Port = r.Port
+		e.Proto = protoName(r.Protocol, 0)
+		switch r.Family {
+		case 2:
+			e.Family = "inet"
+			e.Addr = netip.AddrFrom16(r.Addr).Unmap().String()
+		case 10:
+			e.Family = "inet6"
+			e.Addr = netip.AddrFrom16(r.Addr).String()
+		}
+		if r.Op == uint32(bpf.SensorBindOpBIND_OP_DEVICE) {
+			e.Port, e.Proto = 0, ""
+			if r.PathLen > 0 {
+				e.Device = cString(r.Path[:], int(r.PathLen))
+			} else {
+				idx := uint32(r.Addr[0]) | uint32(r.Addr[1])<<8 | uint32(r.Addr[2])<<16 | uint32(r.Addr[3])<<24
+				e.Device = "ifindex:" + strconv.FormatUint(uint64(idx), 10)
+			}
+		}
+	default: // exec rules: the object is the executed file
+		e.Binary = cString(r.Path[:], int(r.PathLen))
+	}
+}
+
+func bindOpName(op bpf.SensorBindOp) string {
+	switch op {
+	case bpf.SensorBindOpBIND_OP_BIND:
+		return "bind"
+	case bpf.SensorBindOpBIND_OP_LISTEN:
+		return "listen"
+	case bpf.SensorBindOpBIND_OP_DEVICE:
+		return "bind_device"
+	case bpf.SensorBindOpBIND_OP_CONNECTION:
+		return "connection"
+	}
+	return fmt.Sprintf("op_%d", op)
+}

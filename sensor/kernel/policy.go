@@ -1,0 +1,202 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/enforce"
+)
+
+// The kernel side of the policy engine: Sensor implements enforce.Kernel.
+var _ enforce.Kernel = (*Sensor)(nil)
+
+const allowKeyLen = len(bpf.SensorAllowKey{}.Path)
+
+// PutPolicy writes a compiled policy and its writable paths. The paths go
+// first: the policy entry makes them count.
+func (s *Sensor) PutPolicy(id uint32, p enforce.KernelPolicy, allow []enforce.AllowWrite) error {
+	for _, a := range allow {
+		k, err := allowKey(id, a)
+		if err != nil {
+			return err
+		}
+		if err := s.objs.Maps["allow_writes"].Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("policy %d: allowWrites %q: %w", id, a.Path, err)
+		}
+	}
+	var v bpf.SensorPolicy
+	if p.ReadOnly {
+		v.Flags |= uint32(bpf.SensorPolicyFlagPOLICY_READ_ONLY)
+		v.RoAction = uint16(p.ReadOnlyAction)
+	}
+	if p.Bind {
+		v.Flags |= uint32(bpf.SensorPolicyFlagPOLICY_BIND)
+		v.BindAction = uint16(p.BindAction)
+		if len(p.Ports) > len(v.Ports) || len(p.Interfaces) > len(v.Ifaces) {
+			return fmt.Errorf("policy %d: %d port ranges and %d interfaces, at most %d and %d", id, len(p.Ports), len(p.Interfaces), len(v.Ports), len(v.Ifaces))
+		}
+		v.Nports = uint32(len(p.Ports))
+		for i, r := range p.Ports {
+			v.Ports[i].From, v.Ports[i].To = r.From, r.To
+		}
+		v.Nifaces = uint32(len(p.Interfaces))
+		for i, name := range p.Interfaces {
+			if len(name) >= len(v.Ifaces[i]) {
+				return fmt.Errorf("policy %d: interface name %q too long", id, name)
+			}
+			for j := 0; j < len(name); j++ {
+				v.Ifaces[i][j] = int8(name[j])
+			}
+		}
+	}
+	if err := s.objs.Maps["policies"].Update(id, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("policy %d: %w", id, err)
+	}
+	return nil
+}
+
+// DeletePolicy removes a policy and its writable paths.
+func (s *Sensor) DeletePolicy(id uint32, allow []enforce.AllowWrite) error {
+	errs := []error{ignoreMissing(s.objs.Maps["policies"].Delete(id))}
+	for _, a := range allow {
+		k, err := allowKey(id, a)
+		if err == nil {
+			err = ignoreMissing(s.objs.Maps["allow_writes"].Delete(&k))
+		}
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete policy %d: %w", id, err)
+	}
+	return nil
+}
+
+func allowKey(id uint32, a enforce.AllowWrite) (bpf.SensorAllowKey, error) {
+	var k bpf.SensorAllowKey
+	n := len(a.Path)
+	if !a.Prefix {
+		n++ // the NUL: an exact path matches only itself
+	}
+	if n > allowKeyLen {
+		return k, fmt.Errorf("allowWrites %q: longer than %d bytes", a.Path, allowKeyLen-1)
+	}
+	k.Prefixlen = uint32(32 + 8*n)
+	k.Policy = id
+	for i := 0; i < len(a.Path); i++ {
+		k.Path[i] = int8(a.Path[i])
+	}
+	return k, nil
+}
+
+// PutMember writes a container's entry in one update.
+func (s *Sensor) PutMember(cgroup uint64, m enforce.Member) error {
+	var v bpf.SensorMember
+	if len(m.Policies) > len(v.Ids) {
+		return fmt.Errorf("cgroup %d: %d policies, at most %d", cgroup, len(m.Policies), len(v.Ids))
+	}
+	v.Owner = m.Owner
+	if m.ReadOnly {
+		v.Flags |= uint32(bpf.SensorPolicyFlagPOLICY_READ_ONLY)
+	}
+	if m.Bind {
+		v.Flags |= uint32(bpf.SensorPolicyFlagPOLICY_BIND)
+	}
+	v.N = uint32(len(m.Policies))
+	copy(v.Ids[:], m.Policies)
+	v.ExecPolicy, v.ExecRule, v.ExecAction = m.ExecPolicy, uint16(m.ExecRule), uint16(m.ExecAction)
+	if err := s.objs.Maps["members"].Update(cgroup, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cgroup %d: rules: %w", cgroup, err)
+	}
+	return nil
+}
+
+// DeleteMember removes a container's entry.
+func (s *Sensor) DeleteMember(cgroup uint64) error {
+	return ignoreMissing(s.objs.Maps["members"].Delete(cgroup))
+}
+
+// Members counts the entries of the members map (containers under a
+// policy, and cgroups created below them).
+func (s *Sensor) Members() (int, error) {
+	var (
+		k uint64
+		v bpf.SensorMember
+		n int
+	)
+	it := s.objs.Maps["members"].Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n, it.Err()
+}
+
+func addrKey(cgroup uint64, policy uint32, a netip.Addr) bpf.SensorAddrKey {
+	return bpf.SensorAddrKey{Cgroup: cgroup, Policy: policy, Addr: netip.AddrFrom16(a.As16()).As16()}
+}
+
+// PutBindAddr allows a container to accept traffic on a under policy.
+func (s *Sensor) PutBindAddr(cgroup uint64, policy uint32, a netip.Addr) error {
+	k := addrKey(cgroup, policy, a)
+	if err := s.objs.Maps["bind_addrs"].Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cgroup %d: allow address %s: %w", cgroup, a, err)
+	}
+	return nil
+}
+
+// DeleteBindAddr takes that back.
+func (s *Sensor) DeleteBindAddr(cgroup uint64, policy uint32, a netip.Addr) error {
+	k := addrKey(cgroup, policy, a)
+	return ignoreMissing(s.objs.Maps["bind_addrs"].Delete(&k))
+}
+
+// PutBindIfindex allows binding a container's sockets to interface ifindex.
+func (s *Sensor) PutBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error {
+	k := bpf.SensorIfindexKey{Cgroup: cgroup, Policy: policy, Ifindex: ifindex}
+	if err := s.objs.Maps["bind_ifindexes"].Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cgroup %d: allow interface %d: %w", cgroup, ifindex, err)
+	}
+	return nil
+}
+
+// DeleteBindIfindex takes that back.
+func (s *Sensor) DeleteBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error {
+	k := bpf.SensorIfindexKey{Cgroup: cgroup, Policy: policy, Ifindex: ifindex}
+	return ignoreMissing(s.objs.Maps["bind_ifindexes"].Delete(&k))
+}
+
+// SuppressedViolation is the rate limiter's count for one container, rule
+// and policy.
+type SuppressedViolation struct {
+	Cgroup uint64
+	Policy uint32
+	Rule   enforce.Rule
+	Action enforce.Action
+	Total  uint64
+}
+
+// SuppressedViolations lists the rate limiter's entries with a count.
+func (s *Sensor) SuppressedViolations() ([]SuppressedViolation, error) {
+	var (
+		k   bpf.SensorViolationKey
+		v   bpf.SensorViolationState
+		out []SuppressedViolation
+	)
+	it := s.objs.Maps["violation_limits"].Iterate()
+	for it.Next(&k, &v) {
+		if v.SuppressedTotal > 0 {
+			out = append(out, SuppressedViolation{Cgroup: k.Cgroup, Policy: k.Policy, Rule: enforce.Rule(k.Rule), Action: enforce.Action(v.Action), Total: v.SuppressedTotal})
+		}
+	}
+	return out, it.Err()
+}
+
+func ignoreMissing(err error) error {
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
