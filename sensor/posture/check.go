@@ -33,7 +33,8 @@ type Check struct {
 // Finding is a check that a container fails.
 type Finding struct {
 	// Check is the failed check's ID, or CheckSpecUnknown.
-	Check    string `json:"check"`
+	Check string `json:"check"`
+	// Title and Severity are the check's.
 	Title    string `json:"title"`
 	Severity string `json:"severity"`
 	// Detail says what in the spec fails the check.
