@@ -39,7 +39,7 @@ type Engine struct {
 	loadedAt   time.Time
 	sources    []string
 	rejected   []string // problems of the last refused set, nil after a good one
-	names      map[uint32]string
+	names      map[uint32]policyName
 	containers map[uint64]*applied
 }
 
@@ -51,6 +51,8 @@ type applied struct {
 	addrs  map[bindKey]bool
 	ifidx  map[ifidxKey]bool
 }
+
+type policyName struct{ name, mode string }
 
 type bindKey struct {
 	policy uint32
@@ -69,7 +71,7 @@ func NewEngine(kern Kernel, caps Capabilities, ifaces Interfaces, log *slog.Logg
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{kern: kern, caps: caps, ifaces: ifaces, log: log, nextID: 1,
-		names: make(map[uint32]string), containers: make(map[uint64]*applied)}
+		names: make(map[uint32]policyName), containers: make(map[uint64]*applied)}
 }
 
 // Status describes the policy state for `ringfence status`.
@@ -112,13 +114,13 @@ func (e *Engine) Reject(problems []string) {
 
 // PolicyName names a policy id, of this set or an earlier one (a violation
 // may be reported just after a swap).
-func (e *Engine) PolicyName(id uint32) string {
+func (e *Engine) PolicyName(id uint32) (name, mode string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if n, ok := e.names[id]; ok {
-		return n
+		return n.name, n.mode
 	}
-	return fmt.Sprintf("policy_%d", id)
+	return fmt.Sprintf("policy_%d", id), ""
 }
 
 // PoliciesOf names the policies that select the container of cgroup.
@@ -131,7 +133,7 @@ func (e *Engine) PoliciesOf(cgroup uint64) []string {
 	}
 	var out []string
 	for _, id := range a.member.Policies {
-		out = append(out, e.names[id])
+		out = append(out, e.names[id].name)
 	}
 	return out
 }
@@ -170,7 +172,7 @@ func (e *Engine) Load(policies []RuntimePolicy, sources []string) (err error) {
 			return fmt.Errorf("policy %s: write to the kernel: %w", p.Name, err)
 		}
 		next = append(next, c)
-		e.names[c.id] = p.Name
+		e.names[c.id] = policyName{p.Name, p.Spec.Mode}
 	}
 
 	// Switch every container; remember how to switch back.
@@ -212,26 +214,27 @@ func (e *Engine) Load(policies []RuntimePolicy, sources []string) (err error) {
 
 // Apply matches a container (new, or changed) to the policies and writes
 // its entry. The entry is complete (addresses included) when it appears.
-func (e *Engine) Apply(t Target) error {
+// It returns the entry written (no policies: none).
+func (e *Engine) Apply(t Target) (Member, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.containers[t.CgroupID]
 	na, err := e.plan(t, e.set, old)
 	if err != nil {
-		return err
+		return Member{}, err
 	}
 	if err := e.write(na, old); err != nil {
-		return err
+		return Member{}, err
 	}
 	if len(na.member.Policies) == 0 {
 		delete(e.containers, t.CgroupID)
-		if e.ifaces != nil {
+		if e.ifaces != nil && old != nil {
 			e.ifaces.Unfollow(t.CgroupID)
 		}
-		return nil
+		return na.member, nil
 	}
 	e.containers[t.CgroupID] = na
-	return nil
+	return na.member, nil
 }
 
 // Remove forgets a container that is gone.

@@ -122,7 +122,7 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 	web := Target{CgroupID: 10, Name: "web-1", Image: "registry.internal/web/app:1", Labels: map[string]string{"app": "web"}}
 	other := Target{CgroupID: 11, Name: "db", Image: "postgres"}
 	for _, tg := range []Target{web, other} {
-		if err := e.Apply(tg); err != nil {
+		if _, err := e.Apply(tg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -184,7 +184,7 @@ spec: {mode: audit, denyPrivileged: true}
 		{Target{CgroupID: 5, Image: ""}, RuleAllowedRegistries, ActionDeny}, // provenance unknown
 	}
 	for _, c := range cases {
-		if err := e.Apply(c.t); err != nil {
+		if _, err := e.Apply(c.t); err != nil {
 			t.Fatal(err)
 		}
 		m := k.members[c.t.CgroupID]
@@ -207,7 +207,7 @@ spec: {mode: enforce, readOnlyRootFilesystem: {}}
 		t.Fatal(err)
 	}
 	for cg := uint64(1); cg <= 50; cg++ {
-		if err := e.Apply(Target{CgroupID: cg, Name: fmt.Sprint("c", cg)}); err != nil {
+		if _, err := e.Apply(Target{CgroupID: cg, Name: fmt.Sprint("c", cg)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,6 +15,9 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	if p.File == "" {
+		return p.Message
+	}
 	if p.Path == "" {
 		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Message)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
@@ -28,6 +29,10 @@ type holder struct {
 	// containers are named from their cgroup path at once.
 	connected func() bool
 	cgroup2   string
+	// apply puts a classified container under its policies before its
+	// hold ends; violation judges its held first exec under them.
+	apply     func(info container.Info, pid uint32) (enforce.Member, error)
+	violation func(m enforce.Member, e *event.Event) *event.Event
 
 	// classified and timedOut count cgroups; heldExecs counts execs that
 	// were stopped before their first instruction and then let go.
@@ -87,6 +92,11 @@ func (h *holder) wait(cgroupID uint64, pid uint32) {
 	default:
 		h.classified.Add(1)
 	}
+	// The container's rules are in the kernel before anything of it runs.
+	var member enforce.Member
+	if info, ok := h.cache.Lookup(cgroupID); ok && h.apply != nil {
+		member, _ = h.apply(info, pid) // logged by apply; the hold ends regardless
+	}
 	// The kernel stops holding first, so nothing after this is stopped.
 	h.kern.Release(cgroupID)
 	h.mu.Lock()
@@ -94,12 +104,24 @@ func (h *holder) wait(cgroupID uint64, pid uint32) {
 	delete(h.cgroups, cgroupID)
 	h.mu.Unlock()
 	for _, e := range parked {
+		var v *event.Event
 		if e.Held {
-			unix.Kill(int(e.PID), unix.SIGCONT)
 			e.Held, e.HoldOutcome = false, outcome
+			if h.violation != nil {
+				v = h.violation(member, &e)
+			}
+			if member.ExecAction == enforce.ActionDeny {
+				// Nothing may execute: it dies without running an instruction.
+				unix.Kill(int(e.PID), unix.SIGKILL)
+				e.HoldOutcome = "killed"
+			}
+			unix.Kill(int(e.PID), unix.SIGCONT)
 			h.heldExecs.Add(1)
 		}
 		h.deliver(e)
+		if v != nil {
+			h.deliver(*v)
+		}
 	}
 }
 

@@ -13,10 +13,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/decode"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
+	"github.com/ringfence/ringfence/sensor/posture"
 	"github.com/ringfence/ringfence/sensor/status"
 	"github.com/ringfence/ringfence/sensor/store"
 )
@@ -81,7 +83,13 @@ type Config struct {
 	HoldTimeout time.Duration
 	// Runtime, when set, reports the container runtime connection.
 	Runtime interface{ Status() container.Status }
-	Logger  *slog.Logger
+	// Policies are policy files or directories of them; none: observe only.
+	// They are read again on ReloadPolicies and when they change.
+	Policies []string
+	// RuntimeSocket is the runtime's API socket: mounting it into a
+	// container is a posture finding (CIS 5.32).
+	RuntimeSocket string
+	Logger   *slog.Logger
 }
 
 // Sensor is a running sensor. Create it with New, run it with Run.
@@ -104,10 +112,18 @@ type Sensor struct {
 	decodeErrs  atomic.Uint64
 	syscallKeys atomic.Int64 // syscall counters in the kernel map after the last poll
 
-	mu       sync.Mutex
-	counts   map[string]uint64 // events by kind/verdict
-	lastSys  map[kernel.SyscallKey]uint64
-	lastLost map[string]uint64
+	posture     posture.Options
+	engine      *enforce.Engine
+	ifaces      *ifaceFollower
+	policyMu    sync.Mutex // serialises policy reloads
+	policyPrint string     // the policy files as last read
+
+	mu         sync.Mutex
+	counts     map[string]uint64 // events by kind/verdict
+	violations map[string]uint64 // by policy/rule/mode, suppressed ones included
+	suppressed map[suppressKey]uint64
+	lastSys    map[kernel.SyscallKey]uint64
+	lastLost   map[string]uint64
 }
 
 // New probes the kernel, loads the programs of its tier and starts watching
@@ -176,6 +192,23 @@ func New(cfg Config) (_ *Sensor, err error) {
 		lastSys:  make(map[kernel.SyscallKey]uint64),
 		lastLost: make(map[string]uint64),
 		parents:  make(map[string]bool),
+
+		violations: make(map[string]uint64),
+		suppressed: make(map[suppressKey]uint64),
+	}
+	if cfg.RuntimeSocket != "" {
+		s.posture.RuntimeSockets = []string{cfg.RuntimeSocket}
+	}
+	s.ifaces = newIfaceFollower(cfg.Logger)
+	defer func() {
+		if err != nil {
+			s.ifaces.Close()
+		}
+	}()
+	s.engine = enforce.NewEngine(kern, enforce.Capabilities{ReadOnly: p.Tier == kernel.TierFull, Bind: true}, s.ifaces, cfg.Logger)
+	s.ifaces.engine = s.engine
+	if err := s.loadPolicies(); err != nil {
+		return nil, fmt.Errorf("--policy: %w", err)
 	}
 	if cfg.HoldTimeout <= 0 {
 		s.cfg.HoldTimeout = 2 * time.Second
@@ -186,6 +219,8 @@ func New(cfg Config) (_ *Sensor, err error) {
 			connected = func() bool { return cfg.Runtime.Status().Connected }
 		}
 		s.holder = newHolder(kern, cfg.Containers, s.cfg.HoldTimeout, func(e event.Event) { s.queue <- e }, connected, p.Cgroup2Root)
+		s.holder.apply = s.applyPolicy
+		s.holder.violation = s.heldViolation
 		s.registerParents()
 	}
 	return s, nil
@@ -248,6 +283,7 @@ func (s *Sensor) Watch(cgroupID uint64) error { return s.kern.Watch(cgroupID) }
 // ctx ends are delivered before Run returns.
 func (s *Sensor) Run(ctx context.Context) error {
 	defer s.kern.Close()
+	defer s.ifaces.Close()
 	s.emit(s.startEvent())
 	s.flush()
 	s.ready.Store(true)
@@ -328,8 +364,14 @@ func (s *Sensor) dispatch(e *event.Event) {
 			e.Container = &event.Container{ID: c.ID, Name: c.Name, Image: c.Image, Pod: c.Pod, Namespace: c.PodNamespace}
 		}
 	}
+	if e.Kind == event.KindViolation {
+		s.nameViolation(e)
+	}
 	s.mu.Lock()
 	s.counts[string(e.Kind)+"/"+string(e.Verdict)]++
+	if e.Kind == event.KindViolation {
+		s.violations[e.Policy+"/"+e.Rule+"/"+e.Mode] += 1 + e.Suppressed
+	}
 	s.mu.Unlock()
 	line, err := e.MarshalLine()
 	if err != nil {
@@ -340,6 +382,9 @@ func (s *Sensor) dispatch(e *event.Event) {
 		if err := sk.Write(e, line); err != nil {
 			s.cfg.Logger.Error("sink write failed", "error", err)
 		}
+	}
+	if v := s.auditFile(e); v != nil {
+		s.dispatch(v)
 	}
 }
 
@@ -388,6 +433,8 @@ func (s *Sensor) poll() {
 	}
 	defer s.flush()
 	s.pollSyscalls()
+	s.pollSuppressed()
+	s.reloadIfChanged()
 	if s.holder != nil {
 		s.registerParents()
 	}
@@ -496,6 +543,9 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	}
 	s.mu.Lock()
 	snap.Events = maps.Clone(s.counts)
+	snap.Violations = maps.Clone(s.violations)
 	s.mu.Unlock()
+	ps := s.engine.Status()
+	snap.Policy = &ps
 	return snap
 }

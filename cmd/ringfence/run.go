@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"runtime/debug"
 	"sync"
@@ -45,12 +46,14 @@ type runFlags struct {
 	grace         time.Duration
 	parents       repeated
 	holdTimeout   time.Duration
+	policies      repeated
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	f := &runFlags{}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Var(&f.policies, "policy", "RuntimePolicy `FILE` or directory of *.yaml files (repeatable); read again on SIGHUP and when it changes")
 	fs.Var(&f.watch, "watch-cgroup", "watch the processes of this cgroup v2 `DIR` and its descendants (repeatable; absolute or relative to the cgroup2 mount)")
 	fs.BoolVar(&f.create, "create-cgroup", false, "create the --watch-cgroup directories that do not exist")
 	fs.StringVar(&f.storeDir, "store", defaultStore, "event store directory (empty: no store)")
@@ -118,6 +121,8 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		Logger:        log,
 		Sinks:         []sensor.Sink{hub},
 		StorePath:     f.storeDir,
+		Policies:      f.policies,
+		RuntimeSocket: f.containerd,
 	}
 	if f.stdout {
 		cfg.Sinks = append(cfg.Sinks, sink.NewJSONLines(stdout))
@@ -139,8 +144,13 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 			Logger: log,
 			Cache:  container.NewCache(container.CacheConfig{Grace: f.grace}),
 			OnStart: func(i container.Info) {
-				if err := s.Watch(i.CgroupID); err != nil {
-					log.Error("watch container", "id", i.ID, "error", err)
+				if err := s.ContainerStarted(i); err != nil {
+					log.Error("container start", "id", i.ID, "error", err)
+				}
+			},
+			OnGone: func(i container.Info) {
+				if err := s.ContainerGone(i); err != nil {
+					log.Error("container gone", "id", i.ID, "error", err)
 				}
 			},
 		})
@@ -178,6 +188,20 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	var wg sync.WaitGroup
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading policy")
+				s.ReloadPolicies() // refusals are logged and kept in status
+			}
+		}
+	})
 	if watcher != nil {
 		wg.Go(func() { watcher.Run(ctx) })
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -84,6 +85,23 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	if !running {
 		return
 	}
+	if p := s.Policy; p != nil {
+		fmt.Fprintln(tw, "\nPOLICY\t")
+		fmt.Fprintf(tw, "generation:\t%d (%d containers under a policy)\n", p.Generation, p.Enforced)
+		if len(p.Sources) > 0 {
+			fmt.Fprintf(tw, "files:\t%s\n", strings.Join(p.Sources, ", "))
+		}
+		fmt.Fprintf(tw, "policies:\t%s\n", orNone(strings.Join(p.Policies, ", ")))
+		for _, r := range p.Rejected {
+			fmt.Fprintf(tw, "refused:\t%s\n", r)
+		}
+	}
+	if len(s.Violations) > 0 {
+		fmt.Fprintln(tw, "\nVIOLATIONS (policy/rule/mode)\tCOUNT")
+		for _, k := range sortedKeys(s.Violations) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, s.Violations[k])
+		}
+	}
 	fmt.Fprintln(tw, "\nHOOK\tPROGRAM\tATTACHED")
 	for _, h := range s.Hooks {
 		att := "yes"
@@ -110,6 +128,13 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	for _, k := range sortedKeys(s.Events) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, s.Events[k])
 	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func yesNo(b bool) string {

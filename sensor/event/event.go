@@ -100,7 +100,10 @@ type Event struct {
 	// Device is the interface of a bind_device violation.
 	Device string `json:"device,omitempty"`
 
-	// violation
+	// Severity is a posture finding's (high, medium, low).
+	Severity string `json:"severity,omitempty"`
+
+	// violation; posture uses Rule (the CIS check) and Reason
 	Policy string `json:"policy,omitempty"`
 	Rule   string `json:"rule,omitempty"`
 	Mode   string `json:"mode,omitempty"`

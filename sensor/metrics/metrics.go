@@ -102,7 +102,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(s.Containers))
 	ch <- prometheus.MustNewConstMetric(c.watched, prometheus.GaugeValue, float64(s.Watched))
-	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, 0)
+	var gen float64
+	if s.Policy != nil {
+		gen = float64(s.Policy.Generation)
+	}
+	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, gen)
+	for k, n := range s.Violations {
+		parts := strings.SplitN(k, "/", 3)
+		if len(parts) == 3 {
+			ch <- prometheus.MustNewConstMetric(c.violations, prometheus.CounterValue, float64(n), parts[0], parts[1], parts[2])
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(c.tier, prometheus.GaugeValue, 1, s.Tier)
 	attached := 0

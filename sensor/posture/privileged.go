@@ -71,3 +71,10 @@ func writableSysfs(mounts []specs.Mount) bool {
 	}
 	return false
 }
+
+// Privileged reports whether the spec describes a privileged container, by
+// the inference of check 5.5; the denyPrivileged rule uses the same one.
+// A nil spec is not known to be privileged.
+func Privileged(s *specs.Spec) bool {
+	return s != nil && privileged(s, Options{}) != ""
+}

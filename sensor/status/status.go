@@ -3,7 +3,11 @@
 // the loss counters. The daemon serves it on its API socket.
 package status
 
-import "time"
+import (
+	"time"
+
+	"github.com/ringfence/ringfence/enforce"
+)
 
 // Hook is one program and whether it is attached.
 type Hook struct {
@@ -60,4 +64,9 @@ type Snapshot struct {
 	Lost            map[string]uint64 `json:"lost"`
 	// Stalls counts, by stage, the waits of one pipeline stage for the next.
 	Stalls map[string]uint64 `json:"stalls"`
+	// Policy is the policy set in force and the last refused one's problems.
+	Policy *enforce.Status `json:"policy,omitempty"`
+	// Violations counts violations by "policy/rule/mode", rate-limited
+	// ones included.
+	Violations map[string]uint64 `json:"violations,omitempty"`
 }
