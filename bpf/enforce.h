@@ -96,10 +96,15 @@ struct ifindex_key {
 	__u32 ifindex;
 };
 
+/* Identical violations: same container, policy, rule, operation and
+ * object (a hash of its path, or its address and port). */
 struct violation_key {
 	__u64 cgroup;
 	__u32 policy;
-	__u32 rule;
+	__u16 rule;
+	__u16 op;
+	__u32 object;
+	__u32 _pad;
 };
 
 struct violation_state {
@@ -118,7 +123,8 @@ struct violation_event {
 	/* violations of this container, rule and policy not reported so far
 	 * because of the rate limit, since the sensor started */
 	__u64 suppressed_total;
-	__u32 op; /* file_op or bind_op; 0 for exec */
+	__u32 object; /* the rate limiter's hash of the object */
+	__u32 op;     /* file_op or bind_op; 0 for exec */
 	__u16 path_kind;
 	__u16 path2_kind;
 	__u32 path_len;
@@ -127,6 +133,7 @@ struct violation_event {
 	__u16 port;
 	__u16 protocol;
 	__u16 _pad;
+	__u32 _pad2;
 	/* bind rule: the address (IPv4-mapped for IPv4); for BIND_OP_DEVICE
 	 * by index, the interface index in its first four bytes */
 	__u8 addr[16];
@@ -258,6 +265,8 @@ static __always_inline struct violation_event *violation_start_ctx(__u64 cg, __u
 	v->port = 0;
 	v->protocol = 0;
 	v->_pad = 0;
+	v->_pad2 = 0;
+	v->object = 0;
 	__builtin_memset(v->addr, 0, sizeof(v->addr));
 	return v;
 }
@@ -267,13 +276,31 @@ static __always_inline struct violation_event *violation_start(__u64 cg, __u16 s
 	return violation_start_ctx(cg, source, policy, rule, action, 1);
 }
 
-/* violation_submit reports v unless this container, rule and policy has
- * had VIOLATION_BURST reports in the current second: then it is only
- * counted, and the next report carries the count. The decision itself
- * never depends on this. */
+/* violation_submit reports v unless an identical violation has had
+ * VIOLATION_BURST reports in the current second: then it is only counted,
+ * and the next report carries the count. The decision itself never
+ * depends on this. */
+#define HASHED_BYTES 128
+
+/* object_hash is FNV-1a over the first bytes of v's object. */
+static __always_inline __u32 object_hash(struct violation_event *v)
+{
+	__u32 h = 2166136261u;
+	__u32 n = v->path_len;
+	for (int i = 0; i < HASHED_BYTES; i++) {
+		if (i >= n)
+			break;
+		h = (h ^ (__u8)v->path[i]) * 16777619u;
+	}
+	for (int i = 0; i < 16; i++)
+		h = (h ^ v->addr[i]) * 16777619u;
+	return (h ^ v->port) * 16777619u;
+}
+
 static __always_inline void violation_submit(struct violation_event *v, __u64 owner)
 {
-	struct violation_key k = { .cgroup = owner, .policy = v->policy_id, .rule = v->rule };
+	v->object = object_hash(v);
+	struct violation_key k = { .cgroup = owner, .policy = v->policy_id, .rule = v->rule, .op = (__u16)v->op, .object = v->object };
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct violation_state *st = bpf_map_lookup_elem(&violation_limits, &k);
 	if (!st) {

@@ -245,6 +245,7 @@ type SensorViolationEvent struct {
 	Rule            uint16
 	Action          uint16
 	SuppressedTotal uint64
+	Object          uint32
 	Op              uint32
 	PathKind        uint16
 	Path2Kind       uint16
@@ -254,6 +255,7 @@ type SensorViolationEvent struct {
 	Port            uint16
 	Protocol        uint16
 	Pad             uint16
+	Pad2            uint32
 	Addr            [16]uint8
 	Path            [512]int8
 	Path2           [512]int8
@@ -263,7 +265,10 @@ type SensorViolationKey struct {
 	_      structs.HostLayout
 	Cgroup uint64
 	Policy uint32
-	Rule   uint32
+	Rule   uint16
+	Op     uint16
+	Object uint32
+	Pad    uint32
 }
 
 type SensorViolationState struct {

@@ -58,13 +58,20 @@ func (r *recorder) waitFor(tb testing.TB, what string, match func(*event.Event) 
 	}
 }
 
+// all returns a copy of the events so far.
+func (r *recorder) all() []event.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]event.Event(nil), r.events...)
+}
+
 func (r *recorder) dump() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b strings.Builder
 	for _, e := range r.events {
-		if e.Kind == event.KindFile || e.Kind == event.KindBind || e.Kind == event.KindExec {
-			fmt.Fprintf(&b, "\n  %s pid=%d op=%s path=%q target=%q scope=%s addr=%s port=%d binary=%s", e.Kind, e.PID, e.Op, e.Path, e.Target, e.PathScope, e.Addr, e.Port, e.Binary)
+		if e.Kind == event.KindFile || e.Kind == event.KindBind || e.Kind == event.KindExec || e.Kind == event.KindViolation {
+			fmt.Fprintf(&b, "\n  %s pid=%d op=%s path=%q target=%q scope=%s addr=%s port=%d binary=%s verdict=%s policy=%s rule=%s reason=%q", e.Kind, e.PID, e.Op, e.Path, e.Target, e.PathScope, e.Addr, e.Port, e.Binary, e.Verdict, e.Policy, e.Rule, e.Reason)
 		}
 	}
 	return b.String()

@@ -11,6 +11,9 @@ import (
 // the package when a test leaked a file descriptor (an unclosed map, link,
 // program or ring reader).
 func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "batch" {
+		os.Exit(runBatch(os.Args[len(os.Args)-helperArgc():]))
+	}
 	if op := os.Getenv(helperEnv); op != "" {
 		os.Exit(runHelper(op, os.Args[len(os.Args)-helperArgc():]))
 	}

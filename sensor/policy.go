@@ -160,7 +160,7 @@ func (s *Sensor) nameViolation(e *event.Event) {
 		e.Reason += ": " + enforce.Unenforceable
 	}
 	s.mu.Lock()
-	k := suppressKey{e.CgroupID, e.PolicyID, r}
+	k := suppressKey{e.CgroupID, e.PolicyID, r, e.RawOp, e.ObjectHash}
 	if e.SuppressedTotal > s.suppressed[k] {
 		e.Suppressed = e.SuppressedTotal - s.suppressed[k]
 		s.suppressed[k] = e.SuppressedTotal
@@ -181,6 +181,8 @@ type suppressKey struct {
 	cgroup uint64
 	policy uint32
 	rule   enforce.Rule
+	op     uint16
+	object uint32
 }
 
 // pollSuppressed reports identical violations the kernel counted but did
@@ -193,7 +195,7 @@ func (s *Sensor) pollSuppressed() {
 	}
 	now := time.Now()
 	for _, sv := range list {
-		k := suppressKey{sv.Cgroup, sv.Policy, sv.Rule}
+		k := suppressKey{sv.Cgroup, sv.Policy, sv.Rule, sv.Op, sv.Object}
 		s.mu.Lock()
 		delta := sv.Total - min(sv.Total, s.suppressed[k])
 		s.suppressed[k] = max(s.suppressed[k], sv.Total)
@@ -233,7 +235,10 @@ func (s *Sensor) auditFile(e *event.Event) *event.Event {
 	}
 	v := *e
 	v.Kind, v.Verdict, v.Policy, v.Rule, v.Mode = event.KindViolation, event.VerdictAudit, policy, enforce.RuleReadOnly.String(), mode
-	v.Reason = ruleReason(enforce.RuleReadOnly) + ": " + enforce.Unenforceable
+	v.Reason = ruleReason(enforce.RuleReadOnly)
+	if mode == enforce.ModeEnforce {
+		v.Reason += ": " + enforce.Unenforceable
+	}
 	return &v
 }
 

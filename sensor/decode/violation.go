@@ -19,6 +19,7 @@ func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) {
 	e.Rule = rule.String()
 	e.Verdict = event.Verdict(enforce.Action(r.Action).String())
 	e.SuppressedTotal = r.SuppressedTotal
+	e.RawOp, e.ObjectHash = uint16(r.Op), r.Object
 	switch rule {
 	case enforce.RuleReadOnly:
 		e.Op = OpName(bpf.SensorFileOp(r.Op))

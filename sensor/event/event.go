@@ -112,10 +112,12 @@ type Event struct {
 	// and policy) not reported one by one since the previous report: the
 	// kernel rate-limits their reports, never the decision.
 	Suppressed uint64 `json:"suppressed,omitempty"`
-	// PolicyID and SuppressedTotal are the kernel's raw forms of Policy
-	// and Suppressed.
+	// PolicyID, SuppressedTotal, RawOp and ObjectHash are the kernel's raw
+	// forms: they identify the rate limiter's count behind Suppressed.
 	PolicyID        uint32 `json:"-"`
 	SuppressedTotal uint64 `json:"-"`
+	RawOp           uint16 `json:"-"`
+	ObjectHash      uint32 `json:"-"`
 
 	// sensor, syscalls
 	Message string            `json:"message,omitempty"`

@@ -168,12 +168,14 @@ func (s *Sensor) DeleteBindIfindex(cgroup uint64, policy uint32, ifindex uint32)
 	return ignoreMissing(s.objs.Maps["bind_ifindexes"].Delete(&k))
 }
 
-// SuppressedViolation is the rate limiter's count for one container, rule
-// and policy.
+// SuppressedViolation is the rate limiter's count of one kind of identical
+// violations: container, policy, rule, operation and object (hashed).
 type SuppressedViolation struct {
 	Cgroup uint64
 	Policy uint32
 	Rule   enforce.Rule
+	Op     uint16
+	Object uint32
 	Action enforce.Action
 	Total  uint64
 }
@@ -188,7 +190,7 @@ func (s *Sensor) SuppressedViolations() ([]SuppressedViolation, error) {
 	it := s.objs.Maps["violation_limits"].Iterate()
 	for it.Next(&k, &v) {
 		if v.SuppressedTotal > 0 {
-			out = append(out, SuppressedViolation{Cgroup: k.Cgroup, Policy: k.Policy, Rule: enforce.Rule(k.Rule), Action: enforce.Action(v.Action), Total: v.SuppressedTotal})
+			out = append(out, SuppressedViolation{Cgroup: k.Cgroup, Policy: k.Policy, Rule: enforce.Rule(k.Rule), Op: k.Op, Object: k.Object, Action: enforce.Action(v.Action), Total: v.SuppressedTotal})
 		}
 	}
 	return out, it.Err()
