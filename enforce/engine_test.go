@@ -81,7 +81,7 @@ func (k *fakeKernel) DeleteBindIfindex(cg uint64, p uint32, i uint32) error {
 type fakeIfaces map[string]Iface
 
 func (f fakeIfaces) Follow(uint64, string, []string) (map[string]Iface, error) { return f, nil }
-func (f fakeIfaces) Unfollow(uint64)                                            {}
+func (f fakeIfaces) Unfollow(uint64)                                           {}
 
 func mustParse(t *testing.T, doc string) []RuntimePolicy {
 	t.Helper()

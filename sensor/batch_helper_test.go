@@ -256,4 +256,3 @@ func batchArgs(ops ...[]string) []string {
 	}
 	return out
 }
-

@@ -89,7 +89,7 @@ type Config struct {
 	// RuntimeSocket is the runtime's API socket: mounting it into a
 	// container is a posture finding (CIS 5.32).
 	RuntimeSocket string
-	Logger   *slog.Logger
+	Logger        *slog.Logger
 }
 
 // Sensor is a running sensor. Create it with New, run it with Run.
