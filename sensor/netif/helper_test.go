@@ -7,16 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // TestMain fails the package when the tests leaked a file descriptor (an
@@ -69,148 +65,6 @@ func randomSuffix(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// testNS is a named network namespace created for a test, with a netlink
-// handle in it to change it.
-type testNS struct {
-	path string
-	h    *netlink.Handle
-}
-
-// newTestNS creates a named network namespace, removed when the test ends.
-func newTestNS(tb testing.TB) *testNS {
-	tb.Helper()
-	name := "rf-netif-" + randomSuffix(tb)
-	errc := make(chan error, 1)
-	go func() {
-		// NewNamed moves the calling thread into the new namespace, so it
-		// is moved back before being unlocked. Were it left locked, the
-		// thread would not end with the goroutine if it were the main one:
-		// the runtime keeps that thread, and /proc/self/ns/net names the
-		// main thread's namespace.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		ns.Close()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("return to the original netns: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		tb.Fatalf("create netns %s: %v", name, err)
-	}
-	tb.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			tb.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	path := filepath.Join("/var/run/netns", name)
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		tb.Fatalf("netlink handle in %s: %v", name, err)
-	}
-	tb.Cleanup(h.Close)
-	return &testNS{path: path, h: h}
-}
-
-// addVeth creates a veth pair, moves its peer into n, names it ifname there
-// and sets both ends up; it returns the peer as seen in n. The pair is
-// deleted when the test ends.
-func (n *testNS) addVeth(tb testing.TB, ifname string) netlink.Link {
-	tb.Helper()
-	sfx := randomSuffix(tb)
-	host, peer := "rfh"+sfx, "rfp"+sfx
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}, PeerName: peer}
-	if err := netlink.LinkAdd(veth); err != nil {
-		tb.Fatalf("add veth %s: %v", host, err)
-	}
-	tb.Cleanup(func() {
-		if l, err := netlink.LinkByName(host); err == nil {
-			netlink.LinkDel(l)
-		}
-	})
-	p, err := netlink.LinkByName(peer)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ns, err := netns.GetFromPath(n.path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netlink.LinkSetNsFd(p, int(ns)); err != nil {
-		tb.Fatalf("move %s into %s: %v", peer, n.path, err)
-	}
-	if p, err = n.h.LinkByName(peer); err != nil {
-		tb.Fatal(err)
-	}
-	if err := n.h.LinkSetName(p, ifname); err != nil {
-		tb.Fatalf("rename %s to %s: %v", peer, ifname, err)
-	}
-	n.setUp(tb, ifname)
-	if err := netlink.LinkSetUp(veth); err != nil {
-		tb.Fatal(err)
-	}
-	return n.link(tb, ifname)
-}
-
-func (n *testNS) link(tb testing.TB, ifname string) netlink.Link {
-	tb.Helper()
-	l, err := n.h.LinkByName(ifname)
-	if err != nil {
-		tb.Fatalf("link %s: %v", ifname, err)
-	}
-	return l
-}
-
-func (n *testNS) setUp(tb testing.TB, ifname string) {
-	tb.Helper()
-	if err := n.h.LinkSetUp(n.link(tb, ifname)); err != nil {
-		tb.Fatalf("set %s up: %v", ifname, err)
-	}
-}
-
-// addAddr adds prefix (such as "10.1.2.3/24") to ifname, without duplicate
-// address detection so an IPv6 address is usable at once.
-func (n *testNS) addAddr(tb testing.TB, ifname, prefix string) {
-	tb.Helper()
-	a, err := netlink.ParseAddr(prefix)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	a.Flags = unix.IFA_F_NODAD
-	if err := n.h.AddrAdd(n.link(tb, ifname), a); err != nil {
-		tb.Fatalf("add %s to %s: %v", prefix, ifname, err)
-	}
-}
-
-func (n *testNS) delAddr(tb testing.TB, ifname, prefix string) {
-	tb.Helper()
-	a, err := netlink.ParseAddr(prefix)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := n.h.AddrDel(n.link(tb, ifname), a); err != nil {
-		tb.Fatalf("delete %s from %s: %v", prefix, ifname, err)
-	}
 }
 
 // recorder keeps the last snapshot onChange delivered for each namespace.

@@ -2,6 +2,7 @@ package netif
 
 import (
 	"errors"
+	testnetns "github.com/ringfence/ringfence/test/netns"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -37,16 +38,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func TestTrackInitialState(t *testing.T) {
 	testenv.Privileged(t)
-	n := newTestNS(t)
-	n.addVeth(t, "eth0")
-	n.addAddr(t, "eth0", "10.77.1.1/24")
+	n := testnetns.New(t)
+	n.AddVeth(t, "eth0")
+	n.AddAddr(t, "eth0", "10.77.1.1/24")
 	tr, rec := newTracker(t)
 
-	key, err := tr.Track("c1", n.path, []string{"eth0", "lo", "missing0"})
+	key, err := tr.Track("c1", n.Path, []string{"eth0", "lo", "missing0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want, err := KeyOf(n.path); err != nil || key != want {
+	if want, err := KeyOf(n.Path); err != nil || key != want {
 		t.Fatalf("key %d, KeyOf %d (%v)", key, want, err)
 	}
 	s, ok := rec.last(key)
@@ -57,7 +58,7 @@ func TestTrackInitialState(t *testing.T) {
 		t.Fatalf("Snapshot %+v, delivered %+v", got, s)
 	}
 	eth0, _ := s.Interface("eth0")
-	if eth0.Index != n.link(t, "eth0").Attrs().Index || !slices.Contains(eth0.Addrs, netip.MustParseAddr("10.77.1.1")) {
+	if eth0.Index != n.Link(t, "eth0").Attrs().Index || !slices.Contains(eth0.Addrs, netip.MustParseAddr("10.77.1.1")) {
 		t.Fatalf("eth0: %+v", eth0)
 	}
 	// A fresh namespace's lo is down and has no address yet.
@@ -71,10 +72,10 @@ func TestTrackInitialState(t *testing.T) {
 
 func TestAddressChanges(t *testing.T) {
 	testenv.Privileged(t)
-	n := newTestNS(t)
-	n.addVeth(t, "eth0")
+	n := testnetns.New(t)
+	n.AddVeth(t, "eth0")
 	tr, rec := newTracker(t)
-	key, err := tr.Track("c1", n.path, []string{"eth0", "lo"})
+	key, err := tr.Track("c1", n.Path, []string{"eth0", "lo"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +85,10 @@ func TestAddressChanges(t *testing.T) {
 		do   func()
 		cond func(Snapshot) bool
 	}{
-		{"add IPv4", func() { n.addAddr(t, "eth0", "10.77.2.1/24") }, hasAddr("eth0", "10.77.2.1")},
-		{"add IPv6", func() { n.addAddr(t, "eth0", "fd00:77::1/64") }, hasAddr("eth0", "fd00:77::1")},
-		{"delete IPv4", func() { n.delAddr(t, "eth0", "10.77.2.1/24") }, lacksAddr("eth0", "10.77.2.1")},
-		{"lo up gives loopback addresses", func() { n.setUp(t, "lo") }, func(s Snapshot) bool {
+		{"add IPv4", func() { n.AddAddr(t, "eth0", "10.77.2.1/24") }, hasAddr("eth0", "10.77.2.1")},
+		{"add IPv6", func() { n.AddAddr(t, "eth0", "fd00:77::1/64") }, hasAddr("eth0", "fd00:77::1")},
+		{"delete IPv4", func() { n.DelAddr(t, "eth0", "10.77.2.1/24") }, lacksAddr("eth0", "10.77.2.1")},
+		{"lo up gives loopback addresses", func() { n.SetUp(t, "lo") }, func(s Snapshot) bool {
 			return hasAddr("lo", "127.0.0.1")(s) && hasAddr("lo", "::1")(s)
 		}},
 	}
@@ -104,11 +105,11 @@ func TestAddressChanges(t *testing.T) {
 
 func TestLinkRenameDeleteAndCreate(t *testing.T) {
 	testenv.Privileged(t)
-	n := newTestNS(t)
+	n := testnetns.New(t)
 	tr, rec := newTracker(t)
 	// Tracked before the interface exists, as when a CNI plugin has not
 	// run yet.
-	key, err := tr.Track("c1", n.path, []string{"eth0"})
+	key, err := tr.Track("c1", n.Path, []string{"eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,32 +118,32 @@ func TestLinkRenameDeleteAndCreate(t *testing.T) {
 	}
 
 	start := time.Now()
-	n.addVeth(t, "eth0")
-	n.addAddr(t, "eth0", "10.77.3.1/24")
+	n.AddVeth(t, "eth0")
+	n.AddAddr(t, "eth0", "10.77.3.1/24")
 	lat := rec.waitFor(t, key, start, changeWithin, "link moved in and named eth0", hasAddr("eth0", "10.77.3.1"))
 	t.Logf("moved in, renamed, addressed: reported %v after", lat)
 
 	// A link is renamed while down; its IPv4 addresses stay.
-	eth0 := n.link(t, "eth0")
-	if err := n.h.LinkSetDown(eth0); err != nil {
+	eth0 := n.Link(t, "eth0")
+	if err := n.H.LinkSetDown(eth0); err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	if err := n.h.LinkSetName(eth0, "eth1"); err != nil {
+	if err := n.H.LinkSetName(eth0, "eth1"); err != nil {
 		t.Fatal(err)
 	}
 	lat = rec.waitFor(t, key, start, changeWithin, "eth0 renamed away", absent("eth0"))
 	t.Logf("renamed away: reported %v after", lat)
 
 	start = time.Now()
-	if err := n.h.LinkSetName(eth0, "eth0"); err != nil {
+	if err := n.H.LinkSetName(eth0, "eth0"); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, key, start, changeWithin, "renamed back", hasAddr("eth0", "10.77.3.1"))
-	n.setUp(t, "eth0")
+	n.SetUp(t, "eth0")
 
 	start = time.Now()
-	if err := n.h.LinkDel(eth0); err != nil {
+	if err := n.H.LinkDel(eth0); err != nil {
 		t.Fatal(err)
 	}
 	lat = rec.waitFor(t, key, start, changeWithin, "eth0 deleted", absent("eth0"))
@@ -153,12 +154,12 @@ func TestLinkRenameDeleteAndCreate(t *testing.T) {
 // it does for SO_BINDTODEVICE.
 func TestAltName(t *testing.T) {
 	testenv.Privileged(t)
-	n := newTestNS(t)
-	eth0 := n.addVeth(t, "eth0")
-	n.addAddr(t, "eth0", "10.77.6.1/24")
+	n := testnetns.New(t)
+	eth0, _ := n.AddVeth(t, "eth0")
+	n.AddAddr(t, "eth0", "10.77.6.1/24")
 	tr, rec := newTracker(t)
 	const alt = "uplink-alternative-name"
-	key, err := tr.Track("c1", n.path, []string{alt})
+	key, err := tr.Track("c1", n.Path, []string{alt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestAltName(t *testing.T) {
 		t.Fatalf("before the altname exists: %+v", s)
 	}
 	start := time.Now()
-	if err := n.h.LinkAddAltName(eth0, alt); err != nil {
+	if err := n.H.LinkAddAltName(eth0, alt); err != nil {
 		t.Fatal(err)
 	}
 	lat := rec.waitFor(t, key, start, changeWithin, "altname added", hasAddr(alt, "10.77.6.1"))
@@ -175,7 +176,7 @@ func TestAltName(t *testing.T) {
 		t.Fatalf("%s: %+v, want index %d", alt, f, eth0.Attrs().Index)
 	}
 	start = time.Now()
-	if err := n.h.LinkDelAltName(eth0, alt); err != nil {
+	if err := n.H.LinkDelAltName(eth0, alt); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, key, start, changeWithin, "altname removed", absent(alt))
@@ -204,20 +205,20 @@ func TestHostLoopback(t *testing.T) {
 
 func TestSharedNamespace(t *testing.T) {
 	testenv.Privileged(t)
-	n1, n2 := newTestNS(t), newTestNS(t)
-	n1.addVeth(t, "eth0")
-	n1.addAddr(t, "eth0", "10.77.4.1/24")
+	n1, n2 := testnetns.New(t), testnetns.New(t)
+	n1.AddVeth(t, "eth0")
+	n1.AddAddr(t, "eth0", "10.77.4.1/24")
 	tr, rec := newTracker(t)
 
-	k1, err := tr.Track("a", n1.path, []string{"eth0"})
+	k1, err := tr.Track("a", n1.Path, []string{"eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, err := tr.Track("b", n1.path, []string{"lo", "eth0"})
+	kb, err := tr.Track("b", n1.Path, []string{"lo", "eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := tr.Track("c", n2.path, []string{"eth0"})
+	k2, err := tr.Track("c", n2.Path, []string{"eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,18 +241,18 @@ func TestSharedNamespace(t *testing.T) {
 		t.Fatalf("the shrunken snapshot was not delivered: %+v", s)
 	}
 	start := time.Now()
-	n1.addAddr(t, "eth0", "10.77.4.2/24")
+	n1.AddAddr(t, "eth0", "10.77.4.2/24")
 	rec.waitFor(t, k1, start, changeWithin, "change after a holder left", hasAddr("eth0", "10.77.4.2"))
 
 	// Moving a holder to another namespace releases the first.
-	if _, err := tr.Track("a", n2.path, []string{"eth0"}); err != nil {
+	if _, err := tr.Track("a", n2.Path, []string{"eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := tr.Snapshot(k1); ok {
 		t.Fatal("namespace still watched after its last holder moved away")
 	}
 	calls := rec.callCount()
-	n1.addAddr(t, "eth0", "10.77.4.3/24")
+	n1.AddAddr(t, "eth0", "10.77.4.3/24")
 	tr.Untrack("a")
 	if tr.watchCount() != 1 {
 		t.Fatalf("%d watches, want 1 (c's)", tr.watchCount())
@@ -272,13 +273,13 @@ func TestSharedNamespace(t *testing.T) {
 // watch must subscribe and list again, and end with every address.
 func TestResubscribeAfterOverflow(t *testing.T) {
 	testenv.Privileged(t)
-	n := newTestNS(t)
-	n.addVeth(t, "eth0")
+	n := testnetns.New(t)
+	n.AddVeth(t, "eth0")
 	rec := newRecorder()
 	logs := &logBuffer{}
 	tr := New(rec.onChange, slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(tr.Close)
-	key, err := tr.Track("c1", n.path, []string{"eth0"})
+	key, err := tr.Track("c1", n.Path, []string{"eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +290,7 @@ func TestResubscribeAfterOverflow(t *testing.T) {
 	rec.gate = gate
 	rec.mu.Unlock()
 	for i := range count {
-		n.addAddr(t, "eth0", v4(i+1))
+		n.AddAddr(t, "eth0", v4(i+1))
 	}
 	rec.mu.Lock()
 	rec.gate = nil
@@ -312,26 +313,26 @@ func TestResubscribeAfterOverflow(t *testing.T) {
 	}
 	t.Logf("log:\n%s", logs)
 	start = time.Now()
-	n.delAddr(t, "eth0", v4(1))
+	n.DelAddr(t, "eth0", v4(1))
 	rec.waitFor(t, key, start, changeWithin, "change after resubscribing", lacksAddr("eth0", "10.77.0.1"))
 }
 
 func TestCloseReleasesEverything(t *testing.T) {
 	testenv.Privileged(t)
-	n1, n2 := newTestNS(t), newTestNS(t)
-	n1.addVeth(t, "eth0")
+	n1, n2 := testnetns.New(t), testnetns.New(t)
+	n1.AddVeth(t, "eth0")
 	fds, goroutines := countFDs(), runtime.NumGoroutine()
 
 	rec := newRecorder()
 	tr := New(rec.onChange, nil)
-	for i, path := range []string{n1.path, n2.path, ""} {
+	for i, path := range []string{n1.Path, n2.Path, ""} {
 		if _, err := tr.Track(string(rune('a'+i)), path, []string{"eth0", "lo"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	key, _ := KeyOf(n1.path)
+	key, _ := KeyOf(n1.Path)
 	start := time.Now()
-	n1.addAddr(t, "eth0", "10.77.5.1/24")
+	n1.AddAddr(t, "eth0", "10.77.5.1/24")
 	rec.waitFor(t, key, start, changeWithin, "address", hasAddr("eth0", "10.77.5.1"))
 	if runtime.NumGoroutine() <= goroutines || countFDs() <= fds {
 		t.Fatal("tracking started no goroutine or opened no descriptor")
