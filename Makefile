@@ -58,7 +58,7 @@ demo-stop: ## stop and remove the private containerd of 'make run DEMO=1'
 
 .PHONY: test
 test: deps generate-check lint ## every test: unit, privileged on the host, and the VM tests on each kernel
-	RINGFENCE_REQUIRE_PRIVILEGED=1 go test -count=1 -timeout 10m ./...
+	CGO_ENABLED=0 RINGFENCE_REQUIRE_PRIVILEGED=1 go test -count=1 -timeout 15m ./...
 	$(MAKE) vmtest
 
 .PHONY: vmtest

@@ -331,8 +331,12 @@ func (e *Engine) plan(t Target, set []*compiled, old *applied) (*applied, error)
 		}
 		state, err := e.ifaces.Follow(t.CgroupID, t.NetNS, names)
 		if err != nil {
-			// Fail closed: no address is allowed until the interfaces are known.
+			// Keep what was known; with nothing known, no address is
+			// allowed until the interfaces are (fail closed).
 			e.log.Error("follow interfaces", "container", t.Name, "netns", t.NetNS, "error", err)
+			if old != nil {
+				state = old.iface
+			}
 		}
 		na.iface = state
 	}

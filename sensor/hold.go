@@ -94,6 +94,14 @@ func (h *holder) wait(cgroupID uint64, pid uint32) {
 	}
 	// The container's rules are in the kernel before anything of it runs.
 	var member enforce.Member
+	h.mu.Lock()
+	for _, e := range h.cgroups[cgroupID] {
+		if e.Held { // the container's own process, in its namespaces
+			pid = e.PID
+			break
+		}
+	}
+	h.mu.Unlock()
 	if info, ok := h.cache.Lookup(cgroupID); ok && h.apply != nil {
 		member, _ = h.apply(info, pid) // logged by apply; the hold ends regardless
 	}

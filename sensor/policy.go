@@ -87,7 +87,8 @@ func (s *Sensor) ContainerGone(info container.Info) error {
 }
 
 // applyPolicy puts a container under the policies that select it. pid is
-// a process of the container (its network namespace is the container's).
+// a process of the container, used for its network namespace when the
+// runtime has not said which process is its init.
 func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, error) {
 	if info.CgroupID == 0 {
 		return enforce.Member{}, nil
@@ -101,8 +102,8 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 		Namespace:  info.PodNamespace,
 		Privileged: posture.Privileged(info.Spec),
 	}
-	if pid == 0 {
-		pid = info.Pid
+	if info.Pid != 0 {
+		pid = info.Pid // the runtime's word beats a process seen in the cgroup early
 	}
 	if pid != 0 {
 		t.NetNS = "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/ns/net"

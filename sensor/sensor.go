@@ -370,7 +370,7 @@ func (s *Sensor) dispatch(e *event.Event) {
 	s.mu.Lock()
 	s.counts[string(e.Kind)+"/"+string(e.Verdict)]++
 	if e.Kind == event.KindViolation {
-		s.violations[e.Policy+"/"+e.Rule+"/"+e.Mode] += 1 + e.Suppressed
+		s.violations[e.Policy+"/"+e.Rule+"/"+e.Mode] += e.ViolationCount()
 	}
 	s.mu.Unlock()
 	line, err := e.MarshalLine()

@@ -124,6 +124,16 @@ type Event struct {
 	Counts  map[string]uint64 `json:"counts,omitempty"`
 }
 
+// ViolationCount is how many violations a violation event stands for:
+// itself and the identical ones suppressed before it, or, for a report of
+// suppressed violations only (one with a Message), those.
+func (e *Event) ViolationCount() uint64 {
+	if e.Message != "" {
+		return e.Suppressed
+	}
+	return 1 + e.Suppressed
+}
+
 // MarshalLine returns e's JSON encoding as the sinks share it: one object,
 // HTML characters unescaped, no trailing newline.
 func (e *Event) MarshalLine() ([]byte, error) {

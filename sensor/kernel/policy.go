@@ -202,3 +202,20 @@ func ignoreMissing(err error) error {
 	}
 	return err
 }
+
+// BindAddrs lists the addresses a container's sockets may accept traffic
+// on, over all its policies.
+func (s *Sensor) BindAddrs(cgroup uint64) ([]netip.Addr, error) {
+	var (
+		k   bpf.SensorAddrKey
+		v   uint32
+		out []netip.Addr
+	)
+	it := s.objs.Maps["bind_addrs"].Iterate()
+	for it.Next(&k, &v) {
+		if k.Cgroup == cgroup {
+			out = append(out, netip.AddrFrom16(k.Addr).Unmap())
+		}
+	}
+	return out, it.Err()
+}
