@@ -12,7 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // TestMain fails the package when the tests leaked a file descriptor (an
