@@ -198,6 +198,9 @@ func (e *Engine) Load(policies []RuntimePolicy, sources []string) (err error) {
 		}
 		done = append(done, switched{cg, a})
 		e.containers[cg] = na
+		if a.member.Bind && !na.member.Bind && e.ifaces != nil {
+			e.ifaces.Unfollow(cg)
+		}
 	}
 	for _, c := range e.set {
 		if err := e.kern.DeletePolicy(c.id, c.allow); err != nil {
@@ -226,13 +229,10 @@ func (e *Engine) Apply(t Target) (Member, error) {
 	if err := e.write(na, old); err != nil {
 		return Member{}, err
 	}
-	if len(na.member.Policies) == 0 {
-		delete(e.containers, t.CgroupID)
-		if e.ifaces != nil && old != nil {
-			e.ifaces.Unfollow(t.CgroupID)
-		}
-		return na.member, nil
+	if !na.member.Bind && old != nil && old.member.Bind && e.ifaces != nil {
+		e.ifaces.Unfollow(t.CgroupID)
 	}
+	// Kept under no policy too: a later policy set may select it.
 	e.containers[t.CgroupID] = na
 	return na.member, nil
 }
