@@ -14,6 +14,9 @@
 //     holding a static busybox, a generated /init script, the test binaries
 //     under /tests, any extra files (with the shared libraries they need) and
 //     each kernel's modules under /lib/modules/<release>, which /init loads.
+//     /init first copies the initramfs into a tmpfs and switches its root
+//     there: runc's pivot_root fails with EINVAL on the initramfs itself, the
+//     root of the mount tree.
 //   - qemu.go boots each kernel with that initramfs under TCG, streams the
 //     serial console to a log file and to the caller, and enforces timeouts.
 //   - transcript.go and report.go parse the RINGFENCE-* marker lines printed

@@ -341,16 +341,27 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// initScript returns the /init shell script: it mounts the pseudo file
-// systems, loads the kernel's modules, reports the kernel and its LSM list,
-// runs every test binary in its own tmpfs working directory, reports each
-// exit code and powers off. Markers are printed after a newline so that
-// test output lacking a final newline cannot hide them.
+// initScript returns the /init shell script: it moves the root into a
+// tmpfs, mounts the pseudo file systems, loads the kernel's modules,
+// reports the kernel and its LSM list, runs every test binary in its own
+// tmpfs working directory, reports each exit code and powers off. Markers
+// are printed after a newline so that test output lacking a final newline
+// cannot hide them.
 func initScript(tests []string, run string, timeout time.Duration) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 /bin/busybox --install -s 2>/dev/null
+# pivot_root, which runc sets up every container with, fails with EINVAL on
+# the initramfs (rootfs, the root of the mount tree): copy it into a tmpfs
+# and make that the root, then start over from there.
+if [ -z "$RINGFENCE_VMTEST_ROOT" ] && mkdir /newroot && mount -t tmpfs -o mode=0755 root /newroot; then
+	for e in /*; do
+		[ "$e" = /newroot ] || cp -a "$e" /newroot/ || echo "vmtest-init: copying $e failed"
+	done
+	RINGFENCE_VMTEST_ROOT=tmpfs exec switch_root /newroot /init
+fi
+unset RINGFENCE_VMTEST_ROOT
 mnt() {
 	mkdir -p "$3"
 	mount -t "$1" "$2" "$3" || echo "vmtest-init: mount $1 on $3 failed"
@@ -359,6 +370,11 @@ mnt proc proc /proc
 mnt sysfs sysfs /sys
 mnt devtmpfs devtmpfs /dev
 mnt devpts devpts /dev/pts
+# What udev would add: bash's process substitution needs /dev/fd.
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 mnt tmpfs shm /dev/shm
 mnt securityfs securityfs /sys/kernel/security
 mnt bpf bpffs /sys/fs/bpf
@@ -372,6 +388,9 @@ if [ -f "$mods/` + ModulesList + `" ]; then
 		insmod "$mods/$m.ko" || echo "vmtest-init: insmod $m failed"
 	done <"$mods/` + ModulesList + `"
 fi
+# Container runtimes bind-mount these into containers on the host network.
+[ -e /etc/hosts ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >/etc/hosts
+[ -e /etc/resolv.conf ] || : >/etc/resolv.conf
 ulimit -l unlimited 2>/dev/null
 ip link set lo up 2>/dev/null
 export HOME=/root

@@ -172,6 +172,8 @@ func TestBuildInitramfs(t *testing.T) {
 	}
 	script := files["init"].data
 	for _, want := range []string{
+		"exec switch_root /newroot /init",
+		"ln -s /proc/self/fd /dev/fd",
 		`insmod "$mods/$m.ko"`,
 		"mnt securityfs securityfs /sys/kernel/security",
 		"mnt bpf bpffs /sys/fs/bpf",
