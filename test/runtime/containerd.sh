@@ -43,11 +43,22 @@ die() { log "$*"; exit 1; }
 
 ctr_() { ctr -a "$sock" "$@"; }
 
+# read_cmdline PID: sets cmd to the process's arguments, each followed by a
+# space. Read with builtins only: stop scans every process, and a fork per
+# process costs seconds in an emulated test VM.
+read_cmdline() {
+	local -a argv
+	local arg
+	mapfile -d '' -t argv 2>/dev/null <"/proc/$1/cmdline" || return 1
+	cmd=
+	for arg in "${argv[@]}"; do cmd+="$arg "; done
+}
+
 pid_of_daemon() {
 	local pid cmd
 	pid=$(cat "$base/containerd.pid" 2>/dev/null) || return 1
 	# The pid file may outlive the daemon and the pid be reused.
-	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+	read_cmdline "$pid" || return 1
 	[[ $cmd == *"containerd --config $base/config.toml "* ]] || return 1
 	echo "$pid"
 }
@@ -282,7 +293,7 @@ shim_socket() {
 our_shims() {
 	local dir cmd
 	for dir in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline") || continue
+		read_cmdline "${dir#/proc/}" || continue
 		case "$cmd" in
 		*containerd-shim*" -address $sock "*) echo "${dir#/proc/}" ;;
 		esac
