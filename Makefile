@@ -6,7 +6,9 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN     := build/ringfence
 VMBIN   := build/vm
 # Packages whose tests need root and a kernel: run on the host and in the VMs.
-PRIV_PKGS := ./sensor ./sensor/kernel
+PRIV_PKGS := ./sensor ./sensor/kernel ./test/runtime
+# Kernel modules the VMs load first: overlayfs, for containerd's snapshotter.
+VM_MODULES := overlay
 WATCH   ?= ringfence-demo
 KERNELS ?= 6.1,6.12
 
@@ -67,7 +69,10 @@ vmtest: deps ## run the privileged tests inside qemu VMs on Debian kernels $(KER
 	@for p in $(PRIV_PKGS); do \
 		CGO_ENABLED=0 go test -c -o $(VMBIN)/$$(basename $$p).test $$p || exit 1; \
 	done
-	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
+	@# containerd, runc, the test image and what containerd.sh needs, as -extra SRC:DST.
+	test/runtime/containerd.sh vm-files >$(VMBIN)/runtime.files
+	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) \
+		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
 
 .PHONY: bench
 bench: deps build ## sensor overhead (with vs without, side by side), then the store and daemon targets

@@ -11,6 +11,7 @@ test)
 	packages=(
 		clang-19 llvm-19 libbpf-dev bpftool   # eBPF compiler and headers (make generate)
 		qemu-system-x86 busybox-static cpio   # test VMs (make vmtest)
+		xz-utils                              # kernel modules for the VMs
 		containerd runc                       # a real container runtime for the tests
 		jq                                    # the store benchmark's comparison
 		iproute2 git make ca-certificates

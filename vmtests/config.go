@@ -47,6 +47,10 @@ type Config struct {
 	BootTimeout time.Duration
 	// Extras are additional host files copied into the initramfs.
 	Extras []Extra
+	// Modules names kernel modules (such as "overlay") that /init loads
+	// before the tests, with what they depend on. They are taken from each
+	// kernel's own package; one built into a kernel is not loaded there.
+	Modules []string
 	// Busybox is the static busybox binary; empty means DefaultBusybox.
 	Busybox string
 	// QEMU is the qemu binary name or path; empty means DefaultQEMU.

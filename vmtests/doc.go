@@ -6,10 +6,17 @@
 //
 //   - kernel.go resolves a kernel series such as "6.1" or "6.12" to a Debian
 //     package (linux-image-6.1.0-N-amd64, linux-image-6.12.N+deb12-amd64),
-//     downloads it with apt-get and unpacks its /boot into a cache directory.
-//   - initramfs.go builds a gzip-compressed newc initramfs holding a static
-//     busybox, a generated /init script, the test binaries under /tests and
-//     any extra files (with the shared libraries they need).
+//     downloads it with apt-get and unpacks its /boot into a cache directory;
+//     modules.go takes the kernel modules the tests need (Config.Modules,
+//     such as overlay) and their dependencies out of the same package,
+//     uncompressed, unless the kernel has them built in.
+//   - initramfs.go builds one gzip-compressed newc initramfs for all kernels,
+//     holding a static busybox, a generated /init script, the test binaries
+//     under /tests, any extra files (with the shared libraries they need) and
+//     each kernel's modules under /lib/modules/<release>, which /init loads.
+//     /init first copies the initramfs into a tmpfs and switches its root
+//     there: runc's pivot_root fails with EINVAL on the initramfs itself, the
+//     root of the mount tree.
 //   - qemu.go boots each kernel with that initramfs under TCG, streams the
 //     serial console to a log file and to the caller, and enforces timeouts.
 //   - transcript.go and report.go parse the RINGFENCE-* marker lines printed

@@ -158,30 +158,56 @@ func writeHostFile(cw *cpioWriter, name string, perm uint32, src string) error {
 	return cw.File(name, perm, st.Size(), f)
 }
 
-// buildInitramfs assembles busybox, /init, the test binaries and the extra
-// files into an image under <cache>/initramfs, reusing an identical image
-// built earlier.
-func buildInitramfs(ctx context.Context, cfg Config) (Initramfs, error) {
+// ModulesDir is the directory inside the VM that holds the kernel modules
+// of each kernel, under its release; /init loads those listed in its
+// ModulesList file, in order.
+const ModulesDir = "/lib/modules"
+
+// ModulesList is the file, in a release's directory under ModulesDir, that
+// names the modules /init loads, one a line.
+const ModulesList = "vmtest.load"
+
+// buildInitramfs assembles busybox, /init, the test binaries, the extra
+// files and the kernels' modules into an image under <cache>/initramfs,
+// reusing an identical image built earlier.
+func buildInitramfs(ctx context.Context, cfg Config, mods []KernelModules) (Initramfs, error) {
+	im, names, err := baseImage(ctx, cfg)
+	if err != nil {
+		return Initramfs{}, err
+	}
+	if err := im.addModules(mods); err != nil {
+		return Initramfs{}, err
+	}
+	out, err := writeImage(im, filepath.Join(cfg.CacheDir, "initramfs"))
+	if err != nil {
+		return Initramfs{}, fmt.Errorf("initramfs: %w", err)
+	}
+	return Initramfs{Path: out, Tests: names}, nil
+}
+
+// baseImage assembles everything but the kernel modules, and returns the
+// test binaries' basenames in the order /init runs them.
+func baseImage(ctx context.Context, cfg Config) (image, []string, error) {
 	im := image{}
 	if interp, err := elfInterpreter(cfg.Busybox); err != nil {
-		return Initramfs{}, fmt.Errorf("busybox %s: %w (install the busybox-static package)", cfg.Busybox, err)
+		return nil, nil, fmt.Errorf("busybox %s: %w (install the busybox-static package)", cfg.Busybox, err)
 	} else if interp != "" {
-		return Initramfs{}, fmt.Errorf("busybox %s is dynamically linked; install the busybox-static package", cfg.Busybox)
+		return nil, nil, fmt.Errorf("busybox %s is dynamically linked; install the busybox-static package", cfg.Busybox)
 	}
 	if err := im.addHostFile("/bin/busybox", cfg.Busybox); err != nil {
-		return Initramfs{}, fmt.Errorf("busybox: %w", err)
+		return nil, nil, fmt.Errorf("busybox: %w", err)
 	}
 	for _, dir := range []string{"/proc", "/sys", "/dev", "/tmp", "/run", "/sbin", "/usr/bin", "/usr/sbin", "/etc", "/root", TestsDir} {
 		if err := im.add(dir, imageEntry{mode: modeDir | 0o755}); err != nil {
-			return Initramfs{}, err
+			return nil, nil, err
 		}
 	}
 	// The kernel opens /dev/console for /init before devtmpfs is mounted.
 	if err := im.add("/dev/console", imageEntry{mode: modeCharDev | 0o600, major: 5, minor: 1}); err != nil {
-		return Initramfs{}, err
+		return nil, nil, err
 	}
 	if err := im.add("/bin/sh", imageEntry{mode: modeSymlink | 0o777, target: "busybox"}); err != nil {
-		return Initramfs{}, err
+		return nil, nil, err
 	}
 
 	var names []string
@@ -189,45 +215,64 @@ func buildInitramfs(ctx context.Context, cfg Config) (Initramfs, error) {
 	for _, t := range cfg.Tests {
 		base := filepath.Base(t)
 		if prev, ok := seen[base]; ok {
-			return Initramfs{}, fmt.Errorf("test binaries %s and %s share the basename %s", prev, t, base)
+			return nil, nil, fmt.Errorf("test binaries %s and %s share the basename %s", prev, t, base)
 		}
 		seen[base] = t
 		interp, err := elfInterpreter(t)
 		if err != nil {
-			return Initramfs{}, fmt.Errorf("test binary %s: %w", t, err)
+			return nil, nil, fmt.Errorf("test binary %s: %w", t, err)
 		}
 		if interp != "" {
-			return Initramfs{}, fmt.Errorf("test binary %s is dynamically linked; build it with CGO_ENABLED=0 go test -c", t)
+			return nil, nil, fmt.Errorf("test binary %s is dynamically linked; build it with CGO_ENABLED=0 go test -c", t)
 		}
 		if err := im.addHostFile(path.Join(TestsDir, base), t); err != nil {
-			return Initramfs{}, fmt.Errorf("test binary %s: %w", t, err)
+			return nil, nil, fmt.Errorf("test binary %s: %w", t, err)
 		}
 		names = append(names, base)
 	}
 	for _, x := range cfg.Extras {
 		if err := im.addHostFile(x.Dst, x.Src); err != nil {
-			return Initramfs{}, fmt.Errorf("extra %s:%s: %w", x.Src, x.Dst, err)
+			return nil, nil, fmt.Errorf("extra %s:%s: %w", x.Src, x.Dst, err)
 		}
 		libs, err := sharedObjects(ctx, x.Src)
 		if err != nil {
-			return Initramfs{}, fmt.Errorf("extra %s: %w", x.Src, err)
+			return nil, nil, fmt.Errorf("extra %s: %w", x.Src, err)
 		}
 		for _, lib := range libs {
 			if err := im.addHostFile(lib, lib); err != nil {
-				return Initramfs{}, fmt.Errorf("extra %s: library %s: %w", x.Src, lib, err)
+				return nil, nil, fmt.Errorf("extra %s: library %s: %w", x.Src, lib, err)
 			}
 		}
 	}
 	script := initScript(names, cfg.Run, testTimeout(cfg.Timeout))
 	if err := im.add("/init", imageEntry{mode: modeRegular | 0o755, data: []byte(script)}); err != nil {
-		return Initramfs{}, err
+		return nil, nil, err
 	}
+	return im, names, nil
+}
 
-	out, err := writeImage(im, filepath.Join(cfg.CacheDir, "initramfs"))
-	if err != nil {
-		return Initramfs{}, fmt.Errorf("initramfs: %w", err)
+// addModules adds each kernel's module files under ModulesDir/<release>,
+// with the list of their names in load order.
+func (im image) addModules(mods []KernelModules) error {
+	for _, km := range mods {
+		if len(km.Files) == 0 {
+			continue
+		}
+		dir := path.Join(ModulesDir, km.Release)
+		var list strings.Builder
+		for _, f := range km.Files {
+			name := ModuleName(f)
+			if err := im.addHostFile(path.Join(dir, name+".ko"), f); err != nil {
+				return fmt.Errorf("module %s: %w", f, err)
+			}
+			list.WriteString(name + "\n")
+		}
+		e := imageEntry{mode: modeRegular | 0o644, data: []byte(list.String())}
+		if err := im.add(path.Join(dir, ModulesList), e); err != nil {
+			return err
+		}
 	}
-	return Initramfs{Path: out, Tests: names}, nil
+	return nil
 }
 
 // testTimeout is the -test.timeout given to each test binary: three
@@ -296,16 +341,27 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// initScript returns the /init shell script: it mounts the pseudo file
-// systems, reports the kernel and its LSM list, runs every test binary in
-// its own tmpfs working directory, reports each exit code and powers off.
-// Markers are printed after a newline so that test output lacking a final
-// newline cannot hide them.
+// initScript returns the /init shell script: it moves the root into a
+// tmpfs, mounts the pseudo file systems, loads the kernel's modules,
+// reports the kernel and its LSM list, runs every test binary in its own
+// tmpfs working directory, reports each exit code and powers off. Markers
+// are printed after a newline so that test output lacking a final newline
+// cannot hide them.
 func initScript(tests []string, run string, timeout time.Duration) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 /bin/busybox --install -s 2>/dev/null
+# pivot_root, which runc sets up every container with, fails with EINVAL on
+# the initramfs (rootfs, the root of the mount tree): copy it into a tmpfs
+# and make that the root, then start over from there.
+if [ -z "$RINGFENCE_VMTEST_ROOT" ] && mkdir /newroot && mount -t tmpfs -o mode=0755 root /newroot; then
+	for e in /*; do
+		[ "$e" = /newroot ] || cp -a "$e" /newroot/ || echo "vmtest-init: copying $e failed"
+	done
+	RINGFENCE_VMTEST_ROOT=tmpfs exec switch_root /newroot /init
+fi
+unset RINGFENCE_VMTEST_ROOT
 mnt() {
 	mkdir -p "$3"
 	mount -t "$1" "$2" "$3" || echo "vmtest-init: mount $1 on $3 failed"
@@ -314,6 +370,11 @@ mnt proc proc /proc
 mnt sysfs sysfs /sys
 mnt devtmpfs devtmpfs /dev
 mnt devpts devpts /dev/pts
+# What udev would add: bash's process substitution needs /dev/fd.
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 mnt tmpfs shm /dev/shm
 mnt securityfs securityfs /sys/kernel/security
 mnt bpf bpffs /sys/fs/bpf
@@ -321,6 +382,15 @@ mnt tracefs tracefs /sys/kernel/tracing
 mnt tmpfs tmpfs /tmp
 mnt tmpfs tmpfs /run
 mnt cgroup2 cgroup2 /sys/fs/cgroup
+mods=` + ModulesDir + `/$(uname -r)
+if [ -f "$mods/` + ModulesList + `" ]; then
+	while read -r m; do
+		insmod "$mods/$m.ko" || echo "vmtest-init: insmod $m failed"
+	done <"$mods/` + ModulesList + `"
+fi
+# Container runtimes bind-mount these into containers on the host network.
+[ -e /etc/hosts ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >/etc/hosts
+[ -e /etc/resolv.conf ] || : >/etc/resolv.conf
 ulimit -l unlimited 2>/dev/null
 ip link set lo up 2>/dev/null
 export HOME=/root

@@ -132,7 +132,11 @@ func TestBuildInitramfs(t *testing.T) {
 		Run:      "TestX|Test'Y",
 		Extras:   []Extra{{Src: writeFile(t, dir, "tool.sh", "#!/bin/sh\n", 0o750), Dst: "/opt/bin/tool"}},
 	}.withDefaults()
-	got, err := buildInitramfs(context.Background(), cfg)
+	mods := []KernelModules{
+		{Release: "6.1.0-1-amd64", Files: []string{writeFile(t, dir, "dep.ko", "D", 0o600), writeFile(t, dir, "over-lay.ko", "O", 0o600)}},
+		{Release: "6.12.1+deb12-amd64"},
+	}
+	got, err := buildInitramfs(context.Background(), cfg, mods)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +157,9 @@ func TestBuildInitramfs(t *testing.T) {
 		{name: "opt/bin/tool", mode: modeRegular | 0o750, data: "#!/bin/sh\n"},
 		{name: "dev/console", mode: modeCharDev | 0o600},
 		{name: "proc", mode: modeDir | 0o755},
+		{name: "lib/modules/6.1.0-1-amd64/dep.ko", mode: modeRegular | 0o600, data: "D"},
+		{name: "lib/modules/6.1.0-1-amd64/over_lay.ko", mode: modeRegular | 0o600, data: "O"},
+		{name: "lib/modules/6.1.0-1-amd64/vmtest.load", mode: modeRegular | 0o644, data: "dep\nover_lay\n"},
 	}
 	for _, c := range checks {
 		e, ok := files[c.name]
@@ -160,8 +167,14 @@ func TestBuildInitramfs(t *testing.T) {
 			t.Errorf("%s = %+v (present %v), want mode %o data %q", c.name, e, ok, c.mode, c.data)
 		}
 	}
+	if _, ok := files["lib/modules/6.12.1+deb12-amd64"]; ok {
+		t.Errorf("a kernel without modules got a module directory")
+	}
 	script := files["init"].data
 	for _, want := range []string{
+		"exec switch_root /newroot /init",
+		"ln -s /proc/self/fd /dev/fd",
+		`insmod "$mods/$m.ko"`,
 		"mnt securityfs securityfs /sys/kernel/security",
 		"mnt bpf bpffs /sys/fs/bpf",
 		"mnt cgroup2 cgroup2 /sys/fs/cgroup",
@@ -175,7 +188,7 @@ func TestBuildInitramfs(t *testing.T) {
 		}
 	}
 
-	again, err := buildInitramfs(context.Background(), cfg)
+	again, err := buildInitramfs(context.Background(), cfg, mods)
 	if err != nil || again.Path != got.Path {
 		t.Errorf("rebuild = %q, %v; want the cached %q", again.Path, err, got.Path)
 	}
@@ -219,7 +232,7 @@ func TestBuildInitramfsErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.CacheDir = filepath.Join(dir, "cache")
-			_, err := buildInitramfs(context.Background(), tc.cfg.withDefaults())
+			_, err := buildInitramfs(context.Background(), tc.cfg.withDefaults(), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("buildInitramfs error = %v, want one containing %q", err, tc.wantErr)
 			}

@@ -266,6 +266,21 @@ func (f *kernelFetcher) unpack(ctx context.Context, deb, name string) error {
 	}
 	defer os.RemoveAll(tmp)
 
+	if err := walkDeb(ctx, deb, func(h *tar.Header, r io.Reader) error {
+		return extractBoot(h, r, tmp)
+	}); err != nil {
+		return err
+	}
+	dst := filepath.Join(f.kernelsDir(), name)
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// walkDeb calls fn for every entry of the file system tree of a .deb, in
+// archive order, with the entry's content; it stops at fn's first error.
+func walkDeb(ctx context.Context, deb string, fn func(h *tar.Header, r io.Reader) error) error {
 	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -276,24 +291,16 @@ func (f *kernelFetcher) unpack(ctx context.Context, deb, name string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("dpkg-deb: %w", err)
 	}
-	exErr := extractBoot(pipe, tmp)
+	walkErr := walkTar(pipe, fn)
 	_, _ = io.Copy(io.Discard, pipe)
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("dpkg-deb --fsys-tarfile: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", filepath.Base(deb), err, strings.TrimSpace(stderr.String()))
 	}
-	if exErr != nil {
-		return exErr
-	}
-	dst := filepath.Join(f.kernelsDir(), name)
-	if err := os.RemoveAll(dst); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return walkErr
 }
 
-// extractBoot copies the regular files under ./boot/ of a tar stream into
-// dir/boot/.
-func extractBoot(r io.Reader, dir string) error {
+// walkTar calls fn for every entry of a tar stream.
+func walkTar(r io.Reader, fn func(h *tar.Header, r io.Reader) error) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -303,26 +310,32 @@ func extractBoot(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		name := strings.TrimPrefix(h.Name, "./")
-		if h.Typeflag != tar.TypeReg || !strings.HasPrefix(name, "boot/") || strings.Contains(name, "..") {
-			continue
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := fn(h, tr); err != nil {
 			return err
-		}
-		out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		_, cerr := io.Copy(out, tr)
-		if err := out.Close(); cerr == nil {
-			cerr = err
-		}
-		if cerr != nil {
-			return cerr
 		}
 	}
+}
+
+// extractBoot copies a regular file under ./boot/ of a package into
+// dir/boot/ and ignores every other entry.
+func extractBoot(h *tar.Header, r io.Reader, dir string) error {
+	name := strings.TrimPrefix(h.Name, "./")
+	if h.Typeflag != tar.TypeReg || !strings.HasPrefix(name, "boot/") || strings.Contains(name, "..") {
+		return nil
+	}
+	dst := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, cerr := io.Copy(out, r)
+	if err := out.Close(); cerr == nil {
+		cerr = err
+	}
+	return cerr
 }
 
 // runCommand runs a command and returns its standard output. On failure the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -48,10 +49,11 @@ func AllPassed(results []KernelResult) bool {
 	return len(results) > 0
 }
 
-// Run builds the initramfs once and then, for each kernel series in turn,
-// fetches the kernel, boots it and judges the result. The error is non-nil
-// only when nothing could be tested (bad configuration, qemu or busybox
-// missing, initramfs build failure); per-kernel failures are in the results.
+// Run fetches every kernel (with the modules the tests need), builds one
+// initramfs for all of them and then, for each kernel series in turn, boots
+// it and judges the result. The error is non-nil only when nothing could be
+// tested (bad configuration, qemu or busybox missing, initramfs build
+// failure); per-kernel failures are in the results.
 func Run(ctx context.Context, cfg Config) ([]KernelResult, error) {
 	cfg = cfg.withDefaults()
 	if len(cfg.Kernels) == 0 {
@@ -70,44 +72,102 @@ func Run(ctx context.Context, cfg Config) ([]KernelResult, error) {
 		return nil, fmt.Errorf("qemu: %w (install the qemu-system-x86 package)", err)
 	}
 	cfg.QEMU = qemu
-	start := time.Now()
-	initrd, err := buildInitramfs(ctx, cfg)
+	// The image is checked before any download, so that a setup error
+	// shows at once; it is written once the modules are known.
+	im, tests, err := baseImage(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(cfg.Out, "vmtest: initramfs %s (%d test binaries) built in %.1fs\n",
-		initrd.Path, len(initrd.Tests), time.Since(start).Seconds())
 
 	fetcher := &kernelFetcher{
 		cacheDir: cfg.CacheDir,
 		logf:     func(f string, a ...any) { fmt.Fprintf(cfg.Out, "vmtest: "+f+"\n", a...) },
 	}
-	var results []KernelResult
-	for _, series := range cfg.Kernels {
-		if ctx.Err() != nil {
-			results = append(results, KernelResult{Series: series, Reason: "not run: interrupted"})
-			continue
+	prepared := make([]preparedKernel, len(cfg.Kernels))
+	var mods []KernelModules
+	for i, series := range cfg.Kernels {
+		prepared[i] = prepareKernel(ctx, cfg, fetcher, series)
+		if prepared[i].err == nil {
+			mods = append(mods, prepared[i].modules)
 		}
-		results = append(results, runKernel(ctx, cfg, fetcher, initrd, series))
+	}
+
+	start := time.Now()
+	if err := im.addModules(mods); err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	path, err := writeImage(im, filepath.Join(cfg.CacheDir, "initramfs"))
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	initrd := Initramfs{Path: path, Tests: tests}
+	fmt.Fprintf(cfg.Out, "vmtest: initramfs %s (%d test binaries) ready in %.1fs\n",
+		initrd.Path, len(initrd.Tests), time.Since(start).Seconds())
+
+	var results []KernelResult
+	for _, p := range prepared {
+		switch {
+		case ctx.Err() != nil:
+			results = append(results, KernelResult{Series: p.kernel.Series, Reason: "not run: interrupted"})
+		case p.err != nil:
+			results = append(results, KernelResult{Series: p.kernel.Series, Package: p.kernel.Package, Reason: p.err.Error()})
+		default:
+			results = append(results, runKernel(ctx, cfg, p.kernel, initrd))
+		}
 	}
 	return results, nil
 }
 
-// runKernel fetches and boots one kernel, booting it a second time if the
-// first VM died before reporting any result.
-func runKernel(ctx context.Context, cfg Config, fetcher *kernelFetcher, initrd Initramfs, series string) KernelResult {
-	res := KernelResult{Series: series}
+// preparedKernel is a fetched kernel with its modules, or why it could not
+// be fetched.
+type preparedKernel struct {
+	kernel  Kernel
+	modules KernelModules
+	err     error
+}
+
+// prepareKernel fetches the kernel of series and the modules cfg names.
+func prepareKernel(ctx context.Context, cfg Config, fetcher *kernelFetcher, series string) preparedKernel {
 	prefix := "[" + series + "] "
-	fetchStart := time.Now()
-	k, err := fetcher.fetch(ctx, series)
-	if err != nil {
-		res.Reason = err.Error()
-		fmt.Fprintf(cfg.Out, "%svmtest: %v\n", prefix, err)
-		return res
+	start := time.Now()
+	p := preparedKernel{kernel: Kernel{Series: series}}
+	if ctx.Err() != nil {
+		p.err = ctx.Err()
+		return p
 	}
-	res.Package = k.Package
-	fmt.Fprintf(cfg.Out, "%svmtest: kernel %s (%s), ready in %.1fs\n",
-		prefix, k.Package, k.Image, time.Since(fetchStart).Seconds())
+	k, err := fetcher.fetch(ctx, series)
+	if err == nil {
+		p.kernel = k
+		p.modules, err = fetcher.modules(ctx, k, cfg.Modules)
+	}
+	if err != nil {
+		p.err = err
+		fmt.Fprintf(cfg.Out, "%svmtest: %v\n", prefix, err)
+		return p
+	}
+	fmt.Fprintf(cfg.Out, "%svmtest: kernel %s (%s)%s, ready in %.1fs\n",
+		prefix, k.Package, k.Image, describeModules(p.modules), time.Since(start).Seconds())
+	return p
+}
+
+// describeModules names the modules a VM loads, for the progress output.
+func describeModules(km KernelModules) string {
+	if len(km.Files) == 0 {
+		return ""
+	}
+	names := make([]string, len(km.Files))
+	for i, f := range km.Files {
+		names[i] = ModuleName(f)
+	}
+	return " with modules " + strings.Join(names, ",")
+}
+
+// runKernel boots one fetched kernel, booting it a second time if the first
+// VM died before reporting any result.
+func runKernel(ctx context.Context, cfg Config, k Kernel, initrd Initramfs) KernelResult {
+	series := k.Series
+	res := KernelResult{Series: series, Package: k.Package}
+	prefix := "[" + series + "] "
 
 	logDir := filepath.Join(cfg.CacheDir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {

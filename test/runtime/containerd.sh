@@ -8,6 +8,9 @@
 #   containerd.sh stop     kill containerd, its shims and containers, unmount
 #                          leftovers and remove every file it made
 #   containerd.sh status   exit 0 if it runs and answers, 3 if not
+#   containerd.sh vm-files install what is missing, build the test image and
+#                          print, one SRC:DST a line, the host files a test VM
+#                          needs to run this script (vmtests -extra)
 #
 # Both start and stop are idempotent. Environment:
 #   RF_CONTAINERD_ROOT        its directory: config, log, root and state
@@ -40,11 +43,22 @@ die() { log "$*"; exit 1; }
 
 ctr_() { ctr -a "$sock" "$@"; }
 
+# read_cmdline PID: sets cmd to the process's arguments, each followed by a
+# space. Read with builtins only: stop scans every process, and a fork per
+# process costs seconds in an emulated test VM.
+read_cmdline() {
+	local -a argv
+	local arg
+	mapfile -d '' -t argv 2>/dev/null <"/proc/$1/cmdline" || return 1
+	cmd=
+	for arg in "${argv[@]}"; do cmd+="$arg "; done
+}
+
 pid_of_daemon() {
 	local pid cmd
 	pid=$(cat "$base/containerd.pid" 2>/dev/null) || return 1
 	# The pid file may outlive the daemon and the pid be reused.
-	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+	read_cmdline "$pid" || return 1
 	[[ $cmd == *"containerd --config $base/config.toml "* ]] || return 1
 	echo "$pid"
 }
@@ -75,8 +89,20 @@ answers() { [ -S "$sock" ] && ctr --connect-timeout 2s -a "$sock" version >/dev/
 
 # --- install -----------------------------------------------------------------
 
+# The programs start and stop run beyond busybox's applets.
+readonly programs=(containerd containerd-shim-runc-v2 ctr runc flock)
+
 install_packages() {
 	local missing=() p
+	# No dpkg (a test VM, whose image carries the programs): nothing can be
+	# installed, and nothing needs to be.
+	if ! command -v dpkg-query >/dev/null; then
+		for p in "${programs[@]}"; do
+			command -v "$p" >/dev/null || missing+=("$p")
+		done
+		[ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}, and no dpkg to install them"
+		return 0
+	fi
 	for p in containerd runc busybox-static; do
 		[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 	done
@@ -158,6 +184,10 @@ image_tarball() {
 	key=$(cat <(echo "$image_format") /bin/busybox | sha256sum | cut -c1-16)
 	out=$cache/busybox-$key.oci.tar
 	if [ ! -s "$out" ]; then
+		# Building needs dpkg and GNU tar, which a test VM lacks: it gets
+		# the host's tarball at this path (vm-files).
+		command -v dpkg-query >/dev/null ||
+			die "no image tarball $out, and it cannot be built here"
 		rm -f "$cache"/busybox-*.oci.tar
 		build_image "$out"
 	fi
@@ -263,7 +293,7 @@ shim_socket() {
 our_shims() {
 	local dir cmd
 	for dir in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline") || continue
+		read_cmdline "${dir#/proc/}" || continue
 		case "$cmd" in
 		*containerd-shim*" -address $sock "*) echo "${dir#/proc/}" ;;
 		esac
@@ -365,6 +395,27 @@ stop() {
 	flock -u 9
 }
 
+# The host files a test VM needs for start and stop, as SRC:DST lines: the
+# programs (their shared libraries are the harness's business), bash at the
+# path the Go side runs it from, and the image tarball where image_tarball
+# looks for it.
+vm_files() {
+	[ "$(id -u)" -eq 0 ] || die "run as root (installs packages)"
+	mkdir -p "$cache"
+	exec 9>"$cache/.lock"
+	flock 9
+	install_packages
+	local tarball p path
+	tarball=$(image_tarball)
+	flock -u 9
+	for p in "${programs[@]}"; do
+		path=$(command -v "$p") || die "$p not found"
+		echo "$path:$path"
+	done
+	echo "$(command -v bash):/bin/bash"
+	echo "$tarball:$tarball"
+}
+
 status() {
 	local pid
 	if pid=$(pid_of_daemon) && answers; then
@@ -379,5 +430,6 @@ case "${1:-}" in
 start) start ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+vm-files) vm_files ;;
+*) echo "usage: $0 start|stop|status|vm-files" >&2; exit 2 ;;
 esac

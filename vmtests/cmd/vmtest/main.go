@@ -1,7 +1,8 @@
 // Command vmtest boots Debian kernels in qemu and runs static Go test
 // binaries inside them; see package vmtests.
 //
-//	vmtest -kernels 6.1,6.12 -cache DIR -tests A.test,B.test [-run REGEX] [-timeout 10m] [-extra SRC:DST ...]
+//	vmtest -kernels 6.1,6.12 -cache DIR -tests A.test,B.test [-run REGEX] [-timeout 10m]
+//	       [-modules overlay,...] [-extra SRC:DST ...]
 package main
 
 import (
@@ -26,6 +27,7 @@ func run() int {
 	var cfg vmtests.Config
 	kernels := flag.String("kernels", "6.1,6.12", "comma-separated kernel series to boot, in order")
 	tests := flag.String("tests", "", "comma-separated static test binaries (CGO_ENABLED=0 go test -c)")
+	modules := flag.String("modules", "", "comma-separated kernel modules to load in the VM before the tests, from each kernel's package")
 	flag.StringVar(&cfg.CacheDir, "cache", vmtests.DefaultCacheDir, "directory for .deb files, kernels, initramfs images and logs")
 	flag.StringVar(&cfg.Run, "run", "", "passed to every test binary as -test.run")
 	flag.DurationVar(&cfg.Timeout, "timeout", vmtests.DefaultTimeout, "time limit for one boot of one kernel")
@@ -43,6 +45,7 @@ func run() int {
 	}
 	cfg.Kernels = splitList(*kernels)
 	cfg.Tests = splitList(*tests)
+	cfg.Modules = splitList(*modules)
 	cfg.Out = os.Stdout
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
