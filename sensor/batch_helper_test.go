@@ -1,10 +1,15 @@
 package sensor
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -67,6 +72,13 @@ func batchOp(op string, a []string) error {
 		return unix.Renameat2(unix.AT_FDCWD, a[0], unix.AT_FDCWD, a[1], unix.RENAME_WHITEOUT)
 	case "tmpfile":
 		return openClose(a[0], unix.O_WRONLY|unix.O_TMPFILE, 0o600)
+	case "digest": // prints "DIGEST <a[0]> <sha256 of the trees a[1:]>"
+		d, err := treeDigest(a[1:])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("DIGEST %s %s\n", a[0], d)
+		return nil
 	case "sleep":
 		d, err := time.ParseDuration(a[0])
 		if err != nil {
@@ -255,4 +267,42 @@ func batchArgs(ops ...[]string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// treeDigest hashes names, modes, owners, sizes, times, link targets and
+// contents of every file below the roots.
+func treeDigest(roots []string) (string, error) {
+	h := sha256.New()
+	for _, root := range roots {
+		if _, err := os.Lstat(root); os.IsNotExist(err) {
+			fmt.Fprintf(h, "%s absent\n", root)
+			continue
+		}
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s %o %d %d %d %d.%d %d\n", p, st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Nlink)
+			switch {
+			case d.Type()&fs.ModeSymlink != 0:
+				t, _ := os.Readlink(p)
+				fmt.Fprintln(h, t)
+			case d.Type().IsRegular():
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				h.Write(b)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
