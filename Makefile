@@ -8,8 +8,9 @@ VMBIN   := build/vm
 # Packages whose tests need root and a kernel: run on the host and in the VMs
 # (test/runtime itself runs on the host; the sensor tests use it in the VMs).
 PRIV_PKGS := ./sensor ./sensor/kernel
-# Kernel modules the VMs load first: overlayfs, for containerd's snapshotter.
-VM_MODULES := overlay
+# Kernel modules the VMs load first: overlayfs for containerd's snapshotter,
+# veth for the interface-binding tests.
+VM_MODULES := overlay,veth
 WATCH   ?= ringfence-demo
 KERNELS ?= 6.1,6.12
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -72,8 +73,8 @@ func batchOp(op string, a []string) error {
 		return unix.Renameat2(unix.AT_FDCWD, a[0], unix.AT_FDCWD, a[1], unix.RENAME_WHITEOUT)
 	case "tmpfile":
 		return openClose(a[0], unix.O_WRONLY|unix.O_TMPFILE, 0o600)
-	case "digest": // prints "DIGEST <a[0]> <sha256 of the trees a[1:]>"
-		d, err := treeDigest(a[1:])
+	case "digest": // prints "DIGEST <a[0]> <sha256 of the trees a[1:]>", and each entry as "TREE <a[0]> ..."
+		d, err := treeDigest(a[0], a[1:])
 		if err != nil {
 			return err
 		}
@@ -269,10 +270,11 @@ func batchArgs(ops ...[]string) []string {
 	return out
 }
 
-// treeDigest hashes names, modes, owners, sizes, times, link targets and
-// contents of every file below the roots.
-func treeDigest(roots []string) (string, error) {
-	h := sha256.New()
+// treeDigest hashes names, modes, owners, times, link targets, and the
+// sizes, link counts and contents of files, of everything below the roots.
+func treeDigest(name string, roots []string) (string, error) {
+	sum := sha256.New()
+	var h io.Writer = sum
 	for _, root := range roots {
 		if _, err := os.Lstat(root); os.IsNotExist(err) {
 			fmt.Fprintf(h, "%s absent\n", root)
@@ -286,7 +288,14 @@ func treeDigest(roots []string) (string, error) {
 			if err := unix.Lstat(p, &st); err != nil {
 				return err
 			}
-			fmt.Fprintf(h, "%s %o %d %d %d %d.%d %d\n", p, st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Nlink)
+			entry := fmt.Sprintf("%s %o %d %d %d.%d", p, st.Mode, st.Uid, st.Gid, st.Mtim.Sec, st.Mtim.Nsec)
+			if !d.IsDir() {
+				// A directory's size and link count are the file system's
+				// business: overlayfs changes them when it copies one up.
+				entry += fmt.Sprintf(" %d %d", st.Size, st.Nlink)
+			}
+			fmt.Printf("TREE %s %s\n", name, entry)
+			fmt.Fprintln(h, entry)
 			switch {
 			case d.Type()&fs.ModeSymlink != 0:
 				t, _ := os.Readlink(p)
@@ -304,5 +313,5 @@ func treeDigest(roots []string) (string, error) {
 			return "", err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(sum.Sum(nil)), nil
 }

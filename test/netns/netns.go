@@ -27,7 +27,7 @@ func suffix(tb testing.TB) string {
 // NS is a named network namespace created for a test, with a netlink
 // handle in it to change it.
 type NS struct {
-	// Path is the namespace file, /var/run/netns/NAME.
+	// Path is the namespace file, /run/netns/NAME (where the netns package mounts it).
 	Path string
 	// H is a netlink handle inside it.
 	H *netlink.Handle
@@ -72,7 +72,7 @@ func New(tb testing.TB) *NS {
 			tb.Errorf("delete netns %s: %v", name, err)
 		}
 	})
-	path := filepath.Join("/var/run/netns", name)
+	path := filepath.Join("/run/netns", name)
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		tb.Fatal(err)
