@@ -3,6 +3,7 @@ package sensor
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,4 +253,24 @@ func (s *Sensor) emitPosture(info container.Info) {
 		s.emit(event.Event{Time: now, Kind: event.KindPosture, CgroupID: info.CgroupID, Container: c, PID: info.Pid,
 			Rule: "cis-" + f.Check, Severity: f.Severity, Message: f.Title, Reason: f.Detail})
 	}
+}
+
+// PoliciesOf names the policies that select the container of cgroup.
+func (s *Sensor) PoliciesOf(cgroup uint64) []string { return s.engine.PoliciesOf(cgroup) }
+
+// Posture evaluates each running container's OCI spec against the CIS
+// checks a node can see.
+func (s *Sensor) Posture() []posture.Report {
+	var out []posture.Report
+	for _, c := range s.Containers() {
+		if c.Gone() {
+			continue
+		}
+		out = append(out, posture.Report{
+			Container: event.Container{ID: c.ID, Name: c.Name, Image: c.Image, Pod: c.Pod, Namespace: c.PodNamespace},
+			Findings:  s.posture.Evaluate(c.Spec),
+		})
+	}
+	slices.SortFunc(out, func(a, b posture.Report) int { return strings.Compare(a.Container.Name, b.Container.Name) })
+	return out
 }

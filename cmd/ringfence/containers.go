@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +33,7 @@ func containersCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tPOD\tCGROUP ID\tWATCHED SINCE\tSTATE")
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tPOD\tCGROUP ID\tWATCHED SINCE\tSTATE\tPOLICIES")
 	for _, c := range list {
 		id := c.ID
 		if len(id) > 12 {
@@ -50,7 +51,11 @@ func containersCmd(args []string, stdout, stderr io.Writer) int {
 		if !c.Exited.IsZero() {
 			state = "exited " + c.Exited.Local().Format(time.TimeOnly)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, c.Name, c.Image, pod, c.CgroupID, since.Local().Format(time.RFC3339), state)
+		pols := strings.Join(c.Policies, ",")
+		if pols == "" {
+			pols = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, c.Name, c.Image, pod, c.CgroupID, since.Local().Format(time.RFC3339), state, pols)
 	}
 	return 0
 }

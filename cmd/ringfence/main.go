@@ -16,7 +16,8 @@ commands:
   run        run the sensor daemon (event store, API socket, metrics, JSON lines on stdout)
   status     show the kernel tier, hooks, what is enforceable, and losses
   events     query stored events, or follow live ones
-  containers list the containers the daemon knows
+  containers list the containers the daemon knows, with their policies
+  posture    CIS Docker Benchmark checks of each running container's OCI spec
   policy     check policy files: ringfence policy check FILE...
   version    print the version
 `
@@ -35,6 +36,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		"status":     statusCmd,
 		"events":     eventsCmd,
 		"containers": containersCmd,
+		"posture":    postureCmd,
 		"policy":     policyCmd,
 		"version":    func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
 	}

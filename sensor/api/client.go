@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ringfence/ringfence/sensor/posture"
 	"io"
 	"net"
 	"net/http"
@@ -69,6 +70,12 @@ func (c *Client) Cgroups(ctx context.Context) ([]uint64, error) {
 func (c *Client) Containers(ctx context.Context) ([]Container, error) {
 	var out []Container
 	return out, c.getJSON(ctx, "/v1/containers", &out)
+}
+
+// Posture returns the CIS findings of each running container.
+func (c *Client) Posture(ctx context.Context) ([]posture.Report, error) {
+	var out []posture.Report
+	return out, c.getJSON(ctx, "/v1/posture", &out)
 }
 
 // Query runs a stored-event query in the daemon.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/posture"
 	"github.com/ringfence/ringfence/sensor/status"
 	"github.com/ringfence/ringfence/sensor/store"
 )
@@ -26,6 +27,8 @@ type Backend interface {
 	Snapshot() *status.Snapshot
 	Watched() ([]uint64, error)
 	Containers() []container.Info
+	PoliciesOf(cgroup uint64) []string
+	Posture() []posture.Report
 }
 
 // Container is one container as the API shows it.
@@ -44,6 +47,8 @@ type Container struct {
 	Created      time.Time         `json:"created,omitzero"`
 	Started      time.Time         `json:"started,omitzero"`
 	Exited       time.Time         `json:"exited,omitzero"`
+	// Policies names the policies that select it.
+	Policies []string `json:"policies,omitempty"`
 }
 
 // Server serves the API.
@@ -87,6 +92,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/cgroups", s.cgroups)
 	mux.HandleFunc("GET /v1/containers", s.containers)
+	mux.HandleFunc("GET /v1/posture", s.posture)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("GET /v1/events/stream", s.stream)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
@@ -126,9 +132,14 @@ func (s *Server) containers(w http.ResponseWriter, _ *http.Request) {
 	for _, i := range infos {
 		out = append(out, Container{ID: i.ID, Name: i.Name, Namespace: i.Namespace, Image: i.Image, ImageDigest: i.ImageDigest,
 			Pod: i.Pod, PodNamespace: i.PodNamespace, Labels: i.Labels, Pid: i.Pid, CgroupID: i.CgroupID, CgroupPath: i.CgroupPath,
-			Created: i.Created, Started: i.Started, Exited: i.Exited})
+			Created: i.Created, Started: i.Started, Exited: i.Exited, Policies: s.backend.PoliciesOf(i.CgroupID)})
 	}
 	writeJSON(w, out)
+}
+
+// posture answers with the CIS findings of each running container.
+func (s *Server) posture(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, s.backend.Posture())
 }
 
 // QueryResult is the answer of GET /v1/events.
