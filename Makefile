@@ -7,7 +7,9 @@ BIN     := build/ringfence
 VMBIN   := build/vm
 # Packages whose tests need root and a kernel: run on the host and in the VMs
 # (test/runtime itself runs on the host; the sensor tests use it in the VMs).
-PRIV_PKGS := ./sensor ./sensor/kernel
+PRIV_PKGS := ./sensor ./sensor/kernel ./test/demo
+# What the demo needs inside a VM, under /opt/ringfence (see test/demo).
+VM_DEMO_FILES := scripts/demo.sh test/runtime/containerd.sh deploy/policies/demo.yaml
 # Kernel modules the VMs load first: overlayfs for containerd's snapshotter,
 # veth for the interface-binding tests.
 VM_MODULES := overlay,veth
@@ -66,15 +68,25 @@ test: deps generate-check lint ## every test: unit, privileged on the host, and 
 	$(MAKE) vmtest
 
 .PHONY: vmtest
-vmtest: deps ## run the privileged tests inside qemu VMs on Debian kernels $(KERNELS)
+vmtest: deps build ## run the privileged tests inside qemu VMs on Debian kernels $(KERNELS) (VMRUN=regexp: only those tests)
 	@mkdir -p $(VMBIN) && rm -f $(VMBIN)/*.test
 	@for p in $(PRIV_PKGS); do \
 		CGO_ENABLED=0 go test -c -o $(VMBIN)/$$(basename $$p).test $$p || exit 1; \
 	done
 	@# containerd, runc, the test image and what containerd.sh needs, as -extra SRC:DST.
 	test/runtime/containerd.sh vm-files >$(VMBIN)/runtime.files
-	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) \
+	@for f in $(VM_DEMO_FILES); do echo "$$f:/opt/ringfence/$$f"; done >>$(VMBIN)/runtime.files
+	@echo "$(BIN):/opt/ringfence/ringfence" >>$(VMBIN)/runtime.files
+	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) $(if $(VMRUN),-run '$(VMRUN)') \
 		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
+
+.PHONY: demo
+demo: deps build ## the demo on this host: containerd, the sensor with deploy/policies/demo.yaml, containers trying forbidden things
+	scripts/demo.sh $(BIN)
+
+.PHONY: demo-vm
+demo-vm: ## the same demo in a VM on Debian's 6.12 kernel, where BPF LSM gives the full tier
+	$(MAKE) vmtest PRIV_PKGS=./test/demo KERNELS=6.12 VMRUN=TestDemo
 
 .PHONY: bench
 bench: deps build ## sensor overhead (with vs without, side by side), then the store and daemon targets

@@ -1,6 +1,8 @@
 package sensor
 
 import (
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +38,7 @@ type holder struct {
 
 	// classified and timedOut count cgroups; heldExecs counts execs that
 	// were stopped before their first instruction and then let go.
-	classified, fromPath, timedOut, heldExecs, overflow atomic.Uint64
+	classified, fromPath, timedOut, heldExecs, overflow, runtimeExecs atomic.Uint64
 
 	mu      sync.Mutex
 	cgroups map[uint64][]event.Event // parked events by unclassified cgroup
@@ -54,6 +56,13 @@ func newHolder(kern *kernel.Sensor, cache *container.Cache, timeout time.Duratio
 // did. A held exec is always taken while the holder runs; another event only
 // if its container is not known yet.
 func (h *holder) take(e event.Event) bool {
+	if e.Held && runtimeSelfExec(&e) {
+		// The runtime's own setup, not the container's code: it runs on
+		// at once, and the cgroup stays held for the entrypoint's exec.
+		unix.Kill(int(e.PID), unix.SIGCONT)
+		e.Held, e.HoldOutcome = false, "runtime"
+		h.runtimeExecs.Add(1)
+	}
 	if !e.Held {
 		if _, ok := h.cache.Lookup(e.CgroupID); ok {
 			return false
@@ -175,5 +184,15 @@ func (h *holder) stop() {
 
 func (h *holder) counts() map[string]uint64 {
 	return map[string]uint64{"classified": h.classified.Load(), "cgroup_path": h.fromPath.Load(), "timeout": h.timedOut.Load(),
-		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load()}
+		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load(), "runtime_execs": h.runtimeExecs.Load()}
+}
+
+// runtimeSelfExec reports whether a held exec is runc re-executing itself
+// from a sealed copy of its binary ("runc init" run from a descriptor, its
+// defence against CVE-2019-5736), which it may do after joining the
+// container's cgroup. A container's entrypoint is executed by path, so its
+// code cannot pass for this.
+func runtimeSelfExec(e *event.Event) bool {
+	fromFD := strings.HasPrefix(e.Binary, "/dev/fd/") || strings.HasPrefix(e.Binary, "/proc/self/fd/")
+	return fromFD && len(e.Args) >= 2 && path.Base(e.Args[0]) == "runc" && e.Args[1] == "init"
 }

@@ -216,7 +216,9 @@ func (s *Sensor) pollSuppressed() {
 // write seen at the syscall against the read-only rule, and returns the
 // violation to report alongside it.
 func (s *Sensor) auditFile(e *event.Event) *event.Event {
-	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile || e.PathScope != "" {
+	// A pending event is the runtime's setup of the container, before its
+	// first exec: the kernel does not judge that either.
+	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile || e.PathScope != "" || e.Pending {
 		return nil
 	}
 	var mounts []string

@@ -261,7 +261,16 @@ func detail(e *event.Event) string {
 	case event.KindBind:
 		return fmt.Sprintf("%s %s port %d", e.Proto, e.Addr, e.Port)
 	case event.KindViolation:
-		return fmt.Sprintf("%s/%s (%s): %s", e.Policy, e.Rule, e.Mode, e.Reason)
+		s := fmt.Sprintf("%s/%s (%s): %s", e.Policy, e.Rule, e.Mode, e.Reason)
+		if obj := violationObject(e); obj != "" {
+			s += ": " + obj
+		}
+		if e.Suppressed > 0 {
+			s += fmt.Sprintf(" (+%d identical, not reported one by one)", e.Suppressed)
+		}
+		return s
+	case event.KindPosture:
+		return fmt.Sprintf("CIS %s (%s): %s: %s", strings.TrimPrefix(e.Rule, "cis-"), e.Severity, e.Message, e.Reason)
 	}
 	if len(e.Counts) > 0 {
 		b, _ := json.Marshal(e.Counts)
@@ -269,6 +278,26 @@ func detail(e *event.Event) string {
 	}
 	if e.Message != "" {
 		return e.Message
+	}
+	return ""
+}
+
+// violationObject names what a violation was about: a file, an address, a
+// device or an executable.
+func violationObject(e *event.Event) string {
+	switch {
+	case e.Device != "":
+		return e.Op + " " + e.Device
+	case e.Addr != "":
+		return fmt.Sprintf("%s %s %s port %d", e.Op, e.Proto, e.Addr, e.Port)
+	case e.Path != "":
+		s := e.Op + " " + e.Path
+		if e.Target != "" {
+			s += " -> " + e.Target
+		}
+		return s
+	case e.Binary != "":
+		return "exec " + e.Binary
 	}
 	return ""
 }
