@@ -47,15 +47,16 @@ build: ## build the ringfence binary into build/
 	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
 
 DEMO_SOCK := /run/ringfence-demo/containerd.sock
+POLICY    ?= deploy/policies/default.yaml
 
 .PHONY: run
-run: deps-run build ## run the sensor with its event store, API socket and metrics (DEMO=1: with a private containerd)
+run: deps-run build ## run the sensor with the default policy (POLICY=deploy/policies/default.yaml), its event store, API socket and metrics (DEMO=1: with a private containerd)
 ifeq ($(DEMO),1)
 	RF_CONTAINERD_ROOT=/var/lib/ringfence-demo RF_CONTAINERD_SOCK=$(DEMO_SOCK) test/runtime/containerd.sh start
 	@echo "demo: containerd at $(DEMO_SOCK) with image ringfence.test/busybox:latest; 'make demo-stop' removes it"
-	$(BIN) run --watch-cgroup $(WATCH) --create-cgroup --containerd-socket $(DEMO_SOCK)
+	$(BIN) run --policy $(POLICY) --watch-cgroup $(WATCH) --create-cgroup --containerd-socket $(DEMO_SOCK)
 else
-	$(BIN) run --watch-cgroup $(WATCH) --create-cgroup
+	$(BIN) run --policy $(POLICY) --watch-cgroup $(WATCH) --create-cgroup
 endif
 
 .PHONY: demo-stop
@@ -68,7 +69,7 @@ test: deps generate-check lint ## every test: unit, privileged on the host, and 
 	$(MAKE) vmtest
 
 .PHONY: vmtest
-vmtest: deps build ## run the privileged tests inside qemu VMs on Debian kernels $(KERNELS) (VMRUN=regexp: only those tests)
+vmtest: deps build ## run the privileged tests inside qemu VMs on Debian kernels 6.1 and 6.12 (VMRUN=regexp: only those tests)
 	@mkdir -p $(VMBIN) && rm -f $(VMBIN)/*.test
 	@for p in $(PRIV_PKGS); do \
 		CGO_ENABLED=0 go test -c -o $(VMBIN)/$$(basename $$p).test $$p || exit 1; \
