@@ -143,9 +143,14 @@ func TestContainerChurn(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("RINGFENCE_CHURN")); err == nil && v > 0 {
 		n = v
 	}
-	rt := runtime.Start(t)
+	// A namespace of its own, and so a parent cgroup of its own: the
+	// containers other test packages run at the same time in the shared
+	// "default" one are not this daemon's, and do not move its counts.
+	ns := fmt.Sprintf("rf-churn-%d", os.Getpid())
+	rt := runtime.StartWith(t, runtime.Config{Namespaces: []string{ns}})
+	t.Cleanup(func() { os.Remove(cgroupDir(t, ns)) })
 	bin := build(t)
-	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--container-grace", "1s", "--stdout=false")
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--container-parent", ns, "--container-grace", "1s", "--stdout=false")
 	base := d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
 	// One container first, so that runtime-created parent cgroups exist in the baseline.
 	rt.Run(t, rt.NewID(t, "rf-warm"), "true")
