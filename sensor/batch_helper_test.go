@@ -71,6 +71,8 @@ func batchOp(op string, a []string) error {
 		return unix.Renameat2(unix.AT_FDCWD, a[0], unix.AT_FDCWD, a[1], unix.RENAME_EXCHANGE)
 	case "renameat2-whiteout":
 		return unix.Renameat2(unix.AT_FDCWD, a[0], unix.AT_FDCWD, a[1], unix.RENAME_WHITEOUT)
+	case "io-uring-open-write":
+		return ioUringOpen(a[0], unix.O_WRONLY)
 	case "tmpfile":
 		return openClose(a[0], unix.O_WRONLY|unix.O_TMPFILE, 0o600)
 	case "digest": // prints "DIGEST <a[0]> <sha256 of the trees a[1:]>", and each entry as "TREE <a[0]> ..."

@@ -31,6 +31,8 @@
 //
 // A kernel passes when bpf is in its active LSM list, every test binary
 // reported exit code 0, and RINGFENCE-DONE was seen. A VM that dies before
-// reporting any result (an early emulated-boot panic, for instance) is booted
-// a second time, once, and the retry is announced on the output.
+// reporting any result (an early emulated-boot panic, for instance), one
+// that panics midway, and one that times out after reporting a soft lockup or
+// an RCU stall (a starved emulator) are booted a second time, once, and the
+// retry is announced on the output.
 package vmtests

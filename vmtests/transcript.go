@@ -43,6 +43,9 @@ type Transcript struct {
 	Done bool
 	// Panic is the first console line reporting a kernel panic, if any.
 	Panic string
+	// Lockup is the first console line reporting a soft lockup or an RCU
+	// stall: a guest whose vCPUs stopped making progress.
+	Lockup string
 	// LastLine is the last non-empty console line.
 	LastLine string
 }
@@ -57,6 +60,9 @@ func (t *Transcript) Feed(line string) string {
 	t.LastLine = line
 	if t.Panic == "" && strings.Contains(line, "Kernel panic") {
 		t.Panic = line
+	}
+	if t.Lockup == "" && (strings.Contains(line, "soft lockup") || strings.Contains(line, "rcu_preempt detected stalls")) {
+		t.Lockup = line
 	}
 	marker, rest, _ := strings.Cut(line, " ")
 	rest = strings.TrimSpace(rest)
@@ -199,10 +205,15 @@ type Verdict struct {
 	// as attaching a tracepoint does) races the other vCPU. Worth one retry;
 	// a panic the tests cause comes back.
 	PanickedMidway bool
+	// WedgedMidway is true when the guest reported a soft lockup or an RCU
+	// stall and then timed out: seen under TCG when the emulator's threads
+	// are starved on a busy host. Worth one retry; a hang the tests cause
+	// comes back.
+	WedgedMidway bool
 }
 
 // Retry reports whether the boot should be tried once more.
-func (v Verdict) Retry() bool { return v.DiedBeforeReport || v.PanickedMidway }
+func (v Verdict) Retry() bool { return v.DiedBeforeReport || v.PanickedMidway || v.WedgedMidway }
 
 // Judge decides whether a boot that ran the given test binaries passed:
 // bpf must be an active LSM, every binary must report exit code 0, and
@@ -237,6 +248,7 @@ func Judge(t Transcript, tests []string, end Ending) Verdict {
 			Reason:           strings.Join(reasons, "; "),
 			DiedBeforeReport: early && (end == EndExited || end == EndBootTimeout),
 			PanickedMidway:   !early && !t.Done && t.Panic != "" && end == EndExited,
+			WedgedMidway:     !t.Done && t.Lockup != "" && end == EndTimeout,
 		}
 	}
 	return Verdict{Pass: true, Reason: fmt.Sprintf("%d/%d test binaries passed", len(tests), len(tests))}
@@ -271,6 +283,8 @@ func deathReason(t Transcript, tests []string, end Ending) string {
 	switch {
 	case t.Panic != "":
 		what += fmt.Sprintf(" (%q)", trimPanic(t.Panic))
+	case t.Lockup != "":
+		what += fmt.Sprintf(" (after %q)", trimPanic(t.Lockup))
 	case end == EndExited && t.LastLine != "":
 		what += fmt.Sprintf(" (last line %q)", tail(t.LastLine, 100))
 	}

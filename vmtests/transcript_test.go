@@ -26,6 +26,7 @@ func TestJudge(t *testing.T) {
 		pass      bool
 		died      bool
 		panicked  bool
+		wedged    bool
 		reasonHas []string
 	}{
 		{
@@ -133,6 +134,21 @@ func TestJudge(t *testing.T) {
 			reasonHas: []string{"VM died while b.test was running", "Fatal exception in interrupt"},
 		},
 		{
+			name:      "a soft lockup then a timeout is retried once",
+			log:       lsm + "RINGFENCE-RESULT a.test 0\r\n[ 200.9] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [b.test:889]\r\n",
+			tests:     []string{"a.test", "b.test"},
+			end:       EndTimeout,
+			wedged:    true,
+			reasonHas: []string{"timed out while b.test was running", "soft lockup"},
+		},
+		{
+			name:      "a timeout without a lockup is not retried",
+			log:       lsm + "RINGFENCE-RESULT a.test 0\r\n",
+			tests:     []string{"a.test", "b.test"},
+			end:       EndTimeout,
+			reasonHas: []string{"timed out while b.test was running"},
+		},
+		{
 			name:      "malformed result is ignored",
 			log:       lsm + "RINGFENCE-RESULT a.test zero\r\nRINGFENCE-DONE\r\n",
 			tests:     []string{"a.test"},
@@ -143,10 +159,10 @@ func TestJudge(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Judge(parse(t, tc.log), tc.tests, tc.end)
-			if v.Pass != tc.pass || v.DiedBeforeReport != tc.died || v.PanickedMidway != tc.panicked {
-				t.Errorf("Judge = %+v, want pass=%v diedBeforeReport=%v panickedMidway=%v", v, tc.pass, tc.died, tc.panicked)
+			if v.Pass != tc.pass || v.DiedBeforeReport != tc.died || v.PanickedMidway != tc.panicked || v.WedgedMidway != tc.wedged {
+				t.Errorf("Judge = %+v, want pass=%v diedBeforeReport=%v panickedMidway=%v wedgedMidway=%v", v, tc.pass, tc.died, tc.panicked, tc.wedged)
 			}
-			if v.Retry() != (tc.died || tc.panicked) {
+			if v.Retry() != (tc.died || tc.panicked || tc.wedged) {
 				t.Errorf("Retry = %v", v.Retry())
 			}
 			for _, want := range tc.reasonHas {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/status"
 )
 
@@ -21,13 +22,15 @@ func (f *fakeSource) Ready() bool                { return f.ready }
 
 func source() *fakeSource {
 	return &fakeSource{snap: status.Snapshot{
-		Tier:    "cgroup-only",
-		Events:  map[string]uint64{"exec/allow": 3, "file/allow": 5},
-		Lost:    map[string]uint64{"ring_full_file": 2, "store_write_error": 0},
-		Stalls:  map[string]uint64{"reader_queue": 4},
-		Hooks:   []status.Hook{{Program: "a", Attached: true}, {Program: "b"}},
-		Store:   &status.Store{Bytes: 4096, Segments: 1},
-		Runtime: &status.Runtime{Connected: true, Reconnects: 2},
+		Tier:       "cgroup-only",
+		Events:     map[string]uint64{"exec/allow": 3, "file/allow": 5},
+		Lost:       map[string]uint64{"ring_full_file": 2, "store_write_error": 0},
+		Stalls:     map[string]uint64{"reader_queue": 4},
+		Hooks:      []status.Hook{{Program: "a", Attached: true}, {Program: "b"}},
+		Store:      &status.Store{Bytes: 4096, Segments: 1},
+		Runtime:    &status.Runtime{Connected: true, Reconnects: 2},
+		Policy:     &enforce.Status{Generation: 3},
+		Violations: map[string]uint64{"web/readOnlyRootFilesystem/enforce": 7, "web/bindInterfaces/enforce": 1},
 	}}
 }
 
@@ -58,8 +61,16 @@ ringfence_events_total{kind="file",verdict="allow"} 5
 # HELP ringfence_hooks_attached Kernel programs attached.
 # TYPE ringfence_hooks_attached gauge
 ringfence_hooks_attached 1
+# HELP ringfence_policy_generation Generation of the policy set in force (0: none loaded).
+# TYPE ringfence_policy_generation gauge
+ringfence_policy_generation 3
+# HELP ringfence_violations_total Policy violations, denied or audited.
+# TYPE ringfence_violations_total counter
+ringfence_violations_total{mode="enforce",policy="web",rule="bindInterfaces"} 1
+ringfence_violations_total{mode="enforce",policy="web",rule="readOnlyRootFilesystem"} 7
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ringfence_events_total", "ringfence_events_lost_total", "ringfence_hooks_attached"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ringfence_events_total", "ringfence_events_lost_total", "ringfence_hooks_attached",
+		"ringfence_policy_generation", "ringfence_violations_total"); err != nil {
 		t.Fatal(err)
 	}
 }
