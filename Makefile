@@ -78,7 +78,7 @@ vmtest: deps build ## run the privileged tests inside qemu VMs on Debian kernels
 	test/runtime/containerd.sh vm-files >$(VMBIN)/runtime.files
 	@for f in $(VM_DEMO_FILES); do echo "$$f:/opt/ringfence/$$f"; done >>$(VMBIN)/runtime.files
 	@echo "$(BIN):/opt/ringfence/ringfence" >>$(VMBIN)/runtime.files
-	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) $(if $(VMRUN),-run '$(VMRUN)') \
+	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 20m $(if $(VMRUN),-run '$(VMRUN)') \
 		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
 
 .PHONY: demo
