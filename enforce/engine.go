@@ -272,16 +272,17 @@ func (e *Engine) InterfacesChanged(cgroup uint64, state map[string]Iface) {
 
 // ReadOnlyBreach names the read-only policy whose rule a write of path breaks,
 // with its mode, for tiers where the kernel cannot judge writes itself.
-// mounts are the container's mount points other than its root: writes
-// below them are not to its root filesystem.
-func (e *Engine) ReadOnlyBreach(cgroup uint64, path string, mounts []string) (policy, mode string, ok bool) {
+// mounts gives the container's mount points (asked only for a container
+// under a read-only rule): writes below them, but for "/", are not to its
+// root filesystem.
+func (e *Engine) ReadOnlyBreach(cgroup uint64, path string, mounts func() []string) (policy, mode string, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a, found := e.containers[cgroup]
 	if !found || !a.member.ReadOnly || path == "" || path[0] != '/' {
 		return "", "", false
 	}
-	for _, m := range mounts {
+	for _, m := range mounts() {
 		if m != "/" && (path == m || len(path) > len(m) && path[:len(m)] == m && path[len(m)] == '/') {
 			return "", "", false
 		}

@@ -83,6 +83,8 @@ type fakeIfaces map[string]Iface
 func (f fakeIfaces) Follow(uint64, string, []string) (map[string]Iface, error) { return f, nil }
 func (f fakeIfaces) Unfollow(uint64)                                           {}
 
+func noMounts() []string { return nil }
+
 func mustParse(t *testing.T, doc string) []RuntimePolicy {
 	t.Helper()
 	ps, problems := Parse("test.yaml", []byte(doc))
@@ -138,19 +140,19 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 		t.Errorf("db member = %+v", m)
 	}
 	// The strictest read-only verdict: web's enforce rule forbids /tmp too.
-	if p, mode, ok := e.ReadOnlyBreach(10, "/tmp/x", nil); !ok || p != "web" || mode != "enforce" {
+	if p, mode, ok := e.ReadOnlyBreach(10, "/tmp/x", noMounts); !ok || p != "web" || mode != "enforce" {
 		t.Errorf("web /tmp/x: %q %q %v", p, mode, ok)
 	}
-	if _, _, ok := e.ReadOnlyBreach(11, "/tmp/x", nil); ok {
+	if _, _, ok := e.ReadOnlyBreach(11, "/tmp/x", noMounts); ok {
 		t.Error("db /tmp/x: breach under an allowWrites prefix")
 	}
-	if _, _, ok := e.ReadOnlyBreach(11, "/run/app.pid", nil); ok {
+	if _, _, ok := e.ReadOnlyBreach(11, "/run/app.pid", noMounts); ok {
 		t.Error("db /run/app.pid: breach of an exact allowWrites entry")
 	}
-	if p, _, ok := e.ReadOnlyBreach(11, "/run/app.pid2", nil); !ok || p != "ro-audit" {
+	if p, _, ok := e.ReadOnlyBreach(11, "/run/app.pid2", noMounts); !ok || p != "ro-audit" {
 		t.Errorf("db /run/app.pid2: %q %v", p, ok)
 	}
-	if _, _, ok := e.ReadOnlyBreach(11, "/data/x", []string{"/data"}); ok {
+	if _, _, ok := e.ReadOnlyBreach(11, "/data/x", func() []string { return []string{"/data"} }); ok {
 		t.Error("a write below a mount point judged as a root filesystem write")
 	}
 }

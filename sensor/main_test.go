@@ -1,10 +1,10 @@
 package sensor
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"testing"
+
+	"github.com/ringfence/ringfence/test/testenv"
 )
 
 // TestMain runs the child-process helper when asked to, and otherwise fails
@@ -17,32 +17,5 @@ func TestMain(m *testing.M) {
 	if op := os.Getenv(helperEnv); op != "" {
 		os.Exit(runHelper(op, os.Args[len(os.Args)-helperArgc():]))
 	}
-	warmUpRuntimeFDs()
-	before := countFDs()
-	code := m.Run()
-	if after := countFDs(); code == 0 && after > before {
-		fmt.Fprintf(os.Stderr, "leaked file descriptors: %d open before the tests, %d after\n", before, after)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// warmUpRuntimeFDs makes the Go runtime open the descriptors it keeps for
-// the life of the process (the network poller), so they are not counted as leaks.
-func warmUpRuntimeFDs() {
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
-	}
-	if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		l.Close()
-	}
-}
-
-func countFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents)
+	os.Exit(testenv.RunCheckingFDs(m))
 }

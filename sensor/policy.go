@@ -221,13 +221,16 @@ func (s *Sensor) auditFile(e *event.Event) *event.Event {
 	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile || e.PathScope != "" || e.Pending {
 		return nil
 	}
-	var mounts []string
-	if s.cfg.Containers != nil {
-		if c, ok := s.cfg.Containers.Lookup(e.CgroupID); ok && c.Spec != nil {
-			for _, m := range c.Spec.Mounts {
-				mounts = append(mounts, m.Destination)
+	mounts := func() []string {
+		var out []string
+		if s.cfg.Containers != nil {
+			if c, ok := s.cfg.Containers.Lookup(e.CgroupID); ok && c.Spec != nil {
+				for _, m := range c.Spec.Mounts {
+					out = append(out, m.Destination)
+				}
 			}
 		}
+		return out
 	}
 	breach := func(p string) (string, string, bool) { return s.engine.ReadOnlyBreach(e.CgroupID, p, mounts) }
 	policy, mode, ok := breach(e.Path)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/ringfence/ringfence/test/testenv"
 	"net"
 	"net/netip"
 	"os"
@@ -16,33 +17,7 @@ import (
 
 // TestMain fails the package when the tests leaked a file descriptor (an
 // unclosed netlink socket or namespace).
-func TestMain(m *testing.M) {
-	warmUpRuntimeFDs()
-	before := countFDs()
-	code := m.Run()
-	if after := countFDs(); code == 0 && after > before {
-		fmt.Fprintf(os.Stderr, "leaked file descriptors: %d open before the tests, %d after\n", before, after)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// warmUpRuntimeFDs makes the Go runtime open the descriptors it keeps for
-// the life of the process (the network poller), so they are not counted as leaks.
-func warmUpRuntimeFDs() {
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
-	}
-}
-
-func countFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunCheckingFDs(m)) }
 
 // waitGoroutines waits up to 2 s for the number of goroutines to fall to want.
 func waitGoroutines(tb testing.TB, want int) {

@@ -321,7 +321,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	testenv.Privileged(t)
 	n1, n2 := testnetns.New(t), testnetns.New(t)
 	n1.AddVeth(t, "eth0")
-	fds, goroutines := countFDs(), runtime.NumGoroutine()
+	fds, goroutines := testenv.CountFDs(), runtime.NumGoroutine()
 
 	rec := newRecorder()
 	tr := New(rec.onChange, nil)
@@ -334,19 +334,19 @@ func TestCloseReleasesEverything(t *testing.T) {
 	start := time.Now()
 	n1.AddAddr(t, "eth0", "10.77.5.1/24")
 	rec.waitFor(t, key, start, changeWithin, "address", hasAddr("eth0", "10.77.5.1"))
-	if runtime.NumGoroutine() <= goroutines || countFDs() <= fds {
+	if runtime.NumGoroutine() <= goroutines || testenv.CountFDs() <= fds {
 		t.Fatal("tracking started no goroutine or opened no descriptor")
 	}
 
 	tr.Close()
-	if got := countFDs(); got != fds {
+	if got := testenv.CountFDs(); got != fds {
 		t.Errorf("%d descriptors open after Close, %d before New", got, fds)
 	}
 	waitGoroutines(t, goroutines)
 	if _, err := tr.Track("d", "", []string{"lo"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Track after Close: %v", err)
 	}
-	if countFDs() != fds {
+	if testenv.CountFDs() != fds {
 		t.Fatal("Track after Close leaked a descriptor")
 	}
 	tr.Close()
@@ -365,7 +365,7 @@ func TestTrackErrors(t *testing.T) {
 		{"empty name", "", []string{""}, "invalid interface name"},
 		{"name with slash", "", []string{"a/b"}, "invalid interface name"},
 	}
-	fds := countFDs()
+	fds := testenv.CountFDs()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := tr.Track("x", c.path, c.ifnames)
@@ -374,7 +374,7 @@ func TestTrackErrors(t *testing.T) {
 			}
 		})
 	}
-	if countFDs() != fds {
+	if testenv.CountFDs() != fds {
 		t.Fatal("a failed Track leaked a descriptor")
 	}
 	if tr.watchCount() != 0 || len(tr.holders) != 0 {

@@ -46,7 +46,7 @@ func TestDemo(t *testing.T) {
 		"demo-priv-1  5.5    high",
 	}
 	if testenv.InVM() {
-		if !hasLine(string(out), "tier:", "full") {
+		if !lineWith(string(out), "tier:", " full") {
 			t.Errorf("the demo does not show the full tier")
 		}
 		want = append(want, "write /etc/passwd: refused", "container output: exec /bin/echo: operation not permitted",
@@ -65,16 +65,6 @@ func TestDemo(t *testing.T) {
 			t.Errorf("the demo does not show %q", w)
 		}
 	}
-}
-
-// hasLine reports whether a line of out has these words, in order.
-func hasLine(out string, words ...string) bool {
-	for _, line := range strings.Split(out, "\n") {
-		if strings.Join(strings.Fields(line), " ") == strings.Join(words, " ") {
-			return true
-		}
-	}
-	return false
 }
 
 // lineWith reports whether a line of out contains every part.
