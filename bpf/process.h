@@ -14,17 +14,20 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	if (!cg)
 		return 0;
 
+	/* An unclassified container's exec stops before the new image runs its
+	 * first instruction: the signal is taken on the way back to userspace.
+	 * It stops even when the ring has no room for the report: userspace
+	 * finds the stopped processes of pending cgroups when it polls. */
+	__u32 held = 0;
+	if (bpf_map_lookup_elem(&pending, &cg)) {
+		bpf_send_signal(SIGSTOP);
+		held = 1;
+	}
 	struct exec_event *e = RESERVE(struct exec_event, DROP_RING_EXEC);
 	if (!e)
 		return 0;
 	fill_hdr(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
-	/* An unclassified container's exec stops before the new image runs its
-	 * first instruction: the signal is taken on the way back to userspace. */
-	e->held = 0;
-	if (bpf_map_lookup_elem(&pending, &cg)) {
-		bpf_send_signal(SIGSTOP);
-		e->held = 1;
-	}
+	e->held = held;
 
 	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	e->filename_len = n > 0 ? n - 1 : 0;
@@ -117,6 +120,87 @@ static __always_inline int below_runtime(struct cgroup *c)
 	return 0;
 }
 
+/* A runtime parent that does not exist yet is known by name: the key is the
+ * cgroup that will hold it (or its next missing ancestor) and the name of
+ * the child to come. Found at the child's creation, so the first container
+ * of a new runtime namespace is held like every other. */
+#define PARENT_NAME_LEN 64
+#define MAX_PARENT_PARTS 8
+
+struct parent_name {
+	__u64 parent;
+	char name[PARENT_NAME_LEN];
+};
+
+/* parent_step: this name is part number depth (from 0) of configured runtime
+ * parent dir, whose last part is number last. */
+struct parent_step {
+	__u32 dir;
+	__u32 depth;
+	__u32 last;
+};
+
+struct parent_part {
+	char name[PARENT_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct parent_name);
+	__type(value, struct parent_step);
+} runtime_parent_names SEC(".maps");
+
+/* The parts of each configured runtime parent: key dir * MAX_PARENT_PARTS + depth. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct parent_part);
+} runtime_parent_parts SEC(".maps");
+
+/* A cgroup made inside a classified container (by the container itself, or
+ * its runtime) belongs to that container: this maps it to the container's
+ * cgroup, for its identity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} owners SEC(".maps");
+
+const struct parent_name *unused_parent_name __attribute__((unused));
+const struct parent_step *unused_parent_step __attribute__((unused));
+const struct parent_part *unused_parent_part __attribute__((unused));
+
+/* runtime_parent_made reports whether the new cgroup id (child of parent
+ * pid) is a configured runtime parent, marking it so; a part of the way to
+ * one makes the next part known by name. */
+static __always_inline int runtime_parent_made(struct cgroup *cgrp, __u64 pid, __u64 id)
+{
+	struct parent_name k = { .parent = pid };
+	bpf_probe_read_kernel_str(k.name, sizeof(k.name), BPF_CORE_READ(cgrp, kn, name));
+	struct parent_step *st = bpf_map_lookup_elem(&runtime_parent_names, &k);
+	if (!st)
+		return 0;
+	__u32 one = 1;
+	if (st->depth >= st->last) {
+		if (bpf_map_update_elem(&runtime_parents, &id, &one, BPF_ANY))
+			count_drop(DROP_WATCH_MAP_FULL);
+		return 1;
+	}
+	struct parent_step next = { .dir = st->dir, .depth = st->depth + 1, .last = st->last };
+	__u32 pk = next.dir * MAX_PARENT_PARTS + next.depth;
+	struct parent_part *part = bpf_map_lookup_elem(&runtime_parent_parts, &pk);
+	if (!part)
+		return 0;
+	struct parent_name nk = { .parent = id };
+	__builtin_memcpy(nk.name, part->name, sizeof(nk.name));
+	if (bpf_map_update_elem(&runtime_parent_names, &nk, &next, BPF_ANY))
+		count_drop(DROP_WATCH_MAP_FULL);
+	return 0;
+}
+
 static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 {
 	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
@@ -128,7 +212,21 @@ static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 	__u64 pid = BPF_CORE_READ(parent, kn, id);
 	__u32 one = 1;
 	propagate_member(pid, id);
+	if (runtime_parent_made(cgrp, pid, id))
+		return 0;
 	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
+	if (flags && below_runtime(cgrp) && !bpf_map_lookup_elem(&pending, &pid) &&
+	    !bpf_map_lookup_elem(&runtime_parents, &pid)) {
+		/* Made inside a container userspace has classified: part of
+		 * it, watched, not a new container. */
+		__u64 *o = bpf_map_lookup_elem(&owners, &pid);
+		__u64 owner = o ? *o : pid;
+		__u32 v = *flags;
+		if (bpf_map_update_elem(&owners, &id, &owner, BPF_ANY) ||
+		    bpf_map_update_elem(&watched, &id, &v, BPF_ANY))
+			count_drop(DROP_WATCH_MAP_FULL);
+		return 0;
+	}
 	if (below_runtime(cgrp)) {
 		/* A container's cgroup: watched, and held at its first exec
 		 * until userspace has classified it. */
@@ -154,5 +252,6 @@ static __always_inline int on_cgroup_rmdir(struct cgroup *cgrp)
 	bpf_map_delete_elem(&watched, &id);
 	bpf_map_delete_elem(&pending, &id);
 	bpf_map_delete_elem(&members, &id);
+	bpf_map_delete_elem(&owners, &id);
 	return 0;
 }

@@ -184,6 +184,24 @@ type SensorMember struct {
 	ExecAction uint16
 }
 
+type SensorParentName struct {
+	_      structs.HostLayout
+	Parent uint64
+	Name   [64]int8
+}
+
+type SensorParentPart struct {
+	_    structs.HostLayout
+	Name [64]int8
+}
+
+type SensorParentStep struct {
+	_     structs.HostLayout
+	Dir   uint32
+	Depth uint32
+	Last  uint32
+}
+
 type SensorPathKind uint32
 
 const (
@@ -291,9 +309,12 @@ const (
 	SensorMapEnforceScratch         = "enforce_scratch"
 	SensorMapEvents                 = "events"
 	SensorMapMembers                = "members"
+	SensorMapOwners                 = "owners"
 	SensorMapPathScratch            = "path_scratch"
 	SensorMapPending                = "pending"
 	SensorMapPolicies               = "policies"
+	SensorMapRuntimeParentNames     = "runtime_parent_names"
+	SensorMapRuntimeParentParts     = "runtime_parent_parts"
 	SensorMapRuntimeParents         = "runtime_parents"
 	SensorMapSyscallCounts          = "syscall_counts"
 	SensorMapViolationLimits        = "violation_limits"
@@ -338,6 +359,9 @@ const (
 	SensorVarUnusedExitEvent        = "unused_exit_event"
 	SensorVarUnusedFileEvent        = "unused_file_event"
 	SensorVarUnusedFileOp           = "unused_file_op"
+	SensorVarUnusedParentName       = "unused_parent_name"
+	SensorVarUnusedParentPart       = "unused_parent_part"
+	SensorVarUnusedParentStep       = "unused_parent_step"
 	SensorVarUnusedPathKind         = "unused_path_kind"
 	SensorVarUnusedPolicyFlag       = "unused_policy_flag"
 	SensorVarUnusedRule             = "unused_rule"
@@ -419,20 +443,23 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
-	AllowWrites     *ebpf.MapSpec `ebpf:"allow_writes"`
-	BindAddrs       *ebpf.MapSpec `ebpf:"bind_addrs"`
-	BindIfindexes   *ebpf.MapSpec `ebpf:"bind_ifindexes"`
-	Drops           *ebpf.MapSpec `ebpf:"drops"`
-	EnforceScratch  *ebpf.MapSpec `ebpf:"enforce_scratch"`
-	Events          *ebpf.MapSpec `ebpf:"events"`
-	Members         *ebpf.MapSpec `ebpf:"members"`
-	PathScratch     *ebpf.MapSpec `ebpf:"path_scratch"`
-	Pending         *ebpf.MapSpec `ebpf:"pending"`
-	Policies        *ebpf.MapSpec `ebpf:"policies"`
-	RuntimeParents  *ebpf.MapSpec `ebpf:"runtime_parents"`
-	SyscallCounts   *ebpf.MapSpec `ebpf:"syscall_counts"`
-	ViolationLimits *ebpf.MapSpec `ebpf:"violation_limits"`
-	Watched         *ebpf.MapSpec `ebpf:"watched"`
+	AllowWrites        *ebpf.MapSpec `ebpf:"allow_writes"`
+	BindAddrs          *ebpf.MapSpec `ebpf:"bind_addrs"`
+	BindIfindexes      *ebpf.MapSpec `ebpf:"bind_ifindexes"`
+	Drops              *ebpf.MapSpec `ebpf:"drops"`
+	EnforceScratch     *ebpf.MapSpec `ebpf:"enforce_scratch"`
+	Events             *ebpf.MapSpec `ebpf:"events"`
+	Members            *ebpf.MapSpec `ebpf:"members"`
+	Owners             *ebpf.MapSpec `ebpf:"owners"`
+	PathScratch        *ebpf.MapSpec `ebpf:"path_scratch"`
+	Pending            *ebpf.MapSpec `ebpf:"pending"`
+	Policies           *ebpf.MapSpec `ebpf:"policies"`
+	RuntimeParentNames *ebpf.MapSpec `ebpf:"runtime_parent_names"`
+	RuntimeParentParts *ebpf.MapSpec `ebpf:"runtime_parent_parts"`
+	RuntimeParents     *ebpf.MapSpec `ebpf:"runtime_parents"`
+	SyscallCounts      *ebpf.MapSpec `ebpf:"syscall_counts"`
+	ViolationLimits    *ebpf.MapSpec `ebpf:"violation_limits"`
+	Watched            *ebpf.MapSpec `ebpf:"watched"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -452,6 +479,9 @@ type SensorVariableSpecs struct {
 	UnusedExitEvent      *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedFileEvent      *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileOp         *ebpf.VariableSpec `ebpf:"unused_file_op"`
+	UnusedParentName     *ebpf.VariableSpec `ebpf:"unused_parent_name"`
+	UnusedParentPart     *ebpf.VariableSpec `ebpf:"unused_parent_part"`
+	UnusedParentStep     *ebpf.VariableSpec `ebpf:"unused_parent_step"`
 	UnusedPathKind       *ebpf.VariableSpec `ebpf:"unused_path_kind"`
 	UnusedPolicyFlag     *ebpf.VariableSpec `ebpf:"unused_policy_flag"`
 	UnusedRule           *ebpf.VariableSpec `ebpf:"unused_rule"`
@@ -478,20 +508,23 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
-	AllowWrites     *ebpf.Map `ebpf:"allow_writes"`
-	BindAddrs       *ebpf.Map `ebpf:"bind_addrs"`
-	BindIfindexes   *ebpf.Map `ebpf:"bind_ifindexes"`
-	Drops           *ebpf.Map `ebpf:"drops"`
-	EnforceScratch  *ebpf.Map `ebpf:"enforce_scratch"`
-	Events          *ebpf.Map `ebpf:"events"`
-	Members         *ebpf.Map `ebpf:"members"`
-	PathScratch     *ebpf.Map `ebpf:"path_scratch"`
-	Pending         *ebpf.Map `ebpf:"pending"`
-	Policies        *ebpf.Map `ebpf:"policies"`
-	RuntimeParents  *ebpf.Map `ebpf:"runtime_parents"`
-	SyscallCounts   *ebpf.Map `ebpf:"syscall_counts"`
-	ViolationLimits *ebpf.Map `ebpf:"violation_limits"`
-	Watched         *ebpf.Map `ebpf:"watched"`
+	AllowWrites        *ebpf.Map `ebpf:"allow_writes"`
+	BindAddrs          *ebpf.Map `ebpf:"bind_addrs"`
+	BindIfindexes      *ebpf.Map `ebpf:"bind_ifindexes"`
+	Drops              *ebpf.Map `ebpf:"drops"`
+	EnforceScratch     *ebpf.Map `ebpf:"enforce_scratch"`
+	Events             *ebpf.Map `ebpf:"events"`
+	Members            *ebpf.Map `ebpf:"members"`
+	Owners             *ebpf.Map `ebpf:"owners"`
+	PathScratch        *ebpf.Map `ebpf:"path_scratch"`
+	Pending            *ebpf.Map `ebpf:"pending"`
+	Policies           *ebpf.Map `ebpf:"policies"`
+	RuntimeParentNames *ebpf.Map `ebpf:"runtime_parent_names"`
+	RuntimeParentParts *ebpf.Map `ebpf:"runtime_parent_parts"`
+	RuntimeParents     *ebpf.Map `ebpf:"runtime_parents"`
+	SyscallCounts      *ebpf.Map `ebpf:"syscall_counts"`
+	ViolationLimits    *ebpf.Map `ebpf:"violation_limits"`
+	Watched            *ebpf.Map `ebpf:"watched"`
 }
 
 func (m *SensorMaps) Close() error {
@@ -503,9 +536,12 @@ func (m *SensorMaps) Close() error {
 		m.EnforceScratch,
 		m.Events,
 		m.Members,
+		m.Owners,
 		m.PathScratch,
 		m.Pending,
 		m.Policies,
+		m.RuntimeParentNames,
+		m.RuntimeParentParts,
 		m.RuntimeParents,
 		m.SyscallCounts,
 		m.ViolationLimits,
@@ -530,6 +566,9 @@ type SensorVariables struct {
 	UnusedExitEvent      *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedFileEvent      *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileOp         *ebpf.Variable `ebpf:"unused_file_op"`
+	UnusedParentName     *ebpf.Variable `ebpf:"unused_parent_name"`
+	UnusedParentPart     *ebpf.Variable `ebpf:"unused_parent_part"`
+	UnusedParentStep     *ebpf.Variable `ebpf:"unused_parent_step"`
 	UnusedPathKind       *ebpf.Variable `ebpf:"unused_path_kind"`
 	UnusedPolicyFlag     *ebpf.Variable `ebpf:"unused_policy_flag"`
 	UnusedRule           *ebpf.Variable `ebpf:"unused_rule"`

@@ -85,6 +85,8 @@ type Status struct {
 	Rejected []string `json:"rejected,omitempty"`
 	// Enforced counts containers under at least one policy.
 	Enforced int `json:"enforced_containers"`
+	// Tracked counts the containers the engine knows, under a policy or not.
+	Tracked int `json:"tracked_containers"`
 }
 
 // Status returns the engine's state.
@@ -101,6 +103,7 @@ func (e *Engine) Status() Status {
 			st.Enforced++
 		}
 	}
+	st.Tracked = len(e.containers)
 	return st
 }
 

@@ -529,7 +529,13 @@ func waitStoppedIn(tb testing.TB, dir string) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	tb.Fatalf("no stopped process in %s", dir)
+	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	var states []string
+	for _, f := range strings.Fields(string(b)) {
+		st, _ := os.ReadFile("/proc/" + f + "/stat")
+		states = append(states, string(st))
+	}
+	tb.Fatalf("no stopped process in %s: %q", dir, states)
 	return 0
 }
 

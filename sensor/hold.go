@@ -39,6 +39,8 @@ type holder struct {
 	// classified and timedOut count cgroups; heldExecs counts execs that
 	// were stopped before their first instruction and then let go.
 	classified, fromPath, timedOut, heldExecs, overflow, runtimeExecs atomic.Uint64
+	// recovered counts stopped processes found without their report.
+	recovered atomic.Uint64
 
 	mu      sync.Mutex
 	cgroups map[uint64][]event.Event // parked events by unclassified cgroup
@@ -84,6 +86,24 @@ func (h *holder) take(e event.Event) bool {
 		go h.wait(e.CgroupID, e.PID)
 	}
 	return true
+}
+
+// adopt takes a stopped process whose exec report never came (see
+// recoverHolds): it goes the way of a reported one.
+func (h *holder) adopt(e event.Event) {
+	h.recovered.Add(1)
+	if !h.take(e) {
+		unix.Kill(int(e.PID), unix.SIGCONT)
+		h.deliver(e)
+	}
+}
+
+// waiting reports whether a wait for cgroupID is under way.
+func (h *holder) waiting(cgroupID uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.cgroups[cgroupID]
+	return ok
 }
 
 // wait classifies one cgroup, releases its hold and delivers what it parked.
@@ -184,7 +204,8 @@ func (h *holder) stop() {
 
 func (h *holder) counts() map[string]uint64 {
 	return map[string]uint64{"classified": h.classified.Load(), "cgroup_path": h.fromPath.Load(), "timeout": h.timedOut.Load(),
-		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load(), "runtime_execs": h.runtimeExecs.Load()}
+		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load(), "runtime_execs": h.runtimeExecs.Load(),
+		"recovered": h.recovered.Load()}
 }
 
 // runtimeSelfExec reports whether a held exec is runc re-executing itself

@@ -224,7 +224,7 @@ func (s *Sensor) auditFile(e *event.Event) *event.Event {
 	mounts := func() []string {
 		var out []string
 		if s.cfg.Containers != nil {
-			if c, ok := s.cfg.Containers.Lookup(e.CgroupID); ok && c.Spec != nil {
+			if c, ok := s.containerOf(e.CgroupID); ok && c.Spec != nil {
 				for _, m := range c.Spec.Mounts {
 					out = append(out, m.Destination)
 				}
@@ -232,7 +232,8 @@ func (s *Sensor) auditFile(e *event.Event) *event.Event {
 		}
 		return out
 	}
-	breach := func(p string) (string, string, bool) { return s.engine.ReadOnlyBreach(e.CgroupID, p, mounts) }
+	cg := s.containerCgroup(e.CgroupID)
+	breach := func(p string) (string, string, bool) { return s.engine.ReadOnlyBreach(cg, p, mounts) }
 	policy, mode, ok := breach(e.Path)
 	if !ok && e.Target != "" && e.Op != "symlink" {
 		policy, mode, ok = breach(e.Target)

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +127,11 @@ type Sensor struct {
 	suppressed map[suppressKey]uint64
 	lastSys    map[kernel.SyscallKey]uint64
 	lastLost   map[string]uint64
+
+	adoption adoption // owned by the goroutine that polls
+
+	ownersMu sync.Mutex
+	owners   map[uint64]uint64 // cgroup → its container's cgroup, see containerCgroup
 }
 
 // New probes the kernel, loads the programs of its tier and starts watching
@@ -144,6 +152,11 @@ func New(cfg Config) (_ *Sensor, err error) {
 	p, err := kernel.ProbeTier()
 	if err != nil {
 		return nil, fmt.Errorf("capability probe: %w", err)
+	}
+	for _, dir := range cfg.RuntimeParents {
+		if err := checkRuntimeParent(dir); err != nil {
+			return nil, fmt.Errorf("--container-parent %q: %w", dir, err)
+		}
 	}
 	ids := make([]uint64, 0, len(cfg.WatchCgroups))
 	for _, dir := range cfg.WatchCgroups {
@@ -192,6 +205,8 @@ func New(cfg Config) (_ *Sensor, err error) {
 		lastSys:  make(map[kernel.SyscallKey]uint64),
 		lastLost: make(map[string]uint64),
 		parents:  make(map[string]bool),
+		owners:   make(map[uint64]uint64),
+		adoption: adoption{paths: make(map[uint64]string)},
 
 		violations: make(map[string]uint64),
 		suppressed: make(map[suppressKey]uint64),
@@ -226,23 +241,64 @@ func New(cfg Config) (_ *Sensor, err error) {
 	return s, nil
 }
 
-// registerParents tells the kernel about runtime parent cgroups that exist
-// now; run at start and at every poll, for those that appear later.
+// registerParents tells the kernel about the runtime parent cgroups: those
+// that exist by id, the others by the names of their missing parts, so the
+// kernel marks each the moment it is created. Run at start and at every
+// poll.
 func (s *Sensor) registerParents() {
-	for _, dir := range s.cfg.RuntimeParents {
+	for i, dir := range s.cfg.RuntimeParents {
 		if s.parents[dir] {
 			continue
 		}
 		id, _, err := CgroupID(s.probe.Cgroup2Root, dir)
-		if err != nil {
-			continue // not created yet
-		}
-		if err := s.kern.AddRuntimeParent(id); err != nil {
-			s.cfg.Logger.Error("register runtime parent cgroup", "dir", dir, "error", err)
+		if err == nil {
+			if err := s.kern.AddRuntimeParent(id); err != nil {
+				s.cfg.Logger.Error("register runtime parent cgroup", "dir", dir, "error", err)
+				continue
+			}
+			s.parents[dir] = true
 			continue
 		}
-		s.parents[dir] = true
+		ancestor, missing, err := s.nearestCgroup(dir)
+		if err == nil {
+			err = s.kern.ExpectRuntimeParent(uint32(i), ancestor, missing)
+		}
+		if err != nil {
+			s.cfg.Logger.Error("register runtime parent cgroup to come", "dir", dir, "error", err)
+		}
 	}
+}
+
+// checkRuntimeParent refuses a runtime parent the kernel could not
+// recognise by name when it is created.
+func checkRuntimeParent(dir string) error {
+	clean := path.Clean("/" + dir)
+	if clean == "/" {
+		return errors.New("the cgroup2 root cannot be a container parent")
+	}
+	parts := strings.Split(clean, "/")[1:]
+	if len(parts) > kernel.MaxParentParts {
+		return fmt.Errorf("%d path parts, at most %d", len(parts), kernel.MaxParentParts)
+	}
+	for _, p := range parts {
+		if len(p) > kernel.MaxParentName {
+			return fmt.Errorf("path part %q is longer than %d bytes", p, kernel.MaxParentName)
+		}
+	}
+	return nil
+}
+
+// nearestCgroup returns the id of dir's deepest existing ancestor and the
+// path parts below it that do not exist yet.
+func (s *Sensor) nearestCgroup(dir string) (uint64, []string, error) {
+	parts := strings.Split(path.Clean("/"+dir), "/")[1:]
+	for n := len(parts) - 1; n >= 0; n-- {
+		id, _, err := CgroupID(s.probe.Cgroup2Root, strings.Join(parts[:n], "/"))
+		if err == nil {
+			return id, parts[n:], nil
+		}
+	}
+	return 0, nil, fmt.Errorf("no cgroup on the way to %s", dir)
 }
 
 // bootWallClock returns the wall-clock time at which CLOCK_BOOTTIME was zero.
@@ -286,6 +342,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 	defer s.ifaces.Close()
 	s.emit(s.startEvent())
 	s.flush()
+	if s.holder != nil {
+		s.adoptRunning()
+	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
@@ -359,8 +418,8 @@ func (s *Sensor) onRecord(raw []byte) {
 }
 
 func (s *Sensor) dispatch(e *event.Event) {
-	if e.Container == nil && e.CgroupID != 0 && s.cfg.Containers != nil {
-		if c, ok := s.cfg.Containers.Lookup(e.CgroupID); ok {
+	if e.Container == nil && e.CgroupID != 0 {
+		if c, ok := s.containerOf(e.CgroupID); ok {
 			e.Container = &event.Container{ID: c.ID, Name: c.Name, Image: c.Image, Pod: c.Pod, Namespace: c.PodNamespace}
 		}
 	}
@@ -385,6 +444,49 @@ func (s *Sensor) dispatch(e *event.Event) {
 	}
 	if v := s.auditFile(e); v != nil {
 		s.dispatch(v)
+	}
+}
+
+// containerOf returns the container of a cgroup: its own, or for a cgroup
+// made inside a container, that container's (one map lookup in the kernel,
+// only when the cache does not know the cgroup).
+func (s *Sensor) containerOf(cgroupID uint64) (container.Info, bool) {
+	if s.cfg.Containers == nil {
+		return container.Info{}, false
+	}
+	if c, ok := s.cfg.Containers.Lookup(cgroupID); ok {
+		return c, true
+	}
+	return s.cfg.Containers.Lookup(s.containerCgroup(cgroupID))
+}
+
+// containerCgroup returns the container cgroup a cgroup belongs to: the
+// container's own for a cgroup made inside it, else the cgroup itself.
+// The answer never changes (the kernel decides it when the cgroup is made,
+// before anything runs in it), so it is remembered until the cgroup is gone.
+func (s *Sensor) containerCgroup(cgroupID uint64) uint64 {
+	s.ownersMu.Lock()
+	defer s.ownersMu.Unlock()
+	if owner, ok := s.owners[cgroupID]; ok {
+		return owner
+	}
+	owner, ok := s.kern.Owner(cgroupID)
+	if !ok {
+		owner = cgroupID
+	}
+	s.owners[cgroupID] = owner
+	return owner
+}
+
+// forgetOwners drops what containerCgroup remembers of cgroups no longer
+// watched.
+func (s *Sensor) forgetOwners(watched map[uint64]bool) {
+	s.ownersMu.Lock()
+	defer s.ownersMu.Unlock()
+	for id := range s.owners {
+		if !watched[id] {
+			delete(s.owners, id)
+		}
 	}
 }
 
@@ -432,16 +534,60 @@ func (s *Sensor) poll() {
 		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: store.LostMessage, Counts: delta})
 	}
 	defer s.flush()
-	s.pollSyscalls()
+	watched, werr := s.watchedSet()
+	if werr != nil {
+		s.cfg.Logger.Error("read watched cgroups", "error", werr)
+	}
+	s.pollSyscalls(watched)
 	s.pollSuppressed()
 	s.reloadIfChanged()
+	if watched != nil {
+		s.forgetOwners(watched)
+	}
 	if s.holder != nil {
 		s.registerParents()
+		s.recoverHolds()
+		s.retireGone()
+	}
+}
+
+// watchedSet returns the watched cgroups as a set.
+func (s *Sensor) watchedSet() (map[uint64]bool, error) {
+	ids, err := s.kern.Watched()
+	if err != nil {
+		return nil, err
+	}
+	watched := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		watched[id] = true
+	}
+	return watched, nil
+}
+
+// retireGone marks gone the containers whose cgroup no longer exists and
+// takes them off their policies: those named from the cgroup path, which no
+// runtime event will retire, and any other the runtime has not reported
+// gone yet.
+func (s *Sensor) retireGone() {
+	for _, c := range s.cfg.Containers.List() {
+		if c.Gone() || c.CgroupPath == "" || c.CgroupID == 0 {
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Stat(filepath.Join(s.probe.Cgroup2Root, c.CgroupPath), &st)
+		if err == nil && st.Ino == c.CgroupID || err != nil && !errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if _, ok := s.cfg.Containers.MarkGone(c.CgroupID, time.Time{}, 0); ok {
+			if err := s.engine.Remove(c.CgroupID); err != nil {
+				s.cfg.Logger.Error("container gone", "id", c.ID, "error", err)
+			}
+		}
 	}
 }
 
 // pollSyscalls emits, per cgroup, the syscall counts since the last poll.
-func (s *Sensor) pollSyscalls() {
+func (s *Sensor) pollSyscalls(watched map[uint64]bool) {
 	counts, err := s.kern.SyscallCounts()
 	if err != nil {
 		s.cfg.Logger.Error("read syscall counts", "error", err)
@@ -457,7 +603,9 @@ func (s *Sensor) pollSyscalls() {
 		}
 	}
 	s.lastSys = counts
-	s.forgetSyscalls(counts)
+	if watched != nil {
+		s.forgetSyscalls(counts, watched)
+	}
 	now := time.Now()
 	for cg, c := range per {
 		s.emit(event.Event{Time: now, Kind: event.KindSyscalls, Verdict: event.VerdictAllow, CgroupID: cg, Counts: c})
@@ -466,15 +614,7 @@ func (s *Sensor) pollSyscalls() {
 
 // forgetSyscalls deletes the counters of cgroups that are no longer watched
 // (removed containers), so the map returns to its size when they are gone.
-func (s *Sensor) forgetSyscalls(counts map[kernel.SyscallKey]uint64) {
-	ids, err := s.kern.Watched()
-	if err != nil {
-		return
-	}
-	watched := make(map[uint64]bool, len(ids))
-	for _, id := range ids {
-		watched[id] = true
-	}
+func (s *Sensor) forgetSyscalls(counts map[kernel.SyscallKey]uint64, watched map[uint64]bool) {
 	var stale []kernel.SyscallKey
 	for k := range counts {
 		if !watched[k.CgroupID] {
@@ -527,6 +667,9 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	snap.Lost, _ = s.Lost()
 	snap.Stalls = s.Stalls()
 	snap.SyscallCounters = int(s.syscallKeys.Load())
+	if sizes, err := s.kern.MapSizes(); err == nil {
+		snap.KernelMaps = sizes
+	}
 	if s.holder != nil {
 		snap.Holds = s.holder.counts()
 	}

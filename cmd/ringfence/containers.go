@@ -43,10 +43,7 @@ func containersCmd(args []string, stdout, stderr io.Writer) int {
 		if c.Pod != "" {
 			pod = c.PodNamespace + "/" + c.Pod
 		}
-		since := c.Created
-		if since.IsZero() {
-			since = c.Started
-		}
+		since := c.WatchedSince
 		state := "running"
 		if !c.Exited.IsZero() {
 			state = "exited " + c.Exited.Local().Format(time.TimeOnly)

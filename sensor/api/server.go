@@ -44,6 +44,7 @@ type Container struct {
 	Pid          uint32            `json:"pid,omitempty"`
 	CgroupID     uint64            `json:"cgroup_id"`
 	CgroupPath   string            `json:"cgroup_path,omitempty"`
+	WatchedSince time.Time         `json:"watched_since,omitzero"`
 	Created      time.Time         `json:"created,omitzero"`
 	Started      time.Time         `json:"started,omitzero"`
 	Exited       time.Time         `json:"exited,omitzero"`
@@ -132,7 +133,7 @@ func (s *Server) containers(w http.ResponseWriter, _ *http.Request) {
 	for _, i := range infos {
 		out = append(out, Container{ID: i.ID, Name: i.Name, Namespace: i.Namespace, Image: i.Image, ImageDigest: i.ImageDigest,
 			Pod: i.Pod, PodNamespace: i.PodNamespace, Labels: i.Labels, Pid: i.Pid, CgroupID: i.CgroupID, CgroupPath: i.CgroupPath,
-			Created: i.Created, Started: i.Started, Exited: i.Exited, Policies: s.backend.PoliciesOf(i.CgroupID)})
+			WatchedSince: i.WatchedSince, Created: i.Created, Started: i.Started, Exited: i.Exited, Policies: s.backend.PoliciesOf(i.CgroupID)})
 	}
 	writeJSON(w, out)
 }

@@ -91,8 +91,14 @@ func (c *Cache) Len() int { return len(*c.snap.Load()) }
 func (c *Cache) Put(info Info) bool {
 	var added bool
 	c.modify(func(m map[uint64]*entry, now time.Time) {
-		_, had := m[info.CgroupID]
+		old, had := m[info.CgroupID]
 		added = !had
+		switch {
+		case had && !old.info.WatchedSince.IsZero():
+			info.WatchedSince = old.info.WatchedSince
+		case info.WatchedSince.IsZero():
+			info.WatchedSince = now
+		}
 		e := &entry{info: info}
 		if info.Gone() {
 			e.goneAt = now

@@ -142,14 +142,37 @@ func TestCacheOperations(t *testing.T) {
 			},
 		},
 	}
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewCache(CacheConfig{})
+			c := NewCache(CacheConfig{Now: func() time.Time { return t0 }})
+			if tt.ok {
+				tt.want.WatchedSince = t0
+			}
 			got, ok := tt.steps(c)
 			if ok != tt.ok || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tt.want) {
 				t.Errorf("got %+v, %v; want %+v, %v", got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+func TestCacheWatchedSince(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	first := now
+	c := NewCache(CacheConfig{Now: func() time.Time { return now }})
+	c.Put(Info{ID: "a", CgroupID: 7})
+	now = now.Add(time.Minute)
+	c.Put(Info{ID: "a", CgroupID: 7, Image: "busybox"}) // the runtime names it fully later
+	c.Update(7, func(i *Info) { i.Pid = 3 })
+	c.MarkGone(7, time.Time{}, 0)
+	if got, _ := c.Lookup(7); !got.WatchedSince.Equal(first) {
+		t.Errorf("WatchedSince = %v after replace, update and gone; want the first Put's %v", got.WatchedSince, first)
+	}
+	given := first.Add(-time.Hour)
+	c.Put(Info{ID: "b", CgroupID: 8, WatchedSince: given})
+	if got, _ := c.Lookup(8); !got.WatchedSince.Equal(given) {
+		t.Errorf("WatchedSince = %v; want the one given, %v", got.WatchedSince, given)
 	}
 }
 

@@ -49,6 +49,9 @@ type Info struct {
 	CgroupPath string
 	// Spec is the container's OCI runtime spec, nil when unknown.
 	Spec *specs.Spec
+	// WatchedSince is when the sensor first knew the container: set by the
+	// Cache when the container enters it, kept across updates.
+	WatchedSince time.Time
 	// Created, Started and Exited are zero until known.
 	Created time.Time
 	Started time.Time

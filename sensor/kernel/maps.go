@@ -130,6 +130,85 @@ func (s *Sensor) AddRuntimeParent(cgroupID uint64) error {
 	return nil
 }
 
+// MaxParentParts and MaxParentName bound a runtime parent that the kernel
+// recognises by name when it is created: its path parts still missing, and
+// the length of each.
+const (
+	MaxParentParts = 8
+	MaxParentName  = 63
+)
+
+// ExpectRuntimeParent makes the kernel mark configured runtime parent number
+// dir as one the moment it is created: parts are its path parts not created
+// yet, the first of them a child of the existing cgroup ancestor. So the
+// first container of a new runtime namespace is held like the others.
+func (s *Sensor) ExpectRuntimeParent(dir uint32, ancestor uint64, parts []string) error {
+	if len(parts) == 0 || len(parts) > MaxParentParts {
+		return fmt.Errorf("runtime parent %d: %d missing path parts, want 1 to %d", dir, len(parts), MaxParentParts)
+	}
+	for d, p := range parts {
+		if len(p) == 0 || len(p) > MaxParentName {
+			return fmt.Errorf("runtime parent %d: path part %q: want 1 to %d bytes", dir, p, MaxParentName)
+		}
+		var part bpf.SensorParentPart
+		cString(part.Name[:], p)
+		if err := s.objs.Maps["runtime_parent_parts"].Update(dir*MaxParentParts+uint32(d), &part, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("runtime parent %d: %w", dir, err)
+		}
+	}
+	key := bpf.SensorParentName{Parent: ancestor}
+	cString(key.Name[:], parts[0])
+	step := bpf.SensorParentStep{Dir: dir, Depth: 0, Last: uint32(len(parts) - 1)}
+	if err := s.objs.Maps["runtime_parent_names"].Update(&key, &step, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("runtime parent %d: %w", dir, err)
+	}
+	return nil
+}
+
+// cString copies s into a zeroed C char array.
+func cString(dst []int8, s string) {
+	for i := range min(len(dst)-1, len(s)) {
+		dst[i] = int8(s[i])
+	}
+}
+
+// RuntimeParents lists the cgroups marked as runtime parents, by userspace
+// or by the kernel when one was created.
+func (s *Sensor) RuntimeParents() ([]uint64, error) {
+	return s.cgroupKeys("runtime_parents")
+}
+
+// Owner returns the container cgroup that a cgroup made inside a container
+// belongs to.
+func (s *Sensor) Owner(cgroupID uint64) (uint64, bool) {
+	var owner uint64
+	if err := s.objs.Maps["owners"].Lookup(cgroupID, &owner); err != nil {
+		return 0, false
+	}
+	return owner, true
+}
+
+// Owned lists the cgroups made inside containers.
+func (s *Sensor) Owned() ([]uint64, error) { return s.cgroupKeys("owners") }
+
+// cgroupKeys lists the keys of a map keyed by cgroup id.
+func (s *Sensor) cgroupKeys(name string) ([]uint64, error) {
+	var (
+		id  uint64
+		ids []uint64
+	)
+	m := s.objs.Maps[name]
+	val := make([]byte, m.ValueSize())
+	it := m.Iterate()
+	for it.Next(&id, &val) {
+		ids = append(ids, id)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return ids, nil
+}
+
 // Release ends the hold on a container cgroup: its execs run freely from now
 // on. Releasing a cgroup that is not held is not an error.
 func (s *Sensor) Release(cgroupID uint64) error {
@@ -141,43 +220,67 @@ func (s *Sensor) Release(cgroupID uint64) error {
 }
 
 // Pending lists the container cgroups not released yet.
-func (s *Sensor) Pending() ([]uint64, error) {
-	var (
-		id, created uint64
-		ids         []uint64
-	)
-	it := s.objs.Maps["pending"].Iterate()
-	for it.Next(&id, &created) {
-		ids = append(ids, id)
-	}
-	return ids, it.Err()
-}
+func (s *Sensor) Pending() ([]uint64, error) { return s.cgroupKeys("pending") }
 
 // StopHolding makes the kernel hold no more execs: it forgets the runtime
-// parents and every pending cgroup. Called when the sensor stops, before
-// its last events are read, so no process is stopped with nobody left to
-// release it.
+// parents, those it would recognise by name, and every pending cgroup.
+// Called when the sensor stops, before its last events are read, so no
+// process is stopped with nobody left to release it.
 func (s *Sensor) StopHolding() error {
 	var errs []error
-	for _, name := range []string{"runtime_parents", "pending"} {
+	for _, name := range []string{"runtime_parent_names", "runtime_parents", "pending"} {
+		errs = append(errs, clearMap(s.objs.Maps[name]))
+	}
+	return errors.Join(errs...)
+}
+
+// MapSizes counts, by map name, the entries of the maps that follow
+// containers and cgroups: each returns to its size when they are gone.
+// Exact while they do not change; bounded by each map's capacity while
+// they do.
+func (s *Sensor) MapSizes() (map[string]int, error) {
+	names := []string{"watched", "pending", "runtime_parents", "runtime_parent_names", "owners",
+		"members", "bind_addrs", "bind_ifindexes", "syscall_counts"}
+	out := make(map[string]int, len(names))
+	for _, name := range names {
 		m := s.objs.Maps[name]
-		var keys []uint64
+		n := 0
 		var prev any // nil: from the first key
-		for {
-			var next uint64
-			if err := m.NextKey(prev, &next); err != nil {
-				if !errors.Is(err, ebpf.ErrKeyNotExist) {
-					errs = append(errs, err)
-				}
+		for n < int(m.MaxEntries()) {
+			next, err := m.NextKeyBytes(prev)
+			if err != nil {
+				return nil, fmt.Errorf("count %s: %w", name, err)
+			}
+			if next == nil {
 				break
 			}
-			keys = append(keys, next)
+			n++
 			prev = next
 		}
-		for _, k := range keys {
-			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, err)
-			}
+		out[name] = n
+	}
+	return out, nil
+}
+
+// clearMap deletes every entry of a hash map.
+func clearMap(m *ebpf.Map) error {
+	var keys [][]byte
+	var prev any // nil: from the first key
+	for {
+		next, err := m.NextKeyBytes(prev)
+		if err != nil {
+			return fmt.Errorf("clear %s: %w", m.String(), err)
+		}
+		if next == nil {
+			break
+		}
+		keys = append(keys, next)
+		prev = next
+	}
+	var errs []error
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

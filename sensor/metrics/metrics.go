@@ -55,7 +55,7 @@ type collector struct {
 
 	events, lost, violations, containers, watched, generation,
 	build, tier, storeBytes, storeSegments, hooks, stalls,
-	runtimeUp, runtimeReconnects *prometheus.Desc
+	runtimeUp, runtimeReconnects, holds *prometheus.Desc
 }
 
 func newCollector(src Source, version string) *collector {
@@ -79,11 +79,12 @@ func newCollector(src Source, version string) *collector {
 		hooks:             d("hooks_attached", "Kernel programs attached."),
 		runtimeUp:         d("runtime_connected", "1 while connected to the container runtime, 0 while running on the cgroup fallback."),
 		runtimeReconnects: d("runtime_reconnects_total", "Reconnections to the container runtime."),
+		holds:             d("holds_total", "Outcomes of holding new containers before their first instruction (classified, cgroup_path, timeout; held_execs, runtime_execs, recovered, parked_overflow).", "outcome"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.runtimeUp, c.runtimeReconnects} {
+	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.runtimeUp, c.runtimeReconnects, c.holds} {
 		ch <- d
 	}
 }
@@ -129,6 +130,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.runtimeUp, prometheus.GaugeValue, up)
 		ch <- prometheus.MustNewConstMetric(c.runtimeReconnects, prometheus.CounterValue, float64(s.Runtime.Reconnects))
+	}
+	for outcome, n := range s.Holds {
+		ch <- prometheus.MustNewConstMetric(c.holds, prometheus.CounterValue, float64(n), outcome)
 	}
 	if s.Store != nil {
 		ch <- prometheus.MustNewConstMetric(c.storeBytes, prometheus.GaugeValue, float64(s.Store.Bytes))

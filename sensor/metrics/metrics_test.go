@@ -98,3 +98,25 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Fatalf("metrics %d:\n%s", code, body)
 	}
 }
+
+func TestHoldAndRuntimeValues(t *testing.T) {
+	src := source()
+	src.snap.Holds = map[string]uint64{"classified": 4, "timeout": 1, "recovered": 2}
+	src.snap.Runtime = &status.Runtime{Connected: false, Reconnects: 3}
+	want := `
+# HELP ringfence_holds_total Outcomes of holding new containers before their first instruction (classified, cgroup_path, timeout; held_execs, runtime_execs, recovered, parked_overflow).
+# TYPE ringfence_holds_total counter
+ringfence_holds_total{outcome="classified"} 4
+ringfence_holds_total{outcome="recovered"} 2
+ringfence_holds_total{outcome="timeout"} 1
+# HELP ringfence_runtime_connected 1 while connected to the container runtime, 0 while running on the cgroup fallback.
+# TYPE ringfence_runtime_connected gauge
+ringfence_runtime_connected 0
+# HELP ringfence_runtime_reconnects_total Reconnections to the container runtime.
+# TYPE ringfence_runtime_reconnects_total counter
+ringfence_runtime_reconnects_total 3
+`
+	if err := testutil.GatherAndCompare(NewRegistry(src, "test"), strings.NewReader(want), "ringfence_holds_total", "ringfence_runtime_connected", "ringfence_runtime_reconnects_total"); err != nil {
+		t.Fatal(err)
+	}
+}

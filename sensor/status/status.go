@@ -55,6 +55,9 @@ type Snapshot struct {
 	Watched      int          `json:"watched_cgroups"`
 	// Holds counts the outcomes of holding containers' first execs.
 	Holds map[string]uint64 `json:"holds,omitempty"`
+	// KernelMaps counts the entries of the kernel maps that follow
+	// containers and cgroups, by map name.
+	KernelMaps map[string]int `json:"kernel_maps,omitempty"`
 	// SyscallCounters is the number of (cgroup, syscall) counters in the kernel.
 	SyscallCounters int               `json:"syscall_counters"`
 	Containers      int               `json:"containers"`
