@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,9 +32,7 @@ func TestContainerIdentity(t *testing.T) {
 	bin := build(t)
 	d := startDaemon(t, bin, "--containerd-socket", rt.Socket)
 	id := rt.NewID(t, "rf-identity")
-	// The pause lets the watcher see the task before the write; holding a
-	// container's first instruction until it is classified is not built yet.
-	rt.Run(t, id, "sh", "-c", "sleep 1; echo x > /tmp/identity-marker")
+	rt.Run(t, id, "sh", "-c", "echo x > /tmp/identity-marker")
 	d.waitForContainerEvent(t, rt, id)
 }
 
@@ -113,25 +116,119 @@ func (d *daemon) waitStatus(t *testing.T, what string, ok func(*status.Snapshot)
 	}
 }
 
-// TestRuntimeRestart stops containerd under a running daemon and starts it
-// again: the daemon keeps running, says it is disconnected, reconnects,
-// resyncs, and names the containers started afterwards.
+// TestRuntimeRestart runs the daemon through two outages of containerd
+// (the process alone; its containers run on). Started while containerd is
+// down, the daemon names a running container from its cgroup path, then
+// fully once containerd answers; when containerd goes away under it, it
+// keeps naming that container, says it is disconnected in status and in
+// ringfence_runtime_connected, reconnects, resyncs, and names a container
+// started afterwards.
 func TestRuntimeRestart(t *testing.T) {
 	testenv.Privileged(t)
 	rt := runtime.Start(t)
 	bin := build(t)
-	d := startDaemon(t, bin, "--containerd-socket", rt.Socket)
-	d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
-	rt.Down(t)
+	idA := rt.NewID(t, "rf-outage")
+	marker := "/tmp/outage-marker"
+	rt.RunDetached(t, idA, "sh", "-c", "while :; do echo x > "+marker+"; sleep 0.2; done")
+
+	rt.KillDaemon(t)
+	metrics := freeLoopbackAddr(t)
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--metrics-addr", metrics)
+	d.waitStatus(t, "disconnected at start", func(s *status.Snapshot) bool { return s.Runtime != nil && !s.Runtime.Connected })
+	waitMetric(t, metrics, "ringfence_runtime_connected", 0)
+	// From the cgroup path: the id (also as the name), no image.
+	d.waitMarker(t, marker, time.Now(), func(c *event.Container) bool { return c != nil && c.ID == idA && c.Name == idA })
+
+	rt.Up(t)
+	d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime.Connected })
+	waitMetric(t, metrics, "ringfence_runtime_connected", 1)
+	d.waitMarker(t, marker, time.Now(), func(c *event.Container) bool { return c != nil && c.ID == idA && c.Image == rt.Image })
+
+	rt.KillDaemon(t)
 	down := d.waitStatus(t, "disconnected", func(s *status.Snapshot) bool { return !s.Runtime.Connected })
 	if !down.Ready || down.Runtime.LastError == "" {
 		t.Fatalf("while containerd is down: ready %v, last error %q", down.Ready, down.Runtime.LastError)
 	}
+	waitMetric(t, metrics, "ringfence_runtime_connected", 0)
+	d.waitMarker(t, marker, time.Now(), func(c *event.Container) bool { return c != nil && c.ID == idA && c.Image == rt.Image })
+
 	rt.Up(t)
-	d.waitStatus(t, "reconnected", func(s *status.Snapshot) bool { return s.Runtime.Connected && s.Runtime.Reconnects >= 1 })
+	up := d.waitStatus(t, "reconnected", func(s *status.Snapshot) bool { return s.Runtime.Connected && s.Runtime.Reconnects >= 1 })
+	waitMetric(t, metrics, "ringfence_runtime_connected", 1)
+	waitMetric(t, metrics, "ringfence_runtime_reconnects_total", float64(up.Runtime.Reconnects))
 	id := rt.NewID(t, "rf-after-restart")
-	rt.Run(t, id, "sh", "-c", "sleep 1; echo x > /tmp/identity-marker")
+	rt.Run(t, id, "sh", "-c", "echo x > /tmp/identity-marker")
 	d.waitForContainerEvent(t, rt, id)
+}
+
+// waitMarker waits for a write of path, at or after since, whose container
+// ok accepts. Writes before since, or whose
+// container ok refuses, are passed over until the deadline.
+func (d *daemon) waitMarker(t *testing.T, path string, since time.Time, ok func(*event.Container) bool) {
+	t.Helper()
+	client := api.NewClient(d.socket())
+	deadline := time.Now().Add(30 * time.Second)
+	var last []byte
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := client.Query(ctx, store.Query{Kinds: []event.Kind{event.KindFile}, Since: since})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range res.Events {
+			var e event.Event
+			if json.Unmarshal(raw, &e) != nil || e.Path != path {
+				continue
+			}
+			if ok(e.Container) {
+				return
+			}
+			last = raw
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write of %s since %s with the expected container; last seen: %s\ndaemon stderr:\n%s", path, since.Format(time.RFC3339Nano), last, tail(d.stderr.String()))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// freeLoopbackAddr returns a loopback address with a port free right now.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitMetric waits until the daemon's /metrics at addr shows the unlabelled
+// metric name with value want.
+func waitMetric(t *testing.T, addr, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	got := "absent"
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, name+" "); ok {
+					got = v
+					if f, err := strconv.ParseFloat(v, 64); err == nil && f == want {
+						return
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %s (err %v), want %v", name, got, err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestContainerChurn creates and removes many containers: the kernel's
@@ -150,27 +247,67 @@ func TestContainerChurn(t *testing.T) {
 	rt := runtime.StartWith(t, runtime.Config{Namespaces: []string{ns}})
 	t.Cleanup(func() { os.Remove(cgroupDir(t, ns)) })
 	bin := build(t)
-	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--container-parent", ns, "--container-grace", "1s", "--stdout=false")
-	base := d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
+	// A policy selects every container, so the policy state churns too:
+	// members, and the addresses its sockets may bind.
+	policy := filepath.Join(t.TempDir(), "churn.yaml")
+	if err := os.WriteFile(policy, []byte(`apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata:
+  name: churn
+spec:
+  mode: audit
+  selector:
+    names: ["rf-churn-*"]
+  readOnlyRootFilesystem:
+    allowWrites: ["/tmp/**"]
+  bindInterfaces:
+    interfaces: ["lo"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--container-parent", ns, "--container-grace", "1s", "--stdout=false", "--policy", policy)
+	d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
 	// One container first, so that runtime-created parent cgroups exist in the baseline.
 	rt.Run(t, rt.NewID(t, "rf-warm"), "true")
-	base = d.waitStatus(t, "warm-up settled", func(s *status.Snapshot) bool { return s.Containers == 0 && s.Watched == base.Watched })
+	base := d.waitStatus(t, "warm-up settled", func(s *status.Snapshot) bool {
+		return s.Containers == 0 && s.Policy.Tracked == 0 && s.KernelMaps["pending"] == 0
+	})
 	rss0 := rssMB(t, d.cmd.Process.Pid)
+	var rssMid float64
 	for i := 0; i < n; i++ {
-		rt.Run(t, rt.NewID(t, "rf-churn"), "sh", "-c", "echo x > /tmp/f; cat /tmp/f >/dev/null")
+		// A listener, stopped once it is bound (7000 is 0x1B58).
+		rt.Run(t, rt.NewID(t, "rf-churn"), "sh", "-c", `echo x > /tmp/f; cat /tmp/f >/dev/null; nc -l -p 7000 & for i in $(seq 500); do grep -q ":1B58 " /proc/net/tcp /proc/net/tcp6 && break; sleep 0.01; done; kill $! 2>/dev/null; wait; true`)
+		if i == n/2 {
+			rssMid = rssMB(t, d.cmd.Process.Pid)
+		}
 	}
 	during := d.statusNow(t)
 	if during.Events["exec/allow"] < uint64(n) {
 		t.Fatalf("%d containers but %d exec events: they were not watched", n, during.Events["exec/allow"])
 	}
 	end := d.waitStatus(t, "back to baseline", func(s *status.Snapshot) bool {
-		return s.Watched == base.Watched && s.Containers == base.Containers && s.SyscallCounters <= base.SyscallCounters
+		return s.Watched == base.Watched && s.Containers == base.Containers && s.SyscallCounters <= base.SyscallCounters &&
+			s.Policy.Tracked == base.Policy.Tracked && maps.Equal(s.KernelMaps, base.KernelMaps)
 	})
+	// Each container's wildcard bind is outside the policy's interface:
+	// proof that the policy selected every one of them.
+	if v := end.Violations["churn/bindInterfaces/audit"]; v < uint64(n) {
+		t.Fatalf("%d bind violations for %d containers: the policy did not select them all (%v)", v, n, end.Violations)
+	}
 	rss1 := rssMB(t, d.cmd.Process.Pid)
-	t.Logf("%d containers: watched %d -> %d, containers %d -> %d, syscall counters %d -> %d, RSS %.1f -> %.1f MB",
-		n, base.Watched, end.Watched, base.Containers, end.Containers, base.SyscallCounters, end.SyscallCounters, rss0, rss1)
+	t.Logf("%d containers: watched %d -> %d, containers %d -> %d, syscall counters %d -> %d, kernel maps %v -> %v, engine %d -> %d, holds %v; RSS %.1f, %.1f at %d, %.1f MB at the end",
+		n, base.Watched, end.Watched, base.Containers, end.Containers, base.SyscallCounters, end.SyscallCounters,
+		base.KernelMaps, end.KernelMaps, base.Policy.Tracked, end.Policy.Tracked, end.Holds, rss0, rssMid, n/2, rss1)
 	if rss1 > rss0+30 {
 		t.Fatalf("RSS grew from %.1f to %.1f MB over %d containers", rss0, rss1, n)
+	}
+	// Flat: the second half of the churn adds no more than a few MB (a
+	// leak of 40 KB per container would add 10).
+	if rss1 > rssMid+10 {
+		t.Fatalf("RSS grew from %.1f MB halfway to %.1f MB at the end of %d containers", rssMid, rss1, n)
+	}
+	if end.Holds["timeout"] != 0 {
+		t.Fatalf("holds timed out during the churn: %v", end.Holds)
 	}
 }
 
@@ -200,21 +337,26 @@ func TestFirstInstruction(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("RINGFENCE_FIRST_INSTRUCTION")); err == nil && v > 0 {
 		n = v
 	}
-	rt := runtime.Start(t)
+	// A namespace of its own: its parent cgroup does not exist until the
+	// first container makes it, and that first container is held like the
+	// others (the kernel knows the parent by name).
+	ns := fmt.Sprintf("rf-first-%d", os.Getpid())
+	rt := runtime.StartWith(t, runtime.Config{Namespaces: []string{ns}})
+	t.Cleanup(func() { os.Remove(cgroupDir(t, ns)) })
+	if _, err := os.Stat(cgroupDir(t, ns)); err == nil {
+		t.Fatalf("cgroup %s exists before the first container", ns)
+	}
 	bin := build(t)
-	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--stdout=false")
+	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--container-parent", ns, "--stdout=false")
 	d.waitStatus(t, "connected", func(s *status.Snapshot) bool { return s.Runtime != nil && s.Runtime.Connected })
-	// The namespace's parent cgroup exists once a first container ran; the
-	// daemon registers it at its next poll.
-	rt.Run(t, rt.NewID(t, "rf-first-warm"), "true")
-	time.Sleep(time.Second)
 	before := d.statusNow(t).Holds
 
 	ids := map[string]bool{}
 	for i := 0; i < n; i++ {
 		id := rt.NewID(t, "rf-first")
 		ids[id] = true
-		rt.Run(t, id, "sh", "-c", "echo x > /tmp/first-marker & nc -l -p 12345 & sleep 0.1; kill %2 2>/dev/null; wait; true")
+		// The listener is stopped once it is bound (12345 is 0x3039).
+		rt.Run(t, id, "sh", "-c", `echo x > /tmp/first-marker & nc -l -p 12345 & for i in $(seq 500); do grep -q ":3039 " /proc/net/tcp /proc/net/tcp6 && break; sleep 0.01; done; kill $! 2>/dev/null; wait; true`)
 	}
 	// Each container is classified once, before its first exec runs: held
 	// there if it came first, or released before it.
@@ -268,7 +410,7 @@ func TestFirstInstruction(t *testing.T) {
 		}
 		found++
 		f := s.first
-		if f.Container == nil || !ids[f.Container.ID] || f.Container.Image != rt.Image {
+		if f.Container == nil || !ids[f.Container.ID] || f.Container.Name != f.Container.ID || f.Container.Image != rt.Image {
 			t.Fatalf("cgroup %d: first event %s does not name its container: %+v", cg, f.Kind, f.Container)
 		}
 		if s.naked != 0 || s.bind == 0 || s.held > 1 {

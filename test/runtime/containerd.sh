@@ -7,6 +7,9 @@
 #                          import the busybox test image
 #   containerd.sh stop     kill containerd, its shims and containers, unmount
 #                          leftovers and remove every file it made
+#   containerd.sh kill-daemon
+#                          stop the containerd process only: shims and
+#                          containers run on, and start finds them again
 #   containerd.sh status   exit 0 if it runs and answers, 3 if not
 #   containerd.sh vm-files install what is missing, build the test image and
 #                          print, one SRC:DST a line, the host files a test VM
@@ -429,7 +432,8 @@ status() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+kill-daemon) kill_daemon ;;
 status) status ;;
 vm-files) vm_files ;;
-*) echo "usage: $0 start|stop|status|vm-files" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|kill-daemon|status|vm-files" >&2; exit 2 ;;
 esac

@@ -110,8 +110,9 @@ func StartWith(tb testing.TB, cfg Config) *Runtime {
 	return r
 }
 
-// Up starts containerd again after Down, with a fresh root: the image is
-// imported anew and no container survives. It is a no-op while it runs.
+// Up starts containerd again: after Down with a fresh root (the image is
+// imported anew and no container survives), after KillDaemon on the root it
+// left. It is a no-op while it runs.
 func (r *Runtime) Up(tb testing.TB) {
 	tb.Helper()
 	out, err := r.runScript("start")
@@ -130,6 +131,16 @@ func (r *Runtime) Down(tb testing.TB) {
 	tb.Helper()
 	if out, err := r.runScript("stop"); err != nil {
 		tb.Fatalf("containerd.sh stop: %v\n%s", err, out)
+	}
+}
+
+// KillDaemon stops the containerd process alone, as a crash or an upgrade
+// would: shims and containers keep running, and Up starts containerd again
+// on the same root, where it finds them.
+func (r *Runtime) KillDaemon(tb testing.TB) {
+	tb.Helper()
+	if out, err := r.runScript("kill-daemon"); err != nil {
+		tb.Fatalf("containerd.sh kill-daemon: %v\n%s", err, out)
 	}
 }
 
