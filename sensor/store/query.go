@@ -249,6 +249,12 @@ func addLost(lost map[string]uint64, data []byte, off int64) {
 // LostMessage is the message of the sensor events that report losses.
 const LostMessage = "events lost"
 
+// IsLossReport reports whether e is a sensor's report of lost events: such
+// a report concerns every query, whatever its filter.
+func IsLossReport(e *event.Event) bool {
+	return e.Kind == event.KindSensor && e.Container == nil && e.Message == LostMessage
+}
+
 func (q *Query) matchesContainer(c container) bool {
 	if q.Container != "" && c.Name != q.Container && !(c.ID != "" && strings.HasPrefix(c.ID, q.Container)) {
 		return false
