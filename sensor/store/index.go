@@ -133,14 +133,20 @@ func (x *segIndex) runs() {
 
 // window returns the entries of symbol s with since <= time < until.
 func (x *segIndex) window(s uint32, since, until int64) []entry {
-	start, end := x.symStart[s], x.symStart[s+1]
-	lo := start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= since })
-	hi := start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= until })
+	lo, hi := x.bounds(s, since, until)
 	out := make([]entry, 0, hi-lo)
 	for i := lo; i < hi; i++ {
 		out = append(out, x.at(i))
 	}
 	return out
+}
+
+// bounds returns the positions [lo, hi) of symbol s's entries with since <= time < until.
+func (x *segIndex) bounds(s uint32, since, until int64) (lo, hi int) {
+	start, end := x.symStart[s], x.symStart[s+1]
+	lo = start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= since })
+	hi = start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= until })
+	return lo, hi
 }
 
 const idxMagic = "RFIDX002"
