@@ -131,16 +131,6 @@ func (x *segIndex) runs() {
 	x.symStart[len(x.Syms)] = len(x.Entries)
 }
 
-// window returns the entries of symbol s with since <= time < until.
-func (x *segIndex) window(s uint32, since, until int64) []entry {
-	lo, hi := x.bounds(s, since, until)
-	out := make([]entry, 0, hi-lo)
-	for i := lo; i < hi; i++ {
-		out = append(out, x.at(i))
-	}
-	return out
-}
-
 // bounds returns the positions [lo, hi) of symbol s's entries with since <= time < until.
 func (x *segIndex) bounds(s uint32, since, until int64) (lo, hi int) {
 	start, end := x.symStart[s], x.symStart[s+1]
