@@ -87,3 +87,44 @@ func TestLimitMatchesFullQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitTruncated: an answer cut by the limit says so, also when one
+// container's run in one segment holds every match.
+func TestLimitTruncated(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []event.Event
+	for i := 0; i < 10; i++ {
+		evs = append(evs, ev(i, "web", event.KindFile))
+	}
+	if err := w.Append(evs); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, sealed := range []bool{false, true} {
+		if sealed {
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			limit     int
+			truncated bool
+		}{{1, true}, {3, true}, {9, true}, {10, false}, {11, false}} {
+			res, err := r.Query(Query{Container: "web", Limit: c.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Events) != min(c.limit, 10) || res.Truncated != c.truncated {
+				t.Errorf("sealed %v, limit %d: %d events, truncated %v; want %d, %v", sealed, c.limit, len(res.Events), res.Truncated, min(c.limit, 10), c.truncated)
+			}
+		}
+	}
+}

@@ -115,7 +115,9 @@ func (r *Reader) Query(q Query) (*Result, error) {
 				// Whatever matches here sorts after the kept answer.
 				res.Truncated = res.Truncated || q.anyMatch(s.x, since, until)
 			} else {
-				hits = q.collect(hits, s, release != nil, since, until)
+				var more bool
+				hits, more = q.collect(hits, s, release != nil, since, until)
+				res.Truncated = res.Truncated || more
 				if q.Limit > 0 && len(hits) >= q.Limit {
 					sortHits(hits) // so that hits[Limit-1] is the newest kept
 					if len(hits) > q.Limit {
@@ -164,19 +166,25 @@ func sortHits(hits []hit) {
 
 // collect appends the segment's matching records to hits. The records of
 // a segment that is about to be unmapped (the active one) are copied. With
-// a Limit, it takes at most Limit records from each container's run: the
-// run is in time order, so the rest would sort after them.
-func (q *Query) collect(hits []hit, s *openSegment, copyOut bool, since, until int64) []hit {
+// a Limit, it takes at most Limit records from each container's run (a run
+// is in time order, so the rest would sort after them) and reports whether
+// it left a matching one behind.
+func (q *Query) collect(hits []hit, s *openSegment, copyOut bool, since, until int64) ([]hit, bool) {
+	more := false
 	for sym, c := range s.x.Syms {
 		if !q.matchesContainer(c) {
 			continue
 		}
 		lo, hi := s.x.bounds(uint32(sym), since, until)
 		taken := 0
-		for i := lo; i < hi && (q.Limit == 0 || taken < q.Limit); i++ {
+		for i := lo; i < hi; i++ {
 			e := s.x.at(i)
 			if !q.matchesKind(e.Kind) || !q.matchesVerdict(e.Verdict) {
 				continue
+			}
+			if q.Limit > 0 && taken == q.Limit {
+				more = true
+				break
 			}
 			taken++
 			if copyOut {
@@ -186,7 +194,7 @@ func (q *Query) collect(hits []hit, s *openSegment, copyOut bool, since, until i
 			}
 		}
 	}
-	return hits
+	return hits, more
 }
 
 // anyMatch reports whether the index holds a record that q selects.
