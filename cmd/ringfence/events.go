@@ -124,18 +124,20 @@ func eventsCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if err := runEvents(f, stdout, stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := runEvents(ctx, f, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "ringfence events: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func runEvents(f *eventsFlags, stdout, stderr io.Writer) error {
+// runEvents prints the stored events, then with --follow the live ones
+// until ctx ends or the daemon goes.
+func runEvents(ctx context.Context, f *eventsFlags, stdout, stderr io.Writer) error {
 	p := newPrinter(stdout, f.output)
 	defer p.flush()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	var lines chan []byte
 	streamErr := make(chan error, 1)
@@ -171,23 +173,55 @@ func runEvents(f *eventsFlags, stdout, stderr io.Writer) error {
 		return nil
 	}
 	p.flush()
-	for b := range lines {
-		var t struct {
-			Time time.Time `json:"time"`
-		}
-		if json.Unmarshal(b, &t) == nil && !t.Time.After(last) {
-			continue // already printed from the store
-		}
-		p.print(b)
-		p.flush()
-	}
+	printLive(lines, &f.q, last, p, stderr)
 	if err := <-streamErr; err != nil {
 		return fmt.Errorf("--follow: %w", err)
 	}
 	return nil
 }
 
+// printLive prints the followed events newer than last. A loss report,
+// which the daemon sends whatever the filter, is a warning on stderr, and
+// an event on stdout only if the query selects it.
+func printLive(lines <-chan []byte, q *store.Query, last time.Time, p *printer, stderr io.Writer) {
+	for b := range lines {
+		var e struct {
+			Time      time.Time         `json:"time"`
+			Kind      event.Kind        `json:"kind"`
+			Verdict   event.Verdict     `json:"verdict"`
+			Message   string            `json:"message"`
+			Counts    map[string]uint64 `json:"counts"`
+			Container *event.Container  `json:"container"`
+		}
+		if json.Unmarshal(b, &e) == nil && !e.Time.After(last) {
+			continue // already printed from the store
+		}
+		ev := event.Event{Time: e.Time, Kind: e.Kind, Verdict: e.Verdict, Message: e.Message, Counts: e.Counts, Container: e.Container}
+		if store.IsLossReport(&ev) {
+			p.flush()
+			if total, causes := lossSummary(e.Counts); total > 0 {
+				fmt.Fprintf(stderr, "warning: %d events were lost at %s (%s): the live stream may be incomplete\n", total, e.Time.Format(time.RFC3339), causes)
+			}
+			if !q.Matches(&ev) {
+				continue
+			}
+		}
+		p.print(b)
+		p.flush()
+	}
+}
+
 func warnLost(w io.Writer, lost map[string]uint64, truncated bool) {
+	if total, causes := lossSummary(lost); total > 0 {
+		fmt.Fprintf(w, "warning: %d events were lost in this window (%s): the answer may be incomplete\n", total, causes)
+	}
+	if truncated {
+		fmt.Fprintln(w, "note: --limit cut the answer short")
+	}
+}
+
+// lossSummary totals loss counts and lists them by cause: "a=1, b=2".
+func lossSummary(lost map[string]uint64) (uint64, string) {
 	var total uint64
 	var parts []string
 	for k, v := range lost {
@@ -196,13 +230,8 @@ func warnLost(w io.Writer, lost map[string]uint64, truncated bool) {
 			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
 		}
 	}
-	if total > 0 {
-		sort.Strings(parts)
-		fmt.Fprintf(w, "warning: %d events were lost in this window (%s): the answer may be incomplete\n", total, strings.Join(parts, ", "))
-	}
-	if truncated {
-		fmt.Fprintln(w, "note: --limit cut the answer short")
-	}
+	sort.Strings(parts)
+	return total, strings.Join(parts, ", ")
 }
 
 // printer writes events as JSON lines or a table.

@@ -58,7 +58,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.BoolVar(&f.create, "create-cgroup", false, "create the --watch-cgroup directories that do not exist")
 	fs.StringVar(&f.storeDir, "store", defaultStore, "event store directory (empty: no store)")
 	fs.DurationVar(&f.storeMaxAge, "store-max-age", 7*24*time.Hour, "drop stored events older than this (0: keep)")
-	fs.Int64Var(&f.storeMaxBytes, "store-max-bytes", 1<<30, "keep the store under this size (0: no limit)")
+	fs.Int64Var(&f.storeMaxBytes, "store-max-bytes", 1<<30, "keep the store (segments and indexes) within this many bytes, at least 4 MiB (0: no limit)")
 	fs.StringVar(&f.containerd, "containerd-socket", "/run/containerd/containerd.sock", "containerd socket: its containers are watched from creation (empty: none)")
 	fs.DurationVar(&f.grace, "container-grace", 5*time.Minute, "how long a removed container still names its late events")
 	fs.Var(&f.parents, "container-parent", "cgroup (relative to the cgroup2 mount) below which the runtime creates containers (repeatable; default: default, k8s.io, kubepods, kubepods.slice)")
@@ -79,6 +79,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		return nil, fmt.Errorf("--ring-mib: %d is not a power of two between 1 and 1024", f.ringMiB)
 	case f.apiSocket == "":
 		return nil, errors.New("--api-socket: a socket path is required")
+	case f.storeMaxAge < 0:
+		return nil, fmt.Errorf("--store-max-age: %s is negative", f.storeMaxAge)
+	case f.storeMaxBytes < 0:
+		return nil, fmt.Errorf("--store-max-bytes: %d is negative", f.storeMaxBytes)
+	case f.storeMaxBytes > 0 && f.storeMaxBytes < store.MinMaxBytes:
+		return nil, fmt.Errorf("--store-max-bytes: %d is below %d (4 MiB), the smallest size that holds a sealed segment beside the one being written", f.storeMaxBytes, store.MinMaxBytes)
 	}
 	if f.metricsAddr != "" {
 		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {

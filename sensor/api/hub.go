@@ -25,12 +25,15 @@ type subscriber struct {
 // NewHub returns an empty hub.
 func NewHub() *Hub { return &Hub{subs: make(map[*subscriber]struct{})} }
 
-// Write offers the event's line to every subscriber whose query matches it.
+// Write offers the event's line to every subscriber whose query matches
+// it. A loss report goes to every subscriber, whatever its query: a
+// follower of one container must still learn that events went missing.
 func (h *Hub) Write(e *event.Event, line []byte) error {
+	loss := store.IsLossReport(e)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
-		if !s.q.Matches(e) {
+		if !loss && !s.q.Matches(e) {
 			continue
 		}
 		select {

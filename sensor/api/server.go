@@ -65,8 +65,10 @@ func NewServer(b Backend, hub *Hub, storeDir string, log *slog.Logger) *Server {
 	return &Server{backend: b, hub: hub, storeDir: storeDir, log: log}
 }
 
-// Listen opens the unix socket at path, mode 0600, in a directory only root
-// can enter. A stale socket from a dead daemon is replaced; a live one is an error.
+// Listen opens the unix socket at path, mode 0600; a directory it creates
+// is mode 0700. A stale socket from a dead daemon is replaced; a live one is
+// an error. Whatever the modes, Serve answers only root and the daemon's own
+// user (checked with SO_PEERCRED).
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("api socket: %w", err)
@@ -96,7 +98,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET /v1/posture", s.posture)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("GET /v1/events/stream", s.stream)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: rootOnly(mux), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeer,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -34,6 +34,8 @@ type segIndex struct {
 	// symStart[s] is the first entry of symbol s once sorted.
 	symStart []int
 	symOf    map[container]uint32
+	// symBytes is what Syms take in the index file, for its size before it is written.
+	symBytes int64
 	// raw holds the sorted entries as stored, for an index read from disk:
 	// only the entries a query needs are decoded.
 	raw []byte
@@ -60,7 +62,31 @@ func (x *segIndex) at(i int) entry {
 }
 
 func newSegIndex() *segIndex {
-	return &segIndex{MinTime: 1<<63 - 1, MaxTime: -1 << 63, Syms: []container{{}}, symOf: map[container]uint32{{}: 0}}
+	return &segIndex{MinTime: 1<<63 - 1, MaxTime: -1 << 63, Syms: []container{{}}, symOf: map[container]uint32{{}: 0}, symBytes: symSize(container{})}
+}
+
+// symSize is what one container takes in an index file: its five strings
+// and its entry in the table of run starts.
+func symSize(c container) int64 {
+	n := int64(8)
+	for _, s := range []string{c.ID, c.Name, c.Image, c.Pod, c.Namespace} {
+		n += 2 + int64(min(len(s), 0xffff))
+	}
+	return n
+}
+
+// diskSize is the size of the index file this index seals into.
+func (x *segIndex) diskSize() int64 {
+	return int64(len(idxMagic)) + 16 + 4 + x.symBytes + 8 + 8 + int64(x.count())*entrySize + 4
+}
+
+// growth is how much adding a record of m grows the index file; a container
+// in pending is counted as already added.
+func (x *segIndex) growth(m meta, pending map[container]bool) int64 {
+	if _, ok := x.symOf[m.Container]; ok || pending[m.Container] {
+		return entrySize
+	}
+	return entrySize + symSize(m.Container)
 }
 
 // add records one record's metadata.
@@ -70,6 +96,7 @@ func (x *segIndex) add(m meta, off int64) {
 		sym = uint32(len(x.Syms))
 		x.Syms = append(x.Syms, m.Container)
 		x.symOf[m.Container] = sym
+		x.symBytes += symSize(m.Container)
 	}
 	x.Entries = append(x.Entries, entry{Time: m.Time, Off: off, Sym: sym, Kind: m.Kind, Verdict: m.Verdict})
 	x.MinTime = min(x.MinTime, m.Time)
@@ -104,16 +131,12 @@ func (x *segIndex) runs() {
 	x.symStart[len(x.Syms)] = len(x.Entries)
 }
 
-// window returns the entries of symbol s with since <= time < until.
-func (x *segIndex) window(s uint32, since, until int64) []entry {
+// bounds returns the positions [lo, hi) of symbol s's entries with since <= time < until.
+func (x *segIndex) bounds(s uint32, since, until int64) (lo, hi int) {
 	start, end := x.symStart[s], x.symStart[s+1]
-	lo := start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= since })
-	hi := start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= until })
-	out := make([]entry, 0, hi-lo)
-	for i := lo; i < hi; i++ {
-		out = append(out, x.at(i))
-	}
-	return out
+	lo = start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= since })
+	hi = start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= until })
+	return lo, hi
 }
 
 const idxMagic = "RFIDX002"

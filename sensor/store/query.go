@@ -79,7 +79,12 @@ func (r *Reader) Close() error {
 	return errors.Join(errs...)
 }
 
-// Query runs q over every segment that may hold matching events.
+// Query runs q over every segment that may hold matching events. With a
+// Limit, the answer is kept to the oldest Limit events as segments are read,
+// and a segment whose oldest event is no older than the newest kept one is
+// not collected from: it cannot change the answer (segments are in write
+// order, which is nearly time order). Loss reports are summed over the
+// whole window in any case.
 func (r *Reader) Query(q Query) (*Result, error) {
 	since, until := int64(-1<<63), int64(1<<63-1)
 	if !q.Since.IsZero() {
@@ -93,10 +98,6 @@ func (r *Reader) Query(q Query) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Lost: make(map[string]uint64)}
-	type hit struct {
-		e    entry
-		data []byte
-	}
 	var hits []hit
 	for i, seg := range segs {
 		if h, ok := r.header(seg); ok && (h[1] < since || h[0] >= until) {
@@ -109,49 +110,29 @@ func (r *Reader) Query(q Query) (*Result, error) {
 			}
 			return nil, err
 		}
-		if s.x.MaxTime < since || s.x.MinTime >= until {
-			if release != nil {
-				release()
-			}
-			continue
-		}
-		for sym, c := range s.x.Syms {
-			if !q.matchesContainer(c) {
-				continue
-			}
-			for _, e := range s.x.window(uint32(sym), since, until) {
-				if !q.matchesKind(e.Kind) || !q.matchesVerdict(e.Verdict) {
-					continue
-				}
-				if release != nil { // the active segment is unmapped below: copy now
-					hits = append(hits, hit{entry{Time: e.Time, Off: -1}, payloadJSON(s.m.data, e.Off)})
-				} else {
-					hits = append(hits, hit{e, s.m.data})
+		if s.x.MaxTime >= since && s.x.MinTime < until {
+			if q.Limit > 0 && len(hits) == q.Limit && s.x.MinTime >= hits[q.Limit-1].e.Time {
+				// Whatever matches here sorts after the kept answer.
+				res.Truncated = res.Truncated || q.anyMatch(s.x, since, until)
+			} else {
+				var more bool
+				hits, more = q.collect(hits, s, release != nil, since, until)
+				res.Truncated = res.Truncated || more
+				if q.Limit > 0 && len(hits) >= q.Limit {
+					sortHits(hits) // so that hits[Limit-1] is the newest kept
+					if len(hits) > q.Limit {
+						hits, res.Truncated = hits[:q.Limit], true
+					}
 				}
 			}
-		}
-		for _, e := range s.x.window(0, since, until) {
-			if kinds()[int(e.Kind)%len(kinds())] == event.KindSensor {
-				addLost(res.Lost, s.m.data, e.Off)
-			}
+			addLostIn(res.Lost, s, since, until)
 		}
 		if release != nil {
 			release()
 		}
 	}
 	r.forgetMissing(segs)
-	slices.SortStableFunc(hits, func(a, b hit) int {
-		switch {
-		case a.e.Time < b.e.Time:
-			return -1
-		case a.e.Time > b.e.Time:
-			return 1
-		}
-		return 0
-	})
-	if q.Limit > 0 && len(hits) > q.Limit {
-		hits, res.Truncated = hits[:q.Limit], true
-	}
+	sortHits(hits)
 	res.Events = make([]Match, len(hits))
 	for i, h := range hits {
 		js := h.data
@@ -161,6 +142,86 @@ func (r *Reader) Query(q Query) (*Result, error) {
 		res.Events[i] = Match{Time: time.Unix(0, h.e.Time), JSON: js}
 	}
 	return res, nil
+}
+
+// hit is a matching record: an index entry and the segment data it points
+// into, or, with Off -1, its JSON already copied out.
+type hit struct {
+	e    entry
+	data []byte
+}
+
+// sortHits orders hits by time; ties keep the order they were found in.
+func sortHits(hits []hit) {
+	slices.SortStableFunc(hits, func(a, b hit) int {
+		switch {
+		case a.e.Time < b.e.Time:
+			return -1
+		case a.e.Time > b.e.Time:
+			return 1
+		}
+		return 0
+	})
+}
+
+// collect appends the segment's matching records to hits. The records of
+// a segment that is about to be unmapped (the active one) are copied. With
+// a Limit, it takes at most Limit records from each container's run (a run
+// is in time order, so the rest would sort after them) and reports whether
+// it left a matching one behind.
+func (q *Query) collect(hits []hit, s *openSegment, copyOut bool, since, until int64) ([]hit, bool) {
+	more := false
+	for sym, c := range s.x.Syms {
+		if !q.matchesContainer(c) {
+			continue
+		}
+		lo, hi := s.x.bounds(uint32(sym), since, until)
+		taken := 0
+		for i := lo; i < hi; i++ {
+			e := s.x.at(i)
+			if !q.matchesKind(e.Kind) || !q.matchesVerdict(e.Verdict) {
+				continue
+			}
+			if q.Limit > 0 && taken == q.Limit {
+				more = true
+				break
+			}
+			taken++
+			if copyOut {
+				hits = append(hits, hit{entry{Time: e.Time, Off: -1}, payloadJSON(s.m.data, e.Off)})
+			} else {
+				hits = append(hits, hit{e, s.m.data})
+			}
+		}
+	}
+	return hits, more
+}
+
+// anyMatch reports whether the index holds a record that q selects.
+func (q *Query) anyMatch(x *segIndex, since, until int64) bool {
+	for sym, c := range x.Syms {
+		if !q.matchesContainer(c) {
+			continue
+		}
+		lo, hi := x.bounds(uint32(sym), since, until)
+		for i := lo; i < hi; i++ {
+			if e := x.at(i); q.matchesKind(e.Kind) && q.matchesVerdict(e.Verdict) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addLostIn sums the loss reports of a segment inside the window: sensor
+// events of no container.
+func addLostIn(lost map[string]uint64, s *openSegment, since, until int64) {
+	lo, hi := s.x.bounds(0, since, until)
+	for i := lo; i < hi; i++ {
+		if e := s.x.at(i); kinds()[int(e.Kind)%len(kinds())] == event.KindSensor {
+			addLost(lost, s.m.data, e.Off)
+		}
+	}
 }
 
 // header returns a sealed segment's time range, reading it once.
@@ -248,6 +309,12 @@ func addLost(lost map[string]uint64, data []byte, off int64) {
 
 // LostMessage is the message of the sensor events that report losses.
 const LostMessage = "events lost"
+
+// IsLossReport reports whether e is a sensor's report of lost events: such
+// a report concerns every query, whatever its filter.
+func IsLossReport(e *event.Event) bool {
+	return e.Kind == event.KindSensor && e.Container == nil && e.Message == LostMessage
+}
 
 func (q *Query) matchesContainer(c container) bool {
 	if q.Container != "" && c.Name != q.Container && !(c.ID != "" && strings.HasPrefix(c.ID, q.Container)) {

@@ -45,3 +45,66 @@ func BenchmarkQueryWindow(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQueryScans measures the queries that read a whole window's index
+// entries rather than one container's run: kind and verdict are filtered on
+// the entries, and a limit stops collecting once later segments cannot
+// change the answer.
+func BenchmarkQueryScans(b *testing.B) {
+	const n = 1_000_000
+	dir := b.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]event.Event, 0, 4096)
+	for i := 0; i < n; i++ {
+		kind := event.KindFile
+		if i%100 == 0 {
+			kind = event.KindExec
+		}
+		e := ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind)
+		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
+		batch = append(batch, e)
+		if len(batch) == cap(batch) {
+			if err := w.Append(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	w.Append(batch)
+	w.Close()
+	hour := func(q Query) Query {
+		q.Since, q.Until = t0.Add(12*time.Hour), t0.Add(13*time.Hour)
+		return q
+	}
+	cases := []struct {
+		name string
+		q    Query
+		want int
+	}{
+		{"kind exec, every container, 1h", hour(Query{Kinds: []event.Kind{event.KindExec}}), 417},
+		{"verdict deny, every container, 1h (none)", hour(Query{Verdicts: []event.Verdict{event.VerdictDeny}}), 0},
+		{"every event, 1h", hour(Query{}), 41667},
+		{"limit 100, every event, 24h", Query{Limit: 100}, 100},
+		{"limit 100, kind exec, 24h", Query{Limit: 100, Kinds: []event.Kind{event.KindExec}}, 100},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := r.Query(c.q)
+				r.Close()
+				if err != nil || abs(len(res.Events)-c.want) > 1 {
+					b.Fatalf("%v: %d events, want %d", err, len(res.Events), c.want)
+				}
+			}
+		})
+	}
+}
+
+func abs(n int) int { return max(n, -n) }

@@ -18,7 +18,10 @@ type SinkOptions struct {
 	// Interval is the longest an event waits before its batch is synced.
 	Interval time.Duration
 	// Batch is the most events written in one batch.
-	Batch  int
+	Batch int
+	// Retain is how often retention runs besides when a segment seals, so
+	// that a quiet store still ages out.
+	Retain time.Duration
 	Logger *slog.Logger
 }
 
@@ -48,6 +51,9 @@ func NewSink(w *Writer, opts SinkOptions) *Sink {
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 4096
+	}
+	if opts.Retain <= 0 {
+		opts.Retain = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -101,6 +107,8 @@ func (s *Sink) run() {
 	defer close(s.done)
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
+	retain := time.NewTicker(s.opts.Retain)
+	defer retain.Stop()
 	batch := make([]encoded, 0, s.opts.Batch)
 	for {
 		select {
@@ -114,19 +122,33 @@ func (s *Sink) run() {
 				continue
 			}
 		case <-tick.C:
+		case <-retain.C:
+			s.write(batch)
+			batch = batch[:0]
+			s.expire()
+			continue
 		}
 		s.write(batch)
 		batch = batch[:0]
 	}
 }
 
+func (s *Sink) expire() {
+	if err := s.w.expire(); err != nil {
+		s.opts.Logger.Error("event store retention failed", "error", err)
+	}
+	s.mu.Lock()
+	s.stats = s.w.Stats()
+	s.mu.Unlock()
+}
+
 func (s *Sink) write(batch []encoded) {
 	if len(batch) == 0 {
 		return
 	}
-	if err := s.w.appendEncoded(batch); err != nil {
-		s.writeErrors.Add(uint64(len(batch)))
-		s.opts.Logger.Error("event store write failed", "events", len(batch), "error", err)
+	if n, err := s.w.appendEncoded(batch); err != nil {
+		s.writeErrors.Add(uint64(len(batch) - n))
+		s.opts.Logger.Error("event store write failed", "events", len(batch)-n, "error", err)
 	}
 	s.mu.Lock()
 	s.stats = s.w.Stats()

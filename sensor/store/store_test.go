@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,7 +155,7 @@ func TestSecondWriterRefused(t *testing.T) {
 	}
 }
 
-func TestRetention(t *testing.T) {
+func TestAgeRetention(t *testing.T) {
 	dir := t.TempDir()
 	now := t0.Add(time.Hour)
 	w, err := OpenWriter(dir, Options{SegmentEvents: 10, MaxAge: 30 * time.Minute, Now: func() time.Time { return now }})
@@ -179,16 +180,6 @@ func TestRetention(t *testing.T) {
 	res, _ := r.Query(Query{})
 	if len(res.Events) != 10 || pids(t, res)[0] != 3500 {
 		t.Fatalf("after age retention: %v", pids(t, res))
-	}
-
-	size := w.Stats().Bytes
-	w.opts.MaxBytes = size / 2
-	w.opts.MaxAge = 0
-	if err := w.Append(old); err != nil { // seals a segment, then trims by size
-		t.Fatal(err)
-	}
-	if st := w.Stats(); st.Bytes > size {
-		t.Fatalf("size retention: %d bytes > limit %d", st.Bytes, size)
 	}
 }
 
@@ -267,5 +258,80 @@ func TestCleanCloseSealsAndReopenContinues(t *testing.T) {
 	w.Close()
 	if segs, _ := listSegments(dir); len(segs) != 2 {
 		t.Fatalf("%d segments after an empty session", len(segs))
+	}
+}
+
+func TestVerify(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(tb testing.TB, segs []segment)
+		want   string // in the first segment's error; empty: valid
+	}{
+		{"intact", func(testing.TB, []segment) {}, ""},
+		{"index byte flipped", func(tb testing.TB, segs []segment) { flipByte(tb, segs[0].Idx, 40) }, "damaged index"},
+		{"log byte flipped", func(tb testing.TB, segs []segment) { flipByte(tb, segs[0].Log, 30) }, "a damaged record at offset 0"},
+		{"index missing", func(tb testing.TB, segs []segment) { os.Remove(segs[0].Idx) }, "no such file"},
+		{"index of another log", func(tb testing.TB, segs []segment) {
+			x, _, _ := scan(readAll(tb, segs[2].Log)) // the active segment's 3 records
+			x.seal()
+			if err := writeIndex(segs[0].Idx, x); err != nil {
+				tb.Fatal(err)
+			}
+		}, "the index lists 3 records, the log holds 5"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w, err := OpenWriter(dir, Options{SegmentEvents: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 13; i++ { // two sealed segments of 5, the active one holds 3
+				if err := w.Append([]event.Event{ev(i, []string{"web", "db", ""}[i%3], event.KindFile)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			crash(w)
+			segs, _ := listSegments(dir)
+			if len(segs) != 3 {
+				t.Fatalf("%d segments", len(segs))
+			}
+			c.damage(t, segs)
+			checks, err := Verify(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(checks) != 2 || checks[1].Err != nil || checks[1].Events != 5 {
+				t.Fatalf("checks %+v: want two sealed segments, the second intact with 5 events", checks)
+			}
+			got := checks[0].Err
+			if c.want == "" {
+				if got != nil || checks[0].Events != 5 {
+					t.Fatalf("intact segment: %v, %d events", got, checks[0].Events)
+				}
+				return
+			}
+			if got == nil || !strings.Contains(got.Error(), c.want) {
+				t.Fatalf("got %v, want an error saying %q", got, c.want)
+			}
+		})
+	}
+}
+
+func readAll(tb testing.TB, path string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func flipByte(tb testing.TB, path string, off int) {
+	tb.Helper()
+	b := readAll(tb, path)
+	b[off] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -4,37 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/ringfence/ringfence/sensor/event"
 )
-
-// Options bound the store. Zero values take the defaults.
-type Options struct {
-	// SegmentBytes and SegmentEvents seal the active segment when reached.
-	SegmentBytes  int64
-	SegmentEvents int
-	// MaxAge drops segments whose newest event is older; 0 keeps forever.
-	MaxAge time.Duration
-	// MaxBytes drops the oldest segments while the store is larger; 0 means no limit.
-	MaxBytes int64
-	// Now is the clock used for retention; nil means time.Now.
-	Now func() time.Time
-}
-
-func (o *Options) defaults() {
-	// Small enough that a reader's scan of the unsealed segment stays
-	// within a query's budget, large enough that a day is a few hundred files.
-	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = 64 << 20
-	}
-	if o.SegmentEvents <= 0 {
-		o.SegmentEvents = 1 << 17
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-}
 
 // Writer appends events to a store directory. Only one process may write a
 // store at a time; Writer is not safe for concurrent use.
@@ -60,6 +32,9 @@ type sealedInfo struct {
 // OpenWriter opens (creating if needed) the store at dir for appending. It
 // cuts off a torn tail left by a crash and rebuilds missing indexes.
 func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
+	if err := opts.Check(); err != nil {
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
 	opts.defaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
@@ -100,7 +75,7 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 			if err != nil {
 				return nil, err
 			}
-			w.sealed = append(w.sealed, sealedInfo{seg: seg, maxTime: x.MaxTime, bytes: st.Size()})
+			w.sealed = append(w.sealed, sealedInfo{seg: seg, maxTime: x.MaxTime, bytes: st.Size() + fileSize(seg.Idx)})
 			continue
 		}
 		// The last segment is the active one: recover it.
@@ -114,8 +89,21 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 		if err := w.startSegment(w.next); err != nil {
 			return nil, err
 		}
+	} else if w.index.count() > 0 && w.full() {
+		// Written under larger segment limits: seal it, so that the limits hold from here.
+		if err := w.rotate(); err != nil {
+			return nil, err
+		}
 	}
 	return w, w.retain()
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 func (w *Writer) resume(seg segment, x *segIndex, n uint64, end int64) error {
@@ -146,8 +134,8 @@ func (w *Writer) startSegment(first uint64) error {
 	return syncDir(w.dir)
 }
 
-// Append writes events as one batch and syncs it to disk. When it returns
-// nil, the events survive a crash.
+// Append writes events as one batch (one more where it fills a segment) and
+// syncs it to disk. When it returns nil, the events survive a crash.
 func (w *Writer) Append(events []event.Event) error {
 	recs := make([]encoded, len(events))
 	for i := range events {
@@ -156,41 +144,90 @@ func (w *Writer) Append(events []event.Event) error {
 			return err
 		}
 	}
-	return w.appendEncoded(recs)
+	_, err := w.appendEncoded(recs)
+	return err
 }
 
-func (w *Writer) appendEncoded(events []encoded) error {
+// appendEncoded writes events in order and returns how many are stored. The
+// part that fits in the active segment is written with one write and one
+// sync; the segment is sealed when full and the rest goes to the next one,
+// so that no segment outgrows the limits retention counts on.
+func (w *Writer) appendEncoded(events []encoded) (int, error) {
 	if w.f == nil {
-		return errors.New("store is closed")
+		return 0, errors.New("store is closed")
 	}
-	w.buf = w.buf[:0]
-	offs := make([]int64, 0, len(events))
-	for _, r := range events {
-		offs = append(offs, w.size+int64(len(w.buf)))
-		var err error
-		if w.buf, err = appendRecord(w.buf, r); err != nil {
-			return err
+	done := 0
+	for done < len(events) {
+		n, err := w.writeChunk(events[done:])
+		done += n
+		if err != nil {
+			return done, err
+		}
+		if done < len(events) || w.full() {
+			if err := w.rotate(); err != nil {
+				return done, err
+			}
 		}
 	}
+	return done, nil
+}
+
+// writeChunk writes the leading events that fit in the active segment (at
+// least one if it is empty) and returns how many it wrote.
+func (w *Writer) writeChunk(events []encoded) (int, error) {
+	w.buf = w.buf[:0]
+	offs := make([]int64, 0, min(len(events), w.opts.SegmentEvents))
+	cost := w.cost()
+	var pending map[container]bool
+	for _, r := range events {
+		if w.index.count()+len(offs) >= w.opts.SegmentEvents {
+			break
+		}
+		start := len(w.buf)
+		var err error
+		if w.buf, err = appendRecord(w.buf, r); err != nil {
+			return 0, err
+		}
+		grow := int64(len(w.buf)-start) + w.index.growth(r.m, pending)
+		if cost+grow > w.opts.SegmentBytes && (len(offs) > 0 || w.index.count() > 0) {
+			w.buf = w.buf[:start]
+			break
+		}
+		if pending == nil {
+			pending = make(map[container]bool)
+		}
+		pending[r.m.Container] = true
+		cost += grow
+		offs = append(offs, w.size+int64(start))
+	}
+	if len(offs) == 0 {
+		return 0, nil
+	}
 	if _, err := w.f.Write(w.buf); err != nil {
-		return fmt.Errorf("append to %s: %w", w.seg.Log, err)
+		return 0, fmt.Errorf("append to %s: %w", w.seg.Log, err)
 	}
 	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", w.seg.Log, err)
+		return 0, fmt.Errorf("sync %s: %w", w.seg.Log, err)
 	}
-	for i, r := range events {
-		w.index.add(r.m, offs[i])
+	for i, off := range offs {
+		w.index.add(events[i].m, off)
 	}
 	w.size += int64(len(w.buf))
-	w.next += uint64(len(events))
-	if w.size >= w.opts.SegmentBytes || len(w.index.Entries) >= w.opts.SegmentEvents {
-		return w.rotate()
-	}
-	return nil
+	w.next += uint64(len(offs))
+	return len(offs), nil
+}
+
+// cost is what the active segment takes on disk once sealed: its log and its index.
+func (w *Writer) cost() int64 { return w.size + w.index.diskSize() }
+
+// full reports whether the active segment has reached a limit.
+func (w *Writer) full() bool {
+	return w.cost() >= w.opts.SegmentBytes || w.index.count() >= w.opts.SegmentEvents
 }
 
 // rotate seals the active segment (writes its index) and starts the next.
 func (w *Writer) rotate() error {
+	bytes := w.cost()
 	w.index.seal()
 	if err := writeIndex(w.seg.Idx, w.index); err != nil {
 		return err
@@ -198,46 +235,17 @@ func (w *Writer) rotate() error {
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	w.sealed = append(w.sealed, sealedInfo{seg: w.seg, maxTime: w.index.MaxTime, bytes: w.size})
+	w.sealed = append(w.sealed, sealedInfo{seg: w.seg, maxTime: w.index.MaxTime, bytes: bytes})
 	if err := w.startSegment(w.next); err != nil {
 		return err
 	}
 	return w.retain()
 }
 
-// retain deletes the oldest sealed segments beyond the age and size limits.
-func (w *Writer) retain() error {
-	total := w.size
-	for _, s := range w.sealed {
-		total += s.bytes
-	}
-	var cutoff int64 = -1 << 63
-	if w.opts.MaxAge > 0 {
-		cutoff = w.opts.Now().Add(-w.opts.MaxAge).UnixNano()
-	}
-	for len(w.sealed) > 0 {
-		s := w.sealed[0]
-		overSize := w.opts.MaxBytes > 0 && total > w.opts.MaxBytes
-		if !overSize && s.maxTime >= cutoff {
-			break
-		}
-		// The index goes first, so a reader never finds an index without its log.
-		if err := os.Remove(s.seg.Idx); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if err := os.Remove(s.seg.Log); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		total -= s.bytes
-		w.sealed = w.sealed[1:]
-	}
-	return nil
-}
-
 // Stats describes the store's size.
 type Stats struct {
 	Segments int
-	Bytes    int64
+	Bytes    int64  // segment logs and indexes on disk
 	Events   uint64 // written since the store was created, including deleted ones
 }
 
