@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -132,7 +131,7 @@ func TestRuntimeRestart(t *testing.T) {
 	rt.RunDetached(t, idA, "sh", "-c", "while :; do echo x > "+marker+"; sleep 0.2; done")
 
 	rt.KillDaemon(t)
-	metrics := freeLoopbackAddr(t)
+	metrics := freeLoopback(t)
 	d := startDaemon(t, bin, "--containerd-socket", rt.Socket, "--metrics-addr", metrics)
 	d.waitStatus(t, "disconnected at start", func(s *status.Snapshot) bool { return s.Runtime != nil && !s.Runtime.Connected })
 	waitMetric(t, metrics, "ringfence_runtime_connected", 0)
@@ -191,17 +190,6 @@ func (d *daemon) waitMarker(t *testing.T, path string, since time.Time, ok func(
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// freeLoopbackAddr returns a loopback address with a port free right now.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitMetric waits until the daemon's /metrics at addr shows the unlabelled
