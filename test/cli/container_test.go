@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,8 +32,35 @@ func TestContainerIdentity(t *testing.T) {
 	bin := build(t)
 	d := startDaemon(t, bin, "--containerd-socket", rt.Socket)
 	id := rt.NewID(t, "rf-identity")
+	before := time.Now()
 	rt.Run(t, id, "sh", "-c", "echo x > /tmp/identity-marker")
 	d.waitForContainerEvent(t, rt, id)
+
+	// ringfence containers: every column, the row of this container.
+	out, err := exec.Command(bin, "containers", "--api-socket", d.socket()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ringfence containers: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "ID NAME IMAGE POD CGROUP ID WATCHED SINCE STATE POLICIES" {
+		t.Fatalf("ringfence containers header: %q", lines[0])
+	}
+	var row []string
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) > 1 && f[1] == id {
+			row = f
+		}
+	}
+	if len(row) < 7 || !strings.HasPrefix(id, row[0]) || row[2] != rt.Image || row[3] != "-" {
+		t.Fatalf("ringfence containers has no row id/name/image/pod for %s:\n%s", id, out)
+	}
+	if _, err := strconv.ParseUint(row[4], 10, 64); err != nil {
+		t.Fatalf("cgroup id column %q: %v", row[4], err)
+	}
+	since, err := time.Parse(time.RFC3339, row[5])
+	if err != nil || since.Before(before.Add(-time.Second)) || since.After(time.Now()) {
+		t.Fatalf("watched since %q (%v): want the time the daemon met the container, after %s", row[5], err, before.Format(time.RFC3339))
+	}
 }
 
 // waitForContainerEvent waits for the marker write of container id and
