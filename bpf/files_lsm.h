@@ -17,6 +17,9 @@
 #define ATTR_ATIME (1 << 4)
 #define ATTR_MTIME (1 << 5)
 #define LSM_O_TRUNC 01000
+#define LSM_O_TMPFILE 020000000
+#define LSM_S_IFMT 0170000
+#define LSM_S_IFREG 0100000
 
 static __always_inline struct file_event *file_event_start(__u32 op)
 {
@@ -85,17 +88,26 @@ static __always_inline __u64 path_sb(const struct path *p)
 	return (__u64)BPF_CORE_READ(p, dentry, d_sb);
 }
 
+/* lsm_file_open reports opens for write. A creation was already reported,
+ * and judged, by path_mknod (may_o_create calls it for every O_CREAT that
+ * creates), and an O_TRUNC open of a regular file is reported by the
+ * truncate hook that follows (path_truncate, or file_truncate from 6.2):
+ * one event per operation. Only O_TMPFILE creates without path_mknod. */
 static __always_inline int lsm_file_open(struct file *file)
 {
 	__u32 fmode = BPF_CORE_READ(file, f_mode);
 	__u32 fflags = BPF_CORE_READ(file, f_flags);
-	if (!(fmode & FMODE_WRITE) && !(fflags & LSM_O_TRUNC))
-		return 0;
+	__u32 imode = BPF_CORE_READ(file, f_inode, i_mode);
 	__u32 op = FILE_OP_OPEN;
-	if (fmode & FMODE_CREATED)
+	if (fflags & LSM_O_TMPFILE) {
 		op = FILE_OP_CREATE;
-	else if (fflags & LSM_O_TRUNC)
-		op = FILE_OP_TRUNCATE;
+	} else if (fmode & FMODE_CREATED) {
+		return 0;
+	} else if ((fflags & LSM_O_TRUNC) && (imode & LSM_S_IFMT) == LSM_S_IFREG) {
+		return 0;
+	} else if (!(fmode & FMODE_WRITE)) {
+		return 0;
+	}
 	struct file_event *e = file_event_start(op);
 	if (!e)
 		return 0;
@@ -173,6 +185,15 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	e->path_kind = PATH_FS;
 	e->path_len = dentry_path(d, e->path);
 	return file_event_end(e, dentry_sb(d));
+}
+
+/* path_mknod also sees every creation of a regular file (open with O_CREAT,
+ * creat, mknod of S_IFREG or of type 0): those are reported as create. */
+static __always_inline int lsm_path_mknod(const struct path *dir, struct dentry *dentry, __u32 mode)
+{
+	__u32 type = mode & LSM_S_IFMT;
+	__u32 op = (type == 0 || type == LSM_S_IFREG) ? FILE_OP_CREATE : FILE_OP_MKNOD;
+	return path_op(op, dir, dentry, mode);
 }
 
 /* inode_setattr is the only hook on the utimes route. Mode, owner and size

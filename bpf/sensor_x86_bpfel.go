@@ -307,7 +307,9 @@ const (
 	SensorProgRfLsmBprmCheck        = "rf_lsm_bprm_check"
 	SensorProgRfLsmFileOpen         = "rf_lsm_file_open"
 	SensorProgRfLsmFileTruncate     = "rf_lsm_file_truncate"
+	SensorProgRfLsmInodeRemoveAcl   = "rf_lsm_inode_remove_acl"
 	SensorProgRfLsmInodeRemovexattr = "rf_lsm_inode_removexattr"
+	SensorProgRfLsmInodeSetAcl      = "rf_lsm_inode_set_acl"
 	SensorProgRfLsmInodeSetattr     = "rf_lsm_inode_setattr"
 	SensorProgRfLsmInodeSetxattr    = "rf_lsm_inode_setxattr"
 	SensorProgRfLsmPathChmod        = "rf_lsm_path_chmod"
@@ -395,7 +397,9 @@ type SensorProgramSpecs struct {
 	RfLsmBprmCheck        *ebpf.ProgramSpec `ebpf:"rf_lsm_bprm_check"`
 	RfLsmFileOpen         *ebpf.ProgramSpec `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_file_truncate"`
+	RfLsmInodeRemoveAcl   *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_remove_acl"`
 	RfLsmInodeRemovexattr *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_removexattr"`
+	RfLsmInodeSetAcl      *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_set_acl"`
 	RfLsmInodeSetattr     *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_setattr"`
 	RfLsmInodeSetxattr    *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_setxattr"`
 	RfLsmPathChmod        *ebpf.ProgramSpec `ebpf:"rf_lsm_path_chmod"`
@@ -549,7 +553,9 @@ type SensorPrograms struct {
 	RfLsmBprmCheck        *ebpf.Program `ebpf:"rf_lsm_bprm_check"`
 	RfLsmFileOpen         *ebpf.Program `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.Program `ebpf:"rf_lsm_file_truncate"`
+	RfLsmInodeRemoveAcl   *ebpf.Program `ebpf:"rf_lsm_inode_remove_acl"`
 	RfLsmInodeRemovexattr *ebpf.Program `ebpf:"rf_lsm_inode_removexattr"`
+	RfLsmInodeSetAcl      *ebpf.Program `ebpf:"rf_lsm_inode_set_acl"`
 	RfLsmInodeSetattr     *ebpf.Program `ebpf:"rf_lsm_inode_setattr"`
 	RfLsmInodeSetxattr    *ebpf.Program `ebpf:"rf_lsm_inode_setxattr"`
 	RfLsmPathChmod        *ebpf.Program `ebpf:"rf_lsm_path_chmod"`
@@ -580,7 +586,9 @@ func (p *SensorPrograms) Close() error {
 		p.RfLsmBprmCheck,
 		p.RfLsmFileOpen,
 		p.RfLsmFileTruncate,
+		p.RfLsmInodeRemoveAcl,
 		p.RfLsmInodeRemovexattr,
+		p.RfLsmInodeSetAcl,
 		p.RfLsmInodeSetattr,
 		p.RfLsmInodeSetxattr,
 		p.RfLsmPathChmod,

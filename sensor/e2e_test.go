@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,6 +214,13 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 		l := filepath.Join(dir, "s")
 		return []string{"target-of-s", l}, l, "target-of-s"
 	}
+	withACL := func(t *testing.T, dir string) ([]string, string, string) {
+		args, p, _ := file(t, dir)
+		if err := unix.Setxattr(p, aclXattr, testACL(), 0); err != nil {
+			t.Fatalf("set a POSIX ACL (does the file system support them?): %v", err)
+		}
+		return args, p, ""
+	}
 	withXattr := func(t *testing.T, dir string) ([]string, string, string) {
 		args, p, _ := file(t, dir)
 		if err := unix.Setxattr(p, "trusted.ringfence", []byte("1"), 0); err != nil {
@@ -223,28 +231,33 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 	cases := []struct {
 		helper, op string
 		setup      fixture
+		// also lists the other events the helper causes on the same
+		// path: ftruncate opens the file for write first.
+		also []string
 	}{
-		{"open-write", "open", file},
-		{"create", "create", fresh},
-		{"open-trunc", "truncate", file},
-		{"truncate", "truncate", file},
-		{"ftruncate", "truncate", file},
-		{"unlink", "unlink", file},
-		{"rmdir", "rmdir", subdir},
-		{"unlinkat-removedir", "rmdir", subdir},
-		{"rename", "rename", move},
-		{"renameat2-noreplace", "rename", move},
-		{"link", "link", linkTo},
-		{"symlink", "symlink", symlinkTo},
-		{"mkdir", "mkdir", fresh},
-		{"mknod", "mknod", fresh},
-		{"chmod", "chmod", file},
-		{"fchmod", "chmod", file},
-		{"chown", "chown", file},
-		{"fchown", "chown", file},
-		{"setxattr", "setxattr", file},
-		{"removexattr", "removexattr", withXattr},
-		{"utimes", "utimes", file},
+		{"open-write", "open", file, nil},
+		{"create", "create", fresh, nil},
+		{"open-trunc", "truncate", file, nil},
+		{"truncate", "truncate", file, nil},
+		{"ftruncate", "truncate", file, []string{"open"}},
+		{"unlink", "unlink", file, nil},
+		{"rmdir", "rmdir", subdir, nil},
+		{"unlinkat-removedir", "rmdir", subdir, nil},
+		{"rename", "rename", move, nil},
+		{"renameat2-noreplace", "rename", move, nil},
+		{"link", "link", linkTo, nil},
+		{"symlink", "symlink", symlinkTo, nil},
+		{"mkdir", "mkdir", fresh, nil},
+		{"mknod", "mknod", fresh, nil},
+		{"chmod", "chmod", file, nil},
+		{"fchmod", "chmod", file, nil},
+		{"chown", "chown", file, nil},
+		{"fchown", "chown", file, nil},
+		{"setxattr", "setxattr", file, nil},
+		{"removexattr", "removexattr", withXattr, nil},
+		{"setacl", "setxattr", file, nil},
+		{"removeacl", "removexattr", withACL, nil},
+		{"utimes", "utimes", file, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.helper, func(t *testing.T) {
@@ -262,6 +275,23 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 			}
 			if c.op == "chown" && (e.OwnerUID == nil || e.OwnerGID == nil) {
 				t.Fatalf("chown without owner: %+v", e)
+			}
+			// Exactly one event per operation: once the helper's exit
+			// is reported, everything it did before is too.
+			p.stop()
+			h.rec.waitFor(t, "exit", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == p.Pid })
+			time.Sleep(200 * time.Millisecond)
+			var ops []string
+			for _, e := range h.rec.all() {
+				if e.Kind == event.KindFile && e.PID == p.Pid && samePath(&e, e.Path, path) {
+					ops = append(ops, e.Op)
+				}
+			}
+			want := append([]string{c.op}, c.also...)
+			sort.Strings(ops)
+			sort.Strings(want)
+			if strings.Join(ops, ",") != strings.Join(want, ",") {
+				t.Fatalf("events on %s: %v, want exactly %v%s", path, ops, want, h.rec.dump())
 			}
 		})
 	}

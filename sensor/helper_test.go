@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -81,6 +82,10 @@ func helperOp(op string, a []string) error {
 		return unix.Setxattr(a[0], "trusted.ringfence", []byte("1"), 0)
 	case "removexattr":
 		return unix.Removexattr(a[0], "trusted.ringfence")
+	case "setacl": // a POSIX access ACL, which 6.2+ kernels route to inode_set_acl
+		return unix.Setxattr(a[0], aclXattr, testACL(), 0)
+	case "removeacl":
+		return unix.Removexattr(a[0], aclXattr)
 	case "utimes":
 		return unix.UtimesNano(a[0], []unix.Timespec{{Sec: 1}, {Sec: 2}})
 	case "relative-create": // a path relative to the cwd
@@ -132,6 +137,32 @@ func helperOp(op string, a []string) error {
 		return c.Close()
 	}
 	return fmt.Errorf("unknown helper op %q", op)
+}
+
+const aclXattr = "system.posix_acl_access"
+
+// testACL is a valid POSIX ACL in the kernel's xattr form (version 2, then
+// tag, permissions and id of each entry, in tag order): owner rw-, user
+// 1234 rw-, group r--, mask rw-, other r--.
+func testACL() []byte {
+	const undefinedID = 0xffffffff
+	entries := []struct {
+		tag, perm uint16
+		id        uint32
+	}{
+		{0x01, 6, undefinedID}, // ACL_USER_OBJ
+		{0x02, 6, 1234},        // ACL_USER
+		{0x04, 4, undefinedID}, // ACL_GROUP_OBJ
+		{0x10, 6, undefinedID}, // ACL_MASK
+		{0x20, 4, undefinedID}, // ACL_OTHER
+	}
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.perm)
+		b = binary.LittleEndian.AppendUint32(b, e.id)
+	}
+	return b
 }
 
 func openClose(path string, flags int, mode uint32) error {

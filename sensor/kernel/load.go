@@ -39,8 +39,11 @@ type Sensor struct {
 }
 
 // optionalHook reports whether an LSM hook may be missing from the kernel
-// (file_truncate exists from 6.2 on) without failing the load.
-func optionalHook(hook string) bool { return hook == "file_truncate" }
+// (file_truncate, inode_set_acl and inode_remove_acl exist from 6.2 on)
+// without failing the load.
+func optionalHook(hook string) bool {
+	return hook == "file_truncate" || hook == "inode_set_acl" || hook == "inode_remove_acl"
+}
 
 // Load loads the programs of the probed tier and attaches them. A program that
 // is required for the tier and fails to load or attach fails the whole load:
