@@ -140,8 +140,23 @@ func (e *Event) MarshalLine() ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	var v any = e
+	if e.Kind == KindBind {
+		v = bindLine{(*plainEvent)(e), e.Port}
+	}
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+}
+
+// plainEvent has Event's fields and encoding, for bindLine to extend.
+type plainEvent Event
+
+// bindLine is a bind event's encoding: its port is always there, since
+// port 0 (the kernel picks one) says something too. Its Port field, less
+// deeply nested, takes the place of the omitempty one.
+type bindLine struct {
+	*plainEvent
+	Port uint16 `json:"port"`
 }
