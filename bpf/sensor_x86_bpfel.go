@@ -192,6 +192,7 @@ const (
 	SensorPathKindPATH_RELATIVE SensorPathKind = 2
 	SensorPathKindPATH_FD       SensorPathKind = 3
 	SensorPathKindPATH_FS       SensorPathKind = 4
+	SensorPathKindPATH_HANDLE   SensorPathKind = 5
 )
 
 type SensorPathScratch struct {

@@ -164,6 +164,8 @@ func TestEvents(t *testing.T) {
 	h := newHarness(t)
 	t.Run("file", func(t *testing.T) { testFileWriteEvents(t, h) })
 	t.Run("relative-path", func(t *testing.T) { testRelativePathResolved(t, h) })
+	t.Run("ia32", func(t *testing.T) { testIA32Syscalls(t, h) })
+	t.Run("open-by-handle", func(t *testing.T) { testOpenByHandle(t, h) })
 	t.Run("exec", func(t *testing.T) { testExecEvent(t, h) })
 	t.Run("bind", func(t *testing.T) { testBindEvents(t, h) })
 	t.Run("child-cgroup", func(t *testing.T) { testChildCgroupsAreWatched(t, h) })
@@ -278,12 +280,9 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 			}
 			// Exactly one event per operation: once the helper's exit
 			// is reported, everything it did before is too.
-			p.stop()
-			h.rec.waitFor(t, "exit", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == p.Pid })
-			time.Sleep(200 * time.Millisecond)
 			var ops []string
-			for _, e := range h.rec.all() {
-				if e.Kind == event.KindFile && e.PID == p.Pid && samePath(&e, e.Path, path) {
+			for _, e := range h.fileEventsOf(t, p) {
+				if samePath(&e, e.Path, path) {
 					ops = append(ops, e.Op)
 				}
 			}
@@ -306,6 +305,79 @@ func testRelativePathResolved(t *testing.T, h *harness) {
 	})
 	if e.PathScope != "" {
 		t.Fatalf("path scope %q for a resolved path", e.PathScope)
+	}
+}
+
+// fileEventsOf waits for the exit of helper p, after which every event of
+// its operations has been delivered, and returns its file events.
+func (h *harness) fileEventsOf(t *testing.T, p *helperProc) []event.Event {
+	t.Helper()
+	p.stop()
+	h.rec.waitFor(t, "exit", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == p.Pid })
+	time.Sleep(200 * time.Millisecond)
+	var out []event.Event
+	for _, e := range h.rec.all() {
+		if e.Kind == event.KindFile && e.PID == p.Pid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// testIA32Syscalls issues syscalls through the ia32 entry, whose numbers
+// mean other syscalls on x86-64: an ia32 open (5, fstat on x86-64) must be
+// reported as the create it is, an ia32 readlink (85, creat on x86-64) as
+// nothing, and both counted under their ia32 numbers.
+func testIA32Syscalls(t *testing.T, h *harness) {
+	dir := t.TempDir()
+	created := filepath.Join(dir, "ia32-created")
+	p := startHelper(t, h.cgroupFD, "ia32-create", created)
+	e := h.rec.waitFor(t, "ia32 create", func(e *event.Event) bool {
+		return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == "create" && e.Path == created
+	})
+	h.checkProcess(t, e, p.Pid)
+	if e.Source != wantSource() {
+		t.Fatalf("source %q, want %q", e.Source, wantSource())
+	}
+	if evs := h.fileEventsOf(t, p); len(evs) != 1 {
+		t.Fatalf("ia32 open: %d file events, want 1: %+v", len(evs), evs)
+	}
+
+	link := filepath.Join(dir, "ia32-link")
+	if err := os.Symlink("somewhere", link); err != nil {
+		t.Fatal(err)
+	}
+	r := startHelper(t, h.cgroupFD, "ia32-readlink", link)
+	if evs := h.fileEventsOf(t, r); len(evs) != 0 {
+		t.Fatalf("an ia32 readlink gave file events: %+v", evs)
+	}
+	for _, nr := range []string{"ia32:5", "ia32:85"} {
+		h.rec.waitFor(t, nr+" syscall count", func(e *event.Event) bool {
+			return e.Kind == event.KindSyscalls && e.CgroupID == h.cgroupID && e.Counts[nr] > 0
+		})
+	}
+}
+
+// testOpenByHandle opens a file for write by its handle: no path in the
+// syscall, so the tracepoint names the handle's filesystem (its mount_fd,
+// the file's directory here); the LSM hook sees the file itself.
+func testOpenByHandle(t *testing.T, h *harness) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "by-handle")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startHelper(t, h.cgroupFD, "open-by-handle", f)
+	wantPath, wantScope := dir, "file-handle"
+	if testenv.InVM() {
+		wantPath, wantScope = f, ""
+	}
+	e := h.rec.waitFor(t, "open by handle", func(e *event.Event) bool {
+		return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == "open" && e.Path == wantPath
+	})
+	h.checkProcess(t, e, p.Pid)
+	if e.PathScope != wantScope || e.Source != wantSource() {
+		t.Fatalf("path scope %q source %q, want %q %q", e.PathScope, e.Source, wantScope, wantSource())
 	}
 }
 

@@ -8,12 +8,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/test/ia32"
 )
 
 // The helper is this test binary run again as a child in a watched cgroup,
@@ -86,6 +89,25 @@ func helperOp(op string, a []string) error {
 		return unix.Setxattr(a[0], aclXattr, testACL(), 0)
 	case "removeacl":
 		return unix.Removexattr(a[0], aclXattr)
+	case "ia32-create": // open(O_CREAT) by the ia32 entry (number 5: fstat on x86-64)
+		return ia32Call(ia32.SysOpen, a[0], unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	case "ia32-readlink": // ia32 readlink is 85: creat on x86-64
+		return ia32Call(ia32.SysReadlink, a[0], 0, 64)
+	case "open-by-handle": // the file, and a descriptor of its directory as mount_fd
+		h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, a[0], 0)
+		if err != nil {
+			return err
+		}
+		mfd, err := unix.Open(filepath.Dir(a[0]), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(mfd)
+		fd, err := unix.OpenByHandleAt(mfd, h, unix.O_WRONLY|unix.O_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
 	case "utimes":
 		return unix.UtimesNano(a[0], []unix.Timespec{{Sec: 1}, {Sec: 2}})
 	case "relative-create": // a path relative to the cwd
@@ -137,6 +159,33 @@ func helperOp(op string, a []string) error {
 		return c.Close()
 	}
 	return fmt.Errorf("unknown helper op %q", op)
+}
+
+// ia32Call issues ia32 syscall nr on path (copied below 4 GiB) and two
+// more arguments; for readlink the second is replaced by a buffer there.
+func ia32Call(nr uintptr, path string, a2, a3 uintptr) error {
+	m, err := ia32.NewMem()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	p, err := m.String(path)
+	if err != nil {
+		return err
+	}
+	if nr == ia32.SysReadlink {
+		if a2, err = m.Alloc(int(a3)); err != nil {
+			return err
+		}
+	}
+	r, err := ia32.Syscall(nr, p, a2, a3)
+	if err != nil {
+		return fmt.Errorf("ia32 syscall %d: %w", nr, err)
+	}
+	if nr == ia32.SysOpen {
+		return unix.Close(int(r))
+	}
+	return nil
 }
 
 const aclXattr = "system.posix_acl_access"

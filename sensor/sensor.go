@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -453,7 +452,7 @@ func (s *Sensor) pollSyscalls() {
 			if per[k.CgroupID] == nil {
 				per[k.CgroupID] = make(map[string]uint64)
 			}
-			per[k.CgroupID][strconv.Itoa(int(k.Nr))] = d
+			per[k.CgroupID][kernel.SyscallName(k.Nr)] = d
 		}
 	}
 	s.lastSys = counts

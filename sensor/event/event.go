@@ -84,7 +84,9 @@ type Event struct {
 	Target string `json:"target,omitempty"`
 	// PathScope is empty for a path as the process sees it, "filesystem"
 	// for one relative to its filesystem's root, "unresolved" for a
-	// relative path or descriptor that could not be resolved.
+	// relative path or descriptor that could not be resolved, and
+	// "file-handle" for a file opened by handle (open_by_handle_at), whose
+	// path is then where the handle's filesystem is mounted.
 	PathScope string  `json:"path_scope,omitempty"`
 	Flags     uint32  `json:"flags,omitempty"`
 	FileMode  uint32  `json:"file_mode,omitempty"`

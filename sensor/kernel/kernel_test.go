@@ -163,3 +163,11 @@ func TestOptionalHooksSkipped(t *testing.T) {
 		})
 	}
 }
+
+func TestSyscallName(t *testing.T) {
+	for nr, want := range map[uint32]string{257: "257", 0: "0", 1<<31 | 5: "ia32:5", 1<<31 | 85: "ia32:85"} {
+		if got := SyscallName(nr); got != want {
+			t.Errorf("SyscallName(%#x) = %q, want %q", nr, got, want)
+		}
+	}
+}
