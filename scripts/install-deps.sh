@@ -8,8 +8,8 @@ profile=${1:-test}
 case "$profile" in
 run)
 	# The eBPF objects are committed: no compiler needed. busybox-static
-	# gives the README's example its nc.
-	packages=(ca-certificates git busybox-static)
+	# and curl are what the README's example runs (nc, the metrics).
+	packages=(ca-certificates git busybox-static curl)
 	;;
 test)
 	packages=(
