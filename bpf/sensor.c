@@ -94,7 +94,7 @@ int BPF_PROG(rf_lsm_file_open, struct file *file)
 SEC("lsm/path_truncate")
 int BPF_PROG(rf_lsm_path_truncate, const struct path *path)
 {
-	return path_op(FILE_OP_TRUNCATE, path, 0, 0);
+	return lsm_path_truncate(path);
 }
 
 SEC("lsm/file_truncate")

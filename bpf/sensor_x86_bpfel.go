@@ -292,6 +292,7 @@ const (
 	SensorMapEnforceScratch         = "enforce_scratch"
 	SensorMapEvents                 = "events"
 	SensorMapMembers                = "members"
+	SensorMapOpenTruncs             = "open_truncs"
 	SensorMapPathScratch            = "path_scratch"
 	SensorMapPending                = "pending"
 	SensorMapPolicies               = "policies"
@@ -431,6 +432,7 @@ type SensorMapSpecs struct {
 	EnforceScratch  *ebpf.MapSpec `ebpf:"enforce_scratch"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	Members         *ebpf.MapSpec `ebpf:"members"`
+	OpenTruncs      *ebpf.MapSpec `ebpf:"open_truncs"`
 	PathScratch     *ebpf.MapSpec `ebpf:"path_scratch"`
 	Pending         *ebpf.MapSpec `ebpf:"pending"`
 	Policies        *ebpf.MapSpec `ebpf:"policies"`
@@ -490,6 +492,7 @@ type SensorMaps struct {
 	EnforceScratch  *ebpf.Map `ebpf:"enforce_scratch"`
 	Events          *ebpf.Map `ebpf:"events"`
 	Members         *ebpf.Map `ebpf:"members"`
+	OpenTruncs      *ebpf.Map `ebpf:"open_truncs"`
 	PathScratch     *ebpf.Map `ebpf:"path_scratch"`
 	Pending         *ebpf.Map `ebpf:"pending"`
 	Policies        *ebpf.Map `ebpf:"policies"`
@@ -508,6 +511,7 @@ func (m *SensorMaps) Close() error {
 		m.EnforceScratch,
 		m.Events,
 		m.Members,
+		m.OpenTruncs,
 		m.PathScratch,
 		m.Pending,
 		m.Policies,
