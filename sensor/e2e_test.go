@@ -324,7 +324,7 @@ func (h *harness) fileEventsOf(t *testing.T, p *helperProc) []event.Event {
 	return out
 }
 
-// testIA32Syscalls issues syscalls through the ia32 entry, whose numbers
+// testIA32Syscalls makes syscalls through the ia32 entry, whose numbers
 // mean other syscalls on x86-64: an ia32 open (5, fstat on x86-64) must be
 // reported as the create it is, an ia32 readlink (85, creat on x86-64) as
 // nothing, and both counted under their ia32 numbers.

@@ -161,7 +161,7 @@ func helperOp(op string, a []string) error {
 	return fmt.Errorf("unknown helper op %q", op)
 }
 
-// ia32Call issues ia32 syscall nr on path (copied below 4 GiB) and two
+// ia32Call makes ia32 syscall nr on path (copied below 4 GiB) and two
 // more arguments; for readlink the second is replaced by a buffer there.
 func ia32Call(nr uintptr, path string, a2, a3 uintptr) error {
 	m, err := ia32.NewMem()

@@ -1,6 +1,6 @@
 //go:build linux && amd64
 
-// Package ia32 issues syscalls through the ia32 entry (int 0x80) from a
+// Package ia32 makes syscalls through the ia32 entry (int 0x80) from a
 // 64-bit process, as a 32-bit program would: the kernel then takes the
 // number from the ia32 table and the arguments from ebx, ecx, edx, esi and
 // edi, 32 bits wide. Tests use it to check that the sensor tells the two
@@ -21,7 +21,7 @@ const (
 
 func int80(nr, a1, a2, a3 uintptr) uintptr
 
-// Syscall issues ia32 syscall nr with up to three arguments (pointers must
+// Syscall makes ia32 syscall nr with up to three arguments (pointers must
 // be below 4 GiB: see Mem) and returns its result or its errno.
 func Syscall(nr, a1, a2, a3 uintptr) (int32, error) {
 	r := int32(uint32(int80(nr, a1, a2, a3)))

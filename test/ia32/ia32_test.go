@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestIA32Entry checks the helper itself: an ia32 open creates the file
+// TestIA32Entry checks the package itself: an ia32 open creates the file
 // and an ia32 readlink reads a link, with the ia32 numbers.
 func TestIA32Entry(t *testing.T) {
 	m, err := NewMem()
