@@ -36,7 +36,8 @@ generate: deps ## compile the eBPF C programs and regenerate their Go bindings
 
 .PHONY: generate-check
 generate-check: generate ## fail if the committed eBPF objects differ from a fresh generate
-	@if ! git diff --quiet -- bpf/ || [ -n "$$(git ls-files --others --exclude-standard bpf/)" ]; then \
+	@# Against HEAD, not the index: a staged but uncommitted change is not committed.
+	@if ! git diff --quiet HEAD -- bpf/ || [ -n "$$(git ls-files --others --exclude-standard bpf/)" ]; then \
 		git status --short bpf/; \
 		echo "generated files are not up to date: run 'make generate' and commit the result"; \
 		exit 1; \

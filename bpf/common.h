@@ -57,6 +57,7 @@ enum path_kind {
 	PATH_RELATIVE = 2, /* as the process passed it, relative to dirfd (AT_FDCWD: cwd) */
 	PATH_FD = 3,       /* no name: the object is the open file dirfd */
 	PATH_FS = 4,       /* resolved from the dentry: relative to its filesystem root */
+	PATH_HANDLE = 5,   /* a file handle (open_by_handle_at) on the filesystem mounted at path (or dirfd) */
 };
 
 /* Why an event was not delivered. Indexes the drops map. */

@@ -17,6 +17,9 @@
 #define ATTR_ATIME (1 << 4)
 #define ATTR_MTIME (1 << 5)
 #define LSM_O_TRUNC 01000
+#define LSM_O_TMPFILE 020000000
+#define LSM_S_IFMT 0170000
+#define LSM_S_IFREG 0100000
 
 static __always_inline struct file_event *file_event_start(__u32 op)
 {
@@ -85,23 +88,64 @@ static __always_inline __u64 path_sb(const struct path *p)
 	return (__u64)BPF_CORE_READ(p, dentry, d_sb);
 }
 
+/* Threads whose O_TRUNC open file_open has just judged and reported, with
+ * the file's dentry: the truncate hook the kernel calls next for that open
+ * (handle_truncate: path_truncate up to 6.1, file_truncate from 6.2) finds
+ * it here and stays quiet, so the operation gives one event. The judgement
+ * cannot wait for the truncate hook: overlayfs truncates in its open, when
+ * it copies the file up, which runs after file_open and before that hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, __u64); /* struct dentry * */
+} open_truncs SEC(".maps");
+
+/* lsm_file_open reports opens for write, and judges them. A creation was
+ * already reported, and judged, by path_mknod (may_o_create calls it for
+ * every O_CREAT that creates); only O_TMPFILE creates without it. */
 static __always_inline int lsm_file_open(struct file *file)
 {
 	__u32 fmode = BPF_CORE_READ(file, f_mode);
 	__u32 fflags = BPF_CORE_READ(file, f_flags);
-	if (!(fmode & FMODE_WRITE) && !(fflags & LSM_O_TRUNC))
-		return 0;
+	__u32 imode = BPF_CORE_READ(file, f_inode, i_mode);
 	__u32 op = FILE_OP_OPEN;
-	if (fmode & FMODE_CREATED)
+	int trunc = 0;
+	if (fflags & LSM_O_TMPFILE) {
 		op = FILE_OP_CREATE;
-	else if (fflags & LSM_O_TRUNC)
-		op = FILE_OP_TRUNCATE;
+	} else if (fmode & FMODE_CREATED) {
+		return 0;
+	} else if ((fflags & LSM_O_TRUNC) && (imode & LSM_S_IFMT) == LSM_S_IFREG) {
+		op = FILE_OP_TRUNCATE; /* only regular files are truncated on open */
+		trunc = 1;
+	} else if (!(fmode & FMODE_WRITE)) {
+		return 0;
+	}
 	struct file_event *e = file_event_start(op);
 	if (!e)
 		return 0;
 	e->flags = fflags;
 	e->path_len = d_path_child((struct path *)&file->f_path, 0, e->path);
-	return file_event_end(e, path_sb(&file->f_path));
+	int ret = file_event_end(e, path_sb(&file->f_path));
+	if (trunc && ret == 0) {
+		__u64 id = bpf_get_current_pid_tgid();
+		__u64 d = (__u64)BPF_CORE_READ(file, f_path.dentry);
+		bpf_map_update_elem(&open_truncs, &id, &d, BPF_ANY);
+	}
+	return ret;
+}
+
+/* truncate_of_open reports whether this truncation of dentry d is the one
+ * of an O_TRUNC open that file_open reported, and forgets that open. */
+static __always_inline int truncate_of_open(struct dentry *d)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *opened = bpf_map_lookup_elem(&open_truncs, &id);
+	if (!opened)
+		return 0;
+	int same = *opened == (__u64)d;
+	bpf_map_delete_elem(&open_truncs, &id);
+	return same;
 }
 
 /* path_op reports an operation on dir/child (child may be NULL: dir is the object). */
@@ -175,6 +219,15 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	return file_event_end(e, dentry_sb(d));
 }
 
+/* path_mknod also sees every creation of a regular file (open with O_CREAT,
+ * creat, mknod of S_IFREG or of type 0): those are reported as create. */
+static __always_inline int lsm_path_mknod(const struct path *dir, struct dentry *dentry, __u32 mode)
+{
+	__u32 type = mode & LSM_S_IFMT;
+	__u32 op = (type == 0 || type == LSM_S_IFREG) ? FILE_OP_CREATE : FILE_OP_MKNOD;
+	return path_op(op, dir, dentry, mode);
+}
+
 /* inode_setattr is the only hook on the utimes route. Mode, owner and size
  * changes arrive here too but are reported by their path hooks already. */
 static __always_inline int lsm_inode_setattr(struct dentry *d, struct iattr *attr)
@@ -185,10 +238,21 @@ static __always_inline int lsm_inode_setattr(struct dentry *d, struct iattr *att
 	return dentry_op(FILE_OP_UTIMES, d, valid);
 }
 
+/* path_truncate is the truncate route, and up to 6.1 also ftruncate and
+ * O_TRUNC opens. */
+static __always_inline int lsm_path_truncate(const struct path *path)
+{
+	if (!current_watched() || truncate_of_open(BPF_CORE_READ(path, dentry)))
+		return 0;
+	return path_op(FILE_OP_TRUNCATE, path, 0, 0);
+}
+
 /* file_truncate (6.2+) is the ftruncate and O_TRUNC route on newer kernels;
  * it is not among the hooks where bpf_d_path is allowed, so walk the path. */
 static __always_inline int lsm_file_truncate(struct file *file)
 {
+	if (!current_watched() || truncate_of_open(BPF_CORE_READ(file, f_path.dentry)))
+		return 0;
 	struct file_event *e = file_event_start(FILE_OP_TRUNCATE);
 	if (!e)
 		return 0;

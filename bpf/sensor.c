@@ -94,7 +94,7 @@ int BPF_PROG(rf_lsm_file_open, struct file *file)
 SEC("lsm/path_truncate")
 int BPF_PROG(rf_lsm_path_truncate, const struct path *path)
 {
-	return path_op(FILE_OP_TRUNCATE, path, 0, 0);
+	return lsm_path_truncate(path);
 }
 
 SEC("lsm/file_truncate")
@@ -124,7 +124,7 @@ int BPF_PROG(rf_lsm_path_rmdir, const struct path *dir, struct dentry *dentry)
 SEC("lsm/path_mknod")
 int BPF_PROG(rf_lsm_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev)
 {
-	return path_op(FILE_OP_MKNOD, dir, dentry, mode);
+	return lsm_path_mknod(dir, dentry, mode);
 }
 
 SEC("lsm/path_rename")
@@ -166,6 +166,21 @@ int BPF_PROG(rf_lsm_inode_setxattr, void *idmap, struct dentry *dentry)
 
 SEC("lsm/inode_removexattr")
 int BPF_PROG(rf_lsm_inode_removexattr, void *idmap, struct dentry *dentry)
+{
+	return dentry_op(FILE_OP_REMOVEXATTR, dentry, 0);
+}
+
+/* From 6.2 on, POSIX ACLs (system.posix_acl_access and _default) are set and
+ * removed through these hooks instead of inode_setxattr/inode_removexattr;
+ * they are reported as setxattr and removexattr. Optional: absent on 6.1. */
+SEC("lsm/inode_set_acl")
+int BPF_PROG(rf_lsm_inode_set_acl, void *idmap, struct dentry *dentry)
+{
+	return dentry_op(FILE_OP_SETXATTR, dentry, 0);
+}
+
+SEC("lsm/inode_remove_acl")
+int BPF_PROG(rf_lsm_inode_remove_acl, void *idmap, struct dentry *dentry)
 {
 	return dentry_op(FILE_OP_REMOVEXATTR, dentry, 0);
 }

@@ -210,6 +210,7 @@ const (
 	SensorPathKindPATH_RELATIVE SensorPathKind = 2
 	SensorPathKindPATH_FD       SensorPathKind = 3
 	SensorPathKindPATH_FS       SensorPathKind = 4
+	SensorPathKindPATH_HANDLE   SensorPathKind = 5
 )
 
 type SensorPathScratch struct {
@@ -309,6 +310,7 @@ const (
 	SensorMapEnforceScratch         = "enforce_scratch"
 	SensorMapEvents                 = "events"
 	SensorMapMembers                = "members"
+	SensorMapOpenTruncs             = "open_truncs"
 	SensorMapOwners                 = "owners"
 	SensorMapPathScratch            = "path_scratch"
 	SensorMapPending                = "pending"
@@ -328,7 +330,9 @@ const (
 	SensorProgRfLsmBprmCheck        = "rf_lsm_bprm_check"
 	SensorProgRfLsmFileOpen         = "rf_lsm_file_open"
 	SensorProgRfLsmFileTruncate     = "rf_lsm_file_truncate"
+	SensorProgRfLsmInodeRemoveAcl   = "rf_lsm_inode_remove_acl"
 	SensorProgRfLsmInodeRemovexattr = "rf_lsm_inode_removexattr"
+	SensorProgRfLsmInodeSetAcl      = "rf_lsm_inode_set_acl"
 	SensorProgRfLsmInodeSetattr     = "rf_lsm_inode_setattr"
 	SensorProgRfLsmInodeSetxattr    = "rf_lsm_inode_setxattr"
 	SensorProgRfLsmPathChmod        = "rf_lsm_path_chmod"
@@ -419,7 +423,9 @@ type SensorProgramSpecs struct {
 	RfLsmBprmCheck        *ebpf.ProgramSpec `ebpf:"rf_lsm_bprm_check"`
 	RfLsmFileOpen         *ebpf.ProgramSpec `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_file_truncate"`
+	RfLsmInodeRemoveAcl   *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_remove_acl"`
 	RfLsmInodeRemovexattr *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_removexattr"`
+	RfLsmInodeSetAcl      *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_set_acl"`
 	RfLsmInodeSetattr     *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_setattr"`
 	RfLsmInodeSetxattr    *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_setxattr"`
 	RfLsmPathChmod        *ebpf.ProgramSpec `ebpf:"rf_lsm_path_chmod"`
@@ -450,6 +456,7 @@ type SensorMapSpecs struct {
 	EnforceScratch     *ebpf.MapSpec `ebpf:"enforce_scratch"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	Members            *ebpf.MapSpec `ebpf:"members"`
+	OpenTruncs         *ebpf.MapSpec `ebpf:"open_truncs"`
 	Owners             *ebpf.MapSpec `ebpf:"owners"`
 	PathScratch        *ebpf.MapSpec `ebpf:"path_scratch"`
 	Pending            *ebpf.MapSpec `ebpf:"pending"`
@@ -515,6 +522,7 @@ type SensorMaps struct {
 	EnforceScratch     *ebpf.Map `ebpf:"enforce_scratch"`
 	Events             *ebpf.Map `ebpf:"events"`
 	Members            *ebpf.Map `ebpf:"members"`
+	OpenTruncs         *ebpf.Map `ebpf:"open_truncs"`
 	Owners             *ebpf.Map `ebpf:"owners"`
 	PathScratch        *ebpf.Map `ebpf:"path_scratch"`
 	Pending            *ebpf.Map `ebpf:"pending"`
@@ -536,6 +544,7 @@ func (m *SensorMaps) Close() error {
 		m.EnforceScratch,
 		m.Events,
 		m.Members,
+		m.OpenTruncs,
 		m.Owners,
 		m.PathScratch,
 		m.Pending,
@@ -588,7 +597,9 @@ type SensorPrograms struct {
 	RfLsmBprmCheck        *ebpf.Program `ebpf:"rf_lsm_bprm_check"`
 	RfLsmFileOpen         *ebpf.Program `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.Program `ebpf:"rf_lsm_file_truncate"`
+	RfLsmInodeRemoveAcl   *ebpf.Program `ebpf:"rf_lsm_inode_remove_acl"`
 	RfLsmInodeRemovexattr *ebpf.Program `ebpf:"rf_lsm_inode_removexattr"`
+	RfLsmInodeSetAcl      *ebpf.Program `ebpf:"rf_lsm_inode_set_acl"`
 	RfLsmInodeSetattr     *ebpf.Program `ebpf:"rf_lsm_inode_setattr"`
 	RfLsmInodeSetxattr    *ebpf.Program `ebpf:"rf_lsm_inode_setxattr"`
 	RfLsmPathChmod        *ebpf.Program `ebpf:"rf_lsm_path_chmod"`
@@ -619,7 +630,9 @@ func (p *SensorPrograms) Close() error {
 		p.RfLsmBprmCheck,
 		p.RfLsmFileOpen,
 		p.RfLsmFileTruncate,
+		p.RfLsmInodeRemoveAcl,
 		p.RfLsmInodeRemovexattr,
+		p.RfLsmInodeSetAcl,
 		p.RfLsmInodeSetattr,
 		p.RfLsmInodeSetxattr,
 		p.RfLsmPathChmod,

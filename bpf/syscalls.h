@@ -2,7 +2,14 @@
  * and, on the cgroup-only tier where no LSM hook is available, file writes
  * observed from the arguments of the syscalls that change files. These are
  * attempts: the syscall may still fail. Writes that bypass syscalls
- * (io_uring) are only seen on the full tier. x86-64 syscall numbers. */
+ * (io_uring) are only seen on the full tier.
+ *
+ * Syscall numbers depend on the entry: a 64-bit process uses the x86-64
+ * table, a 32-bit one (int 0x80, sysenter, or a 64-bit process issuing int
+ * 0x80) the ia32 table, with its arguments in other registers. The kernel
+ * marks the task TS_COMPAT for the duration of an ia32 syscall; that is
+ * how they are told apart here. x32 syscalls carry __X32_SYSCALL_BIT and
+ * otherwise use x86-64 numbers and registers. */
 #pragma once
 #include "path.h"
 
@@ -14,6 +21,9 @@
 #define AT_FDCWD -100
 #define AT_REMOVEDIR 0x200
 #define NO_RESOLVE -2
+#define TS_COMPAT 0x0002          /* thread_info.status: in an ia32 syscall */
+#define X32_SYSCALL_BIT 0x40000000
+#define SYSCALL_KEY_IA32 0x80000000 /* syscall_key.nr of an ia32 syscall */
 
 /* Where a syscall's arguments live, decoded once per syscall number. */
 struct fileop_args {
@@ -26,6 +36,10 @@ struct fileop_args {
 	__s8 mode;
 	__s8 fd;     /* fd-only operations: argument index of the fd */
 	__s8 owner;  /* chown: index of uid, gid follows */
+	__s8 owner16; /* ia32 chown16 family: 16-bit ids */
+	__s8 handle; /* open_by_handle_at: the object is a file handle */
+	__s8 how;    /* openat2: the flags are in the struct open_how of this argument */
+	__s8 _pad[3];
 };
 
 #define A(op_, p, d, p2, d2, f, m, fd_, o) \
@@ -37,7 +51,7 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 2:   *a = A(FILE_OP_OPEN, 0, -1, -1, -1, 1, 2, -1, -1); break;      /* open */
 	case 85:  *a = A(FILE_OP_CREATE, 0, -1, -1, -1, -1, 1, -1, -1); break;   /* creat */
 	case 257: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, 2, 3, -1, -1); break;       /* openat */
-	case 437: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, 2, -1, -1, -1); break;      /* openat2: how in arg 2 */
+	case 437: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, -1, -1, -1, -1); a->how = 2; break; /* openat2 */
 	case 76:  *a = A(FILE_OP_TRUNCATE, 0, -1, -1, -1, -1, -1, -1, -1); break; /* truncate */
 	case 77:  *a = A(FILE_OP_TRUNCATE, -1, -1, -1, -1, -1, -1, 0, -1); break; /* ftruncate */
 	case 285: *a = A(FILE_OP_FALLOCATE, -1, -1, -1, -1, 1, -1, 0, -1); break; /* fallocate */
@@ -75,20 +89,110 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 235: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utimes */
 	case 261: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, -1, -1, -1, -1); break;   /* futimesat */
 	case 280: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, 3, -1, -1, -1); break;    /* utimensat */
+	case 304: *a = A(FILE_OP_OPEN, -1, -1, -1, -1, 2, -1, 0, -1); a->handle = 1; break; /* open_by_handle_at */
 	default:
 		return 0;
 	}
 	return 1;
 }
 
-static __always_inline unsigned long sc_arg(struct pt_regs *regs, int i)
+/* fileop_for_ia32 is fileop_for for the ia32 table (arch/x86/entry/syscalls/
+ * syscall_32.tbl). Numbers from 403 on are shared by every architecture. */
+static __always_inline int fileop_for_ia32(long nr, struct fileop_args *a)
+{
+	switch (nr) {
+	case 5:   *a = A(FILE_OP_OPEN, 0, -1, -1, -1, 1, 2, -1, -1); break;      /* open */
+	case 8:   *a = A(FILE_OP_CREATE, 0, -1, -1, -1, -1, 1, -1, -1); break;   /* creat */
+	case 295: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, 2, 3, -1, -1); break;       /* openat */
+	case 437: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, -1, -1, -1, -1); a->how = 2; break; /* openat2 */
+	case 342: *a = A(FILE_OP_OPEN, -1, -1, -1, -1, 2, -1, 0, -1); a->handle = 1; break; /* open_by_handle_at */
+	case 92: case 193:
+		  *a = A(FILE_OP_TRUNCATE, 0, -1, -1, -1, -1, -1, -1, -1); break; /* truncate, truncate64 */
+	case 93: case 194:
+		  *a = A(FILE_OP_TRUNCATE, -1, -1, -1, -1, -1, -1, 0, -1); break; /* ftruncate, ftruncate64 */
+	case 324: *a = A(FILE_OP_FALLOCATE, -1, -1, -1, -1, 1, -1, 0, -1); break; /* fallocate */
+	case 10:  *a = A(FILE_OP_UNLINK, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* unlink */
+	case 301: *a = A(FILE_OP_UNLINK, 1, 0, -1, -1, 2, -1, -1, -1); break;    /* unlinkat */
+	case 38:  *a = A(FILE_OP_RENAME, 0, -1, 1, -1, -1, -1, -1, -1); break;   /* rename */
+	case 302: *a = A(FILE_OP_RENAME, 1, 0, 3, 2, -1, -1, -1, -1); break;     /* renameat */
+	case 353: *a = A(FILE_OP_RENAME, 1, 0, 3, 2, 4, -1, -1, -1); break;      /* renameat2 */
+	case 9:   *a = A(FILE_OP_LINK, 1, -1, 0, -1, -1, -1, -1, -1); break;     /* link */
+	case 303: *a = A(FILE_OP_LINK, 3, 2, 1, 0, 4, -1, -1, -1); break;        /* linkat */
+	case 83:  *a = A(FILE_OP_SYMLINK, 1, -1, 0, NO_RESOLVE, -1, -1, -1, -1); break;  /* symlink */
+	case 304: *a = A(FILE_OP_SYMLINK, 2, 1, 0, NO_RESOLVE, -1, -1, -1, -1); break;   /* symlinkat */
+	case 39:  *a = A(FILE_OP_MKDIR, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* mkdir */
+	case 296: *a = A(FILE_OP_MKDIR, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* mkdirat */
+	case 40:  *a = A(FILE_OP_RMDIR, 0, -1, -1, -1, -1, -1, -1, -1); break;   /* rmdir */
+	case 14:  *a = A(FILE_OP_MKNOD, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* mknod */
+	case 297: *a = A(FILE_OP_MKNOD, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* mknodat */
+	case 15:  *a = A(FILE_OP_CHMOD, 0, -1, -1, -1, -1, 1, -1, -1); break;    /* chmod */
+	case 94:  *a = A(FILE_OP_CHMOD, -1, -1, -1, -1, -1, 1, 0, -1); break;    /* fchmod */
+	case 306: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* fchmodat */
+	case 452: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, 3, 2, -1, -1); break;      /* fchmodat2 */
+	case 16: case 182:
+		  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); a->owner16 = 1; break; /* lchown16, chown16 */
+	case 95:  *a = A(FILE_OP_CHOWN, -1, -1, -1, -1, -1, -1, 0, 1); a->owner16 = 1; break; /* fchown16 */
+	case 198: case 212:
+		  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* lchown32, chown32 */
+	case 207: *a = A(FILE_OP_CHOWN, -1, -1, -1, -1, -1, -1, 0, 1); break;    /* fchown32 */
+	case 298: *a = A(FILE_OP_CHOWN, 1, 0, -1, -1, 4, -1, -1, 2); break;      /* fchownat */
+	case 226: case 227:
+		  *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* setxattr, lsetxattr */
+	case 228: *a = A(FILE_OP_SETXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fsetxattr */
+	case 463: *a = A(FILE_OP_SETXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break;  /* setxattrat */
+	case 235: case 236:
+		  *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* removexattr, lremovexattr */
+	case 237: *a = A(FILE_OP_REMOVEXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fremovexattr */
+	case 466: *a = A(FILE_OP_REMOVEXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break; /* removexattrat */
+	case 30:  *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utime */
+	case 271: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utimes */
+	case 299: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, -1, -1, -1, -1); break;   /* futimesat */
+	case 320: case 412:
+		  *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, 3, -1, -1, -1); break;    /* utimensat, utimensat_time64 */
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+/* in_compat_syscall reports whether the current task is in an ia32 syscall. */
+static __always_inline int in_compat_syscall(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return (BPF_CORE_READ(task, thread_info.status) & TS_COMPAT) != 0;
+}
+
+/* The first five arguments of a syscall, read once: for ia32 from ebx,
+ * ecx, edx, esi and edi, 32 bits wide. */
+struct sc_args {
+	unsigned long v[5];
+};
+
+static __always_inline void read_sc_args(struct pt_regs *regs, int compat, struct sc_args *s)
+{
+	if (compat) {
+		s->v[0] = (__u32)BPF_CORE_READ(regs, bx);
+		s->v[1] = (__u32)BPF_CORE_READ(regs, cx);
+		s->v[2] = (__u32)BPF_CORE_READ(regs, dx);
+		s->v[3] = (__u32)BPF_CORE_READ(regs, si);
+		s->v[4] = (__u32)BPF_CORE_READ(regs, di);
+		return;
+	}
+	s->v[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	s->v[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	s->v[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	s->v[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	s->v[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+}
+
+static __always_inline unsigned long sc_arg(const struct sc_args *s, int i)
 {
 	switch (i) {
-	case 0: return PT_REGS_PARM1_CORE_SYSCALL(regs);
-	case 1: return PT_REGS_PARM2_CORE_SYSCALL(regs);
-	case 2: return PT_REGS_PARM3_CORE_SYSCALL(regs);
-	case 3: return PT_REGS_PARM4_CORE_SYSCALL(regs);
-	case 4: return PT_REGS_PARM5_CORE_SYSCALL(regs);
+	case 0: return s->v[0];
+	case 1: return s->v[1];
+	case 2: return s->v[2];
+	case 3: return s->v[3];
+	case 4: return s->v[4];
 	}
 	return 0;
 }
@@ -97,11 +201,11 @@ static __always_inline unsigned long sc_arg(struct pt_regs *regs, int i)
  * and bare descriptors are resolved here in the kernel, against the cwd or
  * the directory descriptor, while the process and its descriptors surely
  * still exist. */
-static __always_inline __u16 read_user_path(struct pt_regs *regs, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
+static __always_inline __u16 read_user_path(const struct sc_args *args, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
 {
 	*len = 0;
-	*dirfd = di >= 0 ? (__s32)sc_arg(regs, di) : AT_FDCWD;
-	const char *p = pi >= 0 ? (const char *)sc_arg(regs, pi) : 0;
+	*dirfd = di >= 0 ? (__s32)sc_arg(args, di) : AT_FDCWD;
+	const char *p = pi >= 0 ? (const char *)sc_arg(args, pi) : 0;
 	if (p) {
 		long n = bpf_probe_read_user_str(buf, PATH_LEN, p);
 		if (n <= 0)
@@ -136,23 +240,31 @@ static __always_inline __u16 read_user_path(struct pt_regs *regs, int pi, int di
 	return PATH_ABSOLUTE;
 }
 
-static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __u64 cg)
+static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __u64 cg, int compat)
 {
-	struct fileop_args a;
-	if (!fileop_for(nr, &a))
+	struct fileop_args t = {}, a;
+	int found = compat ? fileop_for_ia32(nr, &t) : fileop_for(nr & ~X32_SYSCALL_BIT, &t);
+	if (!found)
 		return 0;
+	/* Copied through a helper, the layout is no longer a constant the
+	 * verifier follows case by case: it checks the rest once. */
+	bpf_probe_read_kernel(&a, sizeof(a), &t);
+	struct sc_args args;
+	read_sc_args(regs, compat, &args);
 
-	__u32 flags = a.flags >= 0 ? (__u32)sc_arg(regs, a.flags) : 0;
+	__u32 flags = a.flags >= 0 ? (__u32)sc_arg(&args, a.flags) : 0;
 	__u32 op = a.op;
-	if (nr == 437) { /* openat2: flags live in struct open_how */
+	if (a.how) { /* openat2 */
 		struct open_how how = {};
-		bpf_probe_read_user(&how, sizeof(how), (void *)sc_arg(regs, 2));
+		bpf_probe_read_user(&how, sizeof(how), (void *)sc_arg(&args, a.how));
 		flags = (__u32)how.flags;
 	}
 	if (op == FILE_OP_OPEN) {
 		if (!(flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O___TMPFILE)))
 			return 0; /* read-only open: not a write */
-		if (flags & (O_CREAT | O___TMPFILE))
+		if (a.handle) /* O_CREAT means nothing for a handle: the file exists */
+			op = (flags & O_TRUNC) ? FILE_OP_TRUNCATE : FILE_OP_OPEN;
+		else if (flags & (O_CREAT | O___TMPFILE))
 			op = FILE_OP_CREATE;
 		else if (flags & O_TRUNC)
 			op = FILE_OP_TRUNCATE;
@@ -166,18 +278,24 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_TRACEPOINT);
 	e->op = op;
 	e->flags = flags;
-	e->mode = a.mode >= 0 ? (__u32)sc_arg(regs, a.mode) : 0;
-	e->owner_uid = a.owner >= 0 ? (__u32)sc_arg(regs, a.owner) : 0;
-	e->owner_gid = a.owner >= 0 ? (__u32)sc_arg(regs, a.owner + 1) : 0;
+	e->mode = a.mode >= 0 ? (__u32)sc_arg(&args, a.mode) : 0;
+	e->owner_uid = a.owner >= 0 ? (__u32)sc_arg(&args, a.owner) : 0;
+	e->owner_gid = a.owner >= 0 ? (__u32)sc_arg(&args, a.owner + 1) : 0;
+	if (a.owner16) { /* 16-bit ids; (u16)-1 leaves the id unchanged, like -1 */
+		e->owner_uid = (__u16)e->owner_uid == 0xffff ? 0xffffffff : (__u16)e->owner_uid;
+		e->owner_gid = (__u16)e->owner_gid == 0xffff ? 0xffffffff : (__u16)e->owner_gid;
+	}
 	e->path2_kind = PATH_NONE;
 	e->path2_len = 0;
 	e->dirfd2 = 0;
 	if (a.fd >= 0) /* the object is an open descriptor */
-		e->path_kind = read_user_path(regs, -1, a.fd, e->path, &e->path_len, &e->dirfd);
+		e->path_kind = read_user_path(&args, -1, a.fd, e->path, &e->path_len, &e->dirfd);
 	else
-		e->path_kind = read_user_path(regs, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
+		e->path_kind = read_user_path(&args, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
+	if (a.handle) /* the path is the mount's: the object is a handle below it */
+		e->path_kind = PATH_HANDLE;
 	if (a.path2 >= 0)
-		e->path2_kind = read_user_path(regs, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
+		e->path2_kind = read_user_path(&args, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -206,8 +324,10 @@ static __always_inline int on_sys_enter(struct pt_regs *regs, long nr)
 	__u64 cg = current_watched();
 	if (!cg)
 		return 0;
-	count_syscall(cg, nr);
+	int compat = in_compat_syscall();
+	/* ia32 numbers are counted apart: the same number is another syscall */
+	count_syscall(cg, compat ? (nr | SYSCALL_KEY_IA32) : nr);
 	if (!cfg_files_from_lsm)
-		emit_syscall_fileop(regs, nr, cg);
+		emit_syscall_fileop(regs, nr, cg, compat);
 	return 0;
 }

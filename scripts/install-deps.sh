@@ -6,7 +6,11 @@ set -euo pipefail
 
 profile=${1:-test}
 case "$profile" in
-run) packages=(ca-certificates git) ;; # the eBPF objects are committed: no compiler needed
+run)
+	# The eBPF objects are committed: no compiler needed. busybox-static
+	# and curl are what the README's example runs (nc, the metrics).
+	packages=(ca-certificates git busybox-static curl)
+	;;
 test)
 	packages=(
 		clang-19 llvm-19 libbpf-dev bpftool   # eBPF compiler and headers (make generate)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +164,8 @@ func TestEvents(t *testing.T) {
 	h := newHarness(t)
 	t.Run("file", func(t *testing.T) { testFileWriteEvents(t, h) })
 	t.Run("relative-path", func(t *testing.T) { testRelativePathResolved(t, h) })
+	t.Run("ia32", func(t *testing.T) { testIA32Syscalls(t, h) })
+	t.Run("open-by-handle", func(t *testing.T) { testOpenByHandle(t, h) })
 	t.Run("exec", func(t *testing.T) { testExecEvent(t, h) })
 	t.Run("bind", func(t *testing.T) { testBindEvents(t, h) })
 	t.Run("child-cgroup", func(t *testing.T) { testChildCgroupsAreWatched(t, h) })
@@ -213,6 +216,13 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 		l := filepath.Join(dir, "s")
 		return []string{"target-of-s", l}, l, "target-of-s"
 	}
+	withACL := func(t *testing.T, dir string) ([]string, string, string) {
+		args, p, _ := file(t, dir)
+		if err := unix.Setxattr(p, aclXattr, testACL(), 0); err != nil {
+			t.Fatalf("set a POSIX ACL (does the file system support them?): %v", err)
+		}
+		return args, p, ""
+	}
 	withXattr := func(t *testing.T, dir string) ([]string, string, string) {
 		args, p, _ := file(t, dir)
 		if err := unix.Setxattr(p, "trusted.ringfence", []byte("1"), 0); err != nil {
@@ -223,28 +233,33 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 	cases := []struct {
 		helper, op string
 		setup      fixture
+		// also lists the other events the helper causes on the same
+		// path: ftruncate opens the file for write first.
+		also []string
 	}{
-		{"open-write", "open", file},
-		{"create", "create", fresh},
-		{"open-trunc", "truncate", file},
-		{"truncate", "truncate", file},
-		{"ftruncate", "truncate", file},
-		{"unlink", "unlink", file},
-		{"rmdir", "rmdir", subdir},
-		{"unlinkat-removedir", "rmdir", subdir},
-		{"rename", "rename", move},
-		{"renameat2-noreplace", "rename", move},
-		{"link", "link", linkTo},
-		{"symlink", "symlink", symlinkTo},
-		{"mkdir", "mkdir", fresh},
-		{"mknod", "mknod", fresh},
-		{"chmod", "chmod", file},
-		{"fchmod", "chmod", file},
-		{"chown", "chown", file},
-		{"fchown", "chown", file},
-		{"setxattr", "setxattr", file},
-		{"removexattr", "removexattr", withXattr},
-		{"utimes", "utimes", file},
+		{"open-write", "open", file, nil},
+		{"create", "create", fresh, nil},
+		{"open-trunc", "truncate", file, nil},
+		{"truncate", "truncate", file, nil},
+		{"ftruncate", "truncate", file, []string{"open"}},
+		{"unlink", "unlink", file, nil},
+		{"rmdir", "rmdir", subdir, nil},
+		{"unlinkat-removedir", "rmdir", subdir, nil},
+		{"rename", "rename", move, nil},
+		{"renameat2-noreplace", "rename", move, nil},
+		{"link", "link", linkTo, nil},
+		{"symlink", "symlink", symlinkTo, nil},
+		{"mkdir", "mkdir", fresh, nil},
+		{"mknod", "mknod", fresh, nil},
+		{"chmod", "chmod", file, nil},
+		{"fchmod", "chmod", file, nil},
+		{"chown", "chown", file, nil},
+		{"fchown", "chown", file, nil},
+		{"setxattr", "setxattr", file, nil},
+		{"removexattr", "removexattr", withXattr, nil},
+		{"setacl", "setxattr", file, nil},
+		{"removeacl", "removexattr", withACL, nil},
+		{"utimes", "utimes", file, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.helper, func(t *testing.T) {
@@ -263,6 +278,20 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 			if c.op == "chown" && (e.OwnerUID == nil || e.OwnerGID == nil) {
 				t.Fatalf("chown without owner: %+v", e)
 			}
+			// Exactly one event per operation: once the helper's exit
+			// is reported, everything it did before is too.
+			var ops []string
+			for _, e := range h.fileEventsOf(t, p) {
+				if samePath(&e, e.Path, path) {
+					ops = append(ops, e.Op)
+				}
+			}
+			want := append([]string{c.op}, c.also...)
+			sort.Strings(ops)
+			sort.Strings(want)
+			if strings.Join(ops, ",") != strings.Join(want, ",") {
+				t.Fatalf("events on %s: %v, want exactly %v%s", path, ops, want, h.rec.dump())
+			}
 		})
 	}
 }
@@ -276,6 +305,79 @@ func testRelativePathResolved(t *testing.T, h *harness) {
 	})
 	if e.PathScope != "" {
 		t.Fatalf("path scope %q for a resolved path", e.PathScope)
+	}
+}
+
+// fileEventsOf waits for the exit of helper p, after which every event of
+// its operations has been delivered, and returns its file events.
+func (h *harness) fileEventsOf(t *testing.T, p *helperProc) []event.Event {
+	t.Helper()
+	p.stop()
+	h.rec.waitFor(t, "exit", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == p.Pid })
+	time.Sleep(200 * time.Millisecond)
+	var out []event.Event
+	for _, e := range h.rec.all() {
+		if e.Kind == event.KindFile && e.PID == p.Pid {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// testIA32Syscalls makes syscalls through the ia32 entry, whose numbers
+// mean other syscalls on x86-64: an ia32 open (5, fstat on x86-64) must be
+// reported as the create it is, an ia32 readlink (85, creat on x86-64) as
+// nothing, and both counted under their ia32 numbers.
+func testIA32Syscalls(t *testing.T, h *harness) {
+	dir := t.TempDir()
+	created := filepath.Join(dir, "ia32-created")
+	p := startHelper(t, h.cgroupFD, "ia32-create", created)
+	e := h.rec.waitFor(t, "ia32 create", func(e *event.Event) bool {
+		return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == "create" && e.Path == created
+	})
+	h.checkProcess(t, e, p.Pid)
+	if e.Source != wantSource() {
+		t.Fatalf("source %q, want %q", e.Source, wantSource())
+	}
+	if evs := h.fileEventsOf(t, p); len(evs) != 1 {
+		t.Fatalf("ia32 open: %d file events, want 1: %+v", len(evs), evs)
+	}
+
+	link := filepath.Join(dir, "ia32-link")
+	if err := os.Symlink("somewhere", link); err != nil {
+		t.Fatal(err)
+	}
+	r := startHelper(t, h.cgroupFD, "ia32-readlink", link)
+	if evs := h.fileEventsOf(t, r); len(evs) != 0 {
+		t.Fatalf("an ia32 readlink gave file events: %+v", evs)
+	}
+	for _, nr := range []string{"ia32:5", "ia32:85"} {
+		h.rec.waitFor(t, nr+" syscall count", func(e *event.Event) bool {
+			return e.Kind == event.KindSyscalls && e.CgroupID == h.cgroupID && e.Counts[nr] > 0
+		})
+	}
+}
+
+// testOpenByHandle opens a file for write by its handle: no path in the
+// syscall, so the tracepoint names the handle's filesystem (its mount_fd,
+// the file's directory here); the LSM hook sees the file itself.
+func testOpenByHandle(t *testing.T, h *harness) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "by-handle")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startHelper(t, h.cgroupFD, "open-by-handle", f)
+	wantPath, wantScope := dir, "file-handle"
+	if testenv.InVM() {
+		wantPath, wantScope = f, ""
+	}
+	e := h.rec.waitFor(t, "open by handle", func(e *event.Event) bool {
+		return e.Kind == event.KindFile && e.PID == p.Pid && e.Op == "open" && e.Path == wantPath
+	})
+	h.checkProcess(t, e, p.Pid)
+	if e.PathScope != wantScope || e.Source != wantSource() {
+		t.Fatalf("path scope %q source %q, want %q %q", e.PathScope, e.Source, wantScope, wantSource())
 	}
 }
 

@@ -2,17 +2,21 @@ package sensor
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/test/ia32"
 )
 
 // The helper is this test binary run again as a child in a watched cgroup,
@@ -81,6 +85,29 @@ func helperOp(op string, a []string) error {
 		return unix.Setxattr(a[0], "trusted.ringfence", []byte("1"), 0)
 	case "removexattr":
 		return unix.Removexattr(a[0], "trusted.ringfence")
+	case "setacl": // a POSIX access ACL, which 6.2+ kernels route to inode_set_acl
+		return unix.Setxattr(a[0], aclXattr, testACL(), 0)
+	case "removeacl":
+		return unix.Removexattr(a[0], aclXattr)
+	case "ia32-create": // open(O_CREAT) by the ia32 entry (number 5: fstat on x86-64)
+		return ia32Call(ia32.SysOpen, a[0], unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	case "ia32-readlink": // ia32 readlink is 85: creat on x86-64
+		return ia32Call(ia32.SysReadlink, a[0], 0, 64)
+	case "open-by-handle": // the file, and a descriptor of its directory as mount_fd
+		h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, a[0], 0)
+		if err != nil {
+			return err
+		}
+		mfd, err := unix.Open(filepath.Dir(a[0]), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(mfd)
+		fd, err := unix.OpenByHandleAt(mfd, h, unix.O_WRONLY|unix.O_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
 	case "utimes":
 		return unix.UtimesNano(a[0], []unix.Timespec{{Sec: 1}, {Sec: 2}})
 	case "relative-create": // a path relative to the cwd
@@ -132,6 +159,59 @@ func helperOp(op string, a []string) error {
 		return c.Close()
 	}
 	return fmt.Errorf("unknown helper op %q", op)
+}
+
+// ia32Call makes ia32 syscall nr on path (copied below 4 GiB) and two
+// more arguments; for readlink the second is replaced by a buffer there.
+func ia32Call(nr uintptr, path string, a2, a3 uintptr) error {
+	m, err := ia32.NewMem()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	p, err := m.String(path)
+	if err != nil {
+		return err
+	}
+	if nr == ia32.SysReadlink {
+		if a2, err = m.Alloc(int(a3)); err != nil {
+			return err
+		}
+	}
+	r, err := ia32.Syscall(nr, p, a2, a3)
+	if err != nil {
+		return fmt.Errorf("ia32 syscall %d: %w", nr, err)
+	}
+	if nr == ia32.SysOpen {
+		return unix.Close(int(r))
+	}
+	return nil
+}
+
+const aclXattr = "system.posix_acl_access"
+
+// testACL is a valid POSIX ACL in the kernel's xattr form (version 2, then
+// tag, permissions and id of each entry, in tag order): owner rw-, user
+// 1234 rw-, group r--, mask rw-, other r--.
+func testACL() []byte {
+	const undefinedID = 0xffffffff
+	entries := []struct {
+		tag, perm uint16
+		id        uint32
+	}{
+		{0x01, 6, undefinedID}, // ACL_USER_OBJ
+		{0x02, 6, 1234},        // ACL_USER
+		{0x04, 4, undefinedID}, // ACL_GROUP_OBJ
+		{0x10, 6, undefinedID}, // ACL_MASK
+		{0x20, 4, undefinedID}, // ACL_OTHER
+	}
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.perm)
+		b = binary.LittleEndian.AppendUint32(b, e.id)
+	}
+	return b
 }
 
 func openClose(path string, flags int, mode uint32) error {

@@ -76,6 +76,8 @@ func writeRoutes() []writeRoute {
 		r("fchown", "fchown", "/w-fchown", "/w-fchown"),
 		r("setxattr", "setxattr", "/w-setxattr", "/w-setxattr"),
 		r("removexattr", "removexattr", "/w-rmxattr", "/w-rmxattr"),
+		r("setacl", "setacl", "/w-setacl", "/w-setacl"),
+		r("removeacl", "removeacl", "/w-rmacl", "/w-rmacl"),
 		r("utimes", "utimes", "/w-utimes", "/w-utimes"),
 		r("io-uring-open-write", "io-uring-open-write", "/w-uring", "/w-uring"),
 		// allowWrites must not be a way around the rule.
@@ -109,13 +111,16 @@ func makeRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"w-open", "w-otrunc", "w-trunc", "w-ftrunc", "w-falloc", "w-unlink", "w-rename", "w-rnr", "w-xa", "w-xb", "w-wo",
-		"w-link", "w-chmod", "w-fchmod", "w-chown", "w-fchown", "w-setxattr", "w-rmxattr", "w-utimes", "w-escape", "w-uring", "tmp/t-move"} {
+		"w-link", "w-chmod", "w-fchmod", "w-chown", "w-fchown", "w-setxattr", "w-rmxattr", "w-setacl", "w-rmacl", "w-utimes", "w-escape", "w-uring", "tmp/t-move"} {
 		if err := os.WriteFile(filepath.Join(root, f), []byte("original "+f), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := unix.Setxattr(filepath.Join(root, "w-rmxattr"), "trusted.ringfence", []byte("1"), 0); err != nil {
 		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(root, "w-rmacl"), aclXattr, testACL(), 0); err != nil {
+		t.Fatalf("set a POSIX ACL on tmpfs (CONFIG_TMPFS_POSIX_ACL): %v", err)
 	}
 	return root
 }

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -599,7 +598,7 @@ func (s *Sensor) pollSyscalls(watched map[uint64]bool) {
 			if per[k.CgroupID] == nil {
 				per[k.CgroupID] = make(map[string]uint64)
 			}
-			per[k.CgroupID][strconv.Itoa(int(k.Nr))] = d
+			per[k.CgroupID][kernel.SyscallName(k.Nr)] = d
 		}
 	}
 	s.lastSys = counts

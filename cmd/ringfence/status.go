@@ -106,7 +106,7 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	for _, h := range s.Hooks {
 		att := "yes"
 		if !h.Attached {
-			att = "no: " + h.Error
+			att = "not attached: " + h.Error
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Hook, h.Program, att)
 	}

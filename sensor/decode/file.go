@@ -78,6 +78,13 @@ func (d *Decoder) path(pid uint32, kind bpf.SensorPathKind, dirfd int32, p strin
 		return p, ""
 	case bpf.SensorPathKindPATH_FS:
 		return p, "filesystem"
+	case bpf.SensorPathKindPATH_HANDLE:
+		// open_by_handle_at names no path: p is where the handle's
+		// filesystem is mounted (its mount_fd).
+		if p == "" {
+			p = "fd:" + strconv.Itoa(int(dirfd))
+		}
+		return p, "file-handle"
 	case bpf.SensorPathKindPATH_FD:
 		p = ""
 	case bpf.SensorPathKindPATH_RELATIVE:

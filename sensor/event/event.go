@@ -84,7 +84,9 @@ type Event struct {
 	Target string `json:"target,omitempty"`
 	// PathScope is empty for a path as the process sees it, "filesystem"
 	// for one relative to its filesystem's root, "unresolved" for a
-	// relative path or descriptor that could not be resolved.
+	// relative path or descriptor that could not be resolved, and
+	// "file-handle" for a file opened by handle (open_by_handle_at), whose
+	// path is then where the handle's filesystem is mounted.
 	PathScope string  `json:"path_scope,omitempty"`
 	Flags     uint32  `json:"flags,omitempty"`
 	FileMode  uint32  `json:"file_mode,omitempty"`
@@ -140,8 +142,23 @@ func (e *Event) MarshalLine() ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	var v any = e
+	if e.Kind == KindBind {
+		v = bindLine{(*plainEvent)(e), e.Port}
+	}
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+}
+
+// plainEvent has Event's fields and encoding, for bindLine to extend.
+type plainEvent Event
+
+// bindLine is a bind event's encoding: its port is always there, since
+// port 0 (the kernel picks one) says something too. Its Port field, less
+// deeply nested, takes the place of the omitempty one.
+type bindLine struct {
+	*plainEvent
+	Port uint16 `json:"port"`
 }

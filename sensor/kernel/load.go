@@ -38,9 +38,21 @@ type Sensor struct {
 	tier  Tier
 }
 
-// optionalHook reports whether an LSM hook may be missing from the kernel
-// (file_truncate exists from 6.2 on) without failing the load.
-func optionalHook(hook string) bool { return hook == "file_truncate" }
+// optionalHooks are the LSM hooks that may be missing from the kernel
+// without failing the load, with the release that added them.
+var optionalHooks = map[string]string{
+	"file_truncate":    "6.2",
+	"inode_set_acl":    "6.2",
+	"inode_remove_acl": "6.2",
+}
+
+// optionalHook reports whether an LSM hook may be missing from the kernel.
+func optionalHook(hook string) bool { _, ok := optionalHooks[hook]; return ok }
+
+// skippedReason says why an optional hook is not attached.
+func skippedReason(hook string) string {
+	return fmt.Sprintf("optional hook absent from this kernel (no bpf_lsm_%s in its BTF; added in %s)", hook, optionalHooks[hook])
+}
 
 // Load loads the programs of the probed tier and attaches them. A program that
 // is required for the tier and fails to load or attach fails the whole load:
@@ -54,7 +66,12 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 	if opts.RingBytes != 0 {
 		spec.Maps["events"].MaxEntries = opts.RingBytes
 	}
-	if err := configure(spec, p.Tier); err != nil {
+	kernelBTF, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load kernel BTF: %w", err)
+	}
+	skipped, err := configure(spec, p.Tier, kernelBTF)
+	if err != nil {
 		return nil, err
 	}
 
@@ -62,7 +79,8 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load programs: %+v", err)
 	}
-	s := &Sensor{objs: coll, tier: p.Tier}
+	// Optional hooks the kernel lacks are listed, not attached, with why.
+	s := &Sensor{objs: coll, tier: p.Tier, hooks: skipped}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -76,13 +94,13 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 	return s, nil
 }
 
-// configure drops the programs the tier cannot run and sets load-time constants.
-func configure(spec *ebpf.CollectionSpec, tier Tier) error {
-	kernelBTF, err := btf.LoadKernelSpec()
-	if err != nil {
-		return fmt.Errorf("load kernel BTF: %w", err)
-	}
-	for name, ps := range spec.Programs {
+// configure drops the programs the tier cannot run and sets load-time
+// constants from the kernel's BTF. It returns the optional hooks it dropped
+// because the kernel lacks them.
+func configure(spec *ebpf.CollectionSpec, tier Tier, kernelBTF *btf.Spec) ([]Hook, error) {
+	var skipped []Hook
+	for _, name := range sortedKeys(spec.Programs) {
+		ps := spec.Programs[name]
 		if ps.Type != ebpf.LSM {
 			continue
 		}
@@ -92,19 +110,20 @@ func configure(spec *ebpf.CollectionSpec, tier Tier) error {
 		}
 		if optionalHook(ps.AttachTo) && !hasFunc(kernelBTF, "bpf_lsm_"+ps.AttachTo) {
 			delete(spec.Programs, name)
+			skipped = append(skipped, Hook{Program: name, Hook: ps.SectionName, Error: skippedReason(ps.AttachTo)})
 		}
 	}
 	if err := spec.Variables["cfg_files_from_lsm"].Set(boolU32(tier == TierFull)); err != nil {
-		return fmt.Errorf("set cfg_files_from_lsm: %w", err)
+		return nil, fmt.Errorf("set cfg_files_from_lsm: %w", err)
 	}
 	if err := spec.Variables["cfg_exec_from_lsm"].Set(boolU32(tier == TierFull)); err != nil {
-		return fmt.Errorf("set cfg_exec_from_lsm: %w", err)
+		return nil, fmt.Errorf("set cfg_exec_from_lsm: %w", err)
 	}
 	idmap := funcParams(kernelBTF, "bpf_lsm_inode_setattr") == 3
 	if err := spec.Variables["cfg_setattr_has_idmap"].Set(boolU32(idmap)); err != nil {
-		return fmt.Errorf("set cfg_setattr_has_idmap: %w", err)
+		return nil, fmt.Errorf("set cfg_setattr_has_idmap: %w", err)
 	}
-	return nil
+	return skipped, nil
 }
 
 func (s *Sensor) attach(name string, prog *ebpf.Program, ps *ebpf.ProgramSpec, cgroupRoot string) error {

@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/cilium/ebpf"
 
@@ -85,6 +86,19 @@ func (s *Sensor) Drops() (map[string]uint64, error) {
 type SyscallKey struct {
 	CgroupID uint64
 	Nr       uint32
+}
+
+// syscallKeyIA32 marks the counter of an ia32 syscall (a 32-bit process,
+// or int 0x80): its number is from the ia32 table.
+const syscallKeyIA32 = 1 << 31
+
+// SyscallName names a counter's syscall as the syscalls event does: the
+// x86-64 number ("257"), or "ia32:" and the ia32 number ("ia32:5").
+func SyscallName(nr uint32) string {
+	if nr&syscallKeyIA32 != 0 {
+		return "ia32:" + strconv.FormatUint(uint64(nr&^syscallKeyIA32), 10)
+	}
+	return strconv.FormatUint(uint64(nr), 10)
 }
 
 // SyscallCounts returns the cumulative syscall counts of watched cgroups.

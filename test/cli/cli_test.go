@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/event"
@@ -159,6 +162,17 @@ func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
 	return d
 }
 
+// freePort returns a TCP port nothing listens on now.
+func freePort(tb testing.TB) uint16 {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
 func cgroupDir(tb testing.TB, name string) string {
 	tb.Helper()
 	root, err := mountinfo.Cgroup2Root()
@@ -202,15 +216,27 @@ func TestRunStatusAndStop(t *testing.T) {
 		t.Fatalf("first line is not the start event: %+v", first)
 	}
 
-	dir := t.TempDir()
-	script := fmt.Sprintf("echo hi > %s/out", dir)
-	worker := exec.Command("../../scripts/run-in-cgroup.sh", cg, "/bin/sh", "-c", script)
-	if out, err := worker.CombinedOutput(); err != nil {
-		t.Fatalf("worker: %v\n%s", err, out)
+	// The README's example: a write, then a listener (busybox nc) that
+	// gives up after a second. The shell execs nc, so one process, the one
+	// started here, does all three.
+	var st unix.Stat_t
+	if err := unix.Stat(cgroupDir(t, cg), &st); err != nil {
+		t.Fatal(err)
 	}
-	var sawExec, sawFile bool
+	cgroupID := st.Ino // a cgroup v2 id is its directory's inode number
+	dir := t.TempDir()
+	port := freePort(t)
+	script := fmt.Sprintf("echo hi > %s/out; exec busybox nc -l -p %d -w 1", dir, port)
+	worker := exec.Command("../../scripts/run-in-cgroup.sh", cg, "/bin/sh", "-c", script)
+	var workerOut strings.Builder
+	worker.Stdout, worker.Stderr = &workerOut, &workerOut
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(worker.Process.Pid)
+	var exec1, file1, bind1 *event.Event
 	deadline := time.After(10 * time.Second)
-	for !(sawExec && sawFile) {
+	for exec1 == nil || file1 == nil || bind1 == nil {
 		select {
 		case e, ok := <-lines:
 			if !ok {
@@ -218,13 +244,27 @@ func TestRunStatusAndStop(t *testing.T) {
 			}
 			switch {
 			case e.Kind == event.KindExec && e.Binary == "/bin/sh":
-				sawExec = e.CgroupID != 0 && e.PID != 0
+				exec1 = &e
 			case e.Kind == event.KindFile && e.Path == dir+"/out" && e.Op == "create":
-				sawFile = e.CgroupID != 0
+				file1 = &e
+			case e.Kind == event.KindBind && e.Port == port:
+				bind1 = &e
 			}
 		case <-deadline:
-			t.Fatalf("exec seen %v, file seen %v; stderr:\n%s", sawExec, sawFile, stderr.String())
+			t.Fatalf("exec %+v, file %+v, bind %+v; stderr:\n%s", exec1, file1, bind1, stderr.String())
 		}
+	}
+	for _, e := range []*event.Event{exec1, file1, bind1} {
+		if e.CgroupID != cgroupID || e.PID != pid {
+			t.Errorf("%s event: cgroup_id %d pid %d, want cgroup_id %d (the watched cgroup) pid %d (the worker)", e.Kind, e.CgroupID, e.PID, cgroupID, pid)
+		}
+	}
+	// busybox listens on the IPv6 wildcard, which takes IPv4 too.
+	if bind1.Family != "inet6" || bind1.Addr != "::" || bind1.Proto != "tcp" {
+		t.Errorf("bind event: %s %s %s, want inet6 :: tcp", bind1.Family, bind1.Addr, bind1.Proto)
+	}
+	if err := worker.Wait(); err != nil && !strings.Contains(workerOut.String(), "timed out") {
+		t.Fatalf("worker: %v\n%s", err, workerOut.String())
 	}
 
 	if st, err := os.Stat(d.socket()); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
@@ -259,6 +299,10 @@ func TestRunStatusAndStop(t *testing.T) {
 	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "file", "-o", "json", "--since", "5m").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"path":"`+dir+`/out"`) {
 		t.Fatalf("events query: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "bind", "-o", "json", "--since", "5m").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf(`"port":%d`, port)) {
+		t.Fatalf("bind events query: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "exec").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "TIME") || !strings.Contains(string(out), "/bin/sh") {
