@@ -23,10 +23,23 @@ const SourceProcfs = "procfs"
 // looked for, as the kernel does.
 const maxRuntimeDepth = 8
 
+// lostReportWait is how long a stopped process of a pending cgroup may go
+// unreported, while the ring never drains, before it is taken as held.
+const lostReportWait = 10 * time.Second
+
 // holdKey is one stopped process of a pending cgroup.
 type holdKey struct {
 	cgroup uint64
 	pid    uint32
+}
+
+// candidate is a stopped process of a pending cgroup the holder was not
+// waiting on at a poll.
+type candidate struct {
+	seen time.Time
+	// drained is set once the ring was seen drained after seen: any report
+	// of the process has then reached the holder.
+	drained bool
 }
 
 // adoption finds the processes the kernel stopped at a container's first
@@ -34,7 +47,7 @@ type holdKey struct {
 // goroutine that polls.
 type adoption struct {
 	paths      map[uint64]string // pending cgroup → path below the cgroup2 mount
-	candidates map[holdKey]bool  // stopped, unreported, at the last poll
+	candidates map[holdKey]candidate
 }
 
 // runtimeCgroups lists the cgroups below the runtime parents, by id, with
@@ -67,9 +80,15 @@ func (s *Sensor) runtimeCgroups() map[uint64]string {
 
 // recoverHolds hands the holder every process stopped in a pending cgroup
 // that it is not waiting on: the kernel stopped it at its first exec but
-// the report was lost. A process counts only when found so at two polls in
-// a row, so a report still in the ring is not taken for a lost one.
+// the report was lost. A process counts only when still found so after the
+// ring was seen drained (its report, if any, was read by then), or after
+// lostReportWait if the ring never drains: a report still in the ring is
+// not taken for a lost one.
 func (s *Sensor) recoverHolds() {
+	// Looked at before the scan: a drain now covers the reports of the
+	// processes found stopped at earlier polls.
+	drained := s.ring.Drained()
+	now := time.Now()
 	ids, err := s.kern.Pending()
 	if err != nil {
 		s.cfg.Logger.Error("read pending cgroups", "error", err)
@@ -89,7 +108,7 @@ func (s *Sensor) recoverHolds() {
 			delete(a.paths, id)
 		}
 	}
-	next := make(map[holdKey]bool)
+	next := make(map[holdKey]candidate)
 	var tree map[uint64]string
 	for _, id := range orphans {
 		rel, ok := a.paths[id]
@@ -105,8 +124,14 @@ func (s *Sensor) recoverHolds() {
 		stopped, _ := stoppedProcs(s.probe.Cgroup2Root, rel)
 		for _, pid := range stopped {
 			k := holdKey{id, pid}
-			if !a.candidates[k] {
-				next[k] = true
+			c, known := a.candidates[k]
+			if !known {
+				next[k] = candidate{seen: now}
+				continue
+			}
+			c.drained = c.drained || drained
+			if !c.drained && now.Sub(c.seen) < lostReportWait {
+				next[k] = c
 				continue
 			}
 			s.holder.adopt(procExec(pid, id))
@@ -124,6 +149,9 @@ func (s *Sensor) recoverHolds() {
 // Cgroups made since the programs were attached are the hold's business.
 func (s *Sensor) adoptRunning() {
 	root := s.probe.Cgroup2Root
+	// The tree first, the pending ones after: a cgroup made while the tree
+	// is walked is pending by the time they are read.
+	tree := s.runtimeCgroups()
 	ids, err := s.kern.Pending()
 	if err != nil {
 		s.cfg.Logger.Error("read pending cgroups", "error", err)
@@ -133,7 +161,7 @@ func (s *Sensor) adoptRunning() {
 	for _, id := range ids {
 		pending[id] = true
 	}
-	for id, rel := range s.runtimeCgroups() {
+	for id, rel := range tree {
 		if pending[id] {
 			continue
 		}
