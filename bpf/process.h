@@ -215,7 +215,8 @@ static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 	if (runtime_parent_made(cgrp, pid, id))
 		return 0;
 	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
-	if (flags && below_runtime(cgrp) && !bpf_map_lookup_elem(&pending, &pid) &&
+	int in_runtime = below_runtime(cgrp);
+	if (flags && in_runtime && !bpf_map_lookup_elem(&pending, &pid) &&
 	    !bpf_map_lookup_elem(&runtime_parents, &pid)) {
 		/* Made inside a container userspace has classified: part of
 		 * it, watched, not a new container. */
@@ -227,7 +228,7 @@ static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 			count_drop(DROP_WATCH_MAP_FULL);
 		return 0;
 	}
-	if (below_runtime(cgrp)) {
+	if (in_runtime) {
 		/* A container's cgroup: watched, and held at its first exec
 		 * until userspace has classified it. */
 		__u64 now = bpf_ktime_get_boot_ns();

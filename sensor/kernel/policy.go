@@ -48,9 +48,7 @@ func (s *Sensor) PutPolicy(id uint32, p enforce.KernelPolicy, allow []enforce.Al
 			if len(name) >= len(v.Ifaces[i]) {
 				return fmt.Errorf("policy %d: interface name %q too long", id, name)
 			}
-			for j := 0; j < len(name); j++ {
-				v.Ifaces[i][j] = int8(name[j])
-			}
+			cString(v.Ifaces[i][:], name)
 		}
 	}
 	if err := s.objs.Maps["policies"].Update(id, &v, ebpf.UpdateAny); err != nil {
