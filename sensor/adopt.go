@@ -194,25 +194,11 @@ func stoppedProcs(cgroup2, rel string) (stopped []uint32, total int) {
 			continue
 		}
 		total++
-		if f := procStat(uint32(pid)); len(f) > 0 && f[0] == "T" {
+		if f, err := container.ProcStat("/proc", uint32(pid)); err == nil && len(f) > 0 && f[0] == "T" {
 			stopped = append(stopped, uint32(pid))
 		}
 	}
 	return stopped, total
-}
-
-// procStat returns the fields of /proc/<pid>/stat after the command name:
-// state, ppid, ...
-func procStat(pid uint32) []string {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.FormatUint(uint64(pid), 10), "stat"))
-	if err != nil {
-		return nil
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
 }
 
 // procExec rebuilds the exec event of a stopped process from /proc.
@@ -220,7 +206,7 @@ func procExec(pid uint32, cgroupID uint64) event.Event {
 	dir := filepath.Join("/proc", strconv.FormatUint(uint64(pid), 10))
 	e := event.Event{Time: time.Now(), Kind: event.KindExec, Verdict: event.VerdictAllow, Source: SourceProcfs,
 		PID: pid, TID: pid, CgroupID: cgroupID, Held: true}
-	if f := procStat(pid); len(f) > 1 {
+	if f, err := container.ProcStat("/proc", pid); err == nil && len(f) > 1 {
 		if ppid, err := strconv.ParseUint(f[1], 10, 32); err == nil {
 			e.PPID = uint32(ppid)
 		}

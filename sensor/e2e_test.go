@@ -469,16 +469,8 @@ func testChildCgroupsAreWatched(t *testing.T, h *harness) {
 		t.Fatal("watched cgroup not found")
 	}
 	child := filepath.Join(parent, "child")
-	if err := os.Mkdir(child, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(child) })
-	fd, err := unix.Open(child, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	childID, _, _ := CgroupID(root, child)
+	childID := makeCgroup(t, root, child)
+	fd := cgroupFD(t, child)
 	p := startHelper(t, fd, "mkdir", filepath.Join(t.TempDir(), "in-child"))
 	e := h.rec.waitFor(t, "mkdir in child cgroup", func(e *event.Event) bool { return e.PID == p.Pid && e.Op == "mkdir" })
 	if e.CgroupID != childID {
@@ -616,18 +608,8 @@ func waitStoppedIn(tb testing.TB, dir string) int {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(f)
-			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil {
-				continue
-			}
-			// pid (comm) STATE ...: the state follows the last ')'.
-			s := string(st)
-			if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 && s[i+2] == 'T' {
-				return pid
-			}
+		if stopped, _ := stoppedProcs(dir, ""); len(stopped) > 0 {
+			return int(stopped[0])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -688,6 +670,16 @@ func runtimeParent(tb testing.TB, what string) (root, parent string) {
 func startHeld(tb testing.TB, root, parent, name string) (string, uint64, chan *helperProc) {
 	tb.Helper()
 	dir := filepath.Join(root, parent, name)
+	id := makeCgroup(tb, root, dir)
+	fd := cgroupFD(tb, dir)
+	started := make(chan *helperProc, 1)
+	go func() { started <- startHelper(tb, fd, "noop") }()
+	return dir, id, started
+}
+
+// makeCgroup creates the cgroup dir, removed when tb ends, and returns its id.
+func makeCgroup(tb testing.TB, root, dir string) uint64 {
+	tb.Helper()
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
@@ -696,12 +688,17 @@ func startHeld(tb testing.TB, root, parent, name string) (string, uint64, chan *
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return id
+}
+
+// cgroupFD opens the cgroup dir for starting processes in it; the
+// descriptor is closed when tb ends.
+func cgroupFD(tb testing.TB, dir string) int {
+	tb.Helper()
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { unix.Close(fd) })
-	started := make(chan *helperProc, 1)
-	go func() { started <- startHelper(tb, fd, "noop") }()
-	return dir, id, started
+	return fd
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/test/testenv"
@@ -71,14 +69,7 @@ func TestCgroupInsideContainer(t *testing.T) {
 
 	for _, rel := range []string{"inner", "inner/deeper"} {
 		sub := filepath.Join(dir, rel)
-		if err := os.Mkdir(sub, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Remove(sub) })
-		subID, _, err := CgroupID(root, sub)
-		if err != nil {
-			t.Fatal(err)
-		}
+		subID := makeCgroup(t, root, sub)
 		if owner, ok := h.s.kern.Owner(subID); !ok || owner != id {
 			t.Fatalf("%s: kernel owner %d (%v), want the container's cgroup %d", rel, owner, ok, id)
 		}
@@ -119,28 +110,12 @@ func TestRecoverLostHold(t *testing.T) {
 	h := newHarnessWith(t, Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: 2 * time.Second})
 	scopeID := strings.Repeat("cd34", 16)
 	dir := filepath.Join(root, parent, "cri-containerd-"+scopeID+".scope")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(dir) })
-	id, _, err := CgroupID(root, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := makeCgroup(t, root, dir)
 	if pending, err := h.s.kern.Pending(); err != nil || !slices.Contains(pending, id) {
 		t.Fatalf("cgroup %d not pending: %v %v", id, pending, err)
 	}
 	cmd := selfStopped(t, dir)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the stopped process of a pending cgroup was never let go")
-	}
+	waitLetGo(t, cmd, "the stopped process of a pending cgroup")
 	e := h.rec.waitFor(t, "recovered exec", func(e *event.Event) bool {
 		return e.Kind == event.KindExec && e.PID == uint32(cmd.Process.Pid)
 	})
@@ -160,27 +135,11 @@ func TestAdoptRunning(t *testing.T) {
 	root, parent := runtimeParent(t, "adopt")
 	scopeID := strings.Repeat("ef56", 16)
 	dir := filepath.Join(root, parent, "cri-containerd-"+scopeID+".scope")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(dir) })
-	id, _, err := CgroupID(root, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := makeCgroup(t, root, dir)
 	cmd := selfStopped(t, dir)
 	cache := container.NewCache(container.CacheConfig{})
 	h := newHarnessWith(t, Config{Containers: cache, RuntimeParents: []string{parent}, HoldTimeout: 2 * time.Second})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the stopped process of a running container was never let go")
-	}
+	waitLetGo(t, cmd, "the stopped process of a running container")
 	if info, ok := cache.Lookup(id); !ok || info.ID != scopeID {
 		t.Fatalf("running container not named from its path: %+v %v", info, ok)
 	}
@@ -212,13 +171,23 @@ func selfStopped(tb testing.TB, dir string) *exec.Cmd {
 	return cmd
 }
 
+// waitLetGo waits for the stopped process cmd to be let go and to exit.
+func waitLetGo(tb testing.TB, cmd *exec.Cmd, what string) {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			tb.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		tb.Fatalf("%s was never let go", what)
+	}
+}
+
 // inCgroup makes a command start in the cgroup dir.
 func inCgroup(tb testing.TB, dir string) *syscall.SysProcAttr {
 	tb.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Close(fd) })
-	return &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	return &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD(tb, dir)}
 }

@@ -38,21 +38,29 @@ func parseProcCgroup(content string) (string, error) {
 // at 100 for user space.
 const clockTicks = 100
 
+// ProcStat returns the fields of /proc/<pid>/stat below procRoot from the
+// third on (state, ppid, ...): the command name, field 2, may hold spaces
+// and parentheses, so the fields are counted after its last ')'.
+func ProcStat(procRoot string, pid uint32) ([]string, error) {
+	stat, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "stat"))
+	if err != nil {
+		return nil, err
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return nil, errors.New("malformed /proc/<pid>/stat")
+	}
+	return strings.Fields(string(stat[i+1:])), nil
+}
+
 // processStart returns when pid started, from its start time in clock ticks
 // since boot and the boot time in /proc/stat.
 func processStart(procRoot string, pid uint32) (time.Time, error) {
-	stat, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "stat"))
+	f, err := ProcStat(procRoot, pid)
 	if err != nil {
 		return time.Time{}, err
 	}
-	// The command name, field 2, may hold spaces and parentheses: count the
-	// fields after its last ')'. starttime is field 22.
-	i := strings.LastIndexByte(string(stat), ')')
-	if i < 0 {
-		return time.Time{}, errors.New("malformed /proc/<pid>/stat")
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	const starttime = 22 - 3 // fields 1 and 2 precede the ')', the slice starts at field 3
+	const starttime = 22 - 3 // starttime is field 22; f starts at field 3
 	if len(f) <= starttime {
 		return time.Time{}, errors.New("short /proc/<pid>/stat")
 	}

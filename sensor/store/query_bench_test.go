@@ -11,26 +11,7 @@ import (
 // BenchmarkQueryWindow asks for one container's hour out of a day of events,
 // opening a fresh reader each time as a CLI call does.
 func BenchmarkQueryWindow(b *testing.B) {
-	const n = 1_000_000
-	dir := b.TempDir()
-	w, err := OpenWriter(dir, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]event.Event, 0, 4096)
-	for i := 0; i < n; i++ {
-		e := ev(0, fmt.Sprintf("c%02d", (i*7919)%50), event.KindFile)
-		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
-		batch = append(batch, e)
-		if len(batch) == cap(batch) {
-			if err := w.Append(batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	w.Append(batch)
-	w.Close()
+	dir := fillDay(b, func(int) event.Kind { return event.KindFile })
 	q := Query{Container: "c07", Since: t0.Add(12 * time.Hour), Until: t0.Add(13 * time.Hour)}
 	b.ResetTimer()
 	for b.Loop() {
@@ -51,30 +32,12 @@ func BenchmarkQueryWindow(b *testing.B) {
 // the entries, and a limit stops collecting once later segments cannot
 // change the answer.
 func BenchmarkQueryScans(b *testing.B) {
-	const n = 1_000_000
-	dir := b.TempDir()
-	w, err := OpenWriter(dir, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]event.Event, 0, 4096)
-	for i := 0; i < n; i++ {
-		kind := event.KindFile
+	dir := fillDay(b, func(i int) event.Kind {
 		if i%100 == 0 {
-			kind = event.KindExec
+			return event.KindExec
 		}
-		e := ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind)
-		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
-		batch = append(batch, e)
-		if len(batch) == cap(batch) {
-			if err := w.Append(batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	w.Append(batch)
-	w.Close()
+		return event.KindFile
+	})
 	hour := func(q Query) Query {
 		q.Since, q.Until = t0.Add(12*time.Hour), t0.Add(13*time.Hour)
 		return q
@@ -108,3 +71,31 @@ func BenchmarkQueryScans(b *testing.B) {
 }
 
 func abs(n int) int { return max(n, -n) }
+
+// fillDay stores a million events of 50 containers spread over a day from
+// t0, the kind of event i chosen by kind, and returns the store directory.
+func fillDay(b *testing.B, kind func(i int) event.Kind) string {
+	b.Helper()
+	const n = 1_000_000
+	dir := b.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]event.Event, 0, 4096)
+	for i := 0; i < n; i++ {
+		e := ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind(i))
+		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
+		batch = append(batch, e)
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := w.Append(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}

@@ -80,16 +80,7 @@ func TestSizeRetention(t *testing.T) {
 			if st.Segments < 3 {
 				t.Fatalf("%d segments: the test did not exercise retention", st.Segments)
 			}
-			r, err := OpenReader(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			res, err := r.Query(Query{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := pids(t, res)
+			got := storedPIDs(t, dir)
 			if len(got) == 0 || got[len(got)-1] != uint32(c.events-1) {
 				t.Fatalf("the newest event is gone: %d kept, %d bytes", len(got), st.Bytes)
 			}
@@ -158,23 +149,11 @@ func TestSinkRetainsWhileQuiet(t *testing.T) {
 		write(i + 600)
 	}
 	write(800) // the active segment: 10:13:20
-	stored := func() []uint32 {
-		r, err := OpenReader(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		res, err := r.Query(Query{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pids(t, res)
-	}
 	waitFor := func(what string, want string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			got := fmt.Sprint(stored())
+			got := fmt.Sprint(storedPIDs(t, dir))
 			if got == want {
 				return
 			}

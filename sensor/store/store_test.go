@@ -35,6 +35,22 @@ func pids(tb testing.TB, res *Result) []uint32 {
 	return out
 }
 
+// storedPIDs opens a reader on dir and returns the pids of every event it
+// holds, oldest first.
+func storedPIDs(tb testing.TB, dir string) []uint32 {
+	tb.Helper()
+	r, err := OpenReader(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Close()
+	res, err := r.Query(Query{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pids(tb, res)
+}
+
 func TestAppendQuery(t *testing.T) {
 	dir := t.TempDir()
 	w, err := OpenWriter(dir, Options{SegmentEvents: 40})

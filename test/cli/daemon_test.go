@@ -178,12 +178,7 @@ func TestLossAccounting(t *testing.T) {
 // freeLoopback returns a loopback address whose port was free a moment ago.
 func freeLoopback(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(freePort(tb))))
 }
 
 // statusJSON runs `ringfence status -o json` and returns its loss and stall counts.
