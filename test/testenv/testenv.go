@@ -16,10 +16,12 @@ const (
 )
 
 // Privileged stops the test unless it runs as root. Under
-// RINGFENCE_REQUIRE_PRIVILEGED=1 it fails instead of skipping.
+// RINGFENCE_REQUIRE_PRIVILEGED=1 it fails instead of skipping. As root it
+// first waits for the host lock (see HostLockPath).
 func Privileged(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() == 0 {
+		lockHost(tb)
 		return
 	}
 	Unavailable(tb, "needs root (BPF programs, cgroups)")
