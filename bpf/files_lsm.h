@@ -108,15 +108,17 @@ static __always_inline int lsm_file_open(struct file *file)
 {
 	__u32 fmode = BPF_CORE_READ(file, f_mode);
 	__u32 fflags = BPF_CORE_READ(file, f_flags);
-	__u32 imode = BPF_CORE_READ(file, f_inode, i_mode);
 	__u32 op = FILE_OP_OPEN;
 	int trunc = 0;
 	if (fflags & LSM_O_TMPFILE) {
 		op = FILE_OP_CREATE;
 	} else if (fmode & FMODE_CREATED) {
 		return 0;
-	} else if ((fflags & LSM_O_TRUNC) && (imode & LSM_S_IFMT) == LSM_S_IFREG) {
-		op = FILE_OP_TRUNCATE; /* only regular files are truncated on open */
+	} else if ((fflags & LSM_O_TRUNC) &&
+		   (BPF_CORE_READ(file, f_inode, i_mode) & LSM_S_IFMT) == LSM_S_IFREG) {
+		/* Only regular files are truncated on open; the inode is read
+		 * for O_TRUNC opens only, not on every open of the node. */
+		op = FILE_OP_TRUNCATE;
 		trunc = 1;
 	} else if (!(fmode & FMODE_WRITE)) {
 		return 0;

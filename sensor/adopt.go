@@ -62,14 +62,14 @@ func (s *Sensor) runtimeCgroups() map[uint64]string {
 				return nil // gone meanwhile, or not there yet
 			}
 			rel, rerr := filepath.Rel(top, p)
-			if rerr != nil {
+			if rerr != nil || rel == "." {
 				return nil
 			}
-			if rel != "." && strings.Count(rel, "/") >= maxRuntimeDepth {
+			if strings.Count(rel, "/") >= maxRuntimeDepth {
 				return fs.SkipDir
 			}
 			var st unix.Stat_t
-			if unix.Stat(p, &st) == nil && rel != "." {
+			if unix.Stat(p, &st) == nil {
 				out[st.Ino] = "/" + filepath.Join(dir, rel)
 			}
 			return nil
@@ -221,22 +221,23 @@ func procExec(pid uint32, cgroupID uint64) event.Event {
 		e.Args = strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "status")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "Uid:"); ok {
-				if f := strings.Fields(v); len(f) > 0 {
-					if n, err := strconv.ParseUint(f[0], 10, 32); err == nil {
-						e.UID = uint32(n)
-					}
-				}
-			}
-			if v, ok := strings.CutPrefix(line, "Gid:"); ok {
-				if f := strings.Fields(v); len(f) > 0 {
-					if n, err := strconv.ParseUint(f[0], 10, 32); err == nil {
-						e.GID = uint32(n)
-					}
+		e.UID = statusID(string(b), "Uid:")
+		e.GID = statusID(string(b), "Gid:")
+	}
+	return e
+}
+
+// statusID returns the real id on the line of /proc/<pid>/status that
+// starts with field ("Uid:" or "Gid:"), or 0.
+func statusID(status, field string) uint32 {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				if n, err := strconv.ParseUint(f[0], 10, 32); err == nil {
+					return uint32(n)
 				}
 			}
 		}
 	}
-	return e
+	return 0
 }

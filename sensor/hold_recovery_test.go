@@ -191,3 +191,44 @@ func inCgroup(tb testing.TB, dir string) *syscall.SysProcAttr {
 	tb.Helper()
 	return &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD(tb, dir)}
 }
+
+// TestProcExec rebuilds the exec event of a running child from /proc, as
+// the hold recovery does for a stopped one: every field it fills.
+func TestProcExec(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := uint32(cmd.Process.Pid)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := filepath.EvalSymlinks(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e event.Event
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if e = procExec(pid, 42); e.Binary == want { // exec done
+			break
+		}
+	}
+	if e.Kind != event.KindExec || e.Source != SourceProcfs || !e.Held || e.PID != pid || e.TID != pid || e.CgroupID != 42 ||
+		e.PPID != uint32(os.Getpid()) || e.UID != uint32(os.Getuid()) || e.GID != uint32(os.Getgid()) ||
+		e.Comm != "sleep" || e.Binary != want || !slices.Equal(e.Args, []string{"sleep", "30"}) {
+		t.Fatalf("rebuilt exec %+v, want pid %d ppid %d uid %d gid %d comm sleep binary %s args [sleep 30]",
+			e, pid, os.Getpid(), os.Getuid(), os.Getgid(), want)
+	}
+}
+
+func TestStatusID(t *testing.T) {
+	status := "Name:\tsleep\nUmask:\t0022\nUid:\t1000\t1001\t1002\t1003\nGid:\t2000\t2001\t2002\t2003\n"
+	if u, g := statusID(status, "Uid:"), statusID(status, "Gid:"); u != 1000 || g != 2000 {
+		t.Fatalf("uid %d gid %d, want the real ids 1000 and 2000", u, g)
+	}
+	if got := statusID("Name:\tx\n", "Uid:"); got != 0 {
+		t.Fatalf("no Uid line: %d, want 0", got)
+	}
+}

@@ -223,11 +223,9 @@ func (s *Sensor) auditFile(e *event.Event) *event.Event {
 	}
 	mounts := func() []string {
 		var out []string
-		if s.cfg.Containers != nil {
-			if c, ok := s.containerOf(e.CgroupID); ok && c.Spec != nil {
-				for _, m := range c.Spec.Mounts {
-					out = append(out, m.Destination)
-				}
+		if c, ok := s.containerOf(e.CgroupID); ok && c.Spec != nil {
+			for _, m := range c.Spec.Mounts {
+				out = append(out, m.Destination)
 			}
 		}
 		return out

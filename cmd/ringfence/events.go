@@ -185,22 +185,14 @@ func runEvents(ctx context.Context, f *eventsFlags, stdout, stderr io.Writer) er
 // an event on stdout only if the query selects it.
 func printLive(lines <-chan []byte, q *store.Query, last time.Time, p *printer, stderr io.Writer) {
 	for b := range lines {
-		var e struct {
-			Time      time.Time         `json:"time"`
-			Kind      event.Kind        `json:"kind"`
-			Verdict   event.Verdict     `json:"verdict"`
-			Message   string            `json:"message"`
-			Counts    map[string]uint64 `json:"counts"`
-			Container *event.Container  `json:"container"`
-		}
-		if json.Unmarshal(b, &e) == nil && !e.Time.After(last) {
+		var ev event.Event
+		if json.Unmarshal(b, &ev) == nil && !ev.Time.After(last) {
 			continue // already printed from the store
 		}
-		ev := event.Event{Time: e.Time, Kind: e.Kind, Verdict: e.Verdict, Message: e.Message, Counts: e.Counts, Container: e.Container}
 		if store.IsLossReport(&ev) {
 			p.flush()
-			if total, causes := lossSummary(e.Counts); total > 0 {
-				fmt.Fprintf(stderr, "warning: %d events were lost at %s (%s): the live stream may be incomplete\n", total, e.Time.Format(time.RFC3339), causes)
+			if total, causes := lossSummary(ev.Counts); total > 0 {
+				fmt.Fprintf(stderr, "warning: %d events were lost at %s (%s): the live stream may be incomplete\n", total, ev.Time.Format(time.RFC3339), causes)
 			}
 			if !q.Matches(&ev) {
 				continue

@@ -257,39 +257,39 @@ func (s *Sensor) MapSizes() (map[string]int, error) {
 		"members", "bind_addrs", "bind_ifindexes", "syscall_counts"}
 	out := make(map[string]int, len(names))
 	for _, name := range names {
-		m := s.objs.Maps[name]
-		n := 0
-		var prev any // nil: from the first key
-		for n < int(m.MaxEntries()) {
-			next, err := m.NextKeyBytes(prev)
-			if err != nil {
-				return nil, fmt.Errorf("count %s: %w", name, err)
-			}
-			if next == nil {
-				break
-			}
-			n++
-			prev = next
+		keys, err := keysOf(s.objs.Maps[name])
+		if err != nil {
+			return nil, err
 		}
-		out[name] = n
+		out[name] = len(keys)
 	}
 	return out, nil
 }
 
-// clearMap deletes every entry of a hash map.
-func clearMap(m *ebpf.Map) error {
+// keysOf lists the keys of a hash map: at most its capacity, as a walk
+// restarts from the first key when the one it stands on is deleted meanwhile.
+func keysOf(m *ebpf.Map) ([][]byte, error) {
 	var keys [][]byte
 	var prev any // nil: from the first key
-	for {
+	for len(keys) < int(m.MaxEntries()) {
 		next, err := m.NextKeyBytes(prev)
 		if err != nil {
-			return fmt.Errorf("clear %s: %w", m.String(), err)
+			return nil, fmt.Errorf("walk %s: %w", m.String(), err)
 		}
 		if next == nil {
 			break
 		}
 		keys = append(keys, next)
 		prev = next
+	}
+	return keys, nil
+}
+
+// clearMap deletes every entry of a hash map.
+func clearMap(m *ebpf.Map) error {
+	keys, err := keysOf(m)
+	if err != nil {
+		return err
 	}
 	var errs []error
 	for _, k := range keys {

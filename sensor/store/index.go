@@ -80,13 +80,14 @@ func (x *segIndex) diskSize() int64 {
 	return int64(len(idxMagic)) + 16 + 4 + x.symBytes + 8 + 8 + int64(x.count())*entrySize + 4
 }
 
-// growth is how much adding a record of m grows the index file; a container
-// in pending is counted as already added.
-func (x *segIndex) growth(m meta, pending map[container]bool) int64 {
+// growth is how much adding a record of m grows the index file, and whether
+// its container is new to the index; a container in pending is counted as
+// already added.
+func (x *segIndex) growth(m meta, pending map[container]bool) (int64, bool) {
 	if _, ok := x.symOf[m.Container]; ok || pending[m.Container] {
-		return entrySize
+		return entrySize, false
 	}
-	return entrySize + symSize(m.Container)
+	return entrySize + symSize(m.Container), true
 }
 
 // add records one record's metadata.

@@ -188,15 +188,18 @@ func (w *Writer) writeChunk(events []encoded) (int, error) {
 		if w.buf, err = appendRecord(w.buf, r); err != nil {
 			return 0, err
 		}
-		grow := int64(len(w.buf)-start) + w.index.growth(r.m, pending)
+		idxGrow, newSym := w.index.growth(r.m, pending)
+		grow := int64(len(w.buf)-start) + idxGrow
 		if cost+grow > w.opts.SegmentBytes && (len(offs) > 0 || w.index.count() > 0) {
 			w.buf = w.buf[:start]
 			break
 		}
-		if pending == nil {
-			pending = make(map[container]bool)
+		if newSym {
+			if pending == nil {
+				pending = make(map[container]bool)
+			}
+			pending[r.m.Container] = true
 		}
-		pending[r.m.Container] = true
 		cost += grow
 		offs = append(offs, w.size+int64(start))
 	}
