@@ -238,10 +238,7 @@ type helperProc struct {
 // from its first instruction, and waits until it has done op.
 func startHelper(tb testing.TB, cgroupFD int, op string, args ...string) *helperProc {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
-	cmd.Env = append(os.Environ(), helperEnv+"="+op, helperArgcEnv+"="+strconv.Itoa(len(args)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
-	cmd.Stderr = os.Stderr
+	cmd := helperCmd(cgroupFD, op, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -261,6 +258,22 @@ func startHelper(tb testing.TB, cgroupFD int, op string, args ...string) *helper
 		tb.Fatalf("helper %s %v: %q", op, args, line)
 	}
 	return h
+}
+
+// runHelperToEnd runs op like startHelper and waits for the child to end,
+// returning how it ended.
+func runHelperToEnd(cgroupFD int, op string, args ...string) error {
+	cmd := helperCmd(cgroupFD, op, args...)
+	cmd.Stdin = strings.NewReader("")
+	return cmd.Run()
+}
+
+func helperCmd(cgroupFD int, op string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+op, helperArgcEnv+"="+strconv.Itoa(len(args)))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+	cmd.Stderr = os.Stderr
+	return cmd
 }
 
 func (h *helperProc) stop() {

@@ -44,9 +44,12 @@ type StallReporter interface {
 	Stalls() map[string]uint64
 }
 
-// Stalls counts, by stage, the times a stage waited for the next one.
+// Stalls counts, by stage, the times a stage waited for the next one:
+// "ring" the times the kernel ring was found three quarters full (the
+// reader behind, every overflow is preceded by one), "reader_queue" the
+// times the reader waited for the sinks, and each sink's own.
 func (s *Sensor) Stalls() map[string]uint64 {
-	out := map[string]uint64{"reader_queue": s.queueStalls.Load()}
+	out := map[string]uint64{"ring": s.ring.Backlogs(), "reader_queue": s.queueStalls.Load()}
 	for _, sk := range s.cfg.Sinks {
 		if sr, ok := sk.(StallReporter); ok {
 			maps.Copy(out, sr.Stalls())

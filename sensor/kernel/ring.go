@@ -17,6 +17,10 @@ type Ring struct {
 	// started and done count the records handed to fn, and those for
 	// which it has returned.
 	started, done atomic.Uint64
+	// backlogs counts the times the reader found the ring past
+	// backlogHigh full: it had fallen behind the kernel. Every overflow of
+	// the ring is preceded by one.
+	backlogs atomic.Uint64
 
 	mu     sync.Mutex // closed and the reader's close, against Drained
 	closed bool
@@ -30,6 +34,14 @@ func (s *Sensor) OpenRing() (*Ring, error) {
 	}
 	return &Ring{r: r}, nil
 }
+
+// The ring counts as backlogged from three quarters full until it is below
+// half full again.
+const (
+	backlogHigh = 3
+	backlogLow  = 2
+	backlogOf   = 4
+)
 
 // Run hands every record to fn until ctx ends; then it hands over the
 // records still pending in the ring, so a clean shutdown loses nothing that
@@ -45,6 +57,8 @@ func (r *Ring) Run(ctx context.Context, fn func([]byte)) error {
 		r.r.Close()
 	}()
 	var rec ringbuf.Record
+	size := r.r.BufferSize()
+	behind := false
 	for {
 		if err := r.r.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
@@ -52,11 +66,24 @@ func (r *Ring) Run(ctx context.Context, fn func([]byte)) error {
 			}
 			return fmt.Errorf("read event ring: %w", err)
 		}
+		// A full ring can only follow a reader that found it past
+		// backlogHigh: records are far smaller than a quarter of it.
+		if avail := r.r.AvailableBytes(); !behind && avail*backlogOf >= size*backlogHigh {
+			behind = true
+			r.backlogs.Add(1)
+		} else if behind && avail*backlogOf < size*backlogLow {
+			behind = false
+		}
 		r.started.Add(1)
 		fn(rec.RawSample)
 		r.done.Add(1)
 	}
 }
+
+// Backlogs counts the times the reader found the ring three quarters full
+// or more: the kernel produced faster than the reader took records, because
+// the reader waited for the stages after it or was itself too slow.
+func (r *Ring) Backlogs() uint64 { return r.backlogs.Load() }
 
 // Drained reports whether every record the kernel had committed before the
 // call has been handed to Run's fn, and fn has returned for it.
