@@ -5,9 +5,11 @@ export PATH := /usr/local/go/bin:$(PATH)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN     := build/ringfence
 VMBIN   := build/vm
-# Packages whose tests need root and a kernel: run on the host and in the VMs
-# (test/runtime itself runs on the host; the sensor tests use it in the VMs).
-PRIV_PKGS := ./sensor ./sensor/kernel ./test/demo
+# The VMs run, on each kernel, every TestPrivileged test (root and a kernel)
+# of the packages that have a *_privileged_test.go file; TestHost tests
+# need root on the host only (see test/testenv).
+PRIV_PKGS ?= $(sort $(dir $(shell git ls-files --cached --others --exclude-standard '*_privileged_test.go')))
+VMRUN     ?= ^TestPrivileged
 # What the demo needs inside a VM, under /opt/ringfence (see test/demo).
 VM_DEMO_FILES := scripts/demo.sh test/runtime/containerd.sh deploy/policies/demo.yaml
 # Kernel modules the VMs load first: overlayfs for containerd's snapshotter,
@@ -70,16 +72,16 @@ test: deps generate-check lint ## every test: unit, privileged on the host, and 
 	$(MAKE) vmtest
 
 .PHONY: vmtest
-vmtest: deps build ## run the privileged tests inside qemu VMs on Debian kernels 6.1 and 6.12 (VMRUN=regexp: only those tests)
+vmtest: deps build ## run the TestPrivileged tests inside qemu VMs on Debian kernels 6.1 and 6.12 (VMRUN=regexp: only those tests)
 	@mkdir -p $(VMBIN) && rm -f $(VMBIN)/*.test
 	@for p in $(PRIV_PKGS); do \
-		CGO_ENABLED=0 go test -c -o $(VMBIN)/$$(basename $$p).test $$p || exit 1; \
+		CGO_ENABLED=0 go test -c -o $(VMBIN)/$$(echo $${p%/} | tr / -).test ./$$p || exit 1; \
 	done
 	@# containerd, runc, the test image and what containerd.sh needs, as -extra SRC:DST.
 	test/runtime/containerd.sh vm-files >$(VMBIN)/runtime.files
 	@for f in $(VM_DEMO_FILES); do echo "$$f:/opt/ringfence/$$f"; done >>$(VMBIN)/runtime.files
 	@echo "$(BIN):/opt/ringfence/ringfence" >>$(VMBIN)/runtime.files
-	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 20m $(if $(VMRUN),-run '$(VMRUN)') \
+	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 20m -run '$(VMRUN)' \
 		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
 
 .PHONY: demo
@@ -88,7 +90,7 @@ demo: deps build ## the demo on this host: containerd, the sensor with deploy/po
 
 .PHONY: demo-vm
 demo-vm: ## the same demo in a VM on Debian's 6.12 kernel, where BPF LSM gives the full tier
-	$(MAKE) vmtest PRIV_PKGS=./test/demo KERNELS=6.12 VMRUN=TestDemo
+	$(MAKE) vmtest PRIV_PKGS=test/demo/ KERNELS=6.12 VMRUN=TestPrivilegedDemo
 
 .PHONY: bench
 bench: deps build ## sensor overhead (with vs without, side by side), then the store and daemon targets

@@ -204,7 +204,7 @@ static __always_inline void count_drop(__u32 cause)
 		(*n)++;
 }
 
-/* is_watched returns the cgroup id of the current task when it is watched, else 0. */
+/* current_watched returns the cgroup id of the current task when it is watched, else 0. */
 static __always_inline __u64 current_watched(void)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
@@ -233,7 +233,9 @@ static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, 
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
-/* reserve returns a zeroed-header record of size sz, or NULL after counting the drop. */
+/* RESERVE returns a record of the ring sized for type, its contents
+ * uninitialised (the caller fills every field), or NULL after counting the
+ * loss under cause. */
 #define RESERVE(type, cause) ({                                        \
 	type *__e = bpf_ringbuf_reserve(&events, sizeof(type), 0);      \
 	if (!__e)                                                       \

@@ -235,8 +235,9 @@ static __always_inline void propagate_member(__u64 parent, __u64 child)
 		count_drop(DROP_WATCH_MAP_FULL);
 }
 
-/* violation_start prepares the scratch violation record. Outside process
- * context (a packet) there is no acting task: only the socket's cgroup. */
+/* violation_start_ctx prepares the scratch violation record. Outside
+ * process context (in_task 0: a packet) there is no acting task, only the
+ * socket's cgroup. */
 static __always_inline struct violation_event *violation_start_ctx(__u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action, int in_task)
 {
 	struct enforce_scratch *sc = enforce_scratch_get();
@@ -276,13 +277,10 @@ static __always_inline struct violation_event *violation_start(__u64 cg, __u16 s
 	return violation_start_ctx(cg, source, policy, rule, action, 1);
 }
 
-/* violation_submit reports v unless an identical violation has had
- * VIOLATION_BURST reports in the current second: then it is only counted,
- * and the next report carries the count. The decision itself never
- * depends on this. */
+/* object_hash is FNV-1a over the first HASHED_BYTES of v's path and over
+ * its address and port: what tells identical violations apart. */
 #define HASHED_BYTES 128
 
-/* object_hash is FNV-1a over the first bytes of v's object. */
 static __always_inline __u32 object_hash(struct violation_event *v)
 {
 	__u32 h = 2166136261u;
@@ -297,6 +295,10 @@ static __always_inline __u32 object_hash(struct violation_event *v)
 	return (h ^ v->port) * 16777619u;
 }
 
+/* violation_submit reports v unless an identical violation has had
+ * VIOLATION_BURST reports in the current second: then it is only counted,
+ * and the next report carries the count. The decision itself never
+ * depends on this. */
 static __always_inline void violation_submit(struct violation_event *v, __u64 owner)
 {
 	v->object = object_hash(v);

@@ -32,6 +32,21 @@ func (r Rule) String() string {
 	return fmt.Sprintf("rule_%d", r)
 }
 
+// Reason says in a few words what a violation of the rule is.
+func (r Rule) Reason() string {
+	switch r {
+	case RuleReadOnly:
+		return "write to the container's read-only root filesystem"
+	case RuleBindInterfaces:
+		return "accepting traffic outside the allowed interfaces and ports"
+	case RuleAllowedRegistries:
+		return "image not from an allowed registry"
+	case RuleDenyPrivileged:
+		return "privileged container"
+	}
+	return ""
+}
+
 // Action is what a rule does when it fires; the values are the kernel's,
 // ordered from the mildest: combining takes the largest.
 type Action uint16

@@ -273,12 +273,12 @@ func (e *Engine) InterfacesChanged(cgroup uint64, state map[string]Iface) {
 	e.containers[cgroup] = na
 }
 
-// ReadOnlyBreach names the read-only policy whose rule a write of path breaks,
+// readOnlyBreach names the read-only policy whose rule a write of path breaks,
 // with its mode, for tiers where the kernel cannot judge writes itself.
 // mounts gives the container's mount points (asked only for a container
 // under a read-only rule): writes below them, but for "/", are not to its
 // root filesystem.
-func (e *Engine) ReadOnlyBreach(cgroup uint64, path string, mounts func() []string) (policy, mode string, ok bool) {
+func (e *Engine) readOnlyBreach(cgroup uint64, path string, mounts func() []string) (policy, mode string, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a, found := e.containers[cgroup]
@@ -297,6 +297,31 @@ func (e *Engine) ReadOnlyBreach(cgroup uint64, path string, mounts func() []stri
 		}
 	}
 	return policy, mode, best != ActionNone
+}
+
+// Breach is a would-deny of the read-only rule found in userspace.
+type Breach struct {
+	Policy, Mode, Reason string
+}
+
+// AuditWrite judges, for a tier where the kernel cannot judge writes, a
+// write by the container of cgroup to path, and to target (the second path
+// of a rename or link, "" when none), against its read-only rules. It never
+// denies: the breach is reported as a would-deny, and under an enforcing
+// policy its reason says the tier cannot enforce it.
+func (e *Engine) AuditWrite(cgroup uint64, path, target string, mounts func() []string) (Breach, bool) {
+	policy, mode, ok := e.readOnlyBreach(cgroup, path, mounts)
+	if !ok && target != "" {
+		policy, mode, ok = e.readOnlyBreach(cgroup, target, mounts)
+	}
+	if !ok {
+		return Breach{}, false
+	}
+	b := Breach{Policy: policy, Mode: mode, Reason: RuleReadOnly.Reason()}
+	if mode == ModeEnforce {
+		b.Reason += ": " + Unenforceable
+	}
+	return b, true
 }
 
 func (e *Engine) byID(ids []uint32) []*compiled {

@@ -140,20 +140,40 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 		t.Errorf("db member = %+v", m)
 	}
 	// The strictest read-only verdict: web's enforce rule forbids /tmp too.
-	if p, mode, ok := e.ReadOnlyBreach(10, "/tmp/x", noMounts); !ok || p != "web" || mode != "enforce" {
+	if p, mode, ok := e.readOnlyBreach(10, "/tmp/x", noMounts); !ok || p != "web" || mode != "enforce" {
 		t.Errorf("web /tmp/x: %q %q %v", p, mode, ok)
 	}
-	if _, _, ok := e.ReadOnlyBreach(11, "/tmp/x", noMounts); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/tmp/x", noMounts); ok {
 		t.Error("db /tmp/x: breach under an allowWrites prefix")
 	}
-	if _, _, ok := e.ReadOnlyBreach(11, "/run/app.pid", noMounts); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/run/app.pid", noMounts); ok {
 		t.Error("db /run/app.pid: breach of an exact allowWrites entry")
 	}
-	if p, _, ok := e.ReadOnlyBreach(11, "/run/app.pid2", noMounts); !ok || p != "ro-audit" {
+	if p, _, ok := e.readOnlyBreach(11, "/run/app.pid2", noMounts); !ok || p != "ro-audit" {
 		t.Errorf("db /run/app.pid2: %q %v", p, ok)
 	}
-	if _, _, ok := e.ReadOnlyBreach(11, "/data/x", func() []string { return []string{"/data"} }); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/data/x", func() []string { return []string{"/data"} }); ok {
 		t.Error("a write below a mount point judged as a root filesystem write")
+	}
+	for _, c := range []struct {
+		name         string
+		cgroup       uint64
+		path, target string
+		want         Breach
+		breach       bool
+	}{
+		{"enforcing policy: not enforceable here", 10, "/etc/passwd", "", Breach{"web", "enforce", "write to the container's read-only root filesystem: not enforceable on this kernel"}, true},
+		{"audit policy", 11, "/etc/passwd", "", Breach{"ro-audit", "audit", "write to the container's read-only root filesystem"}, true},
+		{"allowed path, forbidden target", 11, "/tmp/a", "/etc/b", Breach{"ro-audit", "audit", "write to the container's read-only root filesystem"}, true},
+		{"allowed path and target", 11, "/tmp/a", "/tmp/b", Breach{}, false},
+		{"no target", 11, "/tmp/a", "", Breach{}, false},
+		{"unknown container", 99, "/etc/passwd", "", Breach{}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got, ok := e.AuditWrite(c.cgroup, c.path, c.target, noMounts); got != c.want || ok != c.breach {
+				t.Errorf("AuditWrite = %+v %v, want %+v %v", got, ok, c.want, c.breach)
+			}
+		})
 	}
 }
 

@@ -14,8 +14,8 @@ type Target struct {
 	// unknown (a container named from its cgroup path only).
 	Image  string
 	Labels map[string]string
-	// Namespace is the Kubernetes namespace, empty outside Kubernetes.
-	Namespace string
+	// PodNamespace is the Kubernetes namespace, empty outside Kubernetes.
+	PodNamespace string
 	// Privileged is true for a container with every capability and no
 	// confinement of devices or kernel paths.
 	Privileged bool
@@ -44,7 +44,7 @@ func (s Selector) Selects(t Target) bool {
 			return false
 		}
 	}
-	if len(s.Namespaces) > 0 && !anyMatch(s.Namespaces, func(ns string) bool { return ns == t.Namespace }) {
+	if len(s.Namespaces) > 0 && !anyMatch(s.Namespaces, func(ns string) bool { return ns == t.PodNamespace }) {
 		return false
 	}
 	return true

@@ -88,7 +88,7 @@ func parseEventsFlags(args []string, stderr io.Writer, now time.Time) (*eventsFl
 		return nil, fmt.Errorf("--since %s is not before --until %s", *since, *until)
 	}
 	valid := map[string]bool{}
-	for _, k := range []event.Kind{event.KindExec, event.KindExit, event.KindFile, event.KindBind, event.KindViolation, event.KindContainer, event.KindPosture, event.KindSensor, event.KindSyscalls} {
+	for _, k := range event.Kinds() {
 		valid[string(k)] = true
 	}
 	for _, k := range splitComma(*kinds) {

@@ -33,8 +33,8 @@ func stored(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	ctrs := []event.Container{
-		{ID: "aaaa1111", Name: "web", Image: "registry.internal/web:1", Pod: "web-1", Namespace: "prod"},
-		{ID: "bbbb2222", Name: "db", Image: "docker.io/library/postgres:16", Pod: "db-0", Namespace: "data"},
+		{ID: "aaaa1111", Name: "web", Image: "registry.internal/web:1", Pod: "web-1", PodNamespace: "prod"},
+		{ID: "bbbb2222", Name: "db", Image: "docker.io/library/postgres:16", Pod: "db-0", PodNamespace: "data"},
 	}
 	var evs []event.Event
 	for i := 0; i < 60; i++ {

@@ -114,6 +114,24 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// flagError names the flag of a setting the sensor refused.
+func flagError(err error) error {
+	var ce *sensor.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	flag := map[string]string{
+		sensor.FieldWatchCgroups:   "--watch-cgroup",
+		sensor.FieldCreateCgroups:  "--create-cgroup",
+		sensor.FieldRuntimeParents: "--container-parent",
+		sensor.FieldPolicies:       "--policy",
+	}[ce.Field]
+	if flag == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", flag, ce.Err)
+}
+
 // runDaemon wires the sensor, the container runtime, the store, the API and
 // the metrics, and runs them until SIGTERM or SIGINT.
 func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
@@ -146,19 +164,16 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	if f.containerd != "" {
 		// The watcher runs only once s exists, so its callback can use it.
 		watcher, err = container.NewWatcher(container.WatcherConfig{
-			Socket: f.containerd,
-			Logger: log,
-			Cache:  container.NewCache(container.CacheConfig{Grace: f.grace}),
-			OnStart: func(i container.Info) {
-				if err := s.ContainerStarted(i); err != nil {
-					log.Error("container start", "id", i.ID, "error", err)
-				}
-			},
+			Socket:  f.containerd,
+			Logger:  log,
+			Cache:   container.NewCache(container.CacheConfig{Grace: f.grace}),
+			OnStart: func(i container.Info) { s.ContainerStarted(i) },
 			OnGone: func(i container.Info) {
 				if err := s.ContainerGone(i); err != nil {
 					log.Error("container gone", "id", i.ID, "error", err)
 				}
 			},
+			OnDisconnect: func() { s.RuntimeDown() },
 		})
 		if err != nil {
 			return fmt.Errorf("--containerd-socket: %w", err)
@@ -184,7 +199,7 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		defer mln.Close()
 	}
 	if s, err = sensor.New(cfg); err != nil {
-		return err
+		return flagError(err)
 	}
 	// Loading parsed the kernel's BTF (tens of MB); give it back now.
 	debug.FreeOSMemory()

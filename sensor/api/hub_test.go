@@ -15,7 +15,7 @@ var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 func fileEvent(ctr string) event.Event {
 	e := event.Event{Time: t0, Kind: event.KindFile, Verdict: event.VerdictAllow, Path: "/etc/" + ctr}
 	if ctr != "" {
-		e.Container = &event.Container{ID: "id-" + ctr, Name: ctr, Image: "registry.internal/" + ctr, Pod: "pod-" + ctr, Namespace: "prod"}
+		e.Container = &event.Container{ID: "id-" + ctr, Name: ctr, Image: "registry.internal/" + ctr, Pod: "pod-" + ctr, PodNamespace: "prod"}
 	}
 	return e
 }

@@ -33,21 +33,21 @@ type Backend interface {
 
 // Container is one container as the API shows it.
 type Container struct {
-	ID           string            `json:"id"`
-	Name         string            `json:"name"`
-	Namespace    string            `json:"runtime_namespace,omitempty"`
-	Image        string            `json:"image,omitempty"`
-	ImageDigest  string            `json:"image_digest,omitempty"`
-	Pod          string            `json:"pod,omitempty"`
-	PodNamespace string            `json:"namespace,omitempty"`
-	Labels       map[string]string `json:"labels,omitempty"`
-	Pid          uint32            `json:"pid,omitempty"`
-	CgroupID     uint64            `json:"cgroup_id"`
-	CgroupPath   string            `json:"cgroup_path,omitempty"`
-	WatchedSince time.Time         `json:"watched_since,omitzero"`
-	Created      time.Time         `json:"created,omitzero"`
-	Started      time.Time         `json:"started,omitzero"`
-	Exited       time.Time         `json:"exited,omitzero"`
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	RuntimeNamespace string            `json:"runtime_namespace,omitempty"`
+	Image            string            `json:"image,omitempty"`
+	ImageDigest      string            `json:"image_digest,omitempty"`
+	Pod              string            `json:"pod,omitempty"`
+	PodNamespace     string            `json:"namespace,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	Pid              uint32            `json:"pid,omitempty"`
+	CgroupID         uint64            `json:"cgroup_id"`
+	CgroupPath       string            `json:"cgroup_path,omitempty"`
+	WatchedSince     time.Time         `json:"watched_since,omitzero"`
+	Created          time.Time         `json:"created,omitzero"`
+	Started          time.Time         `json:"started,omitzero"`
+	Exited           time.Time         `json:"exited,omitzero"`
 	// Policies names the policies that select it.
 	Policies []string `json:"policies,omitempty"`
 }
@@ -134,7 +134,7 @@ func (s *Server) containers(w http.ResponseWriter, _ *http.Request) {
 	infos := s.backend.Containers()
 	out := make([]Container, 0, len(infos))
 	for _, i := range infos {
-		out = append(out, Container{ID: i.ID, Name: i.Name, Namespace: i.Namespace, Image: i.Image, ImageDigest: i.ImageDigest,
+		out = append(out, Container{ID: i.ID, Name: i.Name, RuntimeNamespace: i.RuntimeNamespace, Image: i.Image, ImageDigest: i.ImageDigest,
 			Pod: i.Pod, PodNamespace: i.PodNamespace, Labels: i.Labels, Pid: i.Pid, CgroupID: i.CgroupID, CgroupPath: i.CgroupPath,
 			WatchedSince: i.WatchedSince, Created: i.Created, Started: i.Started, Exited: i.Exited, Policies: s.backend.PoliciesOf(i.CgroupID)})
 	}

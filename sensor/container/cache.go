@@ -77,7 +77,7 @@ func (c *Cache) List() []Info {
 		}
 	}
 	slices.SortFunc(out, func(a, b Info) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.ID, b.ID), cmp.Compare(a.CgroupID, b.CgroupID))
+		return cmp.Or(cmp.Compare(a.RuntimeNamespace, b.RuntimeNamespace), cmp.Compare(a.ID, b.ID), cmp.Compare(a.CgroupID, b.CgroupID))
 	})
 	return out
 }

@@ -178,12 +178,12 @@ func TestCacheWatchedSince(t *testing.T) {
 
 func TestCacheList(t *testing.T) {
 	c := NewCache(CacheConfig{})
-	c.Put(Info{Namespace: "k8s.io", ID: "b", CgroupID: 3})
-	c.Put(Info{Namespace: "default", ID: "z", CgroupID: 1})
-	c.Put(Info{Namespace: "k8s.io", ID: "a", CgroupID: 2})
+	c.Put(Info{RuntimeNamespace: "k8s.io", ID: "b", CgroupID: 3})
+	c.Put(Info{RuntimeNamespace: "default", ID: "z", CgroupID: 1})
+	c.Put(Info{RuntimeNamespace: "k8s.io", ID: "a", CgroupID: 2})
 	var got []string
 	for _, i := range c.List() {
-		got = append(got, i.Namespace+"/"+i.ID)
+		got = append(got, i.RuntimeNamespace+"/"+i.ID)
 	}
 	if want := "[default/z k8s.io/a k8s.io/b]"; fmt.Sprint(got) != want {
 		t.Errorf("List = %v, want %v", got, want)

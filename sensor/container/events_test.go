@@ -105,12 +105,12 @@ func TestHandle(t *testing.T) {
 			w, err := NewWatcher(WatcherConfig{
 				Socket:  "unused",
 				Cgroup2: t.TempDir(),
-				OnGone:  func(i Info) { gone = append(gone, fmt.Sprintf("%s/%s %d", i.Namespace, i.ID, i.ExitStatus)) },
+				OnGone:  func(i Info) { gone = append(gone, fmt.Sprintf("%s/%s %d", i.RuntimeNamespace, i.ID, i.ExitStatus)) },
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.announce(Info{Namespace: "default", ID: "c1", Name: "c1", CgroupID: 5, Pid: 10})
+			w.announce(Info{RuntimeNamespace: "default", ID: "c1", Name: "c1", CgroupID: 5, Pid: 10})
 			for _, env := range tt.events {
 				w.handle(context.Background(), nil, env)
 			}

@@ -1,5 +1,7 @@
 package container
 
+import "github.com/ringfence/ringfence/sensor/hostfs"
+
 // Fallback names the container in a cgroup from the cgroup's path alone, for
 // when the runtime API is down or does not know it: the Info holds the ID
 // (also as Name), the Runtime the path's layout points to, CgroupID and
@@ -9,12 +11,12 @@ package container
 // container's. Fallback does I/O: keep it off the event hot path.
 func Fallback(cgroup2 string, cgroupID uint64, path string) (info Info, ok bool, err error) {
 	if path == "" {
-		if path, err = findCgroup(cgroup2, cgroupID); err != nil {
+		if path, err = hostfs.FindCgroup(cgroup2, cgroupID); err != nil {
 			return Info{}, false, err
 		}
 	}
 	if cgroupID == 0 {
-		if cgroupID, err = cgroupInode(cgroup2, path); err != nil {
+		if cgroupID, err = hostfs.CgroupID(cgroup2, path); err != nil {
 			return Info{}, false, err
 		}
 	}
@@ -28,7 +30,7 @@ func Fallback(cgroup2 string, cgroupID uint64, path string) (info Info, ok bool,
 // FallbackForPid is Fallback for the cgroup pid is in, read from
 // /proc/<pid>/cgroup below procRoot; the Info also holds Pid.
 func FallbackForPid(cgroup2, procRoot string, pid uint32) (info Info, ok bool, err error) {
-	path, err := cgroupOfPid(procRoot, pid)
+	path, err := hostfs.CgroupOfPid(procRoot, pid)
 	if err != nil {
 		return Info{}, false, err
 	}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ringfence/ringfence/sensor/hostfs/fake"
 )
 
 func TestFallback(t *testing.T) {
@@ -20,7 +22,7 @@ func TestFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	proc := fakeProc(t, map[string]string{"7/cgroup": "0::" + paths["docker"] + "\n"})
+	proc := fake.Dir(t, map[string]string{"7/cgroup": "0::" + paths["docker"] + "\n"})
 
 	tests := []struct {
 		name        string

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 // recorder keeps what a Watcher announced.
@@ -116,4 +118,14 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// inode returns the inode number of path: the id of a cgroup directory.
+func inode(tb testing.TB, path string) uint64 {
+	tb.Helper()
+	id, err := hostfs.CgroupID("/", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ringfence/ringfence/sensor/event"
 )
 
 // Kubernetes metadata, as CRI runtimes set it on containers (labels) and in
@@ -26,8 +28,8 @@ type Info struct {
 	// Name is the human name: the Kubernetes container name where there is
 	// one, else the ID.
 	Name string
-	// Namespace is the containerd namespace ("k8s.io" under Kubernetes).
-	Namespace string
+	// RuntimeNamespace is the containerd namespace ("k8s.io" under Kubernetes).
+	RuntimeNamespace string
 	// Runtime names what runs the container: RuntimeContainerd, ... .
 	Runtime string
 	// Image is the image reference the container was created from.
@@ -81,4 +83,9 @@ func (i *Info) kubernetesNames() {
 	i.Pod = first(i.Labels[LabelPodName], annot[annotSandboxName])
 	i.PodNamespace = first(i.Labels[LabelPodNamespace], annot[annotSandboxNS])
 	i.Name = first(i.Labels[LabelContainerName], annot[annotContainerName], i.Labels[labelNerdctlName], i.ID)
+}
+
+// Ref is the container as events name it.
+func (i Info) Ref() *event.Container {
+	return &event.Container{ID: i.ID, Name: i.Name, Image: i.Image, Pod: i.Pod, PodNamespace: i.PodNamespace}
 }

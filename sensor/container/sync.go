@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 // sync lists the tasks and containers of every namespace, announces the
@@ -84,7 +86,7 @@ func (w *Watcher) syncNamespace(ctx context.Context, cl *client.Client, ns strin
 		if t.Status != task.Status_CREATED {
 			// Only a sync finds a task already running; its process start
 			// is the closest to when the task started.
-			info.Started, _ = processStart(w.cfg.ProcRoot, t.Pid)
+			info.Started, _ = hostfs.ProcessStart(w.cfg.ProcRoot, t.Pid)
 		}
 		w.announce(info)
 	}
@@ -96,13 +98,13 @@ func (w *Watcher) syncNamespace(ctx context.Context, cl *client.Client, ns strin
 // cgroup id the entry could never be looked up.
 func (w *Watcher) describe(ctx context.Context, cl *client.Client, ns string, c containers.Container, pid uint32) (Info, error) {
 	info := Info{
-		ID:        c.ID,
-		Namespace: ns,
-		Runtime:   RuntimeContainerd,
-		Image:     c.Image,
-		Labels:    c.Labels,
-		Pid:       pid,
-		Created:   c.CreatedAt,
+		ID:               c.ID,
+		RuntimeNamespace: ns,
+		Runtime:          RuntimeContainerd,
+		Image:            c.Image,
+		Labels:           c.Labels,
+		Pid:              pid,
+		Created:          c.CreatedAt,
 	}
 	if c.Spec != nil {
 		v, err := typeurl.UnmarshalAny(c.Spec)
@@ -126,7 +128,7 @@ func (w *Watcher) describe(ctx context.Context, cl *client.Client, ns string, c 
 		return Info{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	info.CgroupPath = cg
-	if info.CgroupID, err = cgroupInode(w.cfg.Cgroup2, cg); err != nil {
+	if info.CgroupID, err = hostfs.CgroupID(w.cfg.Cgroup2, cg); err != nil {
 		return Info{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	info.kubernetesNames()
@@ -137,7 +139,7 @@ func (w *Watcher) describe(ctx context.Context, cl *client.Client, ns string, c 
 // The process tells best; the spec's path serves when the process has
 // already gone and the runtime used a plain (cgroupfs) path.
 func (w *Watcher) cgroupOf(pid uint32, spec *specs.Spec) (string, error) {
-	cg, err := cgroupOfPid(w.cfg.ProcRoot, pid)
+	cg, err := hostfs.CgroupOfPid(w.cfg.ProcRoot, pid)
 	if err == nil {
 		return cg, nil
 	}
@@ -150,7 +152,7 @@ func (w *Watcher) cgroupOf(pid uint32, spec *specs.Spec) (string, error) {
 // announce records a container the watcher did not know and tells OnStart.
 func (w *Watcher) announce(info Info) {
 	w.cache.Put(info)
-	w.live[ref{info.Namespace, info.ID}] = info.CgroupID
+	w.live[ref{info.RuntimeNamespace, info.ID}] = info.CgroupID
 	w.setLive(false)
 	if w.cfg.OnStart != nil {
 		w.cfg.OnStart(info)

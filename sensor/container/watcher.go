@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 // Defaults of a WatcherConfig.
@@ -36,7 +38,11 @@ type WatcherConfig struct {
 	// Both run on the watcher's goroutine and must not block for long.
 	OnStart func(Info)
 	OnGone  func(Info)
-	// Cgroup2 is the cgroup v2 mount; Cgroup2Mount's answer when empty.
+	// OnDisconnect is called, on the watcher's goroutine, each time the
+	// connection is lost or could not be made: nothing names containers
+	// until it is back.
+	OnDisconnect func()
+	// Cgroup2 is the cgroup v2 mount; hostfs.Cgroup2Root's answer when empty.
 	Cgroup2 string
 	// ProcRoot is where procfs is mounted; /proc when empty.
 	ProcRoot string
@@ -93,7 +99,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		return nil, errors.New("container watcher: no containerd socket")
 	}
 	if cfg.Cgroup2 == "" {
-		m, err := Cgroup2Mount()
+		m, err := hostfs.Cgroup2Root()
 		if err != nil {
 			return nil, fmt.Errorf("container watcher: %w", err)
 		}
@@ -272,11 +278,14 @@ func (w *Watcher) setConnected(version string) {
 
 func (w *Watcher) setDisconnected(err error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.status.Connected = false
 	if err != nil {
 		w.status.LastError = err.Error()
 		w.status.LastErrorAt = time.Now()
+	}
+	w.mu.Unlock()
+	if w.cfg.OnDisconnect != nil {
+		w.cfg.OnDisconnect()
 	}
 }
 

@@ -49,24 +49,26 @@ var (
 	violSize = binary.Size(bpf.SensorViolationEvent{})
 )
 
-// Decode decodes one record.
-func (d *Decoder) Decode(raw []byte) (event.Event, error) {
+// Decode decodes one record. For a violation record it also returns the
+// kernel's verdict, typed; for others a zero Violation.
+func (d *Decoder) Decode(raw []byte) (event.Event, Violation, error) {
 	var h bpf.SensorEventHdr
 	if err := decodeSized(raw, hdrSize, &h); err != nil {
-		return event.Event{}, fmt.Errorf("header: %w", err)
+		return event.Event{}, Violation{}, fmt.Errorf("header: %w", err)
 	}
+	var v Violation
 	e := d.header(&h)
 	switch bpf.SensorEventKind(h.Kind) {
 	case bpf.SensorEventKindKIND_EXEC:
 		var r bpf.SensorExecEvent
 		if err := decodeSized(raw, execSize, &r); err != nil {
-			return e, fmt.Errorf("exec: %w", err)
+			return e, v, fmt.Errorf("exec: %w", err)
 		}
 		execFields(&e, &r)
 	case bpf.SensorEventKindKIND_EXIT:
 		var r bpf.SensorExitEvent
 		if err := decodeSized(raw, exitSize, &r); err != nil {
-			return e, fmt.Errorf("exit: %w", err)
+			return e, v, fmt.Errorf("exit: %w", err)
 		}
 		e.Kind = event.KindExit
 		code := r.ExitCode
@@ -74,25 +76,25 @@ func (d *Decoder) Decode(raw []byte) (event.Event, error) {
 	case bpf.SensorEventKindKIND_FILE:
 		var r bpf.SensorFileEvent
 		if err := decodeSized(raw, fileSize, &r); err != nil {
-			return e, fmt.Errorf("file: %w", err)
+			return e, v, fmt.Errorf("file: %w", err)
 		}
 		d.fileFields(&e, &r)
 	case bpf.SensorEventKindKIND_BIND:
 		var r bpf.SensorBindEvent
 		if err := decodeSized(raw, bindSize, &r); err != nil {
-			return e, fmt.Errorf("bind: %w", err)
+			return e, v, fmt.Errorf("bind: %w", err)
 		}
 		bindFields(&e, &r)
 	case bpf.SensorEventKindKIND_VIOLATION:
 		var r bpf.SensorViolationEvent
 		if err := decodeSized(raw, violSize, &r); err != nil {
-			return e, fmt.Errorf("violation: %w", err)
+			return e, v, fmt.Errorf("violation: %w", err)
 		}
-		d.violationFields(&e, &r)
+		v = d.violationFields(&e, &r)
 	default:
-		return e, fmt.Errorf("unknown event kind %d", h.Kind)
+		return e, v, fmt.Errorf("unknown event kind %d", h.Kind)
 	}
-	return e, nil
+	return e, v, nil
 }
 
 // decodeSized copies the first size bytes of raw over *v, whose Go layout

@@ -108,7 +108,7 @@ func TestDecode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e, err := d.Decode(c.raw)
+			e, _, err := d.Decode(c.raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,12 +124,12 @@ func TestDecodeRejectsShortRecords(t *testing.T) {
 	d := New(time.Now(), nil)
 	full := encode(t, &bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE)})
 	for _, n := range []int{0, 10, hdrSize - 1, hdrSize, len(full) - 1} {
-		if _, err := d.Decode(full[:n]); !errors.Is(err, ErrShort) {
+		if _, _, err := d.Decode(full[:n]); !errors.Is(err, ErrShort) {
 			t.Errorf("%d bytes: err = %v, want ErrShort", n, err)
 		}
 	}
 	bad := encode(t, &bpf.SensorExitEvent{Hdr: hdr(99)})
-	if _, err := d.Decode(bad); err == nil || !strings.Contains(err.Error(), "unknown event kind 99") {
+	if _, _, err := d.Decode(bad); err == nil || !strings.Contains(err.Error(), "unknown event kind 99") {
 		t.Errorf("unknown kind: err = %v", err)
 	}
 }
@@ -141,7 +141,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{1, 2, 3})
 	d := New(time.Unix(0, 0), fakeResolver{-100: "/"})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		e, err := d.Decode(raw)
+		e, _, err := d.Decode(raw)
 		if err != nil {
 			return
 		}
@@ -159,7 +159,7 @@ func BenchmarkDecodeFile(b *testing.B) {
 	raw := encode(b, &r)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := d.Decode(raw); err != nil {
+		if _, _, err := d.Decode(raw); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,16 +10,29 @@ import (
 	"github.com/ringfence/ringfence/sensor/event"
 )
 
-// violationFields fills a violation's fields. The policy is left as its
-// kernel id (PolicyID): naming it is the policy engine's business.
-func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) {
+// Violation is the kernel's side of a violation record, typed: the policy
+// (by id: naming it is the policy engine's business), the rule and what was
+// done, and the rate limiter's count and key behind the report. The
+// violation stage turns it into the event's policy, rule, mode and reason.
+type Violation struct {
+	PolicyID uint32
+	Rule     enforce.Rule
+	Action   enforce.Action
+	// SuppressedTotal counts the identical violations the kernel did not
+	// report since the sensor started; Op and Object complete their key.
+	SuppressedTotal uint64
+	Op              uint16
+	Object          uint32
+}
+
+// violationFields fills a violation's object (path, address, interface or
+// executed file) and returns the kernel's verdict.
+func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) Violation {
 	e.Kind = event.KindViolation
-	e.PolicyID = r.PolicyId
 	rule := enforce.Rule(r.Rule)
-	e.Rule = rule.String()
-	e.Verdict = event.Verdict(enforce.Action(r.Action).String())
-	e.SuppressedTotal = r.SuppressedTotal
-	e.RawOp, e.ObjectHash = uint16(r.Op), r.Object
+	v := Violation{PolicyID: r.PolicyId, Rule: rule, Action: enforce.Action(r.Action),
+		SuppressedTotal: r.SuppressedTotal, Op: uint16(r.Op), Object: r.Object}
+	e.Verdict = event.Verdict(v.Action.String())
 	switch rule {
 	case enforce.RuleReadOnly:
 		e.Op = OpName(bpf.SensorFileOp(r.Op))
@@ -55,6 +68,7 @@ func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) {
 	default: // exec rules: the object is the executed file
 		e.Binary = cString(r.Path[:], int(r.PathLen))
 	}
+	return v
 }
 
 func bindOpName(op bpf.SensorBindOp) string {

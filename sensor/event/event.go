@@ -34,13 +34,20 @@ const (
 	VerdictAudit Verdict = "audit"
 )
 
+// Kinds lists every kind, in the order the store numbers them (append only).
+func Kinds() []Kind {
+	return []Kind{KindExec, KindExit, KindFile, KindBind, KindViolation, KindContainer, KindPosture, KindSensor, KindSyscalls}
+}
+
 // Container identifies the container of the acting process.
 type Container struct {
-	ID        string `json:"id"`
-	Name      string `json:"name,omitempty"`
-	Image     string `json:"image,omitempty"`
-	Pod       string `json:"pod,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
+	ID    string `json:"id"`
+	Name  string `json:"name,omitempty"`
+	Image string `json:"image,omitempty"`
+	Pod   string `json:"pod,omitempty"`
+	// PodNamespace is the Kubernetes namespace of the pod; the contract
+	// calls it "namespace".
+	PodNamespace string `json:"namespace,omitempty"`
 }
 
 // Event is one observation. Fields that do not apply to a kind stay empty and
@@ -114,12 +121,6 @@ type Event struct {
 	// and policy) not reported one by one since the previous report: the
 	// kernel rate-limits their reports, never the decision.
 	Suppressed uint64 `json:"suppressed,omitempty"`
-	// PolicyID, SuppressedTotal, RawOp and ObjectHash are the kernel's raw
-	// forms: they identify the rate limiter's count behind Suppressed.
-	PolicyID        uint32 `json:"-"`
-	SuppressedTotal uint64 `json:"-"`
-	RawOp           uint16 `json:"-"`
-	ObjectHash      uint32 `json:"-"`
 
 	// sensor, syscalls
 	Message string            `json:"message,omitempty"`

@@ -54,6 +54,14 @@ func skippedReason(hook string) string {
 	return fmt.Sprintf("optional hook absent from this kernel (no bpf_lsm_%s in its BTF; added in %s)", hook, optionalHooks[hook])
 }
 
+// LoadError is a failure of the kernel to load the programs. Its message
+// carries the verifier's whole log, where there is one; it wraps the
+// cause (errors.Is(err, ebpf.ErrNotSupported), say).
+type LoadError struct{ Err error }
+
+func (e *LoadError) Error() string { return fmt.Sprintf("load programs: %+v", e.Err) }
+func (e *LoadError) Unwrap() error { return e.Err }
+
 // Load loads the programs of the probed tier and attaches them. A program that
 // is required for the tier and fails to load or attach fails the whole load:
 // nothing stays attached then.
@@ -77,7 +85,7 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("load programs: %+v", err)
+		return nil, &LoadError{err}
 	}
 	// Optional hooks the kernel lacks are listed, not attached, with why.
 	s := &Sensor{objs: coll, tier: p.Tier, hooks: skipped}

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ringfence/ringfence/sensor/mountinfo"
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 // Well-known mount points of the pseudo-filesystems the sensor uses.
@@ -20,11 +20,11 @@ const (
 // EnsureMounts mounts securityfs, bpffs and tracefs where they are missing.
 // It is idempotent and returns the first mount that failed.
 func EnsureMounts() error {
-	mounts, err := mountinfo.Read()
+	mounts, err := hostfs.Read()
 	if err != nil {
 		return fmt.Errorf("read mount table: %w", err)
 	}
-	for _, want := range []mountinfo.Mount{
+	for _, want := range []hostfs.Mount{
 		{Point: SecurityFSPath, FSType: "securityfs"},
 		{Point: BPFFSPath, FSType: "bpf"},
 		{Point: TraceFSPath, FSType: "tracefs"},
@@ -42,7 +42,7 @@ func EnsureMounts() error {
 	return nil
 }
 
-func mounted(mounts []mountinfo.Mount, want mountinfo.Mount) bool {
+func mounted(mounts []hostfs.Mount, want hostfs.Mount) bool {
 	for _, m := range mounts {
 		if m.Point == want.Point && m.FSType == want.FSType {
 			return true

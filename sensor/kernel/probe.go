@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/ringfence/ringfence/bpf"
-	"github.com/ringfence/ringfence/sensor/mountinfo"
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 // Tier is a kernel capability tier: what the sensor can observe and enforce.
@@ -47,7 +47,7 @@ func ProbeTier() (Probe, error) {
 	}
 	var p Probe
 	var err error
-	if p.Cgroup2Root, err = mountinfo.Cgroup2Root(); err != nil {
+	if p.Cgroup2Root, err = hostfs.Cgroup2Root(); err != nil {
 		return Probe{}, err
 	}
 	raw, err := os.ReadFile(SecurityFSPath + "/lsm")

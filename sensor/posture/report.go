@@ -7,6 +7,9 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ringfence/ringfence/sensor/event"
 )
@@ -71,4 +74,15 @@ func WriteJSON(w io.Writer, reports []Report) error {
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// Events reports each CIS finding of a container's spec as a posture event
+// at now: c names the container, cgroup and pid are its cgroup and init.
+func (o Options) Events(c *event.Container, cgroup uint64, pid uint32, spec *specs.Spec, now time.Time) []event.Event {
+	var out []event.Event
+	for _, f := range o.Evaluate(spec) {
+		out = append(out, event.Event{Time: now, Kind: event.KindPosture, CgroupID: cgroup, Container: c, PID: pid,
+			Rule: "cis-" + f.Check, Severity: f.Severity, Message: f.Title, Reason: f.Detail})
+	}
+	return out
 }

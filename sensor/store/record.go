@@ -65,7 +65,7 @@ func verdictCode(v event.Verdict) uint8 {
 func metaOf(e *event.Event) meta {
 	m := meta{Time: e.Time.UnixNano(), Kind: kindCode(e.Kind), Verdict: verdictCode(e.Verdict)}
 	if c := e.Container; c != nil {
-		m.Container = container{ID: c.ID, Name: c.Name, Image: c.Image, Pod: c.Pod, Namespace: c.Namespace}
+		m.Container = container{ID: c.ID, Name: c.Name, Image: c.Image, Pod: c.Pod, Namespace: c.PodNamespace}
 	}
 	return m
 }

@@ -17,7 +17,7 @@ var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 func ev(i int, ctr string, kind event.Kind) event.Event {
 	e := event.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: kind, Verdict: event.VerdictAllow, PID: uint32(i), Path: fmt.Sprintf("/f/%d", i)}
 	if ctr != "" {
-		e.Container = &event.Container{ID: "id-" + ctr, Name: ctr, Image: "registry.internal/" + ctr + ":1", Pod: "pod-" + ctr, Namespace: "prod"}
+		e.Container = &event.Container{ID: "id-" + ctr, Name: ctr, Image: "registry.internal/" + ctr + ":1", Pod: "pod-" + ctr, PodNamespace: "prod"}
 	}
 	return e
 }

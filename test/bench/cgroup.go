@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ringfence/ringfence/sensor/mountinfo"
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 // cgroup is a cgroup v2 directory the bench created; fd is what
@@ -20,7 +20,7 @@ type cgroup struct {
 	fd   int
 }
 
-func cgroup2Root() (string, error) { return mountinfo.Cgroup2Root() }
+func cgroup2Root() (string, error) { return hostfs.Cgroup2Root() }
 
 func createCgroup(root, name string) (*cgroup, error) {
 	p := filepath.Join(root, name)

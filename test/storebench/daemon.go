@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/sensor/api"
-	"github.com/ringfence/ringfence/sensor/mountinfo"
+	"github.com/ringfence/ringfence/sensor/hostfs"
 )
 
 const genEnv = "RINGFENCE_STOREBENCH_GENERATOR"
@@ -82,7 +82,7 @@ func (b busyRun) met() bool {
 // daemonMemory runs the daemon with its store, measures its RSS idle, then
 // while a watched process causes 100,000 file events a second for 10 s.
 func daemonMemory(cfg config) (b busyRun, err error) {
-	root, err := mountinfo.Cgroup2Root()
+	root, err := hostfs.Cgroup2Root()
 	if err != nil {
 		return b, err
 	}

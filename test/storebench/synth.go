@@ -23,11 +23,11 @@ func newCorpus(n int) *corpus {
 	c := &corpus{n: n, start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
 	for i := 0; i < 50; i++ {
 		c.containers = append(c.containers, event.Container{
-			ID:        fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15+1),
-			Name:      fmt.Sprintf("app-%02d", i),
-			Image:     fmt.Sprintf("registry.internal/team%d/app-%02d:1.%d", i%5, i, i%3),
-			Pod:       fmt.Sprintf("app-%02d-7d9f8c-x%d", i, i%7),
-			Namespace: fmt.Sprintf("ns-%d", i%4),
+			ID:           fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15+1),
+			Name:         fmt.Sprintf("app-%02d", i),
+			Image:        fmt.Sprintf("registry.internal/team%d/app-%02d:1.%d", i%5, i, i%3),
+			Pod:          fmt.Sprintf("app-%02d-7d9f8c-x%d", i, i%7),
+			PodNamespace: fmt.Sprintf("ns-%d", i%4),
 		})
 	}
 	for i := 0; i < 9973; i++ {

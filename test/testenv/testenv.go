@@ -3,7 +3,9 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -20,11 +22,31 @@ const (
 // first waits for the host lock (see HostLockPath).
 func Privileged(tb testing.TB) {
 	tb.Helper()
+	if err := checkName(tb.Name()); err != nil {
+		tb.Fatal(err)
+	}
 	if os.Geteuid() == 0 {
 		lockHost(tb)
 		return
 	}
 	Unavailable(tb, "needs root (BPF programs, cgroups)")
+}
+
+// Names of privileged tests: the VMs run every TestPrivileged test of the
+// packages that have a *_privileged_test.go file, on each kernel; TestHost
+// tests (in *_host_test.go files) need root on the host only.
+const (
+	PrivilegedPrefix = "TestPrivileged"
+	HostPrefix       = "TestHost"
+)
+
+// checkName refuses a privileged test whose name does not say so: the VMs
+// would not run it, or the host's unprivileged runs would not expect it.
+func checkName(name string) error {
+	if strings.HasPrefix(name, PrivilegedPrefix) || strings.HasPrefix(name, HostPrefix) {
+		return nil
+	}
+	return fmt.Errorf("%s needs root: name it %s... (run on the host and in the VMs) or %s... (the host only)", name, PrivilegedPrefix, HostPrefix)
 }
 
 // Unavailable skips the test with reason, or fails it when privileged tests

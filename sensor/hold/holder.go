@@ -1,0 +1,357 @@
+package hold
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/container"
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+// maxParked bounds the events kept per unclassified container.
+const maxParked = 4096
+
+// Kernel is what the holder asks of the kernel programs.
+type Kernel interface {
+	// Watch makes the kernel report on a cgroup.
+	Watch(cgroup uint64) error
+	// Release ends the hold on a container cgroup.
+	Release(cgroup uint64) error
+	// Pending lists the container cgroups not released yet.
+	Pending() ([]uint64, error)
+}
+
+// Config is what a Holder needs; nothing is read from globals.
+type Config struct {
+	Kernel Kernel
+	// Cache is where the runtime's containers are, by cgroup id.
+	Cache *container.Cache
+	// Timeout bounds the wait for the runtime to name a container.
+	Timeout time.Duration
+	// Deliver hands an event on, once it may go (its container known).
+	Deliver func(event.Event)
+	// Connected reports whether the runtime answers; while it does not,
+	// containers are named from their cgroup path at once. nil: always.
+	Connected func() bool
+	// Apply puts a container under its policies; pid is a process of it
+	// (its network namespace, when the runtime has not named its init).
+	Apply func(info container.Info, pid uint32) (enforce.Member, error)
+	// Judge returns the violation of a held first exec under the rules
+	// the container now has, or nil.
+	Judge func(m enforce.Member, e *event.Event) *event.Event
+	// Signal sends sig to a process; unix.Kill when nil. Tests fake it.
+	Signal func(pid uint32, sig unix.Signal) error
+	// Cgroup2 is the cgroup v2 mount, ProcRoot procfs (/proc when empty).
+	Cgroup2, ProcRoot string
+	// Parents are the runtime parents, relative to Cgroup2: where
+	// containers are looked for at start and when a report was lost.
+	Parents []string
+	Logger  *slog.Logger
+}
+
+// Holder ends holds. Create it with New.
+type Holder struct {
+	cfg Config
+	log *slog.Logger
+
+	// classified, fromPath and timedOut count cgroups; heldExecs counts
+	// execs stopped before their first instruction and then let go.
+	classified, fromPath, timedOut, heldExecs, overflow, runtimeExecs atomic.Uint64
+	// recovered counts stopped processes found without their report;
+	// releaseErrors the kernel's refusals to end a hold; applyErrors and
+	// watchErrors the containers that could not be put under their
+	// policies or watched.
+	recovered, releaseErrors, applyErrors, watchErrors atomic.Uint64
+
+	mu      sync.Mutex
+	waits   map[uint64]*wait // by unclassified cgroup
+	retry   map[uint64]bool  // cgroups whose release failed, for the next poll
+	stopped bool
+	wg      sync.WaitGroup
+	quit    chan struct{}
+
+	adoption adoption // owned by the goroutine that polls
+}
+
+// wait is one unclassified cgroup: what it parked, and how its end is told.
+type wait struct {
+	parked []event.Event
+	// wake is closed once, when the runtime names the container or
+	// disconnects; down says which.
+	wake  chan struct{}
+	woken bool
+	down  bool
+}
+
+// New returns a Holder.
+func New(cfg Config) *Holder {
+	if cfg.Signal == nil {
+		cfg.Signal = func(pid uint32, sig unix.Signal) error { return unix.Kill(int(pid), sig) }
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Holder{cfg: cfg, log: cfg.Logger, waits: make(map[uint64]*wait), retry: make(map[uint64]bool),
+		quit: make(chan struct{}), adoption: adoption{paths: make(map[uint64]string)}}
+}
+
+// Take parks e until its container is classified, and reports whether it
+// did. A held exec is always taken while the holder runs; another event only
+// if its container is not known yet.
+func (h *Holder) Take(e event.Event) bool {
+	if e.Held && h.runtimeSelfExec(&e) {
+		// The runtime's own setup, not the container's code: it runs on
+		// at once, and the cgroup stays held for the entrypoint's exec.
+		h.cfg.Signal(e.PID, unix.SIGCONT)
+		e.Held, e.HoldOutcome = false, "runtime"
+		h.runtimeExecs.Add(1)
+	}
+	if !e.Held {
+		if _, ok := h.cfg.Cache.Lookup(e.CgroupID); ok {
+			return false
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	w, waiting := h.waits[e.CgroupID]
+	if waiting && len(w.parked) >= maxParked && !e.Held {
+		h.overflow.Add(1)
+		return false // delivered now, without its container
+	}
+	if !waiting {
+		w = &wait{wake: make(chan struct{})}
+		h.waits[e.CgroupID] = w
+		h.wg.Add(1)
+		go h.wait(e.CgroupID, e.PID, w)
+	}
+	w.parked = append(w.parked, e)
+	return true
+}
+
+// Known tells the holder that the runtime named a container (it is in the
+// cache): a wait for it ends now; a container not held (yet) is watched and
+// put under its policies at once.
+func (h *Holder) Known(info container.Info) {
+	if info.CgroupID == 0 {
+		return
+	}
+	if err := h.cfg.Kernel.Watch(info.CgroupID); err != nil {
+		h.watchErrors.Add(1)
+		h.log.Error("watch container", "id", info.ID, "error", err)
+	}
+	h.mu.Lock()
+	w, waiting := h.waits[info.CgroupID]
+	if waiting {
+		w.signal(false)
+	}
+	h.mu.Unlock()
+	if !waiting {
+		h.apply(info, info.Pid)
+	}
+}
+
+// RuntimeDown tells the holder the runtime stopped answering: nothing will
+// name the containers waited for, so they are named from their cgroup paths
+// now.
+func (h *Holder) RuntimeDown() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.waits {
+		w.signal(true)
+	}
+}
+
+// signal wakes the wait once. Called with the holder's mu held.
+func (w *wait) signal(down bool) {
+	if !w.woken {
+		w.woken, w.down = true, down
+		close(w.wake)
+	}
+}
+
+// waiting reports whether a wait for cgroupID is under way.
+func (h *Holder) waiting(cgroupID uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.waits[cgroupID]
+	return ok
+}
+
+// wait classifies one cgroup, releases its hold and delivers what it parked.
+func (h *Holder) wait(cgroupID uint64, pid uint32, w *wait) {
+	defer h.wg.Done()
+	outcome := h.classify(cgroupID, w)
+	if outcome == "timeout" && h.fromCgroupPath(pid) {
+		outcome = "cgroup-path"
+	}
+	switch outcome {
+	case "timeout":
+		h.timedOut.Add(1)
+	case "cgroup-path":
+		h.fromPath.Add(1)
+	default:
+		h.classified.Add(1)
+	}
+	// The container's rules are in the kernel before anything of it runs.
+	h.mu.Lock()
+	for _, e := range w.parked {
+		if e.Held { // the container's own process, in its namespaces
+			pid = e.PID
+			break
+		}
+	}
+	h.mu.Unlock()
+	var member enforce.Member
+	if info, ok := h.cfg.Cache.Lookup(cgroupID); ok {
+		member = h.apply(info, pid) // logged by apply; the hold ends regardless
+	}
+	// The kernel stops holding first, so nothing after this is stopped.
+	h.release(cgroupID)
+	h.mu.Lock()
+	parked := w.parked
+	delete(h.waits, cgroupID)
+	h.mu.Unlock()
+	for _, e := range parked {
+		h.letGo(e, outcome, member)
+	}
+}
+
+// letGo delivers a parked event; a held exec runs on, or dies before its
+// first instruction when the container may execute nothing. The exec and
+// its violation are handed on before the process runs, so that nothing it
+// does afterwards comes before them.
+func (h *Holder) letGo(e event.Event, outcome string, member enforce.Member) {
+	if !e.Held {
+		h.cfg.Deliver(e)
+		return
+	}
+	e.Held, e.HoldOutcome = false, outcome
+	var v *event.Event
+	if h.cfg.Judge != nil {
+		v = h.cfg.Judge(member, &e)
+	}
+	deny := member.ExecAction == enforce.ActionDeny
+	if deny {
+		e.HoldOutcome = "killed"
+	}
+	h.cfg.Deliver(e)
+	if v != nil {
+		h.cfg.Deliver(*v)
+	}
+	if deny {
+		h.cfg.Signal(e.PID, unix.SIGKILL)
+	}
+	h.cfg.Signal(e.PID, unix.SIGCONT)
+	h.heldExecs.Add(1)
+}
+
+// apply puts a container under its policies, logging a failure.
+func (h *Holder) apply(info container.Info, pid uint32) enforce.Member {
+	if h.cfg.Apply == nil {
+		return enforce.Member{}
+	}
+	m, err := h.cfg.Apply(info, pid)
+	if err != nil {
+		h.applyErrors.Add(1)
+		h.log.Error("apply policy", "container", info.ID, "error", err)
+	}
+	return m
+}
+
+// release ends the kernel's hold on a cgroup. A refusal leaves the cgroup
+// held: it is counted, logged, and tried again at the next poll.
+func (h *Holder) release(cgroupID uint64) {
+	err := h.cfg.Kernel.Release(cgroupID)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		delete(h.retry, cgroupID)
+		return
+	}
+	h.releaseErrors.Add(1)
+	h.retry[cgroupID] = true
+	h.log.Error("end the hold on a container cgroup; retried at the next poll", "cgroup", cgroupID, "error", err)
+}
+
+// retryReleases tries again the releases the kernel refused.
+func (h *Holder) retryReleases() {
+	h.mu.Lock()
+	ids := make([]uint64, 0, len(h.retry))
+	for id := range h.retry {
+		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	for _, id := range ids {
+		h.release(id)
+	}
+}
+
+// classify waits until the container of cgroupID is known. While the
+// runtime is unreachable there is nobody to wait for.
+func (h *Holder) classify(cgroupID uint64, w *wait) string {
+	if _, ok := h.cfg.Cache.Lookup(cgroupID); ok {
+		return "released"
+	}
+	if h.cfg.Connected != nil && !h.cfg.Connected() {
+		return "timeout"
+	}
+	t := time.NewTimer(h.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case <-h.quit:
+		return "released"
+	case <-t.C:
+		return "timeout"
+	case <-w.wake:
+		h.mu.Lock()
+		down := w.down
+		h.mu.Unlock()
+		if _, ok := h.cfg.Cache.Lookup(cgroupID); ok || !down {
+			return "released"
+		}
+		return "timeout"
+	}
+}
+
+// fromCgroupPath names the container of pid from its cgroup path (the id
+// only: name = id, no image) when the runtime could not, and caches it so
+// the container's later events carry it too.
+func (h *Holder) fromCgroupPath(pid uint32) bool {
+	info, ok, err := container.FallbackForPid(h.cfg.Cgroup2, h.cfg.ProcRoot, pid)
+	if err != nil || !ok {
+		return false
+	}
+	h.cfg.Cache.Put(info)
+	return true
+}
+
+// Stop releases every process still held and delivers every parked event.
+// Calling it again does nothing more.
+func (h *Holder) Stop() {
+	h.mu.Lock()
+	if !h.stopped {
+		h.stopped = true
+		close(h.quit)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// Counts returns the holds by outcome, for the status.
+func (h *Holder) Counts() map[string]uint64 {
+	return map[string]uint64{"classified": h.classified.Load(), "cgroup_path": h.fromPath.Load(), "timeout": h.timedOut.Load(),
+		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load(), "runtime_execs": h.runtimeExecs.Load(),
+		"recovered": h.recovered.Load(), "release_errors": h.releaseErrors.Load(), "apply_errors": h.applyErrors.Load(),
+		"watch_errors": h.watchErrors.Load()}
+}

@@ -1,0 +1,328 @@
+package hold
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/container"
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/hostfs"
+	"github.com/ringfence/ringfence/sensor/hostfs/fake"
+)
+
+// fakeKernel records what the holder asks of the kernel.
+type fakeKernel struct {
+	mu         sync.Mutex
+	watched    []uint64
+	released   []uint64
+	pending    []uint64
+	releaseErr error
+}
+
+func (k *fakeKernel) Watch(cg uint64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.watched = append(k.watched, cg)
+	return nil
+}
+
+func (k *fakeKernel) Release(cg uint64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.releaseErr != nil {
+		return k.releaseErr
+	}
+	k.released = append(k.released, cg)
+	k.pending = slices.DeleteFunc(k.pending, func(id uint64) bool { return id == cg })
+	return nil
+}
+
+func (k *fakeKernel) Pending() ([]uint64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.pending), nil
+}
+
+func (k *fakeKernel) releases() []uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.released)
+}
+
+// rig is a holder with a fake kernel, fake signals and recorded output.
+type rig struct {
+	h       *Holder
+	kern    *fakeKernel
+	cache   *container.Cache
+	applied chan container.Info
+	member  enforce.Member
+	applyFn func(container.Info) error
+
+	mu        sync.Mutex
+	signals   []string
+	delivered []event.Event
+	got       chan event.Event
+	connected bool
+}
+
+func newRig(t *testing.T, timeout time.Duration, cgroup2, proc string, parents ...string) *rig {
+	t.Helper()
+	r := &rig{kern: &fakeKernel{}, cache: container.NewCache(container.CacheConfig{}), applied: make(chan container.Info, 16),
+		got: make(chan event.Event, 2*maxParked), connected: true}
+	r.h = New(Config{
+		Kernel: r.kern, Cache: r.cache, Timeout: timeout, Cgroup2: cgroup2, ProcRoot: proc, Parents: parents,
+		Deliver:   func(e event.Event) { r.mu.Lock(); r.delivered = append(r.delivered, e); r.mu.Unlock(); r.got <- e },
+		Connected: func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.connected },
+		Apply: func(info container.Info, pid uint32) (enforce.Member, error) {
+			r.applied <- info
+			if r.applyFn != nil {
+				return r.member, r.applyFn(info)
+			}
+			return r.member, nil
+		},
+		Judge: func(m enforce.Member, e *event.Event) *event.Event {
+			if m.ExecAction == enforce.ActionNone {
+				return nil
+			}
+			return &event.Event{Kind: event.KindViolation, PID: e.PID}
+		},
+		Signal: func(pid uint32, sig unix.Signal) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.signals = append(r.signals, unix.SignalName(sig))
+			return nil
+		},
+	})
+	t.Cleanup(r.h.Stop)
+	return r
+}
+
+func (r *rig) next(t *testing.T) event.Event {
+	t.Helper()
+	select {
+	case e := <-r.got:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing delivered in 5 s")
+		return event.Event{}
+	}
+}
+
+func (r *rig) sigs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.signals)
+}
+
+func heldExec(cg uint64, pid uint32) event.Event {
+	return event.Event{Kind: event.KindExec, CgroupID: cg, PID: pid, Binary: "/app", Held: true}
+}
+
+// TestKnownEndsTheWait holds a first exec and a pending event, then names
+// the container: with an hour of timeout, only being told can end the wait.
+func TestKnownEndsTheWait(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	if !r.h.Take(event.Event{Kind: event.KindFile, CgroupID: 10, PID: 4, Pending: true}) || !r.h.Take(heldExec(10, 5)) {
+		t.Fatal("events of an unknown container not taken")
+	}
+	info := container.Info{ID: "c10", CgroupID: 10, Pid: 5}
+	r.cache.Put(info)
+	r.h.Known(info)
+	if got := <-r.applied; got.ID != "c10" {
+		t.Fatalf("applied %+v", got)
+	}
+	first, second := r.next(t), r.next(t)
+	if first.Kind != event.KindFile || second.HoldOutcome != "released" || second.Held {
+		t.Fatalf("delivered %+v then %+v", first, second)
+	}
+	if got := r.kern.releases(); !slices.Equal(got, []uint64{10}) {
+		t.Fatalf("released %v", got)
+	}
+	if got := r.sigs(); !slices.Equal(got, []string{"SIGCONT"}) {
+		t.Fatalf("signals %v", got)
+	}
+	if c := r.h.Counts(); c["classified"] != 1 || c["held_execs"] != 1 || c["timeout"] != 0 {
+		t.Fatalf("counts %v", c)
+	}
+	if r.h.Take(event.Event{Kind: event.KindFile, CgroupID: 10, Pending: true}) {
+		t.Fatal("an event of a known container was parked")
+	}
+}
+
+// TestKnownBeforeTheExec names a container before its first exec: it is
+// watched and put under its policies at once, and its exec is let go as
+// soon as it is held.
+func TestKnownBeforeTheExec(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	info := container.Info{ID: "c11", CgroupID: 11}
+	r.cache.Put(info)
+	r.h.Known(info)
+	<-r.applied
+	if !slices.Equal(r.kern.watched, []uint64{11}) {
+		t.Fatalf("watched %v", r.kern.watched)
+	}
+	r.h.Take(heldExec(11, 6))
+	if e := r.next(t); e.HoldOutcome != "released" {
+		t.Fatalf("held exec %+v", e)
+	}
+}
+
+func TestTimeoutAndRuntimeDown(t *testing.T) {
+	proc := fake.Dir(t, map[string]string{
+		// A cgroup path with a container id: named from it.
+		"7/cgroup": "0::/default/" + "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" + "\n",
+	})
+	cg2 := fake.Dir(t, map[string]string{"default/abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789/cgroup.procs": ""})
+	r := newRig(t, 50*time.Millisecond, cg2, proc)
+	r.h.Take(heldExec(12, 8)) // no /proc entry: nothing to name it
+	if e := r.next(t); e.HoldOutcome != "timeout" || e.Container != nil {
+		t.Fatalf("timed out exec %+v", e)
+	}
+	id, err := hostfs.CgroupID(cg2, "default/abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h.Take(heldExec(id, 7))
+	if e := r.next(t); e.HoldOutcome != "cgroup-path" {
+		t.Fatalf("exec of a container named from its path: %+v", e)
+	}
+	if info, ok := r.cache.Lookup(id); !ok || info.ID != "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" {
+		t.Fatalf("container named from its path not cached: %+v", info)
+	}
+
+	// The runtime goes away during a wait of an hour: the wait ends now.
+	slow := newRig(t, time.Hour, "", "")
+	slow.h.Take(heldExec(13, 9))
+	slow.h.RuntimeDown()
+	if e := slow.next(t); e.HoldOutcome != "timeout" {
+		t.Fatalf("exec held while the runtime went down: %+v", e)
+	}
+	// While it is down, nobody is waited for.
+	slow.mu.Lock()
+	slow.connected = false
+	slow.mu.Unlock()
+	slow.h.Take(heldExec(14, 10))
+	if e := slow.next(t); e.HoldOutcome != "timeout" {
+		t.Fatalf("exec held while the runtime is down: %+v", e)
+	}
+	if c := slow.h.Counts(); c["timeout"] != 2 {
+		t.Fatalf("counts %v", c)
+	}
+}
+
+// TestDeniedExec: a container that may execute nothing has its first
+// process killed before it runs, and the violation follows the exec.
+func TestDeniedExec(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	r.member = enforce.Member{ExecPolicy: 1, ExecRule: enforce.RuleAllowedRegistries, ExecAction: enforce.ActionDeny}
+	r.h.Take(heldExec(15, 11))
+	info := container.Info{ID: "c15", CgroupID: 15}
+	r.cache.Put(info)
+	r.h.Known(info)
+	if e := r.next(t); e.HoldOutcome != "killed" {
+		t.Fatalf("exec %+v", e)
+	}
+	if v := r.next(t); v.Kind != event.KindViolation || v.PID != 11 {
+		t.Fatalf("violation %+v", v)
+	}
+	if got := r.sigs(); !slices.Equal(got, []string{"SIGKILL", "SIGCONT"}) {
+		t.Fatalf("signals %v, want SIGKILL before SIGCONT", got)
+	}
+}
+
+// TestRuntimeSelfExec lets runc's re-exec from a descriptor run at once;
+// the container stays held for its entrypoint.
+func TestRuntimeSelfExec(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	e := heldExec(16, 12)
+	e.Binary, e.Args = "/proc/self/fd/5", []string{"runc", "init"}
+	if !r.h.Take(e) {
+		t.Fatal("runc init of an unknown container not parked")
+	}
+	if got := r.sigs(); !slices.Equal(got, []string{"SIGCONT"}) {
+		t.Fatalf("signals %v", got)
+	}
+	if !r.h.waiting(16) {
+		t.Fatal("the container is not waited for any more")
+	}
+	if c := r.h.Counts(); c["runtime_execs"] != 1 {
+		t.Fatalf("counts %v", c)
+	}
+}
+
+func TestParkedOverflow(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	r.h.Take(heldExec(17, 13))
+	for range maxParked - 1 {
+		if !r.h.Take(event.Event{Kind: event.KindFile, CgroupID: 17, Pending: true}) {
+			t.Fatal("not parked below the bound")
+		}
+	}
+	if r.h.Take(event.Event{Kind: event.KindFile, CgroupID: 17, Pending: true}) {
+		t.Fatal("parked past the bound")
+	}
+	if !r.h.Take(heldExec(17, 14)) {
+		t.Fatal("a held exec must always be parked")
+	}
+	if c := r.h.Counts(); c["parked_overflow"] != 1 {
+		t.Fatalf("counts %v", c)
+	}
+}
+
+// TestReleaseRefused: the kernel refuses to end a hold; it is counted and
+// tried again at the next poll.
+func TestReleaseRefused(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	r.kern.releaseErr = errors.New("map busy")
+	r.h.Take(heldExec(18, 15))
+	info := container.Info{ID: "c18", CgroupID: 18}
+	r.cache.Put(info)
+	r.h.Known(info)
+	r.next(t)
+	if c := r.h.Counts(); c["release_errors"] != 1 {
+		t.Fatalf("counts %v", c)
+	}
+	r.kern.mu.Lock()
+	r.kern.releaseErr = nil
+	r.kern.mu.Unlock()
+	r.h.Poll(false)
+	if got := r.kern.releases(); !slices.Equal(got, []uint64{18}) {
+		t.Fatalf("released %v after the poll", got)
+	}
+	r.h.Poll(false)
+	if got := r.kern.releases(); len(got) != 1 {
+		t.Fatalf("released again: %v", got)
+	}
+}
+
+func TestApplyErrorCounted(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	r.applyFn = func(container.Info) error { return errors.New("bind_addrs full") }
+	info := container.Info{ID: "c19", CgroupID: 19}
+	r.cache.Put(info)
+	r.h.Known(info)
+	<-r.applied
+	if c := r.h.Counts(); c["apply_errors"] != 1 {
+		t.Fatalf("counts %v", c)
+	}
+}
+
+// TestStopLetsEveryoneGo stops the holder during a wait: the held process
+// runs on and what was parked is delivered.
+func TestStopLetsEveryoneGo(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	r.h.Take(heldExec(20, 16))
+	r.h.Stop()
+	if e := r.next(t); e.Held || e.PID != 16 {
+		t.Fatalf("after stop: %+v", e)
+	}
+	if r.h.Take(heldExec(20, 17)) {
+		t.Fatal("taken after stop")
+	}
+}

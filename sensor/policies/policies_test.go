@@ -1,0 +1,93 @@
+package policies
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ringfence/ringfence/enforce"
+)
+
+// fakeEngine keeps what it was given.
+type fakeEngine struct {
+	loads    [][]string // policy names of each loaded set
+	rejected []string
+	gen      uint64
+}
+
+func (f *fakeEngine) Load(pols []enforce.RuntimePolicy, _ []string) error {
+	var names []string
+	for _, p := range pols {
+		names = append(names, p.Name)
+	}
+	f.loads = append(f.loads, names)
+	f.gen++
+	return nil
+}
+
+func (f *fakeEngine) Reject(problems []string) { f.rejected = problems }
+func (f *fakeEngine) Status() enforce.Status {
+	return enforce.Status{Generation: f.gen, Policies: []string{"p"}}
+}
+
+const policy = `apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata:
+  name: %s
+spec:
+  mode: audit
+  denyPrivileged: true
+`
+
+func write(t *testing.T, path, name string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(strings.Replace(policy, "%s", name, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFiles loads a valid set, keeps it when the files turn invalid, and
+// reloads only when a file changed.
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	write(t, file, "first")
+	eng := &fakeEngine{}
+	var reports []string
+	f := NewFiles([]string{dir}, eng, func(m string) { reports = append(reports, m) }, nil)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	f.ReloadIfChanged() // nothing changed
+	if len(eng.loads) != 1 || eng.loads[0][0] != "first" {
+		t.Fatalf("loads %v", eng.loads)
+	}
+	if err := os.WriteFile(file, []byte("spec: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.ReloadIfChanged()
+	if len(eng.loads) != 1 || len(eng.rejected) == 0 {
+		t.Fatalf("an invalid file: loads %v, rejected %v", eng.loads, eng.rejected)
+	}
+	if last := reports[len(reports)-1]; !strings.HasPrefix(last, "policy refused, generation 1 stays in force: ") {
+		t.Fatalf("report %q", last)
+	}
+	write(t, file, "second")
+	f.ReloadIfChanged()
+	if len(eng.loads) != 2 || eng.loads[1][0] != "second" {
+		t.Fatalf("loads %v", eng.loads)
+	}
+	if last := reports[len(reports)-1]; last != "policy generation 2 loaded: p" {
+		t.Fatalf("report %q", last)
+	}
+}
+
+// TestNoFiles: a sensor without policy files observes only.
+func TestNoFiles(t *testing.T) {
+	eng := &fakeEngine{}
+	f := NewFiles(nil, eng, func(string) { t.Fatal("reported a load of nothing") }, nil)
+	if err := f.Load(); err != nil || len(eng.loads) != 0 {
+		t.Fatalf("load of no files: %v, %v", err, eng.loads)
+	}
+}

@@ -1,0 +1,158 @@
+package sensor
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/test/testenv"
+)
+
+const readOnlyContainerPolicies = `
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: ro-enforce}
+spec:
+  mode: enforce
+  selector: {names: ["roe-*"]}
+  readOnlyRootFilesystem: {allowWrites: ["/tmp/**"]}
+---
+apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: ro-audit}
+spec:
+  mode: audit
+  selector: {names: ["roa-*"]}
+  readOnlyRootFilesystem: {allowWrites: ["/tmp/**"]}
+`
+
+// containerWriteRoutes changes the test image's own files (an overlayfs
+// root), in an order that lets each succeed where writes are allowed.
+// (overlayfs refuses RENAME_WHITEOUT from processes: that route is tried
+// on a tmpfs root in TestPrivilegedReadOnlyRootFilesystem.)
+var containerWriteRoutes = []writeRoute{
+	{"open-write", "open-write", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"open-trunc", "open-trunc", []string{"/etc/group"}, "/etc/group"},
+	{"truncate", "truncate", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"ftruncate", "ftruncate", []string{"/etc/group"}, "/etc/group"},
+	{"fallocate", "fallocate", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"chmod", "chmod", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"fchmod", "fchmod", []string{"/etc/group"}, "/etc/group"},
+	{"chown", "chown", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"fchown", "fchown", []string{"/etc/group"}, "/etc/group"},
+	{"utimes", "utimes", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"link", "link", []string{"/etc/passwd", "/etc/passwd-link"}, "/etc/passwd-link"},
+	{"create", "create", []string{"/etc/new-file"}, "/etc/new-file"},
+	{"tmpfile", "tmpfile", []string{"/etc"}, "/etc/#"},
+	{"mkdir", "mkdir", []string{"/etc/new-dir"}, "/etc/new-dir"},
+	{"mknod", "mknod", []string{"/etc/fifo"}, "/etc/fifo"},
+	{"symlink", "symlink", []string{"somewhere", "/etc/sym"}, "/etc/sym"},
+	{"rmdir", "rmdir", []string{"/var"}, "/var"},
+	{"unlinkat-removedir", "unlinkat-removedir", []string{"/root"}, "/root"},
+	{"rename", "rename", []string{"/etc/group", "/etc/group2"}, "/etc/group"},
+	{"renameat2-noreplace", "renameat2-noreplace", []string{"/bin/ls", "/bin/ls2"}, "/bin/ls"},
+	{"renameat2-exchange", "renameat2-exchange", []string{"/bin/cp", "/bin/mv"}, "/bin/cp"},
+	{"unlink", "unlink", []string{"/bin/cat"}, "/bin/cat"},
+}
+
+// TestPrivilegedReadOnlyContainer runs every write route in a container started by
+// containerd and runc, on its overlayfs root, under an enforcing and an
+// auditing read-only policy. With BPF LSM (the VMs) each is refused with
+// EPERM and the root's trees hash the same before and after; /tmp stays
+// writable; in audit mode each happens and is reported. On this host the
+// enforcing policy can only report, and says so.
+func TestPrivilegedReadOnlyContainer(t *testing.T) {
+	testenv.Privileged(t)
+	h, _ := newContainerHarness(t, readOnlyContainerPolicies)
+	full := testenv.InVM()
+	trees := []string{"before", "digest", "before", "/etc", "/bin", "/var", "/root"}
+	for _, c := range []struct{ prefix, policy, mode string }{{"roe", "ro-enforce", enforce.ModeEnforce}, {"roa", "ro-audit", enforce.ModeAudit}} {
+		t.Run(c.mode, func(t *testing.T) {
+			ops := [][]string{trees}
+			for _, r := range containerWriteRoutes {
+				ops = append(ops, append([]string{r.name, r.op}, r.args...))
+			}
+			ops = append(ops, []string{"allowed", "create", "/tmp/ok"}, append([]string{"after", "digest", "after"}, trees[3:]...))
+			id := h.rt.NewID(t, c.prefix)
+			out := h.helperRunner(len(ops)).Run(t, id, append([]string{"/rf-helper", "-test.run=^$"}, batchArgs(ops...)...)...)
+			res := parseResults(out)
+			denied := full && c.mode == enforce.ModeEnforce
+			unsupported := map[string]bool{}
+			for _, r := range containerWriteRoutes {
+				want := "ok"
+				if denied {
+					want = "EPERM"
+				}
+				if r.name == "tmpfile" && res[r.name] == "ENOTSUP" {
+					// overlayfs has O_TMPFILE from 6.6 on; the route is
+					// tried on a tmpfs root in TestPrivilegedReadOnlyRootFilesystem.
+					t.Logf("%s: not supported by this kernel's overlayfs", r.name)
+					unsupported[r.name] = true
+					continue
+				}
+				if res[r.name] != want {
+					t.Errorf("%s %v: %s, want %s", r.name, r.args, res[r.name], want)
+				}
+			}
+			if res["allowed"] != "ok" {
+				t.Errorf("a write to /tmp (allowWrites): %s", res["allowed"])
+			}
+			digests := map[string]string{}
+			for _, line := range strings.Split(out, "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "DIGEST" {
+					digests[f[1]] = f[2]
+				}
+			}
+			if digests["before"] == "" || digests["after"] == "" {
+				t.Fatalf("no digests in %q", out)
+			}
+			if changed := digests["before"] != digests["after"]; changed == denied {
+				t.Errorf("root file system changed: %v, want %v:%s", changed, !denied, treeDiff(out))
+			}
+
+			verdict, reason := event.VerdictAudit, "write to the container's read-only root filesystem"
+			if denied {
+				verdict = event.VerdictDeny
+			}
+			if !full && c.mode == enforce.ModeEnforce {
+				reason += ": " + enforce.Unenforceable
+			}
+			for _, r := range containerWriteRoutes {
+				if r.name == "tmpfile" && !full || unsupported[r.name] {
+					continue // an unnamed file: the syscall names only its directory
+				}
+				h.rec.waitFor(t, "violation of "+r.name, func(e *event.Event) bool {
+					return e.Kind == event.KindViolation && e.Container != nil && e.Container.ID == id &&
+						e.Rule == "readOnlyRootFilesystem" && e.Verdict == verdict && e.Policy == c.policy && e.Reason == reason &&
+						(e.Path == r.path || e.Target == r.path || r.name == "tmpfile" && strings.HasPrefix(e.Path, r.path))
+				})
+			}
+			for _, e := range h.violationsOf(id) {
+				if strings.HasPrefix(e.Path, "/tmp/") {
+					t.Errorf("violation for a write to /tmp: %+v", e)
+				}
+			}
+		})
+	}
+}
+
+// treeDiff lists the TREE lines of a batch's output that differ between
+// its "before" and "after" digests.
+func treeDiff(out string) string {
+	trees := map[string]map[string]bool{"before": {}, "after": {}}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.SplitN(line, " ", 3); len(f) == 3 && f[0] == "TREE" && trees[f[1]] != nil {
+			trees[f[1]][f[2]] = true
+		}
+	}
+	var b strings.Builder
+	for side, other := range map[string]string{"before": "after", "after": "before"} {
+		for e := range trees[side] {
+			if !trees[other][e] {
+				b.WriteString("\n  only " + side + ": " + e)
+			}
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/test/testenv"
+)
+
+func TestHostWatchMissingCgroupFails(t *testing.T) {
+	testenv.Privileged(t)
+	bin := build(t)
+	d := t.TempDir()
+	out, err := exec.Command(bin, "run", "--watch-cgroup", "ringfence-does-not-exist", "--store", d+"/store", "--api-socket", d+"/api.sock", "--metrics-addr", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--watch-cgroup") || !strings.Contains(string(out), "ringfence-does-not-exist") {
+		t.Fatalf("want an error naming --watch-cgroup and the path, got %v:\n%s", err, out)
+	}
+}
+
+// TestHostRunStatusAndStop runs the daemon as the README does, makes a process in
+// the watched cgroup exec and write, reads the JSON lines, asks
+// `ringfence status`, and stops the daemon with SIGTERM.
+func TestHostRunStatusAndStop(t *testing.T) {
+	testenv.Privileged(t)
+	bin := build(t)
+	d := startDaemon(t, bin)
+	lines := d.events
+	stderr := d.stderr
+	daemon := d.cmd
+	cg := d.cgroup
+	first := <-lines
+	if first.Kind != event.KindSensor || !strings.Contains(first.Message, "tier") {
+		t.Fatalf("first line is not the start event: %+v", first)
+	}
+
+	// The README's example: a write, then a listener (busybox nc) that
+	// gives up after a second. The shell execs nc, so one process, the one
+	// started here, does all three.
+	var st unix.Stat_t
+	if err := unix.Stat(cgroupDir(t, cg), &st); err != nil {
+		t.Fatal(err)
+	}
+	cgroupID := st.Ino // a cgroup v2 id is its directory's inode number
+	dir := t.TempDir()
+	port := freePort(t)
+	script := fmt.Sprintf("echo hi > %s/out; exec busybox nc -l -p %d -w 1", dir, port)
+	worker := exec.Command("../../scripts/run-in-cgroup.sh", cg, "/bin/sh", "-c", script)
+	var workerOut strings.Builder
+	worker.Stdout, worker.Stderr = &workerOut, &workerOut
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(worker.Process.Pid)
+	var exec1, file1, bind1 *event.Event
+	deadline := time.After(10 * time.Second)
+	for exec1 == nil || file1 == nil || bind1 == nil {
+		select {
+		case e, ok := <-lines:
+			if !ok {
+				t.Fatalf("daemon stdout closed; stderr:\n%s", stderr.String())
+			}
+			switch {
+			case e.Kind == event.KindExec && e.Binary == "/bin/sh":
+				exec1 = &e
+			case e.Kind == event.KindFile && e.Path == dir+"/out" && e.Op == "create":
+				file1 = &e
+			case e.Kind == event.KindBind && e.Port == port:
+				bind1 = &e
+			}
+		case <-deadline:
+			t.Fatalf("exec %+v, file %+v, bind %+v; stderr:\n%s", exec1, file1, bind1, stderr.String())
+		}
+	}
+	for _, e := range []*event.Event{exec1, file1, bind1} {
+		if e.CgroupID != cgroupID || e.PID != pid {
+			t.Errorf("%s event: cgroup_id %d pid %d, want cgroup_id %d (the watched cgroup) pid %d (the worker)", e.Kind, e.CgroupID, e.PID, cgroupID, pid)
+		}
+	}
+	// busybox listens on the IPv6 wildcard, which takes IPv4 too.
+	if bind1.Family != "inet6" || bind1.Addr != "::" || bind1.Proto != "tcp" {
+		t.Errorf("bind event: %s %s %s, want inet6 :: tcp", bind1.Family, bind1.Addr, bind1.Proto)
+	}
+	if err := worker.Wait(); err != nil && !strings.Contains(workerOut.String(), "timed out") {
+		t.Fatalf("worker: %v\n%s", err, workerOut.String())
+	}
+
+	if st, err := os.Stat(d.socket()); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("API socket must be a 0600 unix socket: %v %v", st.Mode(), err)
+	}
+	out, err := exec.Command(bin, "status", "--api-socket", d.socket()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"running", "tier:", "rf_sys_enter", "ring_full_file", "exec/allow", d.store()} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	if err := daemon.Wait(); err != nil {
+		t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "sensor stopped") {
+		t.Fatalf("no clean stop logged:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(d.socket()); !os.IsNotExist(err) {
+		t.Fatalf("API socket left behind: %v", err)
+	}
+
+	// The store kept them: the same events come back from a query.
+	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "file", "-o", "json", "--since", "5m").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"path":"`+dir+`/out"`) {
+		t.Fatalf("events query: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "bind", "-o", "json", "--since", "5m").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf(`"port":%d`, port)) {
+		t.Fatalf("bind events query: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "exec").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "TIME") || !strings.Contains(string(out), "/bin/sh") {
+		t.Fatalf("events table: %v\n%s", err, out)
+	}
+}
