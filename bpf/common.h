@@ -88,12 +88,23 @@ struct event_hdr {
 	char comm[COMM_LEN];
 };
 
+/* exec_event.exe_flags */
+enum exe_flag {
+	/* The executed file is an anonymous memory file (memfd): on the
+	 * kernel's internal tmpfs mount, which no process can name a path on. */
+	EXE_MEMFD = 1,
+};
+
 struct exec_event {
 	struct event_hdr hdr;
 	__u32 filename_len;
 	__u32 args_len;
 	__u32 args_truncated;
 	__u32 held; /* stopped before its first instruction, until userspace releases it */
+	/* The executed file, as an object: what a path or argv cannot forge. */
+	__u64 exe_ino;
+	__u32 exe_dev;
+	__u32 exe_flags;
 	char filename[FILENAME_LEN];
 	char args[ARGS_LEN];
 };
@@ -192,6 +203,7 @@ const enum event_source *unused_event_source __attribute__((unused));
 const enum file_op *unused_file_op __attribute__((unused));
 const enum path_kind *unused_path_kind __attribute__((unused));
 const enum drop_cause *unused_drop_cause __attribute__((unused));
+const enum exe_flag *unused_exe_flag __attribute__((unused));
 const struct exec_event *unused_exec_event __attribute__((unused));
 const struct exit_event *unused_exit_event __attribute__((unused));
 const struct file_event *unused_file_event __attribute__((unused));
@@ -211,6 +223,15 @@ static __always_inline __u64 current_watched(void)
 	if (!bpf_map_lookup_elem(&watched, &cg))
 		return 0;
 	return cg;
+}
+
+#define TS_COMPAT 0x0002 /* thread_info.status: in an ia32 syscall */
+
+/* in_compat_syscall reports whether the current task is in an ia32 syscall. */
+static __always_inline int in_compat_syscall(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return (BPF_CORE_READ(task, thread_info.status) & TS_COMPAT) != 0;
 }
 
 static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, __u16 source)

@@ -7,9 +7,17 @@
  * policy set by writing the new policies under new ids, then each member
  * entry in one update, then deleting the old policies, so a container is
  * always under the old set or the new one. Cgroups created below a member
- * point to its entry, so moving into a child cgroup escapes nothing. */
+ * point to its entry, so moving into a child cgroup escapes nothing.
+ *
+ * The read-only rule judges the object written, never the actor's view: a
+ * container's root filesystem is registered (ro_roots) by its device and
+ * the path of its root inside that filesystem, and a write to an object
+ * below a registered root is judged under the rules of the container whose
+ * root it is, by the object's path from that root, whoever the actor is and
+ * whatever root, mounts or namespaces it set up. */
 #pragma once
 #include "common.h"
+#include "path.h"
 
 #define MAX_MEMBER_POLICIES 8
 #define MAX_PORT_RANGES 8
@@ -39,6 +47,7 @@ enum bind_op {
 	BIND_OP_LISTEN = 2,     /* listen() on a socket bound (or about to be, implicitly) outside it */
 	BIND_OP_DEVICE = 3,     /* SO_BINDTODEVICE / SO_BINDTOIFINDEX to another interface */
 	BIND_OP_CONNECTION = 4, /* a connection request to such a listener, dropped */
+	BIND_OP_SOCKET = 5,     /* a raw, packet or SCTP socket: traffic no bound address limits */
 };
 
 enum policy_flag {
@@ -63,6 +72,12 @@ struct policy {
 	char ifaces[MAX_IFACES][IFNAMSIZ];
 };
 
+/* member.udp_flags: which of its UDP addresses are set */
+enum udp_flag {
+	UDP_V4 = 1,
+	UDP_V6 = 2,
+};
+
 struct member {
 	__u64 owner; /* the container's cgroup, whose entry holds the rules */
 	__u32 flags; /* union of its policies' flags */
@@ -71,6 +86,30 @@ struct member {
 	__u32 exec_policy; /* a policy under which nothing may execute, 0 none */
 	__u16 exec_rule;
 	__u16 exec_action;
+	/* An address every bind policy of the container allows, per family:
+	 * a UDP socket bound to the wildcard and port 0 (a resolver's, as
+	 * musl binds it) is bound there instead, so it serves on no other
+	 * interface. */
+	__u32 udp_flags;
+	__u32 udp_v4;     /* network order */
+	__u8 udp_v6[16];
+};
+
+#define ROOT_PATH_LEN 248 /* LPM trie data is at most 256 bytes: 4 of device, 248 of path */
+
+/* A container's root filesystem: the device of the filesystem and the
+ * path of the container's root inside it, ending in '/' ("/" for a
+ * filesystem of its own, as overlayfs gives each container). */
+struct root_key {
+	__u32 prefixlen;
+	__u32 dev;
+	char path[ROOT_PATH_LEN];
+};
+
+struct root_value {
+	__u64 owner;    /* the container's cgroup: its member entry holds the rules */
+	__u32 root_len; /* bytes of the root's path, its final '/' included */
+	__u32 _pad;
 };
 
 /* A writable path of a read-only policy: an exact path (NUL included in
@@ -123,6 +162,9 @@ struct violation_event {
 	/* violations of this container, rule and policy not reported so far
 	 * because of the rate limit, since the sensor started */
 	__u64 suppressed_total;
+	/* the container whose rules were broken: the acting process's, or for
+	 * the read-only rule the container whose root filesystem was written */
+	__u64 owner;
 	__u32 object; /* the rate limiter's hash of the object */
 	__u32 op;     /* file_op or bind_op; 0 for exec */
 	__u16 path_kind;
@@ -165,6 +207,24 @@ struct {
 	__type(value, __u32);
 } allow_writes SEC(".maps");
 
+/* The root filesystems of containers under a read-only rule, and the
+ * devices they are on: a write to an object on any other device needs no
+ * further look. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct root_key);
+	__type(value, struct root_value);
+} ro_roots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* dev_t, as the kernel encodes it */
+	__type(value, __u32); /* roots on it */
+} ro_devs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -192,6 +252,10 @@ struct enforce_scratch {
 	struct file_event fe;
 	struct violation_event ve;
 	struct allow_key key;
+	struct root_key root;
+	/* an object's path inside its filesystem, and slack for reading it
+	 * from an offset */
+	char opath[PATH_LEN * 2];
 };
 
 struct {
@@ -205,7 +269,10 @@ const enum rule *unused_rule __attribute__((unused));
 const enum action *unused_action __attribute__((unused));
 const enum bind_op *unused_bind_op __attribute__((unused));
 const enum policy_flag *unused_policy_flag __attribute__((unused));
+const enum udp_flag *unused_udp_flag __attribute__((unused));
 const struct violation_event *unused_violation_event __attribute__((unused));
+const struct root_key *unused_root_key __attribute__((unused));
+const struct root_value *unused_root_value __attribute__((unused));
 
 static __always_inline struct enforce_scratch *enforce_scratch_get(void)
 {
@@ -213,26 +280,49 @@ static __always_inline struct enforce_scratch *enforce_scratch_get(void)
 	return bpf_map_lookup_elem(&enforce_scratch, &zero);
 }
 
-/* member_of returns the rules of cgroup cg, following a child cgroup to
- * its container's entry, or NULL when no policy selects it. */
-static __always_inline struct member *member_of(__u64 cg)
+#define MAX_CGROUP_LEVEL 16
+
+/* task_member returns the rules of the current task, whose cgroup is cg:
+ * its cgroup's entry, or the nearest ancestor's. Every cgroup below a
+ * container belongs to it, whenever and however it was made (before the
+ * container was classified, in a cgroup namespace of its own, with every
+ * map full): only containers have entries, and nothing a container does
+ * to its cgroup tree takes a process out from under its container's. */
+static __always_inline struct member *task_member(__u64 cg)
 {
 	struct member *m = bpf_map_lookup_elem(&members, &cg);
-	if (!m || m->owner == cg)
+	if (m)
 		return m;
-	__u64 owner = m->owner;
-	return bpf_map_lookup_elem(&members, &owner);
+	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id || id == cg)
+			continue; /* deeper than the task's cgroup, or the cgroup itself */
+		m = bpf_map_lookup_elem(&members, &id);
+		if (m)
+			return m;
+	}
+	return 0;
 }
 
-/* propagate_member makes a new child cgroup follow its parent's rules. */
-static __always_inline void propagate_member(__u64 parent, __u64 child)
+/* skb_member is task_member for a packet's socket, whose cgroup is cg. */
+static __always_inline struct member *skb_member(struct __sk_buff *skb, __u64 cg)
 {
-	struct member *m = bpf_map_lookup_elem(&members, &parent);
-	if (!m)
-		return;
-	struct member c = { .owner = m->owner };
-	if (bpf_map_update_elem(&members, &child, &c, BPF_ANY))
-		count_drop(DROP_WATCH_MAP_FULL);
+	struct member *m = bpf_map_lookup_elem(&members, &cg);
+	if (m)
+		return m;
+	/* Every packet of the node passes here: only the sockets of watched
+	 * cgroups (every container and what is below it) are looked further. */
+	if (!bpf_map_lookup_elem(&watched, &cg))
+		return 0;
+	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!id || id == cg)
+			continue;
+		m = bpf_map_lookup_elem(&members, &id);
+		if (m)
+			return m;
+	}
+	return 0;
 }
 
 /* violation_start_ctx prepares the scratch violation record. Outside
@@ -257,6 +347,7 @@ static __always_inline struct violation_event *violation_start_ctx(__u64 cg, __u
 	v->rule = rule;
 	v->action = action;
 	v->suppressed_total = 0;
+	v->owner = 0;
 	v->op = 0;
 	v->path_kind = PATH_NONE;
 	v->path2_kind = PATH_NONE;
@@ -301,6 +392,7 @@ static __always_inline __u32 object_hash(struct violation_event *v)
  * depends on this. */
 static __always_inline void violation_submit(struct violation_event *v, __u64 owner)
 {
+	v->owner = owner;
 	v->object = object_hash(v);
 	struct violation_key k = { .cgroup = owner, .policy = v->policy_id, .rule = v->rule, .op = (__u16)v->op, .object = v->object };
 	__u64 now = bpf_ktime_get_boot_ns();
@@ -327,12 +419,6 @@ static __always_inline void violation_submit(struct violation_event *v, __u64 ow
 
 /* --- read-only root filesystem ------------------------------------------ */
 
-static __always_inline __u64 root_sb(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return (__u64)BPF_CORE_READ(task, fs, root.dentry, d_sb);
-}
-
 /* writable reports whether policy id lists path (len bytes) in allowWrites. */
 static __always_inline int writable(struct enforce_scratch *sc, __u32 id, const char *path, __u32 len)
 {
@@ -345,35 +431,106 @@ static __always_inline int writable(struct enforce_scratch *sc, __u32 id, const 
 	return bpf_map_lookup_elem(&allow_writes, &sc->key) != 0;
 }
 
-static __always_inline int has_target(__u16 kind)
+/* A write judged against the read-only rule: what the strictest policy of
+ * the object's container says, and the object's path from that
+ * container's root. */
+struct ro_judgement {
+	__u64 owner;
+	__u32 policy;
+	__u16 action;
+	__u16 _pad;
+	__u32 len; /* of the path written to the caller's buffer */
+};
+
+/* root_of finds the registered container root above the object whose path
+ * inside its filesystem (len bytes) is in sc->opath, on device dev. */
+static __always_inline struct root_value *root_of(struct enforce_scratch *sc, __u32 dev, __u32 len)
 {
-	return kind == PATH_ABSOLUTE || kind == PATH_FS;
+	/* The path and a '/', so that the root "/a/b/" also holds "/a/b". */
+	__u32 n = len + 1;
+	if (n > ROOT_PATH_LEN)
+		n = ROOT_PATH_LEN;
+	bpf_probe_read_kernel(sc->root.path, ROOT_PATH_LEN, sc->opath);
+	if (len < ROOT_PATH_LEN)
+		sc->root.path[len & (ROOT_PATH_LEN - 1)] = '/';
+	sc->root.prefixlen = 32 + n * 8;
+	sc->root.dev = dev;
+	return bpf_map_lookup_elem(&ro_roots, &sc->root);
 }
 
-/* read_only_verdict judges a write described by e (paths filled in) to an
- * object on superblock sb. Only the container's root filesystem counts:
- * volumes, tmpfs mounts and /proc are other superblocks. */
-static __always_inline __u16 read_only_verdict(struct enforce_scratch *sc, struct member *m, struct file_event *e, __u64 sb, __u32 *policy)
+/* strictest_ro is the strictest read-only action of m's policies: what a
+ * write the kernel cannot judge (a path too deep to be known) gets. */
+static __always_inline __u16 strictest_ro(struct member *m, __u32 *policy)
 {
-	if (!(m->flags & POLICY_READ_ONLY) || sb != root_sb())
-		return ACTION_NONE;
 	__u16 verdict = ACTION_NONE;
 	for (int i = 0; i < MAX_MEMBER_POLICIES; i++) {
 		if (i >= m->n)
 			break;
 		__u32 id = m->ids[i];
 		struct policy *p = bpf_map_lookup_elem(&policies, &id);
-		if (!p || !(p->flags & POLICY_READ_ONLY))
-			continue;
-		if (writable(sc, id, e->path, e->path_len) &&
-		    (!has_target(e->path2_kind) || writable(sc, id, e->path2, e->path2_len)))
-			continue;
-		if (p->ro_action > verdict) {
+		if (p && (p->flags & POLICY_READ_ONLY) && p->ro_action > verdict) {
 			verdict = p->ro_action;
 			*policy = id;
 		}
 	}
 	return verdict;
+}
+
+/* ro_judge judges a write to the object d (a dentry; negative for a name
+ * about to be made) against the read-only rule of the container whose
+ * root filesystem holds it, whoever writes, and writes the object's path
+ * from that container's root into out (PATH_LEN). */
+static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *d, char *out, struct ro_judgement *j)
+{
+	j->action = ACTION_NONE;
+	j->len = 0;
+	if (!d)
+		return;
+	__u32 dev = BPF_CORE_READ(d, d_sb, s_dev);
+	if (!bpf_map_lookup_elem(&ro_devs, &dev))
+		return;
+	__u32 truncated = 0;
+	__u32 len = object_path(d, sc->opath, &truncated);
+	struct root_value *r = root_of(sc, dev, len);
+	if (!r)
+		return; /* on the device of a root, but below none */
+	__u64 owner = r->owner;
+	__u32 skip = r->root_len - 1; /* the root's path, but its final '/' */
+	struct member *m = bpf_map_lookup_elem(&members, &owner);
+	if (!m || !(m->flags & POLICY_READ_ONLY))
+		return;
+	j->owner = owner;
+	if (skip > len)
+		skip = len;
+	__u32 rel = len - skip;
+	if (skip >= PATH_LEN)
+		skip = PATH_LEN - 1;
+	bpf_probe_read_kernel(out, PATH_LEN - 1, &sc->opath[skip & (PATH_LEN - 1)]);
+	out[PATH_LEN - 1] = 0;
+	if (rel == 0) { /* the root itself */
+		out[0] = '/';
+		out[1] = 0;
+		rel = 1;
+	}
+	j->len = rel;
+	if (truncated) {
+		/* Deeper than the walk goes: the path is not known, so no
+		 * allowWrites entry can be said to hold it. Fail closed. */
+		j->action = strictest_ro(m, &j->policy);
+		return;
+	}
+	for (int i = 0; i < MAX_MEMBER_POLICIES; i++) {
+		if (i >= m->n)
+			break;
+		__u32 id = m->ids[i];
+		struct policy *p = bpf_map_lookup_elem(&policies, &id);
+		if (!p || !(p->flags & POLICY_READ_ONLY) || p->ro_action <= j->action)
+			continue;
+		if (writable(sc, id, out, rel))
+			continue;
+		j->action = p->ro_action;
+		j->policy = id;
+	}
 }
 
 /* --- interface binding -------------------------------------------------- */
@@ -399,8 +556,9 @@ static __always_inline int addr_allowed(__u64 owner, __u32 id, const __u8 *addr)
 }
 
 /* bind_verdict judges accepting traffic on addr (16 bytes, IPv4-mapped for
- * IPv4) and port under every bind policy of m. */
-static __always_inline __u16 bind_verdict(struct member *m, const __u8 *addr, __u16 port, __u32 *policy)
+ * IPv4) and port under every bind policy of m; any_port judges the address
+ * alone (a port the kernel picks). */
+static __always_inline __u16 bind_verdict(struct member *m, const __u8 *addr, __u16 port, int any_port, __u32 *policy)
 {
 	__u16 verdict = ACTION_NONE;
 	for (int i = 0; i < MAX_MEMBER_POLICIES; i++) {
@@ -410,7 +568,7 @@ static __always_inline __u16 bind_verdict(struct member *m, const __u8 *addr, __
 		struct policy *p = bpf_map_lookup_elem(&policies, &id);
 		if (!p || !(p->flags & POLICY_BIND))
 			continue;
-		if (port_allowed(p, port) && addr_allowed(m->owner, id, addr))
+		if ((any_port || port_allowed(p, port)) && addr_allowed(m->owner, id, addr))
 			continue;
 		if (p->bind_action > verdict) {
 			verdict = p->bind_action;

@@ -45,30 +45,44 @@ static __always_inline struct file_event *file_event_start(__u32 op)
 	return e;
 }
 
-/* file_event_end judges the write e describes, to an object on superblock
- * sb, reports what happened and returns the hook's answer. */
-static __always_inline int file_event_end(struct file_event *e, __u64 sb)
+/* file_event_end judges the write e describes, to the object d (and d2,
+ * the second object of a rename or link, or NULL), reports what happened
+ * and returns the hook's answer. A write is refused when either object
+ * belongs to a read-only root filesystem that does not allow it. */
+static __always_inline int file_event_end(struct file_event *e, struct dentry *d, struct dentry *d2)
 {
 	struct enforce_scratch *sc = enforce_scratch_get();
 	if (!sc)
 		return 0;
-	__u16 verdict = ACTION_NONE;
-	__u32 policy = 0;
-	struct member *m = member_of(e->hdr.cgroup_id);
-	if (m)
-		verdict = read_only_verdict(sc, m, e, sb, &policy);
+	struct violation_event *v = &sc->ve;
+	struct ro_judgement j1, j2;
+	ro_judge(sc, d, v->path, &j1);
+	ro_judge(sc, d2, v->path2, &j2);
+	struct ro_judgement *j = j2.action > j1.action ? &j2 : &j1;
+	__u16 verdict = j->action;
 	if (verdict != ACTION_NONE) {
-		struct violation_event *v = violation_start(e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict);
+		__u64 owner = j->owner;
+		__u32 policy = j->policy;
+		__u32 len1 = j1.len, len2 = j2.len;
+		int on_root1 = j1.owner != 0, on_root2 = j2.owner != 0;
+		v = violation_start(e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict);
 		if (v) {
+			/* The objects' paths from their container's root, as judged;
+			 * an object on no root keeps the path the event has. */
 			v->op = e->op;
-			v->path_kind = e->path_kind;
-			v->path_len = e->path_len;
-			bpf_probe_read_kernel(v->path, PATH_LEN, e->path);
+			v->path_kind = PATH_ABSOLUTE;
+			v->path_len = len1;
+			if (!on_root1) {
+				v->path_len = e->path_len;
+				bpf_probe_read_kernel(v->path, PATH_LEN, e->path);
+			}
 			v->path2_kind = e->path2_kind;
-			v->path2_len = e->path2_len;
-			if (e->path2_kind != PATH_NONE)
+			v->path2_len = len2;
+			if (e->path2_kind != PATH_NONE && !on_root2) {
+				v->path2_len = e->path2_len;
 				bpf_probe_read_kernel(v->path2, PATH_LEN, e->path2);
-			violation_submit(v, m->owner);
+			}
+			violation_submit(v, owner);
 		}
 		if (verdict == ACTION_DENY)
 			return -EPERM; /* it did not happen: no file event */
@@ -76,16 +90,6 @@ static __always_inline int file_event_end(struct file_event *e, __u64 sb)
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
 		count_drop(DROP_RING_FILE);
 	return 0;
-}
-
-static __always_inline __u64 dentry_sb(struct dentry *d)
-{
-	return (__u64)BPF_CORE_READ(d, d_sb);
-}
-
-static __always_inline __u64 path_sb(const struct path *p)
-{
-	return (__u64)BPF_CORE_READ(p, dentry, d_sb);
 }
 
 /* Threads whose O_TRUNC open file_open has just judged and reported, with
@@ -128,7 +132,7 @@ static __always_inline int lsm_file_open(struct file *file)
 		return 0;
 	e->flags = fflags;
 	e->path_len = d_path_child((struct path *)&file->f_path, 0, e->path);
-	int ret = file_event_end(e, path_sb(&file->f_path));
+	int ret = file_event_end(e, BPF_CORE_READ(file, f_path.dentry), 0);
 	if (trunc && ret == 0) {
 		__u64 id = bpf_get_current_pid_tgid();
 		__u64 d = (__u64)BPF_CORE_READ(file, f_path.dentry);
@@ -158,7 +162,7 @@ static __always_inline int path_op(__u32 op, const struct path *dir, struct dent
 		return 0;
 	e->mode = mode;
 	e->path_len = d_path_child((struct path *)dir, child, e->path);
-	return file_event_end(e, path_sb(dir));
+	return file_event_end(e, child ? child : BPF_CORE_READ(dir, dentry), 0);
 }
 
 static __always_inline int lsm_path_rename(const struct path *old_dir, struct dentry *old_dentry,
@@ -171,7 +175,7 @@ static __always_inline int lsm_path_rename(const struct path *old_dir, struct de
 	e->path_len = d_path_child((struct path *)old_dir, old_dentry, e->path);
 	e->path2_kind = PATH_ABSOLUTE;
 	e->path2_len = d_path_child((struct path *)new_dir, new_dentry, e->path2);
-	return file_event_end(e, path_sb(old_dir));
+	return file_event_end(e, old_dentry, new_dentry);
 }
 
 /* link: path is the new name; path2 the existing file, inside its filesystem. */
@@ -183,7 +187,7 @@ static __always_inline int lsm_path_link(struct dentry *old_dentry, const struct
 	e->path_len = d_path_child((struct path *)new_dir, new_dentry, e->path);
 	e->path2_kind = PATH_FS;
 	e->path2_len = dentry_path(old_dentry, e->path2);
-	return file_event_end(e, path_sb(new_dir));
+	return file_event_end(e, new_dentry, old_dentry);
 }
 
 static __always_inline int lsm_path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)
@@ -195,7 +199,7 @@ static __always_inline int lsm_path_symlink(const struct path *dir, struct dentr
 	long n = bpf_probe_read_kernel_str(e->path2, PATH_LEN, old_name);
 	e->path2_kind = PATH_RELATIVE; /* a symlink target is stored as given */
 	e->path2_len = n > 0 ? n - 1 : 0;
-	return file_event_end(e, path_sb(dir));
+	return file_event_end(e, dentry, 0);
 }
 
 static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __u32 gid)
@@ -206,7 +210,7 @@ static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __
 	e->owner_uid = uid;
 	e->owner_gid = gid;
 	e->path_len = d_path_child((struct path *)path, 0, e->path);
-	return file_event_end(e, path_sb(path));
+	return file_event_end(e, BPF_CORE_READ(path, dentry), 0);
 }
 
 /* dentry_op reports an operation known only by its dentry. */
@@ -218,7 +222,7 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	e->flags = flags;
 	e->path_kind = PATH_FS;
 	e->path_len = dentry_path(d, e->path);
-	return file_event_end(e, dentry_sb(d));
+	return file_event_end(e, d, 0);
 }
 
 /* path_mknod also sees every creation of a regular file (open with O_CREAT,
@@ -259,5 +263,5 @@ static __always_inline int lsm_file_truncate(struct file *file)
 	if (!e)
 		return 0;
 	e->path_len = file_path(file, e->path);
-	return file_event_end(e, path_sb(&file->f_path));
+	return file_event_end(e, BPF_CORE_READ(file, f_path.dentry), 0);
 }

@@ -1,7 +1,9 @@
 /* Turning kernel path objects into strings, in a per-CPU scratch buffer.
- * Hooks with a struct path (or an open file) get the path as the process
- * sees it, crossing mounts up to its root; hooks that only get a dentry get
- * the path inside its filesystem. */
+ * Two views, neither of them the acting process's own: hooks with a struct
+ * path (or an open file) get the path in the mount namespace, crossing
+ * mounts up to the namespace's root whatever root the process chrooted
+ * into; the read-only rule gets an object's path inside its own filesystem,
+ * from the dentries alone, whatever mounts lead to it. */
 #pragma once
 #include "common.h"
 
@@ -62,8 +64,10 @@ static __always_inline __u32 copy_out(struct path_scratch *s, __u32 len, char *d
 }
 
 struct walk_state {
-	__u64 d, vmnt, mnt, root_d, root_m, mnt_off;
+	__u64 d, vmnt, mnt, mnt_off;
 	__u32 n, off;
+	/* the walk stopped before the root: too deep, its path incomplete */
+	__u32 truncated;
 };
 
 /* walk_step moves one step towards the root: up one dentry, recording its
@@ -76,8 +80,6 @@ static long walk_step(__u64 i, void *ctx)
 		return 1;
 	struct dentry *d = (struct dentry *)w->d;
 	struct vfsmount *vmnt = (struct vfsmount *)w->vmnt;
-	if (vmnt && w->d == w->root_d && w->vmnt == w->root_m)
-		return 1;
 	if (vmnt && d == BPF_CORE_READ(vmnt, mnt_root)) {
 		struct mount *mnt = (struct mount *)w->mnt;
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
@@ -89,8 +91,12 @@ static long walk_step(__u64 i, void *ctx)
 		return 0;
 	}
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	if (!parent || parent == d || w->n >= MAX_DEPTH)
+	if (!parent || parent == d)
 		return 1;
+	if (w->n >= MAX_DEPTH) {
+		w->truncated = 1;
+		return 1;
+	}
 	s->names[w->n & (MAX_DEPTH - 1)] = (__u64)BPF_CORE_READ(d, d_name.name);
 	w->n++;
 	w->d = (__u64)parent;
@@ -109,18 +115,16 @@ static long emit_step(__u64 i, void *ctx)
 }
 
 /* path_walk writes into s->buf the path of dentry d and returns its length.
- * With a vfsmount it crosses mount points up to the current task's root, as
- * d_path does, giving the path the process sees; without one it stops at the
- * root of d's filesystem. Unlike bpf_d_path it works in any program type.
- * The loops run in bpf_loop so the verifier checks each step once. */
-static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u64 vfsmount)
+ * With a vfsmount it crosses mount points up to the root of the mount
+ * namespace (a chroot changes nothing); without one it stops at the root of
+ * d's filesystem. Unlike bpf_d_path it works in any program type. The loops
+ * run in bpf_loop so the verifier checks each step once. *truncated is set
+ * when the path was deeper than MAX_DEPTH components. */
+static __always_inline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmount, __u32 *truncated)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct walk_state w = {
 		.d = dentry,
 		.vmnt = vfsmount,
-		.root_d = (__u64)BPF_CORE_READ(task, fs, root.dentry),
-		.root_m = (__u64)BPF_CORE_READ(task, fs, root.mnt),
 		.mnt_off = bpf_core_field_offset(struct mount, mnt),
 	};
 	if (vfsmount)
@@ -132,7 +136,14 @@ static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u
 		s->buf[off++] = '/';
 	if (off > PATH_LEN - 1)
 		off = PATH_LEN - 1;
+	*truncated = w.truncated;
 	return off;
+}
+
+static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u64 vfsmount)
+{
+	__u32 truncated;
+	return path_walk_t(s, dentry, vfsmount, &truncated);
 }
 
 /* path_append_user appends "/" and the user string at uptr to the off bytes
@@ -151,7 +162,19 @@ static __always_inline __u32 dentry_path(struct dentry *d, char *dst)
 	return copy_out(s, path_walk(s, (__u64)d, 0), dst);
 }
 
-/* file_path writes the path of an open file as its process sees it. */
+/* object_path writes the path of d inside its filesystem, as dentry_path,
+ * and says whether it was too deep to be whole. */
+static __always_inline __u32 object_path(struct dentry *d, char *dst, __u32 *truncated)
+{
+	struct path_scratch *s = scratch();
+	if (!s) {
+		*truncated = 1;
+		return 0;
+	}
+	return copy_out(s, path_walk_t(s, (__u64)d, 0, truncated), dst);
+}
+
+/* file_path writes the path of an open file in its mount namespace. */
 static __always_inline __u32 file_path(struct file *f, char *dst)
 {
 	struct path_scratch *s = scratch();

@@ -8,6 +8,27 @@
 #define SIGKILL 9
 #define SIGSTOP 19
 
+#define TMPFS_MAGIC 0x01021994
+#define MNT_NS_INTERNAL ((__u64)-22) /* ERR_PTR(-EINVAL): kern_mount()s */
+
+/* exe_identity records the executed file as an object: its device and
+ * inode, and whether it is a memfd. The runtime's re-exec of itself from a
+ * sealed memfd is recognised by that, never by a path or argv the image
+ * could choose. */
+static __always_inline void exe_identity(struct linux_binprm *bprm, struct exec_event *e)
+{
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	struct super_block *sb = BPF_CORE_READ(ino, i_sb);
+	e->exe_ino = BPF_CORE_READ(ino, i_ino);
+	e->exe_dev = BPF_CORE_READ(sb, s_dev);
+	e->exe_flags = 0;
+	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
+	struct mount *m = (struct mount *)((__u64)vm - bpf_core_field_offset(struct mount, mnt));
+	if ((__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL && BPF_CORE_READ(sb, s_magic) == TMPFS_MAGIC)
+		e->exe_flags |= EXE_MEMFD;
+}
+
 static __always_inline int on_exec(struct task_struct *task, struct linux_binprm *bprm)
 {
 	__u64 cg = current_watched();
@@ -29,6 +50,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	fill_hdr(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
 	e->held = held;
 
+	exe_identity(bprm, e);
 	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	e->filename_len = n > 0 ? n - 1 : 0;
 
@@ -53,10 +75,8 @@ static __always_inline void exec_enforce(struct linux_binprm *bprm)
 {
 	if (cfg_exec_from_lsm)
 		return;
-	__u64 cg = current_watched();
-	if (!cg)
-		return;
-	struct member *m = member_of(cg);
+	__u64 cg = bpf_get_current_cgroup_id();
+	struct member *m = task_member(cg);
 	if (!m || m->exec_action == ACTION_NONE)
 		return;
 	if (m->exec_action == ACTION_DENY)
@@ -67,10 +87,8 @@ static __always_inline void exec_enforce(struct linux_binprm *bprm)
 /* lsm_bprm_check refuses the exec itself on the full tier. */
 static __always_inline int lsm_bprm_check(struct linux_binprm *bprm)
 {
-	__u64 cg = current_watched();
-	if (!cg)
-		return 0;
-	struct member *m = member_of(cg);
+	__u64 cg = bpf_get_current_cgroup_id();
+	struct member *m = task_member(cg);
 	if (!m || m->exec_action == ACTION_NONE)
 		return 0;
 	exec_violation(cg, m, SOURCE_LSM, BPF_CORE_READ(bprm, filename));
@@ -211,7 +229,6 @@ static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
 	__u64 pid = BPF_CORE_READ(parent, kn, id);
 	__u32 one = 1;
-	propagate_member(pid, id);
 	if (runtime_parent_made(cgrp, pid, id))
 		return 0;
 	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);

@@ -60,6 +60,12 @@ int rf_setsockopt(struct bpf_sockopt *ctx)
 	return on_setsockopt(ctx);
 }
 
+SEC("cgroup/sock_create")
+int rf_sock_create(struct bpf_sock *sk)
+{
+	return on_sock_create(sk);
+}
+
 SEC("cgroup_skb/ingress")
 int rf_skb_ingress(struct __sk_buff *skb)
 {
@@ -70,6 +76,18 @@ SEC("lsm/bprm_check_security")
 int BPF_PROG(rf_lsm_bprm_check, struct linux_binprm *bprm)
 {
 	return lsm_bprm_check(bprm);
+}
+
+SEC("lsm/socket_create")
+int BPF_PROG(rf_lsm_socket_create, int family, int type, int protocol, int kern)
+{
+	return lsm_socket_create(family, type, protocol, kern);
+}
+
+SEC("lsm/socket_setsockopt")
+int BPF_PROG(rf_lsm_socket_setsockopt, struct socket *sock, int level, int optname)
+{
+	return lsm_socket_setsockopt(level, optname);
 }
 
 SEC("lsm/socket_listen")

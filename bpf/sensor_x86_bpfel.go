@@ -53,6 +53,7 @@ const (
 	SensorBindOpBIND_OP_LISTEN     SensorBindOp = 2
 	SensorBindOpBIND_OP_DEVICE     SensorBindOp = 3
 	SensorBindOpBIND_OP_CONNECTION SensorBindOp = 4
+	SensorBindOpBIND_OP_SOCKET     SensorBindOp = 5
 )
 
 type SensorDropCause uint32
@@ -69,10 +70,12 @@ const (
 )
 
 type SensorEnforceScratch struct {
-	_   structs.HostLayout
-	Fe  SensorFileEvent
-	Ve  SensorViolationEvent
-	Key SensorAllowKey
+	_     structs.HostLayout
+	Fe    SensorFileEvent
+	Ve    SensorViolationEvent
+	Key   SensorAllowKey
+	Root  SensorRootKey
+	Opath [1024]int8
 }
 
 type SensorEventHdr struct {
@@ -109,6 +112,12 @@ const (
 	SensorEventSourceSOURCE_CGROUP     SensorEventSource = 3
 )
 
+type SensorExeFlag uint32
+
+const (
+	SensorExeFlagEXE_MEMFD SensorExeFlag = 1
+)
+
 type SensorExecEvent struct {
 	_             structs.HostLayout
 	Hdr           SensorEventHdr
@@ -116,6 +125,9 @@ type SensorExecEvent struct {
 	ArgsLen       uint32
 	ArgsTruncated uint32
 	Held          uint32
+	ExeIno        uint64
+	ExeDev        uint32
+	ExeFlags      uint32
 	Filename      [256]int8
 	Args          [1024]int8
 }
@@ -182,6 +194,9 @@ type SensorMember struct {
 	ExecPolicy uint32
 	ExecRule   uint16
 	ExecAction uint16
+	UdpFlags   uint32
+	UdpV4      uint32
+	UdpV6      [16]uint8
 }
 
 type SensorParentName struct {
@@ -241,6 +256,20 @@ const (
 	SensorPolicyFlagPOLICY_BIND      SensorPolicyFlag = 2
 )
 
+type SensorRootKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Dev       uint32
+	Path      [248]int8
+}
+
+type SensorRootValue struct {
+	_       structs.HostLayout
+	Owner   uint64
+	RootLen uint32
+	Pad     uint32
+}
+
 type SensorRule uint32
 
 const (
@@ -257,6 +286,13 @@ type SensorSyscallKey struct {
 	Pad      uint32
 }
 
+type SensorUdpFlag uint32
+
+const (
+	SensorUdpFlagUDP_V4 SensorUdpFlag = 1
+	SensorUdpFlagUDP_V6 SensorUdpFlag = 2
+)
+
 type SensorViolationEvent struct {
 	_               structs.HostLayout
 	Hdr             SensorEventHdr
@@ -264,6 +300,7 @@ type SensorViolationEvent struct {
 	Rule            uint16
 	Action          uint16
 	SuppressedTotal uint64
+	Owner           uint64
 	Object          uint32
 	Op              uint32
 	PathKind        uint16
@@ -315,6 +352,8 @@ const (
 	SensorMapPathScratch            = "path_scratch"
 	SensorMapPending                = "pending"
 	SensorMapPolicies               = "policies"
+	SensorMapRoDevs                 = "ro_devs"
+	SensorMapRoRoots                = "ro_roots"
 	SensorMapRuntimeParentNames     = "runtime_parent_names"
 	SensorMapRuntimeParentParts     = "runtime_parent_parts"
 	SensorMapRuntimeParents         = "runtime_parents"
@@ -345,10 +384,13 @@ const (
 	SensorProgRfLsmPathSymlink      = "rf_lsm_path_symlink"
 	SensorProgRfLsmPathTruncate     = "rf_lsm_path_truncate"
 	SensorProgRfLsmPathUnlink       = "rf_lsm_path_unlink"
+	SensorProgRfLsmSocketCreate     = "rf_lsm_socket_create"
 	SensorProgRfLsmSocketListen     = "rf_lsm_socket_listen"
+	SensorProgRfLsmSocketSetsockopt = "rf_lsm_socket_setsockopt"
 	SensorProgRfProbeLsm            = "rf_probe_lsm"
 	SensorProgRfSetsockopt          = "rf_setsockopt"
 	SensorProgRfSkbIngress          = "rf_skb_ingress"
+	SensorProgRfSockCreate          = "rf_sock_create"
 	SensorProgRfSysEnter            = "rf_sys_enter"
 	SensorVarCfgExecFromLsm         = "cfg_exec_from_lsm"
 	SensorVarCfgFilesFromLsm        = "cfg_files_from_lsm"
@@ -359,6 +401,7 @@ const (
 	SensorVarUnusedDropCause        = "unused_drop_cause"
 	SensorVarUnusedEventKind        = "unused_event_kind"
 	SensorVarUnusedEventSource      = "unused_event_source"
+	SensorVarUnusedExeFlag          = "unused_exe_flag"
 	SensorVarUnusedExecEvent        = "unused_exec_event"
 	SensorVarUnusedExitEvent        = "unused_exit_event"
 	SensorVarUnusedFileEvent        = "unused_file_event"
@@ -368,7 +411,10 @@ const (
 	SensorVarUnusedParentStep       = "unused_parent_step"
 	SensorVarUnusedPathKind         = "unused_path_kind"
 	SensorVarUnusedPolicyFlag       = "unused_policy_flag"
+	SensorVarUnusedRootKey          = "unused_root_key"
+	SensorVarUnusedRootValue        = "unused_root_value"
 	SensorVarUnusedRule             = "unused_rule"
+	SensorVarUnusedUdpFlag          = "unused_udp_flag"
 	SensorVarUnusedViolationEvent   = "unused_violation_event"
 )
 
@@ -438,10 +484,13 @@ type SensorProgramSpecs struct {
 	RfLsmPathSymlink      *ebpf.ProgramSpec `ebpf:"rf_lsm_path_symlink"`
 	RfLsmPathTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_path_truncate"`
 	RfLsmPathUnlink       *ebpf.ProgramSpec `ebpf:"rf_lsm_path_unlink"`
+	RfLsmSocketCreate     *ebpf.ProgramSpec `ebpf:"rf_lsm_socket_create"`
 	RfLsmSocketListen     *ebpf.ProgramSpec `ebpf:"rf_lsm_socket_listen"`
+	RfLsmSocketSetsockopt *ebpf.ProgramSpec `ebpf:"rf_lsm_socket_setsockopt"`
 	RfProbeLsm            *ebpf.ProgramSpec `ebpf:"rf_probe_lsm"`
 	RfSetsockopt          *ebpf.ProgramSpec `ebpf:"rf_setsockopt"`
 	RfSkbIngress          *ebpf.ProgramSpec `ebpf:"rf_skb_ingress"`
+	RfSockCreate          *ebpf.ProgramSpec `ebpf:"rf_sock_create"`
 	RfSysEnter            *ebpf.ProgramSpec `ebpf:"rf_sys_enter"`
 }
 
@@ -461,6 +510,8 @@ type SensorMapSpecs struct {
 	PathScratch        *ebpf.MapSpec `ebpf:"path_scratch"`
 	Pending            *ebpf.MapSpec `ebpf:"pending"`
 	Policies           *ebpf.MapSpec `ebpf:"policies"`
+	RoDevs             *ebpf.MapSpec `ebpf:"ro_devs"`
+	RoRoots            *ebpf.MapSpec `ebpf:"ro_roots"`
 	RuntimeParentNames *ebpf.MapSpec `ebpf:"runtime_parent_names"`
 	RuntimeParentParts *ebpf.MapSpec `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.MapSpec `ebpf:"runtime_parents"`
@@ -482,6 +533,7 @@ type SensorVariableSpecs struct {
 	UnusedDropCause      *ebpf.VariableSpec `ebpf:"unused_drop_cause"`
 	UnusedEventKind      *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedEventSource    *ebpf.VariableSpec `ebpf:"unused_event_source"`
+	UnusedExeFlag        *ebpf.VariableSpec `ebpf:"unused_exe_flag"`
 	UnusedExecEvent      *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedExitEvent      *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedFileEvent      *ebpf.VariableSpec `ebpf:"unused_file_event"`
@@ -491,7 +543,10 @@ type SensorVariableSpecs struct {
 	UnusedParentStep     *ebpf.VariableSpec `ebpf:"unused_parent_step"`
 	UnusedPathKind       *ebpf.VariableSpec `ebpf:"unused_path_kind"`
 	UnusedPolicyFlag     *ebpf.VariableSpec `ebpf:"unused_policy_flag"`
+	UnusedRootKey        *ebpf.VariableSpec `ebpf:"unused_root_key"`
+	UnusedRootValue      *ebpf.VariableSpec `ebpf:"unused_root_value"`
 	UnusedRule           *ebpf.VariableSpec `ebpf:"unused_rule"`
+	UnusedUdpFlag        *ebpf.VariableSpec `ebpf:"unused_udp_flag"`
 	UnusedViolationEvent *ebpf.VariableSpec `ebpf:"unused_violation_event"`
 }
 
@@ -527,6 +582,8 @@ type SensorMaps struct {
 	PathScratch        *ebpf.Map `ebpf:"path_scratch"`
 	Pending            *ebpf.Map `ebpf:"pending"`
 	Policies           *ebpf.Map `ebpf:"policies"`
+	RoDevs             *ebpf.Map `ebpf:"ro_devs"`
+	RoRoots            *ebpf.Map `ebpf:"ro_roots"`
 	RuntimeParentNames *ebpf.Map `ebpf:"runtime_parent_names"`
 	RuntimeParentParts *ebpf.Map `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.Map `ebpf:"runtime_parents"`
@@ -549,6 +606,8 @@ func (m *SensorMaps) Close() error {
 		m.PathScratch,
 		m.Pending,
 		m.Policies,
+		m.RoDevs,
+		m.RoRoots,
 		m.RuntimeParentNames,
 		m.RuntimeParentParts,
 		m.RuntimeParents,
@@ -571,6 +630,7 @@ type SensorVariables struct {
 	UnusedDropCause      *ebpf.Variable `ebpf:"unused_drop_cause"`
 	UnusedEventKind      *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedEventSource    *ebpf.Variable `ebpf:"unused_event_source"`
+	UnusedExeFlag        *ebpf.Variable `ebpf:"unused_exe_flag"`
 	UnusedExecEvent      *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedExitEvent      *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedFileEvent      *ebpf.Variable `ebpf:"unused_file_event"`
@@ -580,7 +640,10 @@ type SensorVariables struct {
 	UnusedParentStep     *ebpf.Variable `ebpf:"unused_parent_step"`
 	UnusedPathKind       *ebpf.Variable `ebpf:"unused_path_kind"`
 	UnusedPolicyFlag     *ebpf.Variable `ebpf:"unused_policy_flag"`
+	UnusedRootKey        *ebpf.Variable `ebpf:"unused_root_key"`
+	UnusedRootValue      *ebpf.Variable `ebpf:"unused_root_value"`
 	UnusedRule           *ebpf.Variable `ebpf:"unused_rule"`
+	UnusedUdpFlag        *ebpf.Variable `ebpf:"unused_udp_flag"`
 	UnusedViolationEvent *ebpf.Variable `ebpf:"unused_violation_event"`
 }
 
@@ -612,10 +675,13 @@ type SensorPrograms struct {
 	RfLsmPathSymlink      *ebpf.Program `ebpf:"rf_lsm_path_symlink"`
 	RfLsmPathTruncate     *ebpf.Program `ebpf:"rf_lsm_path_truncate"`
 	RfLsmPathUnlink       *ebpf.Program `ebpf:"rf_lsm_path_unlink"`
+	RfLsmSocketCreate     *ebpf.Program `ebpf:"rf_lsm_socket_create"`
 	RfLsmSocketListen     *ebpf.Program `ebpf:"rf_lsm_socket_listen"`
+	RfLsmSocketSetsockopt *ebpf.Program `ebpf:"rf_lsm_socket_setsockopt"`
 	RfProbeLsm            *ebpf.Program `ebpf:"rf_probe_lsm"`
 	RfSetsockopt          *ebpf.Program `ebpf:"rf_setsockopt"`
 	RfSkbIngress          *ebpf.Program `ebpf:"rf_skb_ingress"`
+	RfSockCreate          *ebpf.Program `ebpf:"rf_sock_create"`
 	RfSysEnter            *ebpf.Program `ebpf:"rf_sys_enter"`
 }
 
@@ -645,10 +711,13 @@ func (p *SensorPrograms) Close() error {
 		p.RfLsmPathSymlink,
 		p.RfLsmPathTruncate,
 		p.RfLsmPathUnlink,
+		p.RfLsmSocketCreate,
 		p.RfLsmSocketListen,
+		p.RfLsmSocketSetsockopt,
 		p.RfProbeLsm,
 		p.RfSetsockopt,
 		p.RfSkbIngress,
+		p.RfSockCreate,
 		p.RfSysEnter,
 	)
 }

@@ -21,7 +21,6 @@
 #define AT_FDCWD -100
 #define AT_REMOVEDIR 0x200
 #define NO_RESOLVE -2
-#define TS_COMPAT 0x0002          /* thread_info.status: in an ia32 syscall */
 #define X32_SYSCALL_BIT 0x40000000
 #define SYSCALL_KEY_IA32 0x80000000 /* syscall_key.nr of an ia32 syscall */
 
@@ -155,12 +154,6 @@ static __always_inline int fileop_for_ia32(long nr, struct fileop_args *a)
 	return 1;
 }
 
-/* in_compat_syscall reports whether the current task is in an ia32 syscall. */
-static __always_inline int in_compat_syscall(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return (BPF_CORE_READ(task, thread_info.status) & TS_COMPAT) != 0;
-}
 
 /* The first five arguments of a syscall, read once: for ia32 from ebx,
  * ecx, edx, esi and edi, 32 bits wide. */
@@ -197,6 +190,22 @@ static __always_inline unsigned long sc_arg(const struct sc_args *s, int i)
 	return 0;
 }
 
+/* absolute_path gives an absolute path the process passed (already in
+ * buf) as the kernel will resolve it: from the process's root, which after
+ * a chroot is not its mount namespace's. The path then starts with where
+ * that root is in the namespace, as every path in events does. */
+static __always_inline __u16 absolute_path(const char *p, char *buf, __u32 *len)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct dentry *rd = BPF_CORE_READ(task, fs, root.dentry);
+	struct vfsmount *rm = BPF_CORE_READ(task, fs, root.mnt);
+	struct mount *mnt = (struct mount *)((__u64)rm - bpf_core_field_offset(struct mount, mnt));
+	if (rd == BPF_CORE_READ(rm, mnt_root) && BPF_CORE_READ(mnt, mnt_parent) == mnt)
+		return PATH_ABSOLUTE; /* the namespace's root: as given */
+	*len = dir_then_user(rd, rm, p + 1, buf);
+	return PATH_ABSOLUTE;
+}
+
 /* read_user_path fills one path field and returns its kind. Relative paths
  * and bare descriptors are resolved here in the kernel, against the cwd or
  * the directory descriptor, while the process and its descriptors surely
@@ -212,7 +221,7 @@ static __always_inline __u16 read_user_path(const struct sc_args *args, int pi, 
 			return PATH_NONE;
 		*len = n - 1;
 		if (buf[0] == '/')
-			return PATH_ABSOLUTE;
+			return absolute_path(p, buf, len);
 		if (di == NO_RESOLVE) /* a symlink's contents, stored as given */
 			return PATH_RELATIVE;
 	}
@@ -300,9 +309,18 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	return 0;
 }
 
-static __always_inline void count_syscall(__u64 cg, long nr)
+/* Syscall numbers are counted below SYSCALL_NR_MAX; any other (invalid:
+ * the kernel refuses it with ENOSYS) under SYSCALL_NR_INVALID, so that a
+ * container can hold at most 2 * SYSCALL_NR_MAX counters (x86-64 and ia32)
+ * and cannot fill the map with made-up numbers. */
+#define SYSCALL_NR_MAX 1024
+#define SYSCALL_NR_INVALID (SYSCALL_NR_MAX - 1)
+
+static __always_inline void count_syscall(__u64 cg, long nr, int compat)
 {
-	struct syscall_key k = { .cgroup_id = cg, .nr = (__u32)nr };
+	if (nr < 0 || nr >= SYSCALL_NR_INVALID)
+		nr = SYSCALL_NR_INVALID;
+	struct syscall_key k = { .cgroup_id = cg, .nr = (__u32)nr | (compat ? SYSCALL_KEY_IA32 : 0) };
 	__u64 *n = bpf_map_lookup_elem(&syscall_counts, &k);
 	if (n) {
 		(*n)++;
@@ -325,8 +343,9 @@ static __always_inline int on_sys_enter(struct pt_regs *regs, long nr)
 	if (!cg)
 		return 0;
 	int compat = in_compat_syscall();
-	/* ia32 numbers are counted apart: the same number is another syscall */
-	count_syscall(cg, compat ? (nr | SYSCALL_KEY_IA32) : nr);
+	/* ia32 numbers are counted apart: the same number is another syscall.
+	 * x32 syscalls use the x86-64 numbers, with a bit set. */
+	count_syscall(cg, compat ? nr : nr & ~X32_SYSCALL_BIT, compat);
 	if (!cfg_files_from_lsm)
 		emit_syscall_fileop(regs, nr, cg, compat);
 	return 0;

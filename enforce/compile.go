@@ -106,6 +106,10 @@ type Member struct {
 	ExecPolicy uint32
 	ExecRule   Rule
 	ExecAction Action
+	// UDP4 and UDP6 are addresses every bind policy of the container
+	// allows (invalid: none): a UDP socket bound to the wildcard and port
+	// 0, as a resolver binds it, is bound there instead.
+	UDP4, UDP6 netip.Addr
 }
 
 // Kernel is where compiled policies go: the sensor's eBPF maps.
@@ -118,6 +122,10 @@ type Kernel interface {
 	DeleteBindAddr(cgroup uint64, policy uint32, a netip.Addr) error
 	PutBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error
 	DeleteBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error
+	// PutRoot registers the root filesystem of the container of cgroup,
+	// whose writes its read-only rule judges; DeleteRoot takes it back.
+	PutRoot(cgroup uint64, r RootFS) error
+	DeleteRoot(cgroup uint64, r RootFS) error
 }
 
 // Capabilities says which rules the kernel tier can enforce; a rule it

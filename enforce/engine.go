@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,9 +19,12 @@ type Iface struct {
 
 // Interfaces follows the named interfaces of network namespaces. Follow
 // returns their state now; later changes reach Engine.InterfacesChanged.
+// Unfollow stops following a container's; Forget also lets go of what was
+// kept of a container that is gone (its pinned network namespace).
 type Interfaces interface {
 	Follow(cgroup uint64, netns string, names []string) (map[string]Iface, error)
 	Unfollow(cgroup uint64)
+	Forget(cgroup uint64)
 }
 
 // Engine keeps the kernel's policy maps in step with the policy set and the
@@ -50,6 +54,9 @@ type applied struct {
 	iface  map[string]Iface
 	addrs  map[bindKey]bool
 	ifidx  map[ifidxKey]bool
+	// root is the root filesystem registered for the read-only rule, nil
+	// when none is.
+	root *RootFS
 }
 
 type policyName struct{ name, mode string }
@@ -250,7 +257,7 @@ func (e *Engine) Remove(cgroup uint64) error {
 	}
 	delete(e.containers, cgroup)
 	if e.ifaces != nil {
-		e.ifaces.Unfollow(cgroup)
+		e.ifaces.Forget(cgroup)
 	}
 	return e.write(&applied{target: old.target, member: Member{Owner: cgroup}}, old)
 }
@@ -264,7 +271,7 @@ func (e *Engine) InterfacesChanged(cgroup uint64, state map[string]Iface) {
 	if !ok {
 		return
 	}
-	na := &applied{target: old.target, member: old.member, iface: state}
+	na := &applied{target: old.target, member: old.member, iface: state, root: old.root}
 	e.bindTargets(na, e.byID(old.member.Policies))
 	if err := e.write(na, old); err != nil {
 		e.log.Error("update allowed addresses", "container", old.target.Name, "error", err)
@@ -273,22 +280,13 @@ func (e *Engine) InterfacesChanged(cgroup uint64, state map[string]Iface) {
 	e.containers[cgroup] = na
 }
 
-// readOnlyBreach names the read-only policy whose rule a write of path breaks,
-// with its mode, for tiers where the kernel cannot judge writes itself.
-// mounts gives the container's mount points (asked only for a container
-// under a read-only rule): writes below them, but for "/", are not to its
-// root filesystem.
-func (e *Engine) readOnlyBreach(cgroup uint64, path string, mounts func() []string) (policy, mode string, ok bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// readOnlyBreach names the strictest read-only policy of the container of
+// cgroup whose rule a write of path (from the container's root) breaks,
+// with its mode.
+func (e *Engine) readOnlyBreach(cgroup uint64, path string) (policy, mode string, ok bool) {
 	a, found := e.containers[cgroup]
 	if !found || !a.member.ReadOnly || path == "" || path[0] != '/' {
 		return "", "", false
-	}
-	for _, m := range mounts() {
-		if m != "/" && (path == m || len(path) > len(m) && path[:len(m)] == m && path[len(m)] == '/') {
-			return "", "", false
-		}
 	}
 	best := ActionNone
 	for _, c := range e.byID(a.member.Policies) {
@@ -305,14 +303,17 @@ type Breach struct {
 }
 
 // AuditWrite judges, for a tier where the kernel cannot judge writes, a
-// write by the container of cgroup to path, and to target (the second path
-// of a rename or link, "" when none), against its read-only rules. It never
-// denies: the breach is reported as a would-deny, and under an enforcing
-// policy its reason says the tier cannot enforce it.
-func (e *Engine) AuditWrite(cgroup uint64, path, target string, mounts func() []string) (Breach, bool) {
-	policy, mode, ok := e.readOnlyBreach(cgroup, path, mounts)
+// write to path, and to target (the second path of a rename or link, ""
+// when none), both from the root of the container of cgroup, against that
+// container's read-only rules. It never denies: the breach is reported as a
+// would-deny, and under an enforcing policy its reason says the tier cannot
+// enforce it.
+func (e *Engine) AuditWrite(cgroup uint64, path, target string) (Breach, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	policy, mode, ok := e.readOnlyBreach(cgroup, path)
 	if !ok && target != "" {
-		policy, mode, ok = e.readOnlyBreach(cgroup, target, mounts)
+		policy, mode, ok = e.readOnlyBreach(cgroup, target)
 	}
 	if !ok {
 		return Breach{}, false
@@ -322,6 +323,47 @@ func (e *Engine) AuditWrite(cgroup uint64, path, target string, mounts func() []
 		b.Reason += ": " + Unenforceable
 	}
 	return b, true
+}
+
+// Root returns the root filesystem of the container of cgroup, when one
+// is registered (a read-only rule selects it).
+func (e *Engine) Root(cgroup uint64) (RootFS, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a, ok := e.containers[cgroup]; ok && a.root != nil {
+		return *a.root, true
+	}
+	return RootFS{}, false
+}
+
+// RootHolding returns the container whose root filesystem, as visible on
+// the host, holds the host path p, and p's path from that root.
+func (e *Engine) RootHolding(p string) (cgroup uint64, rel string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	best := -1
+	for cg, a := range e.containers {
+		if a.root == nil || a.root.Host == "" {
+			continue
+		}
+		if r, in := below(p, a.root.Host); in && len(a.root.Host) > best {
+			cgroup, rel, ok, best = cg, r, true, len(a.root.Host)
+		}
+	}
+	return cgroup, rel, ok
+}
+
+// below reports whether p is dir or below it, and p's path from dir.
+func below(p, dir string) (string, bool) {
+	switch {
+	case dir == "/":
+		return p, true
+	case p == dir:
+		return "/", true
+	case strings.HasPrefix(p, dir+"/"):
+		return p[len(dir):], true
+	}
+	return "", false
 }
 
 func (e *Engine) byID(ids []uint32) []*compiled {
@@ -346,6 +388,12 @@ func (e *Engine) plan(t Target, set []*compiled, old *applied) (*applied, error)
 		return nil, fmt.Errorf("selected by %d policies, at most %d", len(selected), MaxPoliciesPerContainer)
 	}
 	na := &applied{target: t, member: verdictFor(t, selected)}
+	if na.member.ReadOnly {
+		if t.Root == nil && e.caps.ReadOnly {
+			return nil, errors.New("a read-only rule selects it, but its root filesystem is not known: the kernel could not judge its writes")
+		}
+		na.root = t.Root
+	}
 	if na.member.Bind {
 		var names []string
 		for _, c := range selected {
@@ -373,14 +421,17 @@ func (e *Engine) plan(t Target, set []*compiled, old *applied) (*applied, error)
 	return na, nil
 }
 
-// bindTargets fills the allowed addresses and interface indexes.
+// bindTargets fills the allowed addresses and interface indexes, and the
+// member's UDP addresses.
 func (e *Engine) bindTargets(na *applied, selected []*compiled) {
 	na.addrs = make(map[bindKey]bool)
 	na.ifidx = make(map[ifidxKey]bool)
+	var binds int
 	for _, c := range selected {
 		if !c.kp.Bind {
 			continue
 		}
+		binds++
 		for _, name := range c.kp.Interfaces {
 			st := na.iface[name]
 			for _, a := range st.Addrs {
@@ -391,12 +442,44 @@ func (e *Engine) bindTargets(na *applied, selected []*compiled) {
 			}
 		}
 	}
+	na.member.UDP4, na.member.UDP6 = udpAddrs(na.addrs, binds)
 }
 
-// write moves the kernel from old (may be nil) to na: addresses first,
-// then the member entry in one update, then stale addresses.
+// udpAddrs picks, per family, the lowest address that all binds bind
+// policies allow.
+func udpAddrs(addrs map[bindKey]bool, binds int) (v4, v6 netip.Addr) {
+	allowedBy := map[netip.Addr]int{}
+	for k := range addrs {
+		allowedBy[k.addr]++
+	}
+	for a, n := range allowedBy {
+		if n != binds || binds == 0 {
+			continue
+		}
+		switch {
+		case a.Is4() && (!v4.IsValid() || a.Less(v4)):
+			v4 = a
+		case a.Is6() && (!v6.IsValid() || a.Less(v6)):
+			v6 = a
+		}
+	}
+	return v4, v6
+}
+
+// write moves the kernel from old (may be nil) to na: addresses and the
+// root filesystem first, then the member entry in one update, then what
+// is stale.
 func (e *Engine) write(na, old *applied) error {
 	cg := na.target.CgroupID
+	var oldRoot *RootFS
+	if old != nil {
+		oldRoot = old.root
+	}
+	if na.root != nil && !sameRoot(na.root, oldRoot) {
+		if err := e.kern.PutRoot(cg, *na.root); err != nil {
+			return err
+		}
+	}
 	var errs []error
 	for k := range na.addrs {
 		if old == nil || !old.addrs[k] {
@@ -422,6 +505,9 @@ func (e *Engine) write(na, old *applied) error {
 			return err
 		}
 	}
+	if oldRoot != nil && !sameRoot(na.root, oldRoot) {
+		errs = append(errs, e.kern.DeleteRoot(cg, *oldRoot))
+	}
 	if old != nil {
 		for k := range old.addrs {
 			if !na.addrs[k] {
@@ -437,7 +523,12 @@ func (e *Engine) write(na, old *applied) error {
 	return errors.Join(errs...)
 }
 
+func sameRoot(a, b *RootFS) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
 func sameMember(a, b Member) bool {
 	return a.Owner == b.Owner && a.ReadOnly == b.ReadOnly && a.Bind == b.Bind && slices.Equal(a.Policies, b.Policies) &&
-		a.ExecPolicy == b.ExecPolicy && a.ExecRule == b.ExecRule && a.ExecAction == b.ExecAction
+		a.ExecPolicy == b.ExecPolicy && a.ExecRule == b.ExecRule && a.ExecAction == b.ExecAction &&
+		a.UDP4 == b.UDP4 && a.UDP6 == b.UDP6
 }

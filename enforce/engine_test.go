@@ -18,13 +18,14 @@ type fakeKernel struct {
 	members  map[uint64]Member
 	addrs    map[string]bool
 	ifidx    map[string]bool
-	failPut  uint32 // PutPolicy of this id fails
-	failMem  uint64 // PutMember of this cgroup fails
+	failPut  uint32            // PutPolicy of this id fails
+	failMem  uint64            // PutMember of this cgroup fails
+	roots    map[RootFS]uint64 // registered roots, with their container
 }
 
 func newFakeKernel(t *testing.T) *fakeKernel {
 	return &fakeKernel{t: t, policies: map[uint32]KernelPolicy{}, allow: map[uint32][]AllowWrite{},
-		members: map[uint64]Member{}, addrs: map[string]bool{}, ifidx: map[string]bool{}}
+		members: map[uint64]Member{}, addrs: map[string]bool{}, ifidx: map[string]bool{}, roots: map[RootFS]uint64{}}
 }
 
 func (k *fakeKernel) PutPolicy(id uint32, p KernelPolicy, allow []AllowWrite) error {
@@ -56,6 +57,9 @@ func (k *fakeKernel) PutMember(cg uint64, m Member) error {
 			k.t.Errorf("cgroup %d put under policy %d, which the kernel does not have", cg, id)
 		}
 	}
+	if _, ok := k.rootOf(cg); m.ReadOnly && !ok && len(k.roots) > 0 {
+		k.t.Errorf("cgroup %d under a read-only rule before its root was registered", cg)
+	}
 	k.members[cg] = m
 	return nil
 }
@@ -78,12 +82,36 @@ func (k *fakeKernel) DeleteBindIfindex(cg uint64, p uint32, i uint32) error {
 	return nil
 }
 
+// PutRoot checks that a container under a read-only rule has a root
+// registered before its entry is written (see PutMember).
+func (k *fakeKernel) PutRoot(cg uint64, r RootFS) error {
+	k.roots[r] = cg
+	return nil
+}
+
+func (k *fakeKernel) DeleteRoot(cg uint64, r RootFS) error {
+	if got, ok := k.roots[r]; !ok || got != cg {
+		k.t.Errorf("cgroup %d: delete of root %+v, registered for %d", cg, r, got)
+	}
+	delete(k.roots, r)
+	return nil
+}
+
+// rootOf returns the root registered for a container.
+func (k *fakeKernel) rootOf(cg uint64) (RootFS, bool) {
+	for r, owner := range k.roots {
+		if owner == cg {
+			return r, true
+		}
+	}
+	return RootFS{}, false
+}
+
 type fakeIfaces map[string]Iface
 
 func (f fakeIfaces) Follow(uint64, string, []string) (map[string]Iface, error) { return f, nil }
 func (f fakeIfaces) Unfollow(uint64)                                           {}
-
-func noMounts() []string { return nil }
+func (f fakeIfaces) Forget(uint64)                                             {}
 
 func mustParse(t *testing.T, doc string) []RuntimePolicy {
 	t.Helper()
@@ -121,8 +149,8 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 	if err := e.Load(mustParse(t, twoPolicies), nil); err != nil {
 		t.Fatal(err)
 	}
-	web := Target{CgroupID: 10, Name: "web-1", Image: "registry.internal/web/app:1", Labels: map[string]string{"app": "web"}}
-	other := Target{CgroupID: 11, Name: "db", Image: "postgres"}
+	web := Target{CgroupID: 10, Name: "web-1", Image: "registry.internal/web/app:1", Labels: map[string]string{"app": "web"}, Root: &RootFS{Dev: 40, Path: "/"}}
+	other := Target{CgroupID: 11, Name: "db", Image: "postgres", Root: &RootFS{Dev: 41, Path: "/"}}
 	for _, tg := range []Target{web, other} {
 		if _, err := e.Apply(tg); err != nil {
 			t.Fatal(err)
@@ -135,25 +163,25 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 	if len(k.addrs) != 2 || len(k.ifidx) != 1 {
 		t.Errorf("addresses %v, ifindexes %v", k.addrs, k.ifidx)
 	}
+	if m.UDP4 != netip.MustParseAddr("10.0.0.2") || m.UDP6 != netip.MustParseAddr("fd00::2") {
+		t.Errorf("web UDP addresses %v %v, want eth0's", m.UDP4, m.UDP6)
+	}
 	// postgres is docker.io/library/postgres: only ro-audit selects it.
 	if m := k.members[11]; len(m.Policies) != 1 || m.Bind {
 		t.Errorf("db member = %+v", m)
 	}
 	// The strictest read-only verdict: web's enforce rule forbids /tmp too.
-	if p, mode, ok := e.readOnlyBreach(10, "/tmp/x", noMounts); !ok || p != "web" || mode != "enforce" {
+	if p, mode, ok := e.readOnlyBreach(10, "/tmp/x"); !ok || p != "web" || mode != "enforce" {
 		t.Errorf("web /tmp/x: %q %q %v", p, mode, ok)
 	}
-	if _, _, ok := e.readOnlyBreach(11, "/tmp/x", noMounts); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/tmp/x"); ok {
 		t.Error("db /tmp/x: breach under an allowWrites prefix")
 	}
-	if _, _, ok := e.readOnlyBreach(11, "/run/app.pid", noMounts); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/run/app.pid"); ok {
 		t.Error("db /run/app.pid: breach of an exact allowWrites entry")
 	}
-	if p, _, ok := e.readOnlyBreach(11, "/run/app.pid2", noMounts); !ok || p != "ro-audit" {
+	if p, _, ok := e.readOnlyBreach(11, "/run/app.pid2"); !ok || p != "ro-audit" {
 		t.Errorf("db /run/app.pid2: %q %v", p, ok)
-	}
-	if _, _, ok := e.readOnlyBreach(11, "/data/x", func() []string { return []string{"/data"} }); ok {
-		t.Error("a write below a mount point judged as a root filesystem write")
 	}
 	for _, c := range []struct {
 		name         string
@@ -170,7 +198,7 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 		{"unknown container", 99, "/etc/passwd", "", Breach{}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got, ok := e.AuditWrite(c.cgroup, c.path, c.target, noMounts); got != c.want || ok != c.breach {
+			if got, ok := e.AuditWrite(c.cgroup, c.path, c.target); got != c.want || ok != c.breach {
 				t.Errorf("AuditWrite = %+v %v, want %+v %v", got, ok, c.want, c.breach)
 			}
 		})
@@ -229,7 +257,7 @@ spec: {mode: enforce, readOnlyRootFilesystem: {}}
 		t.Fatal(err)
 	}
 	for cg := uint64(1); cg <= 50; cg++ {
-		if _, err := e.Apply(Target{CgroupID: cg, Name: fmt.Sprint("c", cg)}); err != nil {
+		if _, err := e.Apply(Target{CgroupID: cg, Name: fmt.Sprint("c", cg), Root: &RootFS{Dev: uint32(cg), Path: "/"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -297,5 +325,79 @@ func TestImageNormalisation(t *testing.T) {
 		if got := newImageGlob(pat).matches(img); got != want {
 			t.Errorf("%q matches busybox = %v, want %v", pat, got, want)
 		}
+	}
+}
+
+// TestEngineRoots: a container under a read-only rule has its root
+// filesystem registered before its entry, taken back when no read-only rule
+// selects it any more; without a known root the rule cannot apply where the
+// kernel enforces it, and the apply fails rather than leave it unjudged.
+func TestEngineRoots(t *testing.T) {
+	k := newFakeKernel(t)
+	e := NewEngine(k, Capabilities{ReadOnly: true}, nil, nil)
+	if err := e.Load(mustParse(t, twoPolicies), nil); err != nil {
+		t.Fatal(err)
+	}
+	root := RootFS{Dev: 7, Path: "/var/lib/snap/12/fs"}
+	if _, err := e.Apply(Target{CgroupID: 20, Name: "db", Image: "postgres", Root: &root}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := k.rootOf(20); got != root {
+		t.Fatalf("root %+v registered, want %+v", got, root)
+	}
+	moved := RootFS{Dev: 8, Path: "/"}
+	if _, err := e.Apply(Target{CgroupID: 20, Name: "db", Image: "postgres", Root: &moved}); err != nil || len(k.roots) != 1 || k.roots[moved] != 20 {
+		t.Fatalf("roots after a change: %+v, %v", k.roots, err)
+	}
+	if _, err := e.Apply(Target{CgroupID: 21, Name: "db2", Image: "postgres"}); err == nil || !strings.Contains(err.Error(), "root filesystem is not known") {
+		t.Fatalf("a read-only container without a root: %v", err)
+	}
+	if _, ok := k.members[21]; ok {
+		t.Fatal("a container whose rule could not apply has an entry")
+	}
+	if err := e.Remove(20); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.roots) != 0 {
+		t.Fatalf("roots left after the container went: %v", k.roots)
+	}
+	// Where the kernel cannot enforce the rule, no root is needed.
+	audit := NewEngine(newFakeKernel(t), Capabilities{}, nil, nil)
+	if err := audit.Load(mustParse(t, twoPolicies), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Apply(Target{CgroupID: 22, Name: "db3", Image: "postgres"}); err != nil {
+		t.Fatalf("cgroup-only tier: %v", err)
+	}
+}
+
+func TestRootHolding(t *testing.T) {
+	k := newFakeKernel(t)
+	e := NewEngine(k, Capabilities{ReadOnly: true}, nil, nil)
+	if err := e.Load(mustParse(t, twoPolicies), nil); err != nil {
+		t.Fatal(err)
+	}
+	for cg, host := range map[uint64]string{30: "/run/c/30/rootfs", 31: "/run/c/31/rootfs", 32: ""} {
+		if _, err := e.Apply(Target{CgroupID: cg, Name: "db", Image: "postgres", Root: &RootFS{Dev: uint32(cg), Path: "/", Host: host}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		p   string
+		cg  uint64
+		rel string
+		ok  bool
+	}{
+		{"/run/c/30/rootfs/etc/passwd", 30, "/etc/passwd", true},
+		{"/run/c/31/rootfs", 31, "/", true},
+		{"/run/c/30/rootfsx/etc", 0, "", false},
+		{"/etc/passwd", 0, "", false},
+	} {
+		if cg, rel, ok := e.RootHolding(c.p); cg != c.cg || rel != c.rel || ok != c.ok {
+			t.Errorf("RootHolding(%q) = %d %q %v, want %d %q %v", c.p, cg, rel, ok, c.cg, c.rel, c.ok)
+		}
+	}
+	if r, ok := e.Root(30); !ok || r.Host != "/run/c/30/rootfs" {
+		t.Errorf("Root(30) = %+v %v", r, ok)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Expand turns policy paths (files, or directories of *.yaml and *.yml
@@ -39,14 +40,42 @@ func Expand(paths ...string) ([]string, error) {
 	return out, nil
 }
 
-// LoadPaths is LoadFiles over what Expand finds; it also returns the files.
+// LoadPaths is LoadFiles over what Expand finds, for a daemon that puts
+// the policies in force; it also returns the files. A file owned by
+// another user than root or the caller, or that others can write, is
+// refused: whoever can change it could switch the rules off.
 func LoadPaths(paths ...string) ([]RuntimePolicy, []string, Problems) {
 	files, err := Expand(paths...)
 	if err != nil {
 		return nil, nil, Problems{{Message: err.Error()}}
 	}
+	var problems Problems
+	for _, f := range files {
+		if err := trusted(f); err != nil {
+			problems = append(problems, Problem{File: f, Message: err.Error()})
+		}
+	}
+	if len(problems) > 0 {
+		return nil, files, problems
+	}
 	pols, problems := LoadFiles(files...)
 	return pols, files, problems
+}
+
+// trusted refuses a policy file that someone other than root or the
+// caller owns or can write.
+func trusted(p string) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return err
+	}
+	if uid := uint32(os.Geteuid()); st.Uid != 0 && st.Uid != uid {
+		return fmt.Errorf("owned by uid %d: a policy file must belong to root (or the daemon's user)", st.Uid)
+	}
+	if st.Mode&0o022 != 0 {
+		return fmt.Errorf("mode %04o lets others write it: a policy file must be writable by its owner only", st.Mode&0o7777)
+	}
+	return nil
 }
 
 // Fingerprint summarises the policy paths' files (names, sizes, times), so

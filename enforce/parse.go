@@ -21,7 +21,7 @@ func LoadFiles(paths ...string) ([]RuntimePolicy, Problems) {
 	)
 	seen := map[string]Source{}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := readBounded(p)
 		if err != nil {
 			problems = append(problems, Problem{File: p, Message: err.Error()})
 			continue
@@ -46,6 +46,24 @@ func LoadFiles(paths ...string) ([]RuntimePolicy, Problems) {
 
 // maxDocumentBytes bounds one policy file.
 const maxDocumentBytes = 4 << 20
+
+// readBounded reads a policy file, refusing one larger than
+// maxDocumentBytes without reading it whole.
+func readBounded(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxDocumentBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxDocumentBytes {
+		return nil, fmt.Errorf("file is larger than %d bytes", maxDocumentBytes)
+	}
+	return data, nil
+}
 
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 

@@ -22,6 +22,22 @@ type Target struct {
 	// NetNS is the path of the container's network namespace
 	// (/proc/PID/ns/net); empty when unknown.
 	NetNS string
+	// Root is the container's root filesystem, as the kernel knows it: the
+	// read-only rule judges a write by the object it is to. Nil when
+	// unknown: a read-only rule the kernel enforces then cannot apply.
+	Root *RootFS
+}
+
+// RootFS is a container's root filesystem: the device of its filesystem
+// (the kernel's encoding) and the directory of that filesystem that is the
+// container's root ("/" for a filesystem of its own).
+type RootFS struct {
+	Dev  uint32
+	Path string
+	// Host is where the root is visible on the host ("" when it is not):
+	// where userspace reads the container's files to judge a write the
+	// kernel of the cgroup-only tier cannot.
+	Host string
 }
 
 // Selects reports whether the policy selects t: every given selector field

@@ -10,13 +10,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/test/ia32"
 )
 
 // The batch helper runs several operations, each reported on its own line
@@ -58,6 +62,17 @@ func batchOp(op string, a []string) error {
 			return err
 		}
 		return unix.Chdir("/")
+	case "chroot-escape": // dir, file: chroot into dir, then write file by a descriptor of the old root
+		return chrootEscape(a[0], a[1])
+	case "userns-bind": // src, dst, file: in a new user and mount namespace, bind src on dst and write dst/file
+		return usernsBind(a[0], a[1], a[2])
+	case "bind-write": // src, dst, file: runs in the child usernsBind starts
+		if err := unix.Mount(a[0], a[1], "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind: %w", err)
+		}
+		return appendTo(filepath.Join(a[1], a[2]))
+	case "append": // path: opens it for write and appends a byte
+		return appendTo(a[0])
 	case "setns":
 		fd, err := unix.Open(a[0], unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -89,6 +104,24 @@ func batchOp(op string, a []string) error {
 		}
 		time.Sleep(d)
 		return nil
+	case "udp-bound-to": // addr:port, want: binds a UDP socket and checks the address it got
+		return withSocket("udp", a[0], func(fd int) error {
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				return err
+			}
+			var got netip.Addr
+			switch sa := sa.(type) {
+			case *unix.SockaddrInet4:
+				got = netip.AddrFrom4(sa.Addr)
+			case *unix.SockaddrInet6:
+				got = netip.AddrFrom16(sa.Addr)
+			}
+			if got.String() != a[1] {
+				return fmt.Errorf("bound to %s", got)
+			}
+			return nil
+		})
 	case "tcp-bind", "udp-bind": // addr:port, binds and closes
 		return withSocket(op[:3], a[0], func(fd int) error { return nil })
 	case "tcp-listen": // addr:port, binds, listens, closes
@@ -104,6 +137,38 @@ func batchOp(op string, a []string) error {
 		}
 		defer unix.Close(fd)
 		return unix.BindToDevice(fd, a[1])
+	case "bindtodevice-long": // interface name, in an option buffer longer than a page
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		buf := make([]byte, 3*4096)
+		copy(buf, a[0])
+		_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0)
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	case "socket": // raw4, sctp4, packet: makes one and closes it
+		spec, ok := map[string][3]int{
+			"raw4":   {unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP},
+			"sctp4":  {unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP},
+			"packet": {unix.AF_PACKET, unix.SOCK_RAW, 0x0300}, // ETH_P_ALL, big-endian
+		}[a[0]]
+		if !ok {
+			return fmt.Errorf("no socket kind %q", a[0])
+		}
+		fd, err := unix.Socket(spec[0], spec[1], spec[2])
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
+	case "ia32-bindtodevice": // interface name: a 32-bit setsockopt, in a child (it may fault)
+		return inChild("ia32-bindtodevice-child", a...)
+	case "ia32-bindtodevice-child":
+		return ia32BindToDevice(a[0])
 	case "bindtoifindex": // interface name: bound by its index
 		ifi, err := net.InterfaceByName(a[0])
 		if err != nil {
@@ -316,4 +381,115 @@ func treeDigest(name string, roots []string) (string, error) {
 		}
 	}
 	return hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// appendTo opens path for write and appends a byte to it.
+func appendTo(path string) error {
+	return withFD(path, unix.O_WRONLY|unix.O_APPEND, func(fd int) error {
+		_, err := unix.Write(fd, []byte("x"))
+		return err
+	})
+}
+
+// chrootEscape keeps a descriptor of "/", chroots into dir, writes file
+// (relative) through that descriptor, and goes back to the old root.
+func chrootEscape(dir, file string) error {
+	old, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(old)
+	if err := unix.Chroot(dir); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	defer func() { unix.Fchdir(old); unix.Chroot(".") }()
+	fd, err := unix.Openat(old, file, unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte("x"))
+	return err
+}
+
+// inChild runs op with args in a child copy of the helper and returns its
+// result; a child killed by a signal gives the signal's name.
+func inChild(op string, args ...string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "-test.run=^$", "w="+op+":"+strings.Join(args, ","))
+	cmd.Env = append(os.Environ(), helperEnv+"=batch", helperArgcEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return errors.New(unix.SignalName(ws.Signal()))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("child: %w: %s", err, out)
+	}
+	return childResult(out)
+}
+
+// childResult is the result a child batch of one op ("w") printed.
+func childResult(out []byte) error {
+	for _, line := range strings.Split(string(out), "\n") {
+		if word, ok := strings.CutPrefix(line, "RESULT w "); ok {
+			if word == "ok" {
+				return nil
+			}
+			return errors.New(word)
+		}
+	}
+	return fmt.Errorf("child: no result: %s", out)
+}
+
+// ia32BindToDevice binds a new socket to a device through the ia32
+// setsockopt, which the cgroup setsockopt hook does not see.
+func ia32BindToDevice(dev string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	m, err := ia32.NewMem()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	name, err := m.String(dev)
+	if err != nil {
+		return err
+	}
+	_, err = ia32.Syscall5(ia32.SysSetsockopt, uintptr(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, name, uintptr(len(dev)+1))
+	return err
+}
+
+// usernsBind runs bind-write in a child in a new user namespace (mapping
+// this process's ids to root there, no capability needed) and a new mount
+// namespace, and returns the child's result.
+func usernsBind(src, dst, file string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "-test.run=^$", "w=bind-write:"+src+","+dst+","+file)
+	cmd.Env = append(os.Environ(), helperEnv+"=batch", helperArgcEnv+"=1")
+	uid, gid := os.Getuid(), os.Getgid()
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("child: %w: %s", err, out)
+	}
+	return childResult(out)
 }

@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,8 +32,15 @@ type containerHarness struct {
 // with the policy documents given (written to a file it returns too).
 func newContainerHarness(t *testing.T, policies string) (*containerHarness, string) {
 	t.Helper()
+	return newContainerHarnessWith(t, policies, runtime.Config{})
+}
+
+// newContainerHarnessWith is newContainerHarness with containerd set up by
+// cfg; the sensor holds the containers of its first namespace.
+func newContainerHarnessWith(t *testing.T, policies string, cfg runtime.Config) (*containerHarness, string) {
+	t.Helper()
 	self := staticSelf(t)
-	rt := runtime.Start(t)
+	rt := runtime.StartWith(t, cfg)
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(policies), 0o644); err != nil {
 		t.Fatal(err)
@@ -61,8 +69,16 @@ func newContainerHarness(t *testing.T, policies string) (*containerHarness, stri
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	sn, err := New(Config{Containers: w.Cache(), Runtime: w, RuntimeParents: []string{rt.Namespace}, HoldTimeout: 5 * time.Second,
-		Sinks: []Sink{rec}, Interval: 200 * time.Millisecond, Policies: []string{policyFile}, RuntimeSocket: rt.Socket})
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgSensor := Config{Containers: w.Cache(), Runtime: w, RuntimeParents: []string{rt.Namespace}, HoldTimeout: 5 * time.Second, RuntimeBinaries: []string{runc},
+		Sinks: []Sink{rec}, Interval: 200 * time.Millisecond, RuntimeSocket: rt.Socket}
+	if policies != "" {
+		cfgSensor.Policies = []string{policyFile}
+	}
+	sn, err := New(cfgSensor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/hostfs"
 	"github.com/ringfence/ringfence/sensor/kernel"
-	"github.com/ringfence/ringfence/test/ia32"
 	"github.com/ringfence/ringfence/test/testenv"
 )
 
@@ -340,7 +339,7 @@ func (h *harness) fileEventsOf(t *testing.T, p *helperProc) []event.Event {
 // refuses 32-bit syscalls the route is closed: the process that tries is
 // killed by the fault and creates nothing.
 func testIA32Syscalls(t *testing.T, h *harness) {
-	world, err := ia32.Probe()
+	world, err := kernel.ProbeIA32()
 	if err != nil {
 		t.Fatal(err)
 	}

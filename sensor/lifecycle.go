@@ -72,7 +72,13 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 	}
 	if pid != 0 {
 		t.NetNS = "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/ns/net"
+		// Pinned now, before the container's code runs: what it does to
+		// its namespaces later changes nothing.
+		if err := s.ifaces.Pin(info.CgroupID, t.NetNS); err != nil {
+			s.cfg.Logger.Warn("pin network namespace", "container", info.ID, "error", err)
+		}
 	}
+	t.Root = s.rootOf(info, pid)
 	m, err := s.engine.Apply(t)
 	if err != nil {
 		return m, fmt.Errorf("container %s: policy: %w", info.ID, err)

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
 )
@@ -69,6 +70,9 @@ func (s *Sensor) dispatch(e *event.Event) {
 			e.Container = c.Ref()
 		}
 	}
+	if e.ObjectCgroupID != 0 {
+		s.nameObject(e)
+	}
 	s.counts.add(e)
 	line, err := e.MarshalLine()
 	if err != nil {
@@ -85,16 +89,28 @@ func (s *Sensor) dispatch(e *event.Event) {
 	}
 }
 
+// nameObject names the container whose root filesystem a violation wrote,
+// and forgets it when it is the acting process's own.
+func (s *Sensor) nameObject(e *event.Event) {
+	var c container.Info
+	ok := false
+	if s.identity != nil {
+		c, ok = s.identity.Of(e.ObjectCgroupID)
+	}
+	switch {
+	case ok && e.Container != nil && c.ID == e.Container.ID:
+		e.ObjectCgroupID = 0
+	case ok:
+		e.ObjectContainer = c.Ref()
+	}
+}
+
 // auditFile judges a file write where the kernel cannot (cgroup-only tier).
 func (s *Sensor) auditFile(e *event.Event) *event.Event {
 	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile {
 		return nil
 	}
-	cg := e.CgroupID
-	if s.identity != nil {
-		cg = s.identity.ContainerCgroup(cg)
-	}
-	return s.violations.AuditFile(e, cg, func() []string { return s.mountPoints(e.CgroupID) })
+	return s.violations.AuditFile(e, s.locate(e))
 }
 
 // mountPoints lists the mount points of the container of cgroup, from its

@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -155,4 +156,92 @@ func treeDiff(out string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestPrivilegedReadOnlyBypasses tries the routes by which a process could
+// make the rule judge its own view instead of the file it writes, against a
+// container under an enforcing read-only policy: a chroot elsewhere and a
+// descriptor of the old root; a bind mount of a read-only directory under
+// an allowed one, in a user and mount namespace of its own; and another
+// container, unselected, writing the first one's root through
+// /proc/<pid>/root in a shared PID namespace. With BPF LSM (the VMs) each
+// is refused and the files stay as they were: the rule judges the object.
+// On this host the first is reported (the syscall's path is resolved from
+// the descriptor, not the process's root); the others are known limits of
+// judging paths at the syscall (docs/policy.md).
+func TestPrivilegedReadOnlyBypasses(t *testing.T) {
+	testenv.Privileged(t)
+	h, _ := newContainerHarness(t, readOnlyContainerPolicies)
+	full := testenv.InVM()
+	want := "ok"
+	if full {
+		want = "EPERM"
+	}
+	trees := []string{"digest", "before", "/etc"}
+	ops := [][]string{
+		append([]string{"before"}, trees...),
+		{"chroot-escape", "chroot-escape", "/dev", "etc/passwd"},
+		{"userns-bind", "userns-bind", "/etc", "/tmp/bound", "group"},
+		{"after", "digest", "after", "/etc"},
+	}
+	id := h.rt.NewID(t, "roe")
+	out := h.helperRunner(len(ops)).Run(t, id, append([]string{"/rf-helper", "-test.run=^$"}, batchArgs(ops...)...)...)
+	res := parseResults(out)
+	for _, r := range []string{"chroot-escape", "userns-bind"} {
+		if res[r] != want {
+			t.Errorf("%s: %s, want %s", r, res[r], want)
+		}
+	}
+	before, after := digestOf(out, "before"), digestOf(out, "after")
+	if before == "" || after == "" {
+		t.Fatalf("no digests in %q", out)
+	}
+	if full && before != after {
+		t.Errorf("the root file system changed under enforce:%s", treeDiff(out))
+	}
+	verdict := event.VerdictAudit
+	if full {
+		verdict = event.VerdictDeny
+	}
+	wantViolation := func(what, path string) {
+		h.rec.waitFor(t, "violation of "+what, func(e *event.Event) bool {
+			return e.Kind == event.KindViolation && e.Container != nil && e.Container.ID == id &&
+				e.Rule == "readOnlyRootFilesystem" && e.Verdict == verdict && e.Policy == "ro-enforce" && e.Path == path
+		})
+	}
+	wantViolation("a write through a descriptor of the old root", "/etc/passwd")
+	if full {
+		wantViolation("a write through a bind mount in a user namespace", "/etc/group")
+	}
+
+	t.Run("another container's root", func(t *testing.T) {
+		victim := h.rt.NewID(t, "roe")
+		c := h.rt.RunDetached(t, victim, "sleep", "60")
+		pid := c.Pid(t)
+		attacker := h.rt.NewID(t, "free")
+		ops := [][]string{{"cross", "append", "/proc/1/root/etc/passwd"}}
+		out := h.helperRunner(len(ops), "--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", pid)).
+			Run(t, attacker, append([]string{"/rf-helper", "-test.run=^$"}, batchArgs(ops...)...)...)
+		if got := parseResults(out)["cross"]; got != want {
+			t.Fatalf("writing another container's root through /proc/1/root: %s, want %s", got, want)
+		}
+		if !full {
+			return
+		}
+		h.rec.waitFor(t, "violation of a write to another container's root", func(e *event.Event) bool {
+			return e.Kind == event.KindViolation && e.Container != nil && e.Container.ID == attacker &&
+				e.ObjectContainer != nil && e.ObjectContainer.ID == victim && e.Rule == "readOnlyRootFilesystem" &&
+				e.Verdict == event.VerdictDeny && e.Policy == "ro-enforce" && e.Path == "/etc/passwd"
+		})
+	})
+}
+
+// digestOf returns the digest a batch printed under name.
+func digestOf(out, name string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "DIGEST" && f[1] == name {
+			return f[2]
+		}
+	}
+	return ""
 }

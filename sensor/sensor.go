@@ -53,11 +53,18 @@ type Config struct {
 	RuntimeParents []string
 	// HoldTimeout bounds that wait; the process runs then, counted as a timeout.
 	HoldTimeout time.Duration
+	// RuntimeBinaries are the runtime's programs on the host (runc): their
+	// re-exec of themselves in a new container's cgroup runs on while the
+	// container stays held.
+	RuntimeBinaries []string
 	// Runtime, when set, reports the container runtime connection.
 	Runtime interface{ Status() container.Status }
 	// Policies are policy files or directories of them; none: observe only.
 	// They are read again on ReloadPolicies and when they change.
 	Policies []string
+	// AllowEmptyPolicy lets Policies that hold no policy (an emptied
+	// directory) put an empty set in force; otherwise that is refused.
+	AllowEmptyPolicy bool
 	// RuntimeSocket is the runtime's API socket: mounting it into a
 	// container is a posture finding (CIS 5.32).
 	RuntimeSocket string
@@ -79,6 +86,7 @@ const (
 	FieldWatchCgroups   = "WatchCgroups"
 	FieldCreateCgroups  = "CreateCgroups"
 	FieldRuntimeParents = "RuntimeParents"
+	FieldRuntimeBinary  = "RuntimeBinaries"
 	FieldPolicies       = "Policies"
 )
 
@@ -174,11 +182,16 @@ func New(cfg Config) (_ *Sensor, err error) {
 	s.ifaces.SetEngine(s.engine)
 	s.violations = violation.New(s.engine, 0)
 	s.policies = policies.NewFiles(cfg.Policies, s.engine, s.sensorMessage, cfg.Logger)
+	if cfg.AllowEmptyPolicy {
+		s.policies.AllowEmpty()
+	}
 	if err := s.policies.Load(); err != nil {
 		return nil, &ConfigError{FieldPolicies, err}
 	}
 	if cfg.Containers != nil {
-		s.followRuntime()
+		if err := s.followRuntime(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -227,8 +240,20 @@ func watchedIDs(cfg Config, cgroup2 string) ([]uint64, error) {
 
 // followRuntime makes the stages that follow a container runtime: the
 // identity of events and the holds of new containers.
-func (s *Sensor) followRuntime() {
+func (s *Sensor) followRuntime() error {
 	cfg := s.cfg
+	var exes []event.FileID
+	for _, p := range cfg.RuntimeBinaries {
+		dev, ino, err := hostfs.FileID(p)
+		if err != nil {
+			return &ConfigError{FieldRuntimeBinary, err}
+		}
+		exes = append(exes, event.FileID{Dev: dev, Ino: ino})
+	}
+	memfd, err := hostfs.MemfdDev()
+	if err != nil {
+		return err
+	}
 	s.identity = container.NewIdentity(cfg.Containers, s.kern.Owner)
 	var connected func() bool
 	if cfg.Runtime != nil {
@@ -238,11 +263,13 @@ func (s *Sensor) followRuntime() {
 		Kernel: s.kern, Cache: cfg.Containers, Timeout: cfg.HoldTimeout, Connected: connected,
 		Deliver: func(e event.Event) { s.queue <- e },
 		Apply:   s.applyPolicy, Judge: s.violations.Held,
+		RuntimeExes: exes, MemfdDev: memfd,
 		Cgroup2: s.probe.Cgroup2Root, Parents: cfg.RuntimeParents, Logger: cfg.Logger,
 	})
 	// Checked by New already: the error cannot happen.
 	s.parents, _ = hold.NewParents(s.kern, s.probe.Cgroup2Root, cfg.RuntimeParents, cfg.Logger)
 	s.parents.Register()
+	return nil
 }
 
 // bootWallClock returns the wall-clock time at which CLOCK_BOOTTIME was zero.

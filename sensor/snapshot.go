@@ -21,7 +21,7 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	for _, h := range s.kern.Hooks() {
 		snap.Hooks = append(snap.Hooks, status.Hook(h))
 	}
-	for _, c := range kernel.Capabilities(s.probe.Tier, s.probe.Reason) {
+	for _, c := range kernel.Capabilities(s.probe) {
 		snap.Capabilities = append(snap.Capabilities, status.Capability(c))
 	}
 	if ids, err := s.kern.Watched(); err == nil {
@@ -35,6 +35,9 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	}
 	if s.holder != nil {
 		snap.Holds = s.holder.Counts()
+		if u := s.holder.Unapplied(); len(u) > 0 {
+			snap.Unapplied = u
+		}
 	}
 	if s.cfg.Containers != nil {
 		snap.Containers = s.cfg.Containers.Len()

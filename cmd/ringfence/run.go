@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/debug"
 	"sync"
@@ -47,6 +48,8 @@ type runFlags struct {
 	parents       repeated
 	holdTimeout   time.Duration
 	policies      repeated
+	runtimeBins   repeated
+	allowEmpty    bool
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -54,6 +57,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&f.policies, "policy", "RuntimePolicy `FILE` or directory of *.yaml files (repeatable); read again on SIGHUP and when it changes")
+	fs.BoolVar(&f.allowEmpty, "allow-empty-policy", false, "let --policy paths that hold no policy (an emptied directory) remove every policy; refused otherwise")
 	fs.Var(&f.watch, "watch-cgroup", "watch the processes of this cgroup v2 `DIR` and its descendants (repeatable; absolute or relative to the cgroup2 mount)")
 	fs.BoolVar(&f.create, "create-cgroup", false, "create the --watch-cgroup directories that do not exist")
 	fs.StringVar(&f.storeDir, "store", defaultStore, "event store directory (empty: no store)")
@@ -62,6 +66,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.containerd, "containerd-socket", "/run/containerd/containerd.sock", "containerd socket: its containers are watched from creation (empty: none)")
 	fs.DurationVar(&f.grace, "container-grace", 5*time.Minute, "how long a removed container still names its late events")
 	fs.Var(&f.parents, "container-parent", "cgroup (relative to the cgroup2 mount) below which the runtime creates containers (repeatable; default: default, k8s.io, kubepods, kubepods.slice)")
+	fs.Var(&f.runtimeBins, "runtime-binary", "the container runtime's `PROGRAM` on the host (repeatable; default: runc on PATH): its re-exec of itself in a new container runs on while the container is held")
 	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the container to be known")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
@@ -124,6 +129,7 @@ func flagError(err error) error {
 		sensor.FieldWatchCgroups:   "--watch-cgroup",
 		sensor.FieldCreateCgroups:  "--create-cgroup",
 		sensor.FieldRuntimeParents: "--container-parent",
+		sensor.FieldRuntimeBinary:  "--runtime-binary",
 		sensor.FieldPolicies:       "--policy",
 	}[ce.Field]
 	if flag == "" {
@@ -137,16 +143,17 @@ func flagError(err error) error {
 func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	hub := api.NewHub()
 	cfg := sensor.Config{
-		WatchCgroups:  f.watch,
-		CreateCgroups: f.create,
-		RingBytes:     uint32(f.ringMiB) << 20,
-		Interval:      f.interval,
-		Version:       version,
-		Logger:        log,
-		Sinks:         []sensor.Sink{hub},
-		StorePath:     f.storeDir,
-		Policies:      f.policies,
-		RuntimeSocket: f.containerd,
+		WatchCgroups:     f.watch,
+		CreateCgroups:    f.create,
+		RingBytes:        uint32(f.ringMiB) << 20,
+		Interval:         f.interval,
+		Version:          version,
+		Logger:           log,
+		Sinks:            []sensor.Sink{hub},
+		StorePath:        f.storeDir,
+		Policies:         f.policies,
+		AllowEmptyPolicy: f.allowEmpty,
+		RuntimeSocket:    f.containerd,
 	}
 	if f.stdout {
 		cfg.Sinks = append(cfg.Sinks, sink.NewJSONLines(stdout))
@@ -184,6 +191,12 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		cfg.RuntimeParents = f.parents
 		if len(cfg.RuntimeParents) == 0 {
 			cfg.RuntimeParents = []string{"default", "k8s.io", "kubepods", "kubepods.slice"}
+		}
+		cfg.RuntimeBinaries = f.runtimeBins
+		if len(cfg.RuntimeBinaries) == 0 {
+			if runc, err := exec.LookPath("runc"); err == nil {
+				cfg.RuntimeBinaries = []string{runc}
+			}
 		}
 	}
 	ln, err := api.Listen(f.apiSocket)

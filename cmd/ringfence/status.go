@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -32,7 +33,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		snap = &status.Snapshot{Tier: string(p.Tier), TierReason: p.Reason, ActiveLSMs: p.ActiveLSMs}
-		for _, c := range kernel.Capabilities(p.Tier, p.Reason) {
+		for _, c := range kernel.Capabilities(p) {
 			snap.Capabilities = append(snap.Capabilities, status.Capability(c))
 		}
 	}
@@ -118,6 +119,17 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 		fmt.Fprintln(tw, "\nCONTAINER HOLDS (outcome)\tCOUNT")
 		for _, k := range sortedKeys(s.Holds) {
 			fmt.Fprintf(tw, "%s\t%d\n", k, s.Holds[k])
+		}
+	}
+	if len(s.Unapplied) > 0 {
+		fmt.Fprintln(tw, "\nHELD: POLICIES NOT APPLIED (cgroup)\tWHY")
+		ids := make([]uint64, 0, len(s.Unapplied))
+		for id := range s.Unapplied {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			fmt.Fprintf(tw, "%d\t%s\n", id, s.Unapplied[id])
 		}
 	}
 	fmt.Fprintln(tw, "\nSTALLS (stage waited)\tCOUNT")

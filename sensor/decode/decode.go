@@ -133,6 +133,7 @@ func execFields(e *event.Event, r *bpf.SensorExecEvent) {
 	e.Binary = cString(r.Filename[:], int(r.FilenameLen))
 	e.ArgsTruncated = r.ArgsTruncated != 0
 	e.Held = r.Held != 0
+	e.Exe = event.FileID{Dev: r.ExeDev, Ino: r.ExeIno, Memfd: r.ExeFlags&uint32(bpf.SensorExeFlagEXE_MEMFD) != 0}
 	n := min(int(r.ArgsLen), len(r.Args))
 	args := strings.TrimRight(string(int8Bytes(r.Args[:n])), "\x00")
 	if args != "" {

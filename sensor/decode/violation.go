@@ -19,10 +19,15 @@ type Violation struct {
 	Rule     enforce.Rule
 	Action   enforce.Action
 	// SuppressedTotal counts the identical violations the kernel did not
-	// report since the sensor started; Op and Object complete their key.
+	// report since the sensor started; Owner, Op and Object complete their
+	// key.
 	SuppressedTotal uint64
-	Op              uint16
-	Object          uint32
+	// Owner is the container whose rules were broken: the acting
+	// process's, or, for the read-only rule, the one whose root filesystem
+	// was written, whoever wrote.
+	Owner  uint64
+	Op     uint16
+	Object uint32
 }
 
 // violationFields fills a violation's object (path, address, interface or
@@ -31,7 +36,7 @@ func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) V
 	e.Kind = event.KindViolation
 	rule := enforce.Rule(r.Rule)
 	v := Violation{PolicyID: r.PolicyId, Rule: rule, Action: enforce.Action(r.Action),
-		SuppressedTotal: r.SuppressedTotal, Op: uint16(r.Op), Object: r.Object}
+		SuppressedTotal: r.SuppressedTotal, Owner: r.Owner, Op: uint16(r.Op), Object: r.Object}
 	e.Verdict = event.Verdict(v.Action.String())
 	switch rule {
 	case enforce.RuleReadOnly:
@@ -56,13 +61,22 @@ func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) V
 			e.Family = "inet6"
 			e.Addr = netip.AddrFrom16(r.Addr).String()
 		}
-		if r.Op == uint32(bpf.SensorBindOpBIND_OP_DEVICE) {
+		switch bpf.SensorBindOp(r.Op) {
+		case bpf.SensorBindOpBIND_OP_DEVICE:
 			e.Port, e.Proto = 0, ""
-			if r.PathLen > 0 {
+			idx := uint32(r.Addr[0]) | uint32(r.Addr[1])<<8 | uint32(r.Addr[2])<<16 | uint32(r.Addr[3])<<24
+			switch {
+			case r.PathLen > 0:
 				e.Device = cString(r.Path[:], int(r.PathLen))
-			} else {
-				idx := uint32(r.Addr[0]) | uint32(r.Addr[1])<<8 | uint32(r.Addr[2])<<16 | uint32(r.Addr[3])<<24
+			case idx != 0:
 				e.Device = "ifindex:" + strconv.FormatUint(uint64(idx), 10)
+			default: // an option the hook could not read (32-bit, or too long)
+				e.Device = "unread"
+			}
+		case bpf.SensorBindOpBIND_OP_SOCKET:
+			e.Addr, e.Port = "", 0
+			if r.Family == 17 {
+				e.Family, e.Proto = "packet", ""
 			}
 		}
 	default: // exec rules: the object is the executed file
@@ -81,6 +95,8 @@ func bindOpName(op bpf.SensorBindOp) string {
 		return "bind_device"
 	case bpf.SensorBindOpBIND_OP_CONNECTION:
 		return "connection"
+	case bpf.SensorBindOpBIND_OP_SOCKET:
+		return "socket"
 	}
 	return fmt.Sprintf("op_%d", op)
 }

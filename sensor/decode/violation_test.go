@@ -15,7 +15,7 @@ func TestDecodeViolation(t *testing.T) {
 	d := New(time.Unix(0, 0), fakeResolver{})
 	base := func(rule enforce.Rule, action enforce.Action, op uint32) bpf.SensorViolationEvent {
 		return bpf.SensorViolationEvent{Hdr: hdr(bpf.SensorEventKindKIND_VIOLATION), PolicyId: 4, Rule: uint16(rule),
-			Action: uint16(action), SuppressedTotal: 12, Object: 0xabcd, Op: op}
+			Action: uint16(action), SuppressedTotal: 12, Owner: 55, Object: 0xabcd, Op: op}
 	}
 	ro := base(enforce.RuleReadOnly, enforce.ActionDeny, uint32(bpf.SensorFileOpFILE_OP_RENAME))
 	ro.PathKind, ro.Path2Kind = uint16(bpf.SensorPathKindPATH_ABSOLUTE), uint16(bpf.SensorPathKindPATH_ABSOLUTE)
@@ -62,7 +62,7 @@ func TestDecodeViolation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := Violation{PolicyID: 4, Rule: c.rule, Action: c.action, SuppressedTotal: 12, Op: uint16(c.rec.Op), Object: 0xabcd}
+			want := Violation{PolicyID: 4, Rule: c.rule, Action: c.action, SuppressedTotal: 12, Owner: 55, Op: uint16(c.rec.Op), Object: 0xabcd}
 			if v != want {
 				t.Fatalf("verdict %+v, want %+v", v, want)
 			}

@@ -50,6 +50,14 @@ type Container struct {
 	PodNamespace string `json:"namespace,omitempty"`
 }
 
+// FileID names a file as an object: its filesystem's device (the
+// kernel's encoding) and its inode; Memfd marks an anonymous memory file.
+type FileID struct {
+	Dev   uint32
+	Ino   uint64
+	Memfd bool
+}
+
 // Event is one observation. Fields that do not apply to a kind stay empty and
 // are left out of the JSON form.
 type Event struct {
@@ -78,6 +86,10 @@ type Event struct {
 	HoldOutcome string `json:"hold_outcome,omitempty"`
 	// Held is true while the event is waiting on that classification.
 	Held bool `json:"-"`
+	// Exe is the executed file as an object (device and inode; memfd for
+	// an anonymous memory file): how the runtime's own re-exec is told
+	// from the container's code.
+	Exe FileID `json:"-"`
 	// Pending is true when the kernel saw the cgroup as a container not yet
 	// classified: such events wait for the container's identity.
 	Pending  bool   `json:"-"`
@@ -117,6 +129,12 @@ type Event struct {
 	Rule   string `json:"rule,omitempty"`
 	Mode   string `json:"mode,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// ObjectContainer names, on a violation of the read-only rule, the
+	// container whose root filesystem was written, when that is not the
+	// acting process's own (through /proc/<pid>/root, a shared mount...);
+	// ObjectCgroupID is its cgroup.
+	ObjectCgroupID  uint64     `json:"object_cgroup_id,omitempty"`
+	ObjectContainer *Container `json:"object_container,omitempty"`
 	// Suppressed counts the identical violations (same container, rule
 	// and policy) not reported one by one since the previous report: the
 	// kernel rate-limits their reports, never the decision.

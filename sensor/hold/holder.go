@@ -46,6 +46,12 @@ type Config struct {
 	Judge func(m enforce.Member, e *event.Event) *event.Event
 	// Signal sends sig to a process; unix.Kill when nil. Tests fake it.
 	Signal func(pid uint32, sig unix.Signal) error
+	// RuntimeExes are the runtime's programs on the host (runc), by file
+	// identity, and MemfdDev the device of anonymous memory files: a held
+	// exec of one of them (or of a memfd: runc's sealed copy of itself)
+	// with "init" is the runtime's own setup, not the container's code.
+	RuntimeExes []event.FileID
+	MemfdDev    uint32
 	// Cgroup2 is the cgroup v2 mount, ProcRoot procfs (/proc when empty).
 	Cgroup2, ProcRoot string
 	// Parents are the runtime parents, relative to Cgroup2: where
@@ -68,12 +74,13 @@ type Holder struct {
 	// policies or watched.
 	recovered, releaseErrors, applyErrors, watchErrors atomic.Uint64
 
-	mu      sync.Mutex
-	waits   map[uint64]*wait // by unclassified cgroup
-	retry   map[uint64]bool  // cgroups whose release failed, for the next poll
-	stopped bool
-	wg      sync.WaitGroup
-	quit    chan struct{}
+	mu        sync.Mutex
+	waits     map[uint64]*wait      // by unclassified cgroup
+	retry     map[uint64]bool       // cgroups whose release failed, for the next poll
+	unapplied map[uint64]*unapplied // held: their policies could not be applied
+	stopped   bool
+	wg        sync.WaitGroup
+	quit      chan struct{}
 
 	adoption adoption // owned by the goroutine that polls
 }
@@ -99,7 +106,7 @@ func New(cfg Config) *Holder {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Holder{cfg: cfg, log: cfg.Logger, waits: make(map[uint64]*wait), retry: make(map[uint64]bool),
+	return &Holder{cfg: cfg, log: cfg.Logger, waits: make(map[uint64]*wait), retry: make(map[uint64]bool), unapplied: make(map[uint64]*unapplied),
 		quit: make(chan struct{}), adoption: adoption{paths: make(map[uint64]string)}}
 }
 
@@ -212,19 +219,99 @@ func (h *Holder) wait(cgroupID uint64, pid uint32, w *wait) {
 		}
 	}
 	h.mu.Unlock()
+	h.settle(cgroupID, pid, outcome, w)
+}
+
+// settle puts a classified container under its policies, ends its hold and
+// lets go what it parked. When its policies cannot be applied, it stays
+// held (fail closed): its first process stopped, the kernel holding each
+// exec, until a poll applies them.
+func (h *Holder) settle(cgroupID uint64, pid uint32, outcome string, w *wait) {
 	var member enforce.Member
 	if info, ok := h.cfg.Cache.Lookup(cgroupID); ok {
-		member = h.apply(info, pid) // logged by apply; the hold ends regardless
+		m, err := h.applyErr(info, pid)
+		if err != nil {
+			h.keepHeld(cgroupID, info, pid, outcome, w, err)
+			return
+		}
+		member = m
 	}
 	// The kernel stops holding first, so nothing after this is stopped.
 	h.release(cgroupID)
 	h.mu.Lock()
 	parked := w.parked
 	delete(h.waits, cgroupID)
+	delete(h.unapplied, cgroupID)
 	h.mu.Unlock()
 	for _, e := range parked {
 		h.letGo(e, outcome, member)
 	}
+}
+
+// unapplied is a container held because its policies could not be applied.
+type unapplied struct {
+	pid     uint32
+	outcome string
+	w       *wait
+	err     string
+}
+
+// keepHeld keeps a container whose policies could not be applied held, and
+// says why: a violation the first time, the status meanwhile.
+func (h *Holder) keepHeld(cgroupID uint64, info container.Info, pid uint32, outcome string, w *wait, err error) {
+	h.mu.Lock()
+	_, again := h.unapplied[cgroupID]
+	h.unapplied[cgroupID] = &unapplied{pid: pid, outcome: outcome, w: w, err: err.Error()}
+	h.mu.Unlock()
+	if again {
+		return
+	}
+	h.cfg.Deliver(event.Event{Time: time.Now(), Kind: event.KindViolation, Verdict: event.VerdictDeny, CgroupID: cgroupID,
+		PID: pid, Container: info.Ref(), Rule: RuleApply, Mode: enforce.ModeEnforce,
+		Reason: "its policies could not be applied (" + err.Error() + "): the container stays held before its first instruction until they are"})
+}
+
+// RuleApply names, in a violation, the failure to put a container under
+// its policies.
+const RuleApply = "policyApplied"
+
+// retryUnapplied applies again the policies of the containers held for
+// want of them; a container whose cgroup is gone is forgotten.
+func (h *Holder) retryUnapplied() {
+	h.mu.Lock()
+	ids := make([]uint64, 0, len(h.unapplied))
+	for id := range h.unapplied {
+		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	for _, id := range ids {
+		h.mu.Lock()
+		u := h.unapplied[id]
+		h.mu.Unlock()
+		if u == nil {
+			continue
+		}
+		if _, ok := h.cfg.Cache.Lookup(id); !ok {
+			h.mu.Lock()
+			delete(h.unapplied, id)
+			delete(h.waits, id)
+			h.mu.Unlock()
+			continue
+		}
+		h.settle(id, u.pid, u.outcome, u.w)
+	}
+}
+
+// Unapplied lists the containers held because their policies could not be
+// applied, with why.
+func (h *Holder) Unapplied() map[uint64]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[uint64]string, len(h.unapplied))
+	for id, u := range h.unapplied {
+		out[id] = u.err
+	}
+	return out
 }
 
 // letGo delivers a parked event; a held exec runs on, or dies before its
@@ -258,15 +345,21 @@ func (h *Holder) letGo(e event.Event, outcome string, member enforce.Member) {
 
 // apply puts a container under its policies, logging a failure.
 func (h *Holder) apply(info container.Info, pid uint32) enforce.Member {
+	m, _ := h.applyErr(info, pid)
+	return m
+}
+
+// applyErr is apply, returning the failure.
+func (h *Holder) applyErr(info container.Info, pid uint32) (enforce.Member, error) {
 	if h.cfg.Apply == nil {
-		return enforce.Member{}
+		return enforce.Member{}, nil
 	}
 	m, err := h.cfg.Apply(info, pid)
 	if err != nil {
 		h.applyErrors.Add(1)
 		h.log.Error("apply policy", "container", info.ID, "error", err)
 	}
-	return m
+	return m, err
 }
 
 // release ends the kernel's hold on a cgroup. A refusal leaves the cgroup
@@ -346,6 +439,18 @@ func (h *Holder) Stop() {
 	}
 	h.mu.Unlock()
 	h.wg.Wait()
+	h.mu.Lock()
+	held := h.unapplied
+	h.unapplied = make(map[uint64]*unapplied)
+	for id := range held {
+		delete(h.waits, id)
+	}
+	h.mu.Unlock()
+	for _, u := range held {
+		for _, e := range u.w.parked {
+			h.letGo(e, u.outcome, enforce.Member{})
+		}
+	}
 }
 
 // Counts returns the holds by outcome, for the status.
@@ -353,5 +458,5 @@ func (h *Holder) Counts() map[string]uint64 {
 	return map[string]uint64{"classified": h.classified.Load(), "cgroup_path": h.fromPath.Load(), "timeout": h.timedOut.Load(),
 		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load(), "runtime_execs": h.runtimeExecs.Load(),
 		"recovered": h.recovered.Load(), "release_errors": h.releaseErrors.Load(), "apply_errors": h.applyErrors.Load(),
-		"watch_errors": h.watchErrors.Load()}
+		"watch_errors": h.watchErrors.Load(), "held_unapplied": uint64(len(h.Unapplied()))}
 }

@@ -3,6 +3,7 @@ package hold
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,23 +237,44 @@ func TestDeniedExec(t *testing.T) {
 	}
 }
 
-// TestRuntimeSelfExec lets runc's re-exec from a descriptor run at once;
-// the container stays held for its entrypoint.
+// TestRuntimeSelfExec lets the runtime's re-exec of itself run at once
+// (the container stays held for its entrypoint), recognised by what was
+// executed: a memfd, or the host's runtime binary. A path or argv an image
+// could choose is not enough.
 func TestRuntimeSelfExec(t *testing.T) {
-	r := newRig(t, time.Hour, "", "")
-	e := heldExec(16, 12)
-	e.Binary, e.Args = "/proc/self/fd/5", []string{"runc", "init"}
-	if !r.h.Take(e) {
-		t.Fatal("runc init of an unknown container not parked")
-	}
-	if got := r.sigs(); !slices.Equal(got, []string{"SIGCONT"}) {
-		t.Fatalf("signals %v", got)
-	}
-	if !r.h.waiting(16) {
-		t.Fatal("the container is not waited for any more")
-	}
-	if c := r.h.Counts(); c["runtime_execs"] != 1 {
-		t.Fatalf("counts %v", c)
+	hostRunc := event.FileID{Dev: 8<<20 | 1, Ino: 4242}
+	for _, c := range []struct {
+		name    string
+		binary  string
+		args    []string
+		exe     event.FileID
+		runtime bool
+	}{
+		{"sealed memfd copy", "/proc/self/fd/5", []string{"runc", "init"}, event.FileID{Dev: 7, Ino: 99, Memfd: true}, true},
+		{"host binary", "/usr/bin/runc", []string{"runc", "init"}, hostRunc, true},
+		{"the image's runc through /proc/self/fd/..", "/proc/self/fd/../../../bin/runc", []string{"runc", "init"}, event.FileID{Dev: 50, Ino: 4242}, false},
+		{"an image file by /dev/fd", "/dev/fd/3", []string{"runc", "init"}, event.FileID{Dev: 8<<20 | 1, Ino: 7}, false},
+		{"memfd, but not init", "/proc/self/fd/5", []string{"runc", "run"}, event.FileID{Memfd: true}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, time.Hour, "", "")
+			r.h.cfg.RuntimeExes = []event.FileID{hostRunc}
+			e := heldExec(16, 12)
+			e.Binary, e.Args, e.Exe = c.binary, c.args, c.exe
+			if !r.h.Take(e) {
+				t.Fatal("a held exec of an unknown container not parked")
+			}
+			sent := r.sigs()
+			if c.runtime != slices.Equal(sent, []string{"SIGCONT"}) {
+				t.Fatalf("signals %v: let go as the runtime's %v, want %v", sent, !c.runtime, c.runtime)
+			}
+			if !r.h.waiting(16) {
+				t.Fatal("the container is not waited for any more")
+			}
+			if want := map[bool]uint64{true: 1}[c.runtime]; r.h.Counts()["runtime_execs"] != want {
+				t.Fatalf("counts %v", r.h.Counts())
+			}
+		})
 	}
 }
 
@@ -324,5 +346,53 @@ func TestStopLetsEveryoneGo(t *testing.T) {
 	}
 	if r.h.Take(heldExec(20, 17)) {
 		t.Fatal("taken after stop")
+	}
+}
+
+// TestUnappliedStaysHeld: a container whose policies cannot be applied
+// stays held (fail closed), says why, and is let go once a poll applies
+// them.
+func TestUnappliedStaysHeld(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	var mu sync.Mutex
+	fail := true
+	r.applyFn = func(container.Info) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errors.New("bind_addrs full")
+		}
+		return nil
+	}
+	r.h.Take(heldExec(21, 18))
+	info := container.Info{ID: "c21", CgroupID: 21}
+	r.cache.Put(info)
+	r.h.Known(info)
+	v := r.next(t)
+	if v.Kind != event.KindViolation || v.Rule != RuleApply || v.Verdict != event.VerdictDeny || !strings.Contains(v.Reason, "bind_addrs full") {
+		t.Fatalf("report %+v", v)
+	}
+	if len(r.kern.releases()) != 0 || len(r.sigs()) != 0 {
+		t.Fatalf("released %v, signals %v: an unapplied container was let go", r.kern.releases(), r.sigs())
+	}
+	if u := r.h.Unapplied(); u[21] == "" || r.h.Counts()["held_unapplied"] != 1 {
+		t.Fatalf("unapplied %v, counts %v", u, r.h.Counts())
+	}
+	r.h.Poll(false) // still failing: held, reported once
+	if len(r.kern.releases()) != 0 {
+		t.Fatal("let go while its policies still fail")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	r.h.Poll(false)
+	if e := r.next(t); e.Kind != event.KindExec || e.HoldOutcome != "released" {
+		t.Fatalf("after the policies applied: %+v", e)
+	}
+	if got := r.kern.releases(); !slices.Equal(got, []uint64{21}) || !slices.Equal(r.sigs(), []string{"SIGCONT"}) {
+		t.Fatalf("released %v, signals %v", got, r.sigs())
+	}
+	if len(r.h.Unapplied()) != 0 {
+		t.Fatal("still listed as unapplied")
 	}
 }

@@ -1,8 +1,9 @@
 package hold
 
 import (
-	"path"
-	"strings"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,10 +50,12 @@ type adoption struct {
 }
 
 // Poll does what the holder does at each of the sensor's polls: retry the
-// releases the kernel refused, and recover lost holds. drained says whether
+// releases the kernel refused and the policies that could not be applied,
+// and recover lost holds. drained says whether
 // the ring was seen drained just before.
 func (h *Holder) Poll(drained bool) {
 	h.retryReleases()
+	h.retryUnapplied()
 	h.recoverHolds(drained)
 }
 
@@ -180,17 +183,27 @@ func (h *Holder) stoppedProcs(rel string) (stopped []uint32, total int) {
 // procExec rebuilds the exec event of a stopped process from /proc.
 func (h *Holder) procExec(pid uint32, cgroupID uint64) event.Event {
 	p := hostfs.ReadProcess(h.cfg.ProcRoot, pid)
-	return event.Event{Time: time.Now(), Kind: event.KindExec, Verdict: event.VerdictAllow, Source: SourceProcfs,
+	e := event.Event{Time: time.Now(), Kind: event.KindExec, Verdict: event.VerdictAllow, Source: SourceProcfs,
 		PID: pid, TID: pid, PPID: p.PPID, UID: p.UID, GID: p.GID, Comm: p.Comm, CgroupID: cgroupID,
 		Binary: p.Exe, Args: p.Args, Held: true}
+	if dev, ino, err := hostfs.FileID(filepath.Join(h.cfg.ProcRoot, strconv.FormatUint(uint64(pid), 10), "exe")); err == nil {
+		e.Exe = event.FileID{Dev: dev, Ino: ino, Memfd: h.cfg.MemfdDev != 0 && dev == h.cfg.MemfdDev}
+	}
+	return e
 }
 
-// runtimeSelfExec reports whether a held exec is runc re-executing itself
-// from a sealed copy of its binary ("runc init" run from a descriptor, its
-// defence against CVE-2019-5736), which it may do after joining the
-// container's cgroup. A container's entrypoint is executed by path, so its
-// code cannot pass for this.
+// runtimeSelfExec reports whether a held exec is the runtime re-executing
+// itself ("runc init") after joining the container's cgroup: from a sealed
+// memfd copy of its binary (runc's defence against CVE-2019-5736), or its
+// binary on the host. Judged by what was executed, as an object: an image
+// cannot make its entrypoint be the host's runtime binary or a memfd
+// before any of its code has run, whatever path or argv it names.
 func (h *Holder) runtimeSelfExec(e *event.Event) bool {
-	fromFD := strings.HasPrefix(e.Binary, "/dev/fd/") || strings.HasPrefix(e.Binary, "/proc/self/fd/")
-	return fromFD && len(e.Args) >= 2 && path.Base(e.Args[0]) == "runc" && e.Args[1] == "init"
+	if len(e.Args) < 2 || e.Args[1] != "init" {
+		return false
+	}
+	if e.Exe.Memfd {
+		return true
+	}
+	return e.Exe.Ino != 0 && slices.Contains(h.cfg.RuntimeExes, event.FileID{Dev: e.Exe.Dev, Ino: e.Exe.Ino})
 }

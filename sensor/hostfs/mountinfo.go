@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +19,12 @@ import (
 type Mount struct {
 	Point  string
 	FSType string
+	// Dev is the mounted filesystem's device, as the kernel encodes it in
+	// a superblock (major << 20 | minor).
+	Dev uint32
+	// Root is the directory of that filesystem the mount shows: "/" for
+	// the whole of it, a subdirectory for a bind mount.
+	Root string
 }
 
 // Parse reads mountinfo-formatted text. It returns an error naming the line
@@ -34,9 +41,24 @@ func Parse(r io.Reader) ([]Mount, error) {
 		if !ok || len(f) < 5 || len(g) < 1 {
 			return nil, fmt.Errorf("mountinfo line %d: malformed", n)
 		}
-		mounts = append(mounts, Mount{Point: unescape(f[4]), FSType: g[0]})
+		dev, err := parseDev(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("mountinfo line %d: %w", n, err)
+		}
+		mounts = append(mounts, Mount{Point: unescape(f[4]), FSType: g[0], Dev: dev, Root: unescape(f[3])})
 	}
 	return mounts, sc.Err()
+}
+
+// parseDev reads "major:minor" as the kernel's internal dev_t.
+func parseDev(s string) (uint32, error) {
+	ma, mi, ok := strings.Cut(s, ":")
+	major, err1 := strconv.ParseUint(ma, 10, 12)
+	minor, err2 := strconv.ParseUint(mi, 10, 20)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("device %q: not major:minor", s)
+	}
+	return uint32(major)<<20 | uint32(minor), nil
 }
 
 // unescape undoes the octal escapes (\040 for a space) of mount points.
@@ -66,8 +88,12 @@ func isOctal(s string) bool {
 }
 
 // Read returns the mount table of the calling process.
-func Read() ([]Mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+func Read() ([]Mount, error) { return ReadFile("/proc/self/mountinfo") }
+
+// ReadFile returns the mount table in a mountinfo file: /proc/<pid>/mountinfo
+// for the mount namespace of a process.
+func ReadFile(name string) ([]Mount, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -87,13 +87,17 @@ func TestReadProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	var p Process
+	ok := func() bool {
+		return p.PPID == uint32(os.Getpid()) && p.UID == uint32(os.Getuid()) && p.GID == uint32(os.Getgid()) &&
+			p.Comm == "sleep" && p.Exe == want && slices.Equal(p.Args, []string{"sleep", "30"})
+	}
+	// Read again until the exec is done: the fields change one by one.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if p = ReadProcess("/proc", pid); p.Exe == want { // exec done
+		if p = ReadProcess("/proc", pid); ok() {
 			break
 		}
 	}
-	if p.PPID != uint32(os.Getpid()) || p.UID != uint32(os.Getuid()) || p.GID != uint32(os.Getgid()) ||
-		p.Comm != "sleep" || p.Exe != want || !slices.Equal(p.Args, []string{"sleep", "30"}) {
+	if !ok() {
 		t.Fatalf("read %+v, want ppid %d uid %d gid %d comm sleep exe %s args [sleep 30]",
 			p, os.Getpid(), os.Getuid(), os.Getgid(), want)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -36,6 +37,11 @@ type Sensor struct {
 	links []link.Link
 	hooks []Hook
 	tier  Tier
+
+	// rootsMu guards devRoots: how many registered roots each device in
+	// ro_devs has, so that it leaves the map with its last root.
+	rootsMu  sync.Mutex
+	devRoots map[uint32]int
 }
 
 // optionalHooks are the LSM hooks that may be missing from the kernel
@@ -88,7 +94,7 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 		return nil, &LoadError{err}
 	}
 	// Optional hooks the kernel lacks are listed, not attached, with why.
-	s := &Sensor{objs: coll, tier: p.Tier, hooks: skipped}
+	s := &Sensor{objs: coll, tier: p.Tier, hooks: skipped, devRoots: make(map[uint32]int)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -145,7 +151,7 @@ func (s *Sensor) attach(name string, prog *ebpf.Program, ps *ebpf.ProgramSpec, c
 		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ps.AttachType})
 	case ebpf.LSM:
 		l, err = link.AttachLSM(link.LSMOptions{Program: prog})
-	case ebpf.CGroupSockAddr, ebpf.CGroupSockopt, ebpf.CGroupSKB:
+	case ebpf.CGroupSockAddr, ebpf.CGroupSockopt, ebpf.CGroupSKB, ebpf.CGroupSock:
 		l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ps.AttachType, Program: prog})
 	default:
 		err = fmt.Errorf("no attach method for program type %s", ps.Type)

@@ -254,7 +254,7 @@ func (s *Sensor) StopHolding() error {
 // they do.
 func (s *Sensor) MapSizes() (map[string]int, error) {
 	names := []string{"watched", "pending", "runtime_parents", "runtime_parent_names", "owners",
-		"members", "bind_addrs", "bind_ifindexes", "syscall_counts"}
+		"members", "bind_addrs", "bind_ifindexes", "syscall_counts", "ro_roots", "ro_devs"}
 	out := make(map[string]int, len(names))
 	for _, name := range names {
 		keys, err := keysOf(s.objs.Maps[name])

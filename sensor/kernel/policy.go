@@ -1,9 +1,11 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"path"
 
 	"github.com/cilium/ebpf"
 
@@ -106,6 +108,14 @@ func (s *Sensor) PutMember(cgroup uint64, m enforce.Member) error {
 	v.N = uint32(len(m.Policies))
 	copy(v.Ids[:], m.Policies)
 	v.ExecPolicy, v.ExecRule, v.ExecAction = m.ExecPolicy, uint16(m.ExecRule), uint16(m.ExecAction)
+	if m.UDP4.Is4() {
+		v.UdpFlags |= uint32(bpf.SensorUdpFlagUDP_V4)
+		v.UdpV4 = binary.NativeEndian.Uint32(m.UDP4.AsSlice())
+	}
+	if m.UDP6.Is6() {
+		v.UdpFlags |= uint32(bpf.SensorUdpFlagUDP_V6)
+		v.UdpV6 = m.UDP6.As16()
+	}
 	if err := s.objs.Maps["members"].Update(cgroup, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("cgroup %d: rules: %w", cgroup, err)
 	}
@@ -164,6 +174,72 @@ func (s *Sensor) PutBindIfindex(cgroup uint64, policy uint32, ifindex uint32) er
 func (s *Sensor) DeleteBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error {
 	k := bpf.SensorIfindexKey{Cgroup: cgroup, Policy: policy, Ifindex: ifindex}
 	return ignoreMissing(s.objs.Maps["bind_ifindexes"].Delete(&k))
+}
+
+const rootPathLen = len(bpf.SensorRootKey{}.Path)
+
+// rootKey is the key of a registered root: its device, and its path with a
+// final '/', as a prefix of the paths of the objects below it.
+func rootKey(r enforce.RootFS) (bpf.SensorRootKey, int, error) {
+	var k bpf.SensorRootKey
+	p := path.Clean("/" + r.Path)
+	if p != "/" {
+		p += "/"
+	}
+	if len(p) > rootPathLen {
+		return k, 0, fmt.Errorf("root filesystem %q: longer than %d bytes", r.Path, rootPathLen)
+	}
+	k.Prefixlen = uint32(32 + 8*len(p))
+	k.Dev = r.Dev
+	for i := range len(p) {
+		k.Path[i] = int8(p[i])
+	}
+	return k, len(p), nil
+}
+
+// PutRoot registers the root filesystem of the container of cgroup: the
+// read-only rule judges every write to an object below it by that
+// container's rules.
+func (s *Sensor) PutRoot(cgroup uint64, r enforce.RootFS) error {
+	k, n, err := rootKey(r)
+	if err != nil {
+		return fmt.Errorf("cgroup %d: %w", cgroup, err)
+	}
+	v := bpf.SensorRootValue{Owner: cgroup, RootLen: uint32(n)}
+	s.rootsMu.Lock()
+	defer s.rootsMu.Unlock()
+	if err := s.objs.Maps["ro_roots"].Update(&k, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("cgroup %d: root filesystem: %w", cgroup, err)
+	}
+	if err := s.objs.Maps["ro_devs"].Update(r.Dev, uint32(s.devRoots[r.Dev]+1), ebpf.UpdateAny); err != nil {
+		s.objs.Maps["ro_roots"].Delete(&k)
+		return fmt.Errorf("cgroup %d: root filesystem device: %w", cgroup, err)
+	}
+	s.devRoots[r.Dev]++
+	return nil
+}
+
+// DeleteRoot takes a registered root back.
+func (s *Sensor) DeleteRoot(cgroup uint64, r enforce.RootFS) error {
+	k, _, err := rootKey(r)
+	if err != nil {
+		return fmt.Errorf("cgroup %d: %w", cgroup, err)
+	}
+	s.rootsMu.Lock()
+	defer s.rootsMu.Unlock()
+	var errs []error
+	errs = append(errs, ignoreMissing(s.objs.Maps["ro_roots"].Delete(&k)))
+	if s.devRoots[r.Dev] <= 1 {
+		delete(s.devRoots, r.Dev)
+		errs = append(errs, ignoreMissing(s.objs.Maps["ro_devs"].Delete(r.Dev)))
+	} else {
+		s.devRoots[r.Dev]--
+		errs = append(errs, s.objs.Maps["ro_devs"].Update(r.Dev, uint32(s.devRoots[r.Dev]), ebpf.UpdateAny))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cgroup %d: delete root filesystem: %w", cgroup, err)
+	}
+	return nil
 }
 
 // SuppressedViolation is the rate limiter's count of one kind of identical

@@ -35,6 +35,9 @@ type Probe struct {
 	LSMLoadError string `json:"lsm_load_error,omitempty"`
 	// Cgroup2Root is where the cgroup v2 hierarchy is mounted.
 	Cgroup2Root string `json:"cgroup2_root"`
+	// IA32 says whether this machine runs 32-bit syscalls (a probe, never
+	// assumed: hypervisors of one machine kind differ).
+	IA32 IA32 `json:"ia32"`
 }
 
 // ProbeTier mounts what is missing and decides the tier. The full tier needs
@@ -59,6 +62,10 @@ func ProbeTier() (Probe, error) {
 		p.LSMLoadError = err.Error()
 	}
 	p.Tier, p.Reason = decideTier(p.ActiveLSMs, p.LSMLoadError)
+	if p.IA32, err = ProbeIA32(); err != nil {
+		// Unknown: what is open on a machine that runs them is said.
+		p.IA32 = IA32{Allowed: true, How: err.Error()}
+	}
 	return p, nil
 }
 

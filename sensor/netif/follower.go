@@ -1,7 +1,9 @@
 package netif
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 
@@ -19,6 +21,7 @@ type Follower struct {
 	mu      sync.Mutex
 	holders map[NSKey]map[uint64]bool
 	keyOf   map[uint64]NSKey
+	pins    map[uint64]*os.File // each followed container's network namespace
 	pending map[NSKey]Snapshot
 	wake    chan struct{}
 	quit    chan struct{}
@@ -27,7 +30,7 @@ type Follower struct {
 
 // NewFollower returns a Follower; SetEngine says where changes go.
 func NewFollower(log *slog.Logger) *Follower {
-	f := &Follower{holders: map[NSKey]map[uint64]bool{}, keyOf: map[uint64]NSKey{},
+	f := &Follower{holders: map[NSKey]map[uint64]bool{}, keyOf: map[uint64]NSKey{}, pins: map[uint64]*os.File{},
 		pending: map[NSKey]Snapshot{}, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	f.tracker = New(f.changed, log)
 	go f.deliver()
@@ -43,9 +46,17 @@ func (f *Follower) SetEngine(e *enforce.Engine) {
 }
 
 // Follow starts following the named interfaces of a container's network
-// namespace and returns their state now.
+// namespace and returns their state now. The namespace is pinned the first
+// time a container is followed (at its classification, before its code
+// runs): later calls follow the same namespace whatever netns names then,
+// so a process of the container that moves into a namespace of its own
+// changes nothing of what the others may bind.
 func (f *Follower) Follow(cgroup uint64, netns string, names []string) (map[string]enforce.Iface, error) {
-	key, err := f.tracker.Track(strconv.FormatUint(cgroup, 10), netns, names)
+	pinned, err := f.pin(cgroup, netns)
+	if err != nil {
+		return nil, err
+	}
+	key, err := f.tracker.Track(strconv.FormatUint(cgroup, 10), pinned, names)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +74,47 @@ func (f *Follower) Follow(cgroup uint64, netns string, names []string) (map[stri
 	return ifaceState(snap), nil
 }
 
-// Unfollow stops following a container's interfaces.
+// Pin pins a container's network namespace (its path, /proc/<pid>/ns/net
+// of a process of the container that has not run its own code yet) the
+// first time it is called for the container; later calls change nothing.
+func (f *Follower) Pin(cgroup uint64, netns string) error {
+	_, err := f.pin(cgroup, netns)
+	return err
+}
+
+// pin returns the path of the pinned network namespace of a container,
+// opening netns to pin it the first time.
+func (f *Follower) pin(cgroup uint64, netns string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.pins[cgroup]; ok {
+		return "/proc/self/fd/" + strconv.Itoa(int(p.Fd())), nil
+	}
+	if netns == "" {
+		return "", nil // the host's: nothing to pin
+	}
+	p, err := os.Open(netns)
+	if err != nil {
+		return "", fmt.Errorf("pin network namespace %s: %w", netns, err)
+	}
+	f.pins[cgroup] = p
+	return "/proc/self/fd/" + strconv.Itoa(int(p.Fd())), nil
+}
+
+// Forget stops following a container that is gone and closes its pinned
+// network namespace.
+func (f *Follower) Forget(cgroup uint64) {
+	f.Unfollow(cgroup)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.pins[cgroup]; ok {
+		p.Close()
+		delete(f.pins, cgroup)
+	}
+}
+
+// Unfollow stops following a container's interfaces; its network
+// namespace stays pinned until Forget.
 func (f *Follower) Unfollow(cgroup uint64) {
 	f.tracker.Untrack(strconv.FormatUint(cgroup, 10))
 	f.mu.Lock()
@@ -128,6 +179,12 @@ func (f *Follower) Close() {
 	close(f.quit)
 	<-f.done
 	f.tracker.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for cg, p := range f.pins {
+		p.Close()
+		delete(f.pins, cg)
+	}
 }
 
 func ifaceState(s Snapshot) map[string]enforce.Iface {

@@ -29,9 +29,17 @@ type Files struct {
 	report func(message string)
 	log    *slog.Logger
 
+	// allowEmpty lets paths with no policy in them make the set empty:
+	// otherwise an emptied directory would silently remove every policy.
+	allowEmpty bool
+
 	mu    sync.Mutex // serialises loads
 	print string     // the files as last read
 }
+
+// AllowEmpty lets a load of paths that hold no policy put an empty set in
+// force.
+func (f *Files) AllowEmpty() { f.allowEmpty = true }
 
 // NewFiles returns a follower of paths (files or directories of them);
 // report receives a one-line account of each load or refusal.
@@ -74,6 +82,13 @@ func (f *Files) load() error {
 		f.engine.Reject(lines)
 		f.report(fmt.Sprintf("policy refused, generation %d stays in force: %s", f.engine.Status().Generation, strings.Join(lines, "; ")))
 		return problems
+	}
+	if len(pols) == 0 && !f.allowEmpty {
+		err := fmt.Errorf("no policy in %s: an empty set would remove every policy, and is refused unless allowed", strings.Join(f.paths, ", "))
+		f.log.Error("policy refused", "error", err)
+		f.engine.Reject([]string{err.Error()})
+		f.report(fmt.Sprintf("policy refused, generation %d stays in force: %v", f.engine.Status().Generation, err))
+		return err
 	}
 	if err := f.engine.Load(pols, files); err != nil {
 		f.log.Error("policy refused", "error", err)

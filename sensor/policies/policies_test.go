@@ -91,3 +91,21 @@ func TestNoFiles(t *testing.T) {
 		t.Fatalf("load of no files: %v, %v", err, eng.loads)
 	}
 }
+
+// TestEmptyRefused: paths that hold no policy would remove every policy:
+// refused, unless allowed.
+func TestEmptyRefused(t *testing.T) {
+	dir := t.TempDir()
+	eng := &fakeEngine{}
+	f := NewFiles([]string{dir}, eng, func(string) {}, nil)
+	if err := f.Load(); err == nil || !strings.Contains(err.Error(), "empty set would remove every policy") {
+		t.Fatalf("an empty directory: %v", err)
+	}
+	if len(eng.loads) != 0 || len(eng.rejected) == 0 {
+		t.Fatalf("loads %v rejected %v", eng.loads, eng.rejected)
+	}
+	f.AllowEmpty()
+	if err := f.Load(); err != nil || len(eng.loads) != 1 || len(eng.loads[0]) != 0 {
+		t.Fatalf("an empty directory, allowed: %v, loads %v", err, eng.loads)
+	}
+}

@@ -2,8 +2,10 @@ package posture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,6 +98,14 @@ func TestPrivilegedContainerdSpecs(t *testing.T) {
 			"5.17": "no ipc namespace of its own",
 			"5.21": "no uts namespace of its own",
 		})},
+	}
+	// The well-known runtime directory one case mounts: a VM's fresh root
+	// has none until a containerd of its own makes it.
+	if _, err := os.Stat("/var/run/containerd"); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll("/var/run/containerd", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove("/var/run/containerd") })
 	}
 	var reports []Report
 	for _, tt := range tests {

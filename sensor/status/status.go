@@ -55,6 +55,10 @@ type Snapshot struct {
 	Watched      int          `json:"watched_cgroups"`
 	// Holds counts the outcomes of holding containers' first execs.
 	Holds map[string]uint64 `json:"holds,omitempty"`
+	// Unapplied lists, by cgroup id, the containers held before their
+	// first instruction because their policies could not be applied, with
+	// why (fail closed).
+	Unapplied map[uint64]string `json:"unapplied,omitempty"`
 	// KernelMaps counts the entries of the kernel maps that follow
 	// containers and cgroups, by map name.
 	KernelMaps map[string]int `json:"kernel_maps,omitempty"`

@@ -26,7 +26,7 @@ const DefaultTracked = 32768
 // Policies names policies and judges writes: the policy engine.
 type Policies interface {
 	PolicyName(id uint32) (name, mode string)
-	AuditWrite(cgroup uint64, path, target string, mounts func() []string) (enforce.Breach, bool)
+	AuditWrite(cgroup uint64, path, target string) (enforce.Breach, bool)
 }
 
 // key identifies identical violations, as the kernel's rate limiter does.
@@ -67,6 +67,9 @@ func New(p Policies, limit int) *Stage {
 func (s *Stage) Complete(e *event.Event, v decode.Violation) {
 	e.Policy, e.Mode = s.policies.PolicyName(v.PolicyID)
 	e.Rule = v.Rule.String()
+	if v.Owner != 0 && v.Owner != e.CgroupID {
+		e.ObjectCgroupID = v.Owner // maybe another container's: the enrichment says
+	}
 	e.Reason = v.Rule.Reason()
 	if e.Mode == enforce.ModeEnforce && v.Action == enforce.ActionAudit {
 		e.Reason += ": " + enforce.Unenforceable
@@ -74,7 +77,7 @@ func (s *Stage) Complete(e *event.Event, v decode.Violation) {
 	if v.SuppressedTotal == 0 {
 		return
 	}
-	k := key{e.CgroupID, v.PolicyID, v.Rule, v.Op, v.Object}
+	k := key{v.Owner, v.PolicyID, v.Rule, v.Op, v.Object}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if last, ok := s.reported[k]; ok || s.track() {
@@ -154,27 +157,53 @@ func (s *Stage) Held(m enforce.Member, e *event.Event) *event.Event {
 	return &v
 }
 
+// Locate finds the object a path of a file event names: the container
+// whose root filesystem holds it, and its path from that root (follow: the
+// path's final symlink, if any, is followed). ok is false for an object on
+// no container's root filesystem (a volume, a tmpfs, /proc).
+type Locate func(path string, follow bool) (container uint64, rel string, ok bool)
+
 // AuditFile judges, where the kernel cannot (the cgroup-only tier), a file
 // write seen at the syscall against the read-only rules of the container
-// whose cgroup is container, and returns the would-deny to report beside
-// it, or nil. mounts lists the container's mount points, asked only when a
-// read-only rule applies.
-func (s *Stage) AuditFile(e *event.Event, container uint64, mounts func() []string) *event.Event {
+// whose root filesystem holds the object, and returns the would-deny to
+// report beside it, or nil.
+func (s *Stage) AuditFile(e *event.Event, locate Locate) *event.Event {
 	// A path the kernel could not resolve is not judged; a pending event is
 	// the runtime's setup of the container, before its first exec.
 	if e.Kind != event.KindFile || e.PathScope != "" || e.Pending {
 		return nil
 	}
-	target := e.Target
-	if e.Op == "symlink" {
-		target = "" // the link's contents, not a file written
+	owner, rel, b, ok := s.judge(locate, e.Path, follows(e.Op))
+	if !ok && e.Target != "" && e.Op != "symlink" { // a symlink's target is its contents
+		owner, rel, b, ok = s.judge(locate, e.Target, false)
 	}
-	b, ok := s.policies.AuditWrite(container, e.Path, target, mounts)
 	if !ok {
 		return nil
 	}
 	v := *e
 	v.Kind, v.Verdict, v.Rule = event.KindViolation, event.VerdictAudit, enforce.RuleReadOnly.String()
 	v.Policy, v.Mode, v.Reason = b.Policy, b.Mode, b.Reason
+	v.Path, v.Target = rel, ""
+	if owner != e.CgroupID {
+		v.ObjectCgroupID = owner
+	}
 	return &v
+}
+
+func (s *Stage) judge(locate Locate, p string, follow bool) (uint64, string, enforce.Breach, bool) {
+	owner, rel, ok := locate(p, follow)
+	if !ok {
+		return 0, "", enforce.Breach{}, false
+	}
+	b, ok := s.policies.AuditWrite(owner, rel, "")
+	return owner, rel, b, ok
+}
+
+// follows reports whether an operation follows a final symlink of its path.
+func follows(op string) bool {
+	switch op {
+	case "unlink", "rmdir", "rename", "link", "symlink", "mkdir", "mknod":
+		return false
+	}
+	return true
 }

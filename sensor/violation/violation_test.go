@@ -1,6 +1,7 @@
 package violation
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func (fakePolicies) PolicyName(id uint32) (string, string) {
 	return "policy_?", ""
 }
 
-func (fakePolicies) AuditWrite(cgroup uint64, path, target string, _ func() []string) (enforce.Breach, bool) {
+func (fakePolicies) AuditWrite(cgroup uint64, path, target string) (enforce.Breach, bool) {
 	if cgroup != 7 {
 		return enforce.Breach{}, false
 	}
@@ -34,6 +35,21 @@ func (fakePolicies) AuditWrite(cgroup uint64, path, target string, _ func() []st
 		}
 	}
 	return enforce.Breach{}, false
+}
+
+// locate is a Locate for tests: paths below /c8 are in the root filesystem
+// of container 8, /vol is none's, everything else container 7's; a final
+// /link is followed to /etc/linked.
+func locate(p string, follow bool) (uint64, string, bool) {
+	switch {
+	case strings.HasPrefix(p, "/vol/"):
+		return 0, "", false
+	case strings.HasPrefix(p, "/c8/"):
+		return 8, p[3:], true
+	case follow && strings.HasSuffix(p, "/link"):
+		return 7, "/etc/linked", true
+	}
+	return 7, p, true
 }
 
 func TestComplete(t *testing.T) {
@@ -69,7 +85,7 @@ func TestComplete(t *testing.T) {
 // what was suppressed since the one before, never twice.
 func TestSuppressedAccounting(t *testing.T) {
 	s := New(fakePolicies{}, 0)
-	v := decode.Violation{PolicyID: 1, Rule: enforce.RuleReadOnly, Action: enforce.ActionDeny, Op: 3, Object: 99}
+	v := decode.Violation{PolicyID: 1, Rule: enforce.RuleReadOnly, Action: enforce.ActionDeny, Owner: 7, Op: 3, Object: 99}
 	report := func(total uint64) uint64 {
 		v.SuppressedTotal = total
 		e := event.Event{Kind: event.KindViolation, CgroupID: 7}
@@ -113,7 +129,7 @@ func TestTrackedIsBounded(t *testing.T) {
 	s := New(fakePolicies{}, 4)
 	for i := range 10 {
 		e := event.Event{Kind: event.KindViolation, CgroupID: 7}
-		s.Complete(&e, decode.Violation{PolicyID: 1, Rule: enforce.RuleReadOnly, Object: uint32(i), SuppressedTotal: 3})
+		s.Complete(&e, decode.Violation{PolicyID: 1, Rule: enforce.RuleReadOnly, Owner: 7, Object: uint32(i), SuppressedTotal: 3})
 		if e.Suppressed != 3 {
 			t.Fatalf("violation %d: %d suppressed, want 3", i, e.Suppressed)
 		}
@@ -152,27 +168,31 @@ func TestHeld(t *testing.T) {
 func TestAuditFile(t *testing.T) {
 	s := New(fakePolicies{}, 0)
 	for _, c := range []struct {
-		name   string
-		e      event.Event
-		cgroup uint64
-		want   bool
+		name     string
+		e        event.Event
+		want     bool
+		path     string
+		objectCg uint64
 	}{
-		{"write to /etc", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd"}, 7, true},
-		{"rename into /etc", event.Event{Kind: event.KindFile, Op: "rename", Path: "/tmp/a", Target: "/etc/a"}, 7, true},
-		{"symlink whose contents name /etc", event.Event{Kind: event.KindFile, Op: "symlink", Path: "/tmp/l", Target: "/etc/x"}, 7, false},
-		{"another container", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd"}, 8, false},
-		{"unresolved path", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", PathScope: "unresolved"}, 7, false},
-		{"runtime setup before the first exec", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", Pending: true}, 7, false},
-		{"not a file event", event.Event{Kind: event.KindExec, Path: "/etc/passwd"}, 7, false},
+		{"write to /etc", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd"}, true, "/etc/passwd", 0},
+		{"rename into /etc", event.Event{Kind: event.KindFile, Op: "rename", Path: "/tmp/a", Target: "/etc/a"}, true, "/etc/a", 0},
+		{"open through a symlink", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/link"}, true, "/etc/linked", 0},
+		{"unlink of the symlink itself", event.Event{Kind: event.KindFile, Op: "unlink", Path: "/tmp/link"}, false, "", 0},
+		{"symlink whose contents name /etc", event.Event{Kind: event.KindFile, Op: "symlink", Path: "/tmp/l", Target: "/etc/x"}, false, "", 0},
+		{"another container's root", event.Event{Kind: event.KindFile, Op: "open", Path: "/c8/etc/passwd"}, false, "", 0},
+		{"a volume", event.Event{Kind: event.KindFile, Op: "open", Path: "/vol/etc/x"}, false, "", 0},
+		{"unresolved path", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", PathScope: "unresolved"}, false, "", 0},
+		{"runtime setup before the first exec", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", Pending: true}, false, "", 0},
+		{"not a file event", event.Event{Kind: event.KindExec, Path: "/etc/passwd"}, false, "", 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			c.e.PID = 3
-			v := s.AuditFile(&c.e, c.cgroup, nil)
+			c.e.PID, c.e.CgroupID = 3, 7
+			v := s.AuditFile(&c.e, locate)
 			if (v != nil) != c.want {
 				t.Fatalf("violation %+v, want one: %v", v, c.want)
 			}
 			if v != nil && (v.Kind != event.KindViolation || v.Verdict != event.VerdictAudit || v.Rule != "readOnlyRootFilesystem" ||
-				v.Policy != "web" || v.Reason != "ro" || v.Path != c.e.Path || v.PID != 3) {
+				v.Policy != "web" || v.Reason != "ro" || v.Path != c.path || v.PID != 3 || v.ObjectCgroupID != c.objectCg) {
 				t.Fatalf("violation %+v", v)
 			}
 		})

@@ -15,16 +15,20 @@ import (
 
 // Syscall numbers of the ia32 table used by the tests.
 const (
-	SysOpen     = 5
-	SysReadlink = 85
+	SysOpen       = 5
+	SysReadlink   = 85
+	SysSetsockopt = 366
 )
 
-func int80(nr, a1, a2, a3 uintptr) uintptr
+func int80(nr, a1, a2, a3, a4, a5 uintptr) uintptr
 
 // Syscall makes ia32 syscall nr with up to three arguments (pointers must
 // be below 4 GiB: see Mem) and returns its result or its errno.
-func Syscall(nr, a1, a2, a3 uintptr) (int32, error) {
-	r := int32(uint32(int80(nr, a1, a2, a3)))
+func Syscall(nr, a1, a2, a3 uintptr) (int32, error) { return Syscall5(nr, a1, a2, a3, 0, 0) }
+
+// Syscall5 is Syscall with up to five arguments.
+func Syscall5(nr, a1, a2, a3, a4, a5 uintptr) (int32, error) {
+	r := int32(uint32(int80(nr, a1, a2, a3, a4, a5)))
 	if r < 0 && r > -4096 {
 		return r, unix.Errno(-r)
 	}

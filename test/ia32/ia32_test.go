@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/kernel"
 )
 
 // childEnv makes the test binary, run again as a child, make one ia32 open
@@ -51,7 +53,7 @@ func create(path string) error {
 // reads a link, with the ia32 numbers; where it is refused, a process that
 // tries is killed by the fault and creates nothing.
 func TestIA32Entry(t *testing.T) {
-	world, err := Probe()
+	world, err := kernel.ProbeIA32()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,35 +92,5 @@ func TestIA32Entry(t *testing.T) {
 	n, err := Syscall(SysReadlink, lp, buf, 64)
 	if err != nil || n != int32(len("target-of-link")) {
 		t.Fatalf("ia32 readlink: %d, %v", n, err)
-	}
-}
-
-// TestWorldClosed checks how a child's end is read, with real children:
-// one killed by a general-protection fault (hlt in user mode, the fault a
-// refused int 0x80 raises), one that exits 1, one that exits 0.
-func TestWorldClosed(t *testing.T) {
-	refused, allowed := World{}, World{Allowed: true}
-	hlt := []byte{0xf4}
-	exit := func(code byte) []byte {
-		return []byte{0xbf, code, 0, 0, 0, 0xb8, 0x3c, 0, 0, 0, 0x0f, 0x05} // mov edi, code; mov eax, 60; syscall
-	}
-	for _, c := range []struct {
-		name          string
-		code          []byte
-		closedRefused bool
-	}{
-		{"fault", hlt, true},
-		{"exit 1", exit(1), false},
-		{"exit 0", exit(0), false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := runMachineCode(c.code)
-			if got := refused.Closed(err); got != c.closedRefused {
-				t.Errorf("refused world: Closed(%v) = %v, want %v", err, got, c.closedRefused)
-			}
-			if allowed.Closed(err) {
-				t.Errorf("allowed world: Closed(%v) = true: nothing is closed there", err)
-			}
-		})
 	}
 }

@@ -1,6 +1,4 @@
-//go:build linux && amd64
-
-package ia32
+package kernel
 
 import (
 	"bytes"
@@ -15,19 +13,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// World is what a machine does with a 32-bit syscall. Machines of one kind
+// IA32 is what a machine does with a 32-bit syscall. Machines of one kind
 // differ: some hypervisors refuse the ia32 entry although the kernel has
 // CONFIG_IA32_EMULATION, and the process gets a general-protection fault.
-type World struct {
+// Where 32-bit syscalls run, routes the kernel hooks only for 64-bit ones
+// (cgroup setsockopt programs) are open.
+type IA32 struct {
 	// Allowed is true when an ia32 syscall runs and returns.
-	Allowed bool
-	// How says what the probe saw, for test output.
-	How string
+	Allowed bool `json:"allowed"`
+	// How says what the probe saw.
+	How string `json:"how"`
 }
 
 // Closed reports whether err, the outcome of a child process that made an
 // ia32 syscall, is this world's refusal: the child was killed by SIGSEGV.
-func (w World) Closed(err error) bool {
+func (w IA32) Closed(err error) bool {
 	var exit *exec.ExitError
 	if w.Allowed || !errors.As(err, &exit) {
 		return false
@@ -36,20 +36,20 @@ func (w World) Closed(err error) bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGSEGV
 }
 
-// Probe makes one ia32 syscall (getpid, number 20) in a child process and
-// says which world this is: allowed (the call returned a pid) or refused
-// (the child died of SIGSEGV). Any other outcome is an error: a world no
-// test was written for.
-func Probe() (World, error) {
+// ProbeIA32 makes one ia32 syscall (getpid, number 20) in a child process
+// and says which world this is: allowed (the call returned a pid) or
+// refused (the child died of SIGSEGV). Any other outcome is an error: a
+// world nothing here was written for.
+func ProbeIA32() (IA32, error) {
 	out, err := runMachineCode(getpidCode)
 	if err == nil {
-		return World{Allowed: true, How: "a 32-bit syscall (int 0x80) runs: the ia32 entry is open"}, nil
+		return IA32{Allowed: true, How: "a 32-bit syscall (int 0x80) runs: the ia32 entry is open"}, nil
 	}
-	w := World{How: "a 32-bit syscall (int 0x80) is refused: the process is killed by SIGSEGV (general-protection fault)"}
+	w := IA32{How: "a 32-bit syscall (int 0x80) is refused: the process is killed by SIGSEGV (general-protection fault)"}
 	if w.Closed(err) {
 		return w, nil
 	}
-	return World{}, fmt.Errorf("ia32 probe: neither allowed nor refused by a fault: %v %q", err, out)
+	return IA32{}, fmt.Errorf("ia32 probe: neither allowed nor refused by a fault: %v %q", err, out)
 }
 
 // getpidCode makes the ia32 getpid syscall through int 0x80 and exits 0

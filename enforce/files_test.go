@@ -1,0 +1,52 @@
+package enforce
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const validPolicy = `apiVersion: ringfence.dev/v1alpha1
+kind: RuntimePolicy
+metadata: {name: p}
+spec: {mode: audit, denyPrivileged: true}
+`
+
+// TestLoadPathsMode refuses what others could write, and a file too
+// large, without reading it whole.
+func TestLoadPathsMode(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.yaml")
+	if err := os.WriteFile(ok, []byte(validPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if pols, _, problems := LoadPaths(ok); len(problems) > 0 || len(pols) != 1 {
+		t.Fatalf("a file of its owner's: %v %v", pols, problems)
+	}
+	for _, mode := range []os.FileMode{0o666, 0o664} {
+		if err := os.Chmod(ok, mode); err != nil {
+			t.Fatal(err)
+		}
+		checkRefused(t, ok, "lets others write it")
+	}
+	big := filepath.Join(dir, "big.yaml")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: a 1 GiB file costs nothing, and reading it whole would.
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	checkRefused(t, big, "larger than")
+}
+
+func checkRefused(t *testing.T, path, want string) {
+	t.Helper()
+	_, _, problems := LoadPaths(path)
+	if len(problems) != 1 || !strings.Contains(problems[0].Message, want) || problems[0].File != path {
+		t.Fatalf("%s: problems %v, want one saying %q", path, problems, want)
+	}
+}

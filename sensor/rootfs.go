@@ -1,0 +1,83 @@
+package sensor
+
+import (
+	"os"
+	"strconv"
+
+	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/container"
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/hostfs"
+	"github.com/ringfence/ringfence/sensor/violation"
+)
+
+// hostMountinfo is the host's mount table: init's, whatever mount namespace
+// the sensor itself runs in.
+const hostMountinfo = "/proc/1/mountinfo"
+
+// rootOf finds a container's root filesystem, for the read-only rule: the
+// mount its runtime made for it on the host (the object, whatever its
+// processes did since), else the root of the mount namespace of pid, a
+// process of it read while the container's own code has not run (its
+// first exec is held).
+func (s *Sensor) rootOf(info container.Info, pid uint32) *enforce.RootFS {
+	r, ok, err := hostfs.RootOfBundle(hostMountinfo, info.RuntimeNamespace, info.ID)
+	if err != nil || !ok {
+		if pid == 0 {
+			return nil
+		}
+		if r, err = hostfs.RootOfProcess("/proc", pid); err != nil {
+			s.cfg.Logger.Warn("root filesystem of a container", "container", info.ID, "error", err)
+			return nil
+		}
+		r = hostfs.OnHost(hostMountinfo, r)
+	}
+	return &enforce.RootFS{Dev: r.Dev, Path: r.Root, Host: r.Host}
+}
+
+// locate finds, for the userspace judgement of the cgroup-only tier, the
+// object a path of e names: the container whose root filesystem holds it
+// and its path from that root, resolved as the kernel would (hostfs
+// Canonical) through the container's root as the host sees it.
+func (s *Sensor) locate(e *event.Event) violation.Locate {
+	return func(p string, follow bool) (uint64, string, bool) {
+		cg := e.CgroupID
+		if s.identity != nil {
+			cg = s.identity.ContainerCgroup(cg)
+		}
+		root, ok := s.engine.Root(cg)
+		if !ok || root.Host == "" || s.inHostMountNS(e.PID, p, root.Host) {
+			// A path of the host's mount namespace.
+			return s.engine.RootHolding(hostfs.Canonical("/", p, follow))
+		}
+		c := hostfs.Canonical(root.Host, p, follow)
+		if s.underVolume(cg, c) {
+			return 0, "", false
+		}
+		return cg, c, true
+	}
+}
+
+// inHostMountNS reports whether process pid is in the host's mount
+// namespace, where its paths are host paths. Once the process is gone,
+// a path below its container's root as the host sees it is taken as one.
+func (s *Sensor) inHostMountNS(pid uint32, p, rootHost string) bool {
+	ns, err := os.Readlink("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/ns/mnt")
+	if err == nil {
+		host, herr := os.Readlink("/proc/1/ns/mnt")
+		return herr == nil && ns == host
+	}
+	_, below := hostfs.Below(p, rootHost)
+	return below
+}
+
+// underVolume reports whether p (from the container's root) is at or below
+// one of the container's mounts but its root: a volume, /proc, /dev...
+func (s *Sensor) underVolume(cgroup uint64, p string) bool {
+	for _, m := range s.mountPoints(cgroup) {
+		if _, in := hostfs.Below(p, m); in && m != "/" {
+			return true
+		}
+	}
+	return false
+}
