@@ -34,6 +34,9 @@ type Config struct {
 	CreateCgroups bool
 	// RingBytes sizes the kernel event ring; 0 keeps the default (16 MiB).
 	RingBytes uint32
+	// MapEntries sizes the kernel maps that grow with containers and
+	// cgroups (kernel.MapsSized); 0 keeps kernel.DefaultMapEntries.
+	MapEntries uint32
 	// QueueLen bounds the queue between the ring reader and the sinks.
 	QueueLen int
 	// Interval is how often loss and syscall counters are read.
@@ -136,7 +139,7 @@ func New(cfg Config) (_ *Sensor, err error) {
 	if err != nil {
 		return nil, err
 	}
-	kern, err := kernel.Load(p, kernel.Options{RingBytes: cfg.RingBytes})
+	kern, err := kernel.Load(p, kernel.Options{RingBytes: cfg.RingBytes, MapEntries: cfg.MapEntries})
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,8 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	if sizes, err := s.kern.MapSizes(); err == nil {
 		snap.KernelMaps = sizes
 	}
+	snap.KernelMapCapacity = s.kern.MapCapacities()
+	_, snap.Untracked = s.violations.Tracked()
 	if s.holder != nil {
 		snap.Holds = s.holder.Counts()
 		if u := s.holder.Unapplied(); len(u) > 0 {

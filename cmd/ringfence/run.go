@@ -20,6 +20,7 @@ import (
 	"github.com/ringfence/ringfence/sensor"
 	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/container"
+	"github.com/ringfence/ringfence/sensor/kernel"
 	"github.com/ringfence/ringfence/sensor/metrics"
 	"github.com/ringfence/ringfence/sensor/sink"
 	"github.com/ringfence/ringfence/sensor/store"
@@ -50,6 +51,7 @@ type runFlags struct {
 	policies      repeated
 	runtimeBins   repeated
 	allowEmpty    bool
+	mapEntries    uint
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -70,6 +72,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the container to be known")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
+	fs.UintVar(&f.mapEntries, "kernel-map-entries", kernel.DefaultMapEntries, "capacity of each kernel map that grows with containers and cgroups (watched and pending cgroups, members, roots, addresses, syscall counters); status and /metrics show their use")
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
 	fs.BoolVar(&f.stdout, "stdout", true, "write events as JSON lines on stdout")
 	fs.DurationVar(&f.interval, "interval", 2*time.Second, "how often loss and syscall counters are read")
@@ -82,6 +85,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	case f.ringMiB == 0 || f.ringMiB&(f.ringMiB-1) != 0 || f.ringMiB > 1024:
 		return nil, fmt.Errorf("--ring-mib: %d is not a power of two between 1 and 1024", f.ringMiB)
+	case f.mapEntries < 1024 || f.mapEntries > 1<<22:
+		return nil, fmt.Errorf("--kernel-map-entries: %d is not between 1024 and %d", f.mapEntries, 1<<22)
 	case f.apiSocket == "":
 		return nil, errors.New("--api-socket: a socket path is required")
 	case f.storeMaxAge < 0:

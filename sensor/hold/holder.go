@@ -458,5 +458,5 @@ func (h *Holder) Counts() map[string]uint64 {
 	return map[string]uint64{"classified": h.classified.Load(), "cgroup_path": h.fromPath.Load(), "timeout": h.timedOut.Load(),
 		"held_execs": h.heldExecs.Load(), "parked_overflow": h.overflow.Load(), "runtime_execs": h.runtimeExecs.Load(),
 		"recovered": h.recovered.Load(), "release_errors": h.releaseErrors.Load(), "apply_errors": h.applyErrors.Load(),
-		"watch_errors": h.watchErrors.Load(), "held_unapplied": uint64(len(h.Unapplied()))}
+		"watch_errors": h.watchErrors.Load()}
 }

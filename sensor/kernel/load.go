@@ -29,6 +29,21 @@ type Options struct {
 	// RingBytes is the size of the event ring buffer; 0 keeps the default.
 	// It must be a power of two and a multiple of the page size.
 	RingBytes uint32
+	// MapEntries is the capacity of each kernel map that grows with the
+	// node's containers and cgroups (MapsSized); 0 keeps DefaultMapEntries.
+	MapEntries uint32
+}
+
+// DefaultMapEntries is the default capacity of the maps that grow with
+// containers and cgroups.
+const DefaultMapEntries = 65536
+
+// MapsSized lists the maps Options.MapEntries sizes: those a container can
+// grow (by its cgroups, addresses, syscalls). At capacity, an insert fails
+// and is counted (watch_map_full, syscall_map_full), or a policy cannot be
+// applied and the container stays held: never a rule silently lost.
+func MapsSized() []string {
+	return []string{"watched", "pending", "owners", "members", "ro_roots", "ro_devs", "bind_addrs", "bind_ifindexes", "syscall_counts"}
 }
 
 // Sensor holds the loaded programs, their links and maps. Close releases all of them.
@@ -79,6 +94,13 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 	delete(spec.Programs, probeProgram)
 	if opts.RingBytes != 0 {
 		spec.Maps["events"].MaxEntries = opts.RingBytes
+	}
+	entries := opts.MapEntries
+	if entries == 0 {
+		entries = DefaultMapEntries
+	}
+	for _, name := range MapsSized() {
+		spec.Maps[name].MaxEntries = entries
 	}
 	kernelBTF, err := btf.LoadKernelSpec()
 	if err != nil {

@@ -253,8 +253,7 @@ func (s *Sensor) StopHolding() error {
 // Exact while they do not change; bounded by each map's capacity while
 // they do.
 func (s *Sensor) MapSizes() (map[string]int, error) {
-	names := []string{"watched", "pending", "runtime_parents", "runtime_parent_names", "owners",
-		"members", "bind_addrs", "bind_ifindexes", "syscall_counts", "ro_roots", "ro_devs"}
+	names := append(MapsSized(), "runtime_parents", "runtime_parent_names")
 	out := make(map[string]int, len(names))
 	for _, name := range names {
 		keys, err := keysOf(s.objs.Maps[name])
@@ -264,6 +263,15 @@ func (s *Sensor) MapSizes() (map[string]int, error) {
 		out[name] = len(keys)
 	}
 	return out, nil
+}
+
+// MapCapacities returns the capacity of each map MapSizes counts.
+func (s *Sensor) MapCapacities() map[string]int {
+	out := make(map[string]int)
+	for _, name := range append(MapsSized(), "runtime_parents", "runtime_parent_names") {
+		out[name] = int(s.objs.Maps[name].MaxEntries())
+	}
+	return out
 }
 
 // keysOf lists the keys of a hash map: at most its capacity, as a walk

@@ -55,7 +55,7 @@ type collector struct {
 
 	events, lost, violations, containers, watched, generation,
 	build, tier, storeBytes, storeSegments, hooks, stalls,
-	runtimeUp, runtimeReconnects, holds *prometheus.Desc
+	runtimeUp, runtimeReconnects, holds, unapplied, mapEntries, mapCapacity, untracked *prometheus.Desc
 }
 
 func newCollector(src Source, version string) *collector {
@@ -79,12 +79,16 @@ func newCollector(src Source, version string) *collector {
 		hooks:             d("hooks_attached", "Kernel programs attached."),
 		runtimeUp:         d("runtime_connected", "1 while connected to the container runtime, 0 while running on the cgroup fallback."),
 		runtimeReconnects: d("runtime_reconnects_total", "Reconnections to the container runtime."),
-		holds:             d("holds_total", "Outcomes of holding new containers before their first instruction (classified, cgroup_path, timeout; held_execs, runtime_execs, recovered, parked_overflow).", "outcome"),
+		holds:             d("holds_total", "Outcomes of holding new containers before their first instruction (classified, cgroup_path, timeout; held_execs, runtime_execs, recovered, parked_overflow; release, apply and watch errors).", "outcome"),
+		unapplied:         d("containers_held_unapplied", "Containers held before their first instruction because their policies could not be applied."),
+		mapEntries:        d("kernel_map_entries", "Entries of the kernel maps that grow with containers and cgroups.", "map"),
+		mapCapacity:       d("kernel_map_capacity", "Capacity of those maps (--kernel-map-entries).", "map"),
+		untracked:         d("violation_counts_untracked_total", "Identical-violation counts the daemon could not remember, its table full."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.runtimeUp, c.runtimeReconnects, c.holds} {
+	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.runtimeUp, c.runtimeReconnects, c.holds, c.unapplied, c.mapEntries, c.mapCapacity, c.untracked} {
 		ch <- d
 	}
 }
@@ -134,6 +138,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for outcome, n := range s.Holds {
 		ch <- prometheus.MustNewConstMetric(c.holds, prometheus.CounterValue, float64(n), outcome)
 	}
+	if s.Holds != nil {
+		ch <- prometheus.MustNewConstMetric(c.unapplied, prometheus.GaugeValue, float64(len(s.Unapplied)))
+	}
+	for m, n := range s.KernelMaps {
+		ch <- prometheus.MustNewConstMetric(c.mapEntries, prometheus.GaugeValue, float64(n), m)
+	}
+	for m, n := range s.KernelMapCapacity {
+		ch <- prometheus.MustNewConstMetric(c.mapCapacity, prometheus.GaugeValue, float64(n), m)
+	}
+	ch <- prometheus.MustNewConstMetric(c.untracked, prometheus.CounterValue, float64(s.Untracked))
 	if s.Store != nil {
 		ch <- prometheus.MustNewConstMetric(c.storeBytes, prometheus.GaugeValue, float64(s.Store.Bytes))
 		ch <- prometheus.MustNewConstMetric(c.storeSegments, prometheus.GaugeValue, float64(s.Store.Segments))

@@ -104,7 +104,7 @@ func TestHoldAndRuntimeValues(t *testing.T) {
 	src.snap.Holds = map[string]uint64{"classified": 4, "timeout": 1, "recovered": 2}
 	src.snap.Runtime = &status.Runtime{Connected: false, Reconnects: 3}
 	want := `
-# HELP ringfence_holds_total Outcomes of holding new containers before their first instruction (classified, cgroup_path, timeout; held_execs, runtime_execs, recovered, parked_overflow).
+# HELP ringfence_holds_total Outcomes of holding new containers before their first instruction (classified, cgroup_path, timeout; held_execs, runtime_execs, recovered, parked_overflow; release, apply and watch errors).
 # TYPE ringfence_holds_total counter
 ringfence_holds_total{outcome="classified"} 4
 ringfence_holds_total{outcome="recovered"} 2
@@ -117,6 +117,33 @@ ringfence_runtime_connected 0
 ringfence_runtime_reconnects_total 3
 `
 	if err := testutil.GatherAndCompare(NewRegistry(src, "test"), strings.NewReader(want), "ringfence_holds_total", "ringfence_runtime_connected", "ringfence_runtime_reconnects_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKernelMapsAndUnapplied(t *testing.T) {
+	src := source()
+	src.snap.Holds = map[string]uint64{}
+	src.snap.Unapplied = map[uint64]string{7: "bind_addrs full"}
+	src.snap.KernelMaps = map[string]int{"members": 3}
+	src.snap.KernelMapCapacity = map[string]int{"members": 65536}
+	src.snap.Untracked = 5
+	want := `
+# HELP ringfence_containers_held_unapplied Containers held before their first instruction because their policies could not be applied.
+# TYPE ringfence_containers_held_unapplied gauge
+ringfence_containers_held_unapplied 1
+# HELP ringfence_kernel_map_capacity Capacity of those maps (--kernel-map-entries).
+# TYPE ringfence_kernel_map_capacity gauge
+ringfence_kernel_map_capacity{map="members"} 65536
+# HELP ringfence_kernel_map_entries Entries of the kernel maps that grow with containers and cgroups.
+# TYPE ringfence_kernel_map_entries gauge
+ringfence_kernel_map_entries{map="members"} 3
+# HELP ringfence_violation_counts_untracked_total Identical-violation counts the daemon could not remember, its table full.
+# TYPE ringfence_violation_counts_untracked_total counter
+ringfence_violation_counts_untracked_total 5
+`
+	if err := testutil.GatherAndCompare(NewRegistry(src, "test"), strings.NewReader(want), "ringfence_containers_held_unapplied",
+		"ringfence_kernel_map_capacity", "ringfence_kernel_map_entries", "ringfence_violation_counts_untracked_total"); err != nil {
 		t.Fatal(err)
 	}
 }

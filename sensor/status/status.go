@@ -62,6 +62,11 @@ type Snapshot struct {
 	// KernelMaps counts the entries of the kernel maps that follow
 	// containers and cgroups, by map name.
 	KernelMaps map[string]int `json:"kernel_maps,omitempty"`
+	// KernelMapCapacity is the capacity of each of those maps.
+	KernelMapCapacity map[string]int `json:"kernel_map_capacity,omitempty"`
+	// Untracked counts the identical-violation counts the daemon could not
+	// remember (its table full): a later report may repeat some.
+	Untracked uint64 `json:"violation_counts_untracked"`
 	// SyscallCounters is the number of (cgroup, syscall) counters in the kernel.
 	SyscallCounters int               `json:"syscall_counters"`
 	Containers      int               `json:"containers"`
