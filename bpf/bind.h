@@ -106,11 +106,8 @@ static __always_inline int on_bind4(struct bpf_sock_addr *ctx)
 	__u8 mapped[16];
 	ipv4_mapped(mapped, ctx->user_ip4);
 	int ret = bind_check(ctx, cg, AF_INET, mapped, port);
-	if (ret && bpf_map_lookup_elem(&watched, &cg)) {
-		__u8 addr[16] = {};
-		__builtin_memcpy(addr, &mapped[12], 4); /* the address it is bound to */
-		bind_report(ctx, cg, AF_INET, addr, port);
-	}
+	if (ret && bpf_map_lookup_elem(&watched, &cg))
+		bind_report(ctx, cg, AF_INET, mapped, port);
 	return ret;
 }
 

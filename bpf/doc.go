@@ -6,4 +6,4 @@
 // a C file.
 package bpf
 
-//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target amd64 -type event_hdr -type exec_event -type exit_event -type file_event -type bind_event -type syscall_key -type event_kind -type event_source -type file_op -type path_kind -type drop_cause -type violation_event -type rule -type action -type bind_op -type policy_flag -type parent_name -type parent_step -type parent_part -type exe_flag -type udp_flag -type root_key -type root_value Sensor sensor.c -- -I. -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target amd64 -type event_hdr -type exec_event -type exit_event -type file_event -type bind_event -type syscall_key -type event_kind -type event_source -type file_op -type path_kind -type drop_cause -type violation_event -type rule -type action -type bind_op -type policy_flag -type parent_name -type parent_step -type parent_part -type exe_flag -type udp_flag -type root_key -type root_value -type abi_version -type abi_limit -type pin_meta -type map_name -type layout_hash Sensor sensor.c -- -I. -O2 -g -Wall -Werror

@@ -1,13 +1,14 @@
-/* Policy enforcement: the maps userspace compiles policies into, the
- * decisions the hooks take from them, and violation reports.
+/* Policy enforcement: the decisions the hooks take from the maps userspace
+ * compiles policies into (maps/policy.h), and violation reports.
  *
  * A container's cgroup has a member entry naming the policies that select
  * it (by id). Each rule is judged against every one of those policies and
  * the strictest outcome wins: deny over audit over allow. Userspace swaps a
  * policy set by writing the new policies under new ids, then each member
  * entry in one update, then deleting the old policies, so a container is
- * always under the old set or the new one. Cgroups created below a member
- * point to its entry, so moving into a child cgroup escapes nothing.
+ * always under the old set or the new one. Only containers have entries: a
+ * process of a cgroup below one is judged by the nearest ancestor's, so
+ * moving into a child cgroup escapes nothing.
  *
  * The read-only rule judges the object written, never the actor's view: a
  * container's root filesystem is registered (ro_roots) by its device and
@@ -19,260 +20,9 @@
 #include "common.h"
 #include "path.h"
 
-#define MAX_MEMBER_POLICIES 8
-#define MAX_PORT_RANGES 8
-#define MAX_IFACES 4
-#define IFNAMSIZ 16
-#define ALLOW_KEY_LEN 248 /* LPM trie data is at most 256 bytes: 4 of policy id, 248 of path */
 #define EPERM 1
 #define VIOLATION_BURST 10            /* reported per container, rule and policy each second */
 #define VIOLATION_WINDOW_NS 1000000000ULL
-
-enum rule {
-	RULE_READ_ONLY = 1,
-	RULE_BIND_INTERFACES = 2,
-	RULE_ALLOWED_REGISTRIES = 3,
-	RULE_DENY_PRIVILEGED = 4,
-};
-
-enum action {
-	ACTION_NONE = 0,
-	ACTION_AUDIT = 1, /* allow, report a would-deny */
-	ACTION_DENY = 2,  /* refuse with EPERM (or drop), report */
-};
-
-/* What a bind-rule violation was. */
-enum bind_op {
-	BIND_OP_BIND = 1,       /* bind() to an address or port outside the rule */
-	BIND_OP_LISTEN = 2,     /* listen() on a socket bound (or about to be, implicitly) outside it */
-	BIND_OP_DEVICE = 3,     /* SO_BINDTODEVICE / SO_BINDTOIFINDEX to another interface */
-	BIND_OP_CONNECTION = 4, /* a connection request to such a listener, dropped */
-	BIND_OP_SOCKET = 5,     /* a raw, packet or SCTP socket: traffic no bound address limits */
-};
-
-enum policy_flag {
-	POLICY_READ_ONLY = 1,
-	POLICY_BIND = 2,
-};
-
-struct port_range {
-	__u16 from;
-	__u16 to;
-};
-
-/* One compiled policy. Its mode is folded into each rule's action: the
- * loader writes ACTION_AUDIT for a rule the tier cannot enforce. */
-struct policy {
-	__u32 flags;
-	__u16 ro_action;
-	__u16 bind_action;
-	__u32 nports; /* 0: any port */
-	__u32 nifaces;
-	struct port_range ports[MAX_PORT_RANGES];
-	char ifaces[MAX_IFACES][IFNAMSIZ];
-};
-
-/* member.udp_flags: which of its UDP addresses are set */
-enum udp_flag {
-	UDP_V4 = 1,
-	UDP_V6 = 2,
-};
-
-struct member {
-	__u64 owner; /* the container's cgroup, whose entry holds the rules */
-	__u32 flags; /* union of its policies' flags */
-	__u32 n;
-	__u32 ids[MAX_MEMBER_POLICIES];
-	__u32 exec_policy; /* a policy under which nothing may execute, 0 none */
-	__u16 exec_rule;
-	__u16 exec_action;
-	/* An address every bind policy of the container allows, per family:
-	 * a UDP socket bound to the wildcard and port 0 (a resolver's, as
-	 * musl binds it) is bound there instead, so it serves on no other
-	 * interface. */
-	__u32 udp_flags;
-	__u32 udp_v4;     /* network order */
-	__u8 udp_v6[16];
-};
-
-#define ROOT_PATH_LEN 248 /* LPM trie data is at most 256 bytes: 4 of device, 248 of path */
-
-/* A container's root filesystem: the device of the filesystem and the
- * path of the container's root inside it, ending in '/' ("/" for a
- * filesystem of its own, as overlayfs gives each container). */
-struct root_key {
-	__u32 prefixlen;
-	__u32 dev;
-	char path[ROOT_PATH_LEN];
-};
-
-struct root_value {
-	__u64 owner;    /* the container's cgroup: its member entry holds the rules */
-	__u32 root_len; /* bytes of the root's path, its final '/' included */
-	__u32 _pad;
-};
-
-/* A writable path of a read-only policy: an exact path (NUL included in
- * the prefix) or a directory prefix ending in '/'. */
-struct allow_key {
-	__u32 prefixlen;
-	__u32 policy;
-	char path[ALLOW_KEY_LEN];
-};
-
-/* An address of an allowed interface, for one container and policy.
- * IPv4 is stored IPv4-mapped, so bind4 and a v4-mapped bind6 agree. */
-struct addr_key {
-	__u64 cgroup;
-	__u32 policy;
-	__u32 _pad;
-	__u8 addr[16];
-};
-
-struct ifindex_key {
-	__u64 cgroup;
-	__u32 policy;
-	__u32 ifindex;
-};
-
-/* Identical violations: same container, policy, rule, operation and
- * object (a hash of its path, or its address and port). */
-struct violation_key {
-	__u64 cgroup;
-	__u32 policy;
-	__u16 rule;
-	__u16 op;
-	__u32 object;
-	__u32 _pad;
-};
-
-struct violation_state {
-	__u64 window_start;
-	__u64 suppressed_total;
-	__u32 in_window;
-	__u16 action; /* of the last violation, for reports of what was suppressed */
-	__u16 _pad;
-};
-
-struct violation_event {
-	struct event_hdr hdr;
-	__u32 policy_id;
-	__u16 rule;
-	__u16 action;
-	/* violations of this container, rule and policy not reported so far
-	 * because of the rate limit, since the sensor started */
-	__u64 suppressed_total;
-	/* the container whose rules were broken: the acting process's, or for
-	 * the read-only rule the container whose root filesystem was written */
-	__u64 owner;
-	__u32 object; /* the rate limiter's hash of the object */
-	__u32 op;     /* file_op or bind_op; 0 for exec */
-	__u16 path_kind;
-	__u16 path2_kind;
-	__u32 path_len;
-	__u32 path2_len;
-	__u16 family;
-	__u16 port;
-	__u16 protocol;
-	__u16 _pad;
-	__u32 _pad2;
-	/* bind rule: the address (IPv4-mapped for IPv4); for BIND_OP_DEVICE
-	 * by index, the interface index in its first four bytes */
-	__u8 addr[16];
-	/* read-only rule: the paths as in file_event; exec: the file;
-	 * BIND_OP_DEVICE by name: the interface name */
-	char path[PATH_LEN];
-	char path2[PATH_LEN];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, struct policy);
-} policies SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct member);
-} members SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct allow_key);
-	__type(value, __u32);
-} allow_writes SEC(".maps");
-
-/* The root filesystems of containers under a read-only rule, and the
- * devices they are on: a write to an object on any other device needs no
- * further look. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct root_key);
-	__type(value, struct root_value);
-} ro_roots SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);   /* dev_t, as the kernel encodes it */
-	__type(value, __u32); /* roots on it */
-} ro_devs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct addr_key);
-	__type(value, __u32);
-} bind_addrs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ifindex_key);
-	__type(value, __u32);
-} bind_ifindexes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct violation_key);
-	__type(value, struct violation_state);
-} violation_limits SEC(".maps");
-
-/* Working records, off the 512-byte stack and independent of the ring:
- * a decision never waits on ring space. */
-struct enforce_scratch {
-	struct file_event fe;
-	struct violation_event ve;
-	struct allow_key key;
-	struct root_key root;
-	/* an object's path inside its filesystem, and slack for reading it
-	 * from an offset */
-	char opath[PATH_LEN * 2];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct enforce_scratch);
-} enforce_scratch SEC(".maps");
-
-const enum rule *unused_rule __attribute__((unused));
-const enum action *unused_action __attribute__((unused));
-const enum bind_op *unused_bind_op __attribute__((unused));
-const enum policy_flag *unused_policy_flag __attribute__((unused));
-const enum udp_flag *unused_udp_flag __attribute__((unused));
-const struct violation_event *unused_violation_event __attribute__((unused));
-const struct root_key *unused_root_key __attribute__((unused));
-const struct root_value *unused_root_value __attribute__((unused));
 
 static __always_inline struct enforce_scratch *enforce_scratch_get(void)
 {
@@ -293,6 +43,8 @@ static __always_inline struct member *task_member(__u64 cg)
 	struct member *m = bpf_map_lookup_elem(&members, &cg);
 	if (m)
 		return m;
+	if (bpf_map_lookup_elem(&exempt, &cg))
+		return 0; /* the sensor itself: never judged */
 	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
 		if (!id || id == cg)
@@ -390,8 +142,19 @@ static __always_inline __u32 object_hash(struct violation_event *v)
  * VIOLATION_BURST reports in the current second: then it is only counted,
  * and the next report carries the count. The decision itself never
  * depends on this. */
+/* count_violation counts a violation by rule and action, whether or not
+ * anyone reads the ring. */
+static __always_inline void count_violation(__u16 rule, __u16 action)
+{
+	__u32 i = (__u32)(rule & 7) * 4 + (action & 3);
+	__u64 *n = bpf_map_lookup_elem(&violation_counts, &i);
+	if (n)
+		(*n)++;
+}
+
 static __always_inline void violation_submit(struct violation_event *v, __u64 owner)
 {
+	count_violation(v->rule, v->action);
 	v->owner = owner;
 	v->object = object_hash(v);
 	struct violation_key k = { .cgroup = owner, .policy = v->policy_id, .rule = v->rule, .op = (__u16)v->op, .object = v->object };

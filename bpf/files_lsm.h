@@ -92,19 +92,6 @@ static __always_inline int file_event_end(struct file_event *e, struct dentry *d
 	return 0;
 }
 
-/* Threads whose O_TRUNC open file_open has just judged and reported, with
- * the file's dentry: the truncate hook the kernel calls next for that open
- * (handle_truncate: path_truncate up to 6.1, file_truncate from 6.2) finds
- * it here and stays quiet, so the operation gives one event. The judgement
- * cannot wait for the truncate hook: overlayfs truncates in its open, when
- * it copies the file up, which runs after file_open and before that hook. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);   /* pid_tgid */
-	__type(value, __u64); /* struct dentry * */
-} open_truncs SEC(".maps");
-
 /* lsm_file_open reports opens for write, and judges them. A creation was
  * already reported, and judged, by path_mknod (may_o_create calls it for
  * every O_CREAT that creates); only O_TMPFILE creates without it. */

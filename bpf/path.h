@@ -7,20 +7,6 @@
 #pragma once
 #include "common.h"
 
-#define MAX_DEPTH 32
-
-struct path_scratch {
-	char buf[PATH_LEN * 2];
-	__u64 names[MAX_DEPTH]; /* const unsigned char *, as integers for the Go bindings */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct path_scratch);
-} path_scratch SEC(".maps");
-
 static __always_inline struct path_scratch *scratch(void)
 {
 	__u32 zero = 0;

@@ -142,54 +142,6 @@ static __always_inline int below_runtime(struct cgroup *c)
  * cgroup that will hold it (or its next missing ancestor) and the name of
  * the child to come. Found at the child's creation, so the first container
  * of a new runtime namespace is held like every other. */
-#define PARENT_NAME_LEN 64
-#define MAX_PARENT_PARTS 8
-
-struct parent_name {
-	__u64 parent;
-	char name[PARENT_NAME_LEN];
-};
-
-/* parent_step: this name is part number depth (from 0) of configured runtime
- * parent dir, whose last part is number last. */
-struct parent_step {
-	__u32 dir;
-	__u32 depth;
-	__u32 last;
-};
-
-struct parent_part {
-	char name[PARENT_NAME_LEN];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct parent_name);
-	__type(value, struct parent_step);
-} runtime_parent_names SEC(".maps");
-
-/* The parts of each configured runtime parent: key dir * MAX_PARENT_PARTS + depth. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u32);
-	__type(value, struct parent_part);
-} runtime_parent_parts SEC(".maps");
-
-/* A cgroup made inside a classified container (by the container itself, or
- * its runtime) belongs to that container: this maps it to the container's
- * cgroup, for its identity. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
-} owners SEC(".maps");
-
-const struct parent_name *unused_parent_name __attribute__((unused));
-const struct parent_step *unused_parent_step __attribute__((unused));
-const struct parent_part *unused_parent_part __attribute__((unused));
 
 /* runtime_parent_made reports whether the new cgroup id (child of parent
  * pid) is a configured runtime parent, marking it so; a part of the way to

@@ -13,6 +13,33 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type SensorAbiLimit uint32
+
+const (
+	SensorAbiLimitCOMM_LEN            SensorAbiLimit = 16
+	SensorAbiLimitPATH_LEN            SensorAbiLimit = 512
+	SensorAbiLimitNAME_LEN            SensorAbiLimit = 256
+	SensorAbiLimitFILENAME_LEN        SensorAbiLimit = 256
+	SensorAbiLimitARGS_LEN            SensorAbiLimit = 1024
+	SensorAbiLimitMAX_DEPTH           SensorAbiLimit = 32
+	SensorAbiLimitMAX_MEMBER_POLICIES SensorAbiLimit = 8
+	SensorAbiLimitMAX_PORT_RANGES     SensorAbiLimit = 8
+	SensorAbiLimitMAX_IFACES          SensorAbiLimit = 4
+	SensorAbiLimitIFNAMSIZ            SensorAbiLimit = 16
+	SensorAbiLimitALLOW_KEY_LEN       SensorAbiLimit = 248
+	SensorAbiLimitROOT_PATH_LEN       SensorAbiLimit = 248
+	SensorAbiLimitPARENT_NAME_LEN     SensorAbiLimit = 64
+	SensorAbiLimitMAX_PARENT_PARTS    SensorAbiLimit = 8
+	SensorAbiLimitMETA_NAME_LEN       SensorAbiLimit = 32
+	SensorAbiLimitHASH_LEN            SensorAbiLimit = 32
+)
+
+type SensorAbiVersion uint32
+
+const (
+	SensorAbiVersionABI_VERSION SensorAbiVersion = 1
+)
+
 type SensorAction uint32
 
 const (
@@ -185,6 +212,16 @@ type SensorIfindexKey struct {
 	Ifindex uint32
 }
 
+type SensorLayoutHash struct {
+	_    structs.HostLayout
+	Hash [32]uint8
+}
+
+type SensorMapName struct {
+	_    structs.HostLayout
+	Name [32]int8
+}
+
 type SensorMember struct {
 	_          structs.HostLayout
 	Owner      uint64
@@ -232,6 +269,17 @@ type SensorPathScratch struct {
 	_     structs.HostLayout
 	Buf   [1024]int8
 	Names [32]uint64
+}
+
+type SensorPinMeta struct {
+	_          structs.HostLayout
+	Abi        uint32
+	Pad        uint32
+	Layout     [32]uint8
+	Programs   [32]uint8
+	Generation uint64
+	UpdatedNs  uint64
+	Version    [32]int8
 }
 
 type SensorPolicy struct {
@@ -344,9 +392,13 @@ const (
 	SensorMapBindAddrs              = "bind_addrs"
 	SensorMapBindIfindexes          = "bind_ifindexes"
 	SensorMapDrops                  = "drops"
+	SensorMapDropsReported          = "drops_reported"
 	SensorMapEnforceScratch         = "enforce_scratch"
 	SensorMapEvents                 = "events"
+	SensorMapExempt                 = "exempt"
+	SensorMapMapLayouts             = "map_layouts"
 	SensorMapMembers                = "members"
+	SensorMapMeta                   = "meta"
 	SensorMapOpenTruncs             = "open_truncs"
 	SensorMapOwners                 = "owners"
 	SensorMapPathScratch            = "path_scratch"
@@ -358,6 +410,7 @@ const (
 	SensorMapRuntimeParentParts     = "runtime_parent_parts"
 	SensorMapRuntimeParents         = "runtime_parents"
 	SensorMapSyscallCounts          = "syscall_counts"
+	SensorMapViolationCounts        = "violation_counts"
 	SensorMapViolationLimits        = "violation_limits"
 	SensorMapWatched                = "watched"
 	SensorProgRfBind4               = "rf_bind4"
@@ -395,6 +448,8 @@ const (
 	SensorVarCfgExecFromLsm         = "cfg_exec_from_lsm"
 	SensorVarCfgFilesFromLsm        = "cfg_files_from_lsm"
 	SensorVarCfgSetattrHasIdmap     = "cfg_setattr_has_idmap"
+	SensorVarUnusedAbiLimit         = "unused_abi_limit"
+	SensorVarUnusedAbiVersion       = "unused_abi_version"
 	SensorVarUnusedAction           = "unused_action"
 	SensorVarUnusedBindEvent        = "unused_bind_event"
 	SensorVarUnusedBindOp           = "unused_bind_op"
@@ -406,10 +461,13 @@ const (
 	SensorVarUnusedExitEvent        = "unused_exit_event"
 	SensorVarUnusedFileEvent        = "unused_file_event"
 	SensorVarUnusedFileOp           = "unused_file_op"
+	SensorVarUnusedLayoutHash       = "unused_layout_hash"
+	SensorVarUnusedMapName          = "unused_map_name"
 	SensorVarUnusedParentName       = "unused_parent_name"
 	SensorVarUnusedParentPart       = "unused_parent_part"
 	SensorVarUnusedParentStep       = "unused_parent_step"
 	SensorVarUnusedPathKind         = "unused_path_kind"
+	SensorVarUnusedPinMeta          = "unused_pin_meta"
 	SensorVarUnusedPolicyFlag       = "unused_policy_flag"
 	SensorVarUnusedRootKey          = "unused_root_key"
 	SensorVarUnusedRootValue        = "unused_root_value"
@@ -502,9 +560,13 @@ type SensorMapSpecs struct {
 	BindAddrs          *ebpf.MapSpec `ebpf:"bind_addrs"`
 	BindIfindexes      *ebpf.MapSpec `ebpf:"bind_ifindexes"`
 	Drops              *ebpf.MapSpec `ebpf:"drops"`
+	DropsReported      *ebpf.MapSpec `ebpf:"drops_reported"`
 	EnforceScratch     *ebpf.MapSpec `ebpf:"enforce_scratch"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
+	Exempt             *ebpf.MapSpec `ebpf:"exempt"`
+	MapLayouts         *ebpf.MapSpec `ebpf:"map_layouts"`
 	Members            *ebpf.MapSpec `ebpf:"members"`
+	Meta               *ebpf.MapSpec `ebpf:"meta"`
 	OpenTruncs         *ebpf.MapSpec `ebpf:"open_truncs"`
 	Owners             *ebpf.MapSpec `ebpf:"owners"`
 	PathScratch        *ebpf.MapSpec `ebpf:"path_scratch"`
@@ -516,6 +578,7 @@ type SensorMapSpecs struct {
 	RuntimeParentParts *ebpf.MapSpec `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.MapSpec `ebpf:"runtime_parents"`
 	SyscallCounts      *ebpf.MapSpec `ebpf:"syscall_counts"`
+	ViolationCounts    *ebpf.MapSpec `ebpf:"violation_counts"`
 	ViolationLimits    *ebpf.MapSpec `ebpf:"violation_limits"`
 	Watched            *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -527,6 +590,8 @@ type SensorVariableSpecs struct {
 	CfgExecFromLsm       *ebpf.VariableSpec `ebpf:"cfg_exec_from_lsm"`
 	CfgFilesFromLsm      *ebpf.VariableSpec `ebpf:"cfg_files_from_lsm"`
 	CfgSetattrHasIdmap   *ebpf.VariableSpec `ebpf:"cfg_setattr_has_idmap"`
+	UnusedAbiLimit       *ebpf.VariableSpec `ebpf:"unused_abi_limit"`
+	UnusedAbiVersion     *ebpf.VariableSpec `ebpf:"unused_abi_version"`
 	UnusedAction         *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedBindEvent      *ebpf.VariableSpec `ebpf:"unused_bind_event"`
 	UnusedBindOp         *ebpf.VariableSpec `ebpf:"unused_bind_op"`
@@ -538,10 +603,13 @@ type SensorVariableSpecs struct {
 	UnusedExitEvent      *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedFileEvent      *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileOp         *ebpf.VariableSpec `ebpf:"unused_file_op"`
+	UnusedLayoutHash     *ebpf.VariableSpec `ebpf:"unused_layout_hash"`
+	UnusedMapName        *ebpf.VariableSpec `ebpf:"unused_map_name"`
 	UnusedParentName     *ebpf.VariableSpec `ebpf:"unused_parent_name"`
 	UnusedParentPart     *ebpf.VariableSpec `ebpf:"unused_parent_part"`
 	UnusedParentStep     *ebpf.VariableSpec `ebpf:"unused_parent_step"`
 	UnusedPathKind       *ebpf.VariableSpec `ebpf:"unused_path_kind"`
+	UnusedPinMeta        *ebpf.VariableSpec `ebpf:"unused_pin_meta"`
 	UnusedPolicyFlag     *ebpf.VariableSpec `ebpf:"unused_policy_flag"`
 	UnusedRootKey        *ebpf.VariableSpec `ebpf:"unused_root_key"`
 	UnusedRootValue      *ebpf.VariableSpec `ebpf:"unused_root_value"`
@@ -574,9 +642,13 @@ type SensorMaps struct {
 	BindAddrs          *ebpf.Map `ebpf:"bind_addrs"`
 	BindIfindexes      *ebpf.Map `ebpf:"bind_ifindexes"`
 	Drops              *ebpf.Map `ebpf:"drops"`
+	DropsReported      *ebpf.Map `ebpf:"drops_reported"`
 	EnforceScratch     *ebpf.Map `ebpf:"enforce_scratch"`
 	Events             *ebpf.Map `ebpf:"events"`
+	Exempt             *ebpf.Map `ebpf:"exempt"`
+	MapLayouts         *ebpf.Map `ebpf:"map_layouts"`
 	Members            *ebpf.Map `ebpf:"members"`
+	Meta               *ebpf.Map `ebpf:"meta"`
 	OpenTruncs         *ebpf.Map `ebpf:"open_truncs"`
 	Owners             *ebpf.Map `ebpf:"owners"`
 	PathScratch        *ebpf.Map `ebpf:"path_scratch"`
@@ -588,6 +660,7 @@ type SensorMaps struct {
 	RuntimeParentParts *ebpf.Map `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.Map `ebpf:"runtime_parents"`
 	SyscallCounts      *ebpf.Map `ebpf:"syscall_counts"`
+	ViolationCounts    *ebpf.Map `ebpf:"violation_counts"`
 	ViolationLimits    *ebpf.Map `ebpf:"violation_limits"`
 	Watched            *ebpf.Map `ebpf:"watched"`
 }
@@ -598,9 +671,13 @@ func (m *SensorMaps) Close() error {
 		m.BindAddrs,
 		m.BindIfindexes,
 		m.Drops,
+		m.DropsReported,
 		m.EnforceScratch,
 		m.Events,
+		m.Exempt,
+		m.MapLayouts,
 		m.Members,
+		m.Meta,
 		m.OpenTruncs,
 		m.Owners,
 		m.PathScratch,
@@ -612,6 +689,7 @@ func (m *SensorMaps) Close() error {
 		m.RuntimeParentParts,
 		m.RuntimeParents,
 		m.SyscallCounts,
+		m.ViolationCounts,
 		m.ViolationLimits,
 		m.Watched,
 	)
@@ -624,6 +702,8 @@ type SensorVariables struct {
 	CfgExecFromLsm       *ebpf.Variable `ebpf:"cfg_exec_from_lsm"`
 	CfgFilesFromLsm      *ebpf.Variable `ebpf:"cfg_files_from_lsm"`
 	CfgSetattrHasIdmap   *ebpf.Variable `ebpf:"cfg_setattr_has_idmap"`
+	UnusedAbiLimit       *ebpf.Variable `ebpf:"unused_abi_limit"`
+	UnusedAbiVersion     *ebpf.Variable `ebpf:"unused_abi_version"`
 	UnusedAction         *ebpf.Variable `ebpf:"unused_action"`
 	UnusedBindEvent      *ebpf.Variable `ebpf:"unused_bind_event"`
 	UnusedBindOp         *ebpf.Variable `ebpf:"unused_bind_op"`
@@ -635,10 +715,13 @@ type SensorVariables struct {
 	UnusedExitEvent      *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedFileEvent      *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileOp         *ebpf.Variable `ebpf:"unused_file_op"`
+	UnusedLayoutHash     *ebpf.Variable `ebpf:"unused_layout_hash"`
+	UnusedMapName        *ebpf.Variable `ebpf:"unused_map_name"`
 	UnusedParentName     *ebpf.Variable `ebpf:"unused_parent_name"`
 	UnusedParentPart     *ebpf.Variable `ebpf:"unused_parent_part"`
 	UnusedParentStep     *ebpf.Variable `ebpf:"unused_parent_step"`
 	UnusedPathKind       *ebpf.Variable `ebpf:"unused_path_kind"`
+	UnusedPinMeta        *ebpf.Variable `ebpf:"unused_pin_meta"`
 	UnusedPolicyFlag     *ebpf.Variable `ebpf:"unused_policy_flag"`
 	UnusedRootKey        *ebpf.Variable `ebpf:"unused_root_key"`
 	UnusedRootValue      *ebpf.Variable `ebpf:"unused_root_value"`

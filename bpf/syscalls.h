@@ -154,7 +154,6 @@ static __always_inline int fileop_for_ia32(long nr, struct fileop_args *a)
 	return 1;
 }
 
-
 /* The first five arguments of a syscall, read once: for ia32 from ebx,
  * ecx, edx, esi and edi, 32 bits wide. */
 struct sc_args {

@@ -81,6 +81,30 @@ func NewEngine(kern Kernel, caps Capabilities, ifaces Interfaces, log *slog.Logg
 		names: make(map[uint32]policyName), containers: make(map[uint64]*applied)}
 }
 
+// NumberAfter makes the engine number its policies above id: the kernel
+// may hold policies of an earlier daemon (pinned state), under which
+// containers stay until each is switched to this engine's set.
+func (e *Engine) NumberAfter(id uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if id >= e.nextID {
+		e.nextID = id + 1
+	}
+}
+
+// Quiesced runs fn with the ids of the set in force while the engine
+// writes nothing: a sweep of what no container needs must not meet an
+// entry written for a switch under way.
+func (e *Engine) Quiesced(fn func(inForce map[uint32]bool) error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make(map[uint32]bool, len(e.set))
+	for _, c := range e.set {
+		ids[c.id] = true
+	}
+	return fn(ids)
+}
+
 // Status describes the policy state for `ringfence status`.
 type Status struct {
 	Generation uint64    `json:"generation"`

@@ -50,3 +50,13 @@ func checkRefused(t *testing.T, path, want string) {
 		t.Fatalf("%s: problems %v, want one saying %q", path, problems, want)
 	}
 }
+
+// TestProblemsEvery: the error a refused start returns says every problem.
+func TestProblemsEvery(t *testing.T) {
+	ps := Problems{{File: "a.yaml", Line: 5, Path: "spec.mode", Message: "bad"}, {File: "a.yaml", Line: 6, Path: "spec.bindInterfaces.ports[0]", Message: "out of range"}}
+	got := ps.Every().Error()
+	want := "a.yaml:5: spec.mode: bad\na.yaml:6: spec.bindInterfaces.ports[0]: out of range"
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

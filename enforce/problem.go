@@ -1,8 +1,10 @@
 package enforce
 
 import (
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Problem is one thing wrong with a policy file.
@@ -36,6 +38,20 @@ func (ps Problems) Error() string {
 		s += fmt.Sprintf(" (and %d more)", len(ps)-1)
 	}
 	return s
+}
+
+// Lines returns every problem, one per element.
+func (ps Problems) Lines() []string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return lines
+}
+
+// Every is an error that says every problem, one per line.
+func (ps Problems) Every() error {
+	return errors.New(strings.Join(ps.Lines(), "\n"))
 }
 
 func (ps Problems) sorted() Problems {

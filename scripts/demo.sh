@@ -15,11 +15,14 @@ export RF_CONTAINERD_SOCK=/run/ringfence-demo/containerd.sock
 image=ringfence.test/busybox:latest
 work=$(mktemp -d)
 api=$work/api.sock
+pins=/sys/fs/bpf/ringfence-demo-$$
 daemon=
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 cleanup() {
 	[ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+	# The rules outlive the daemon (pinned): the demo removes its own.
+	"$bin" uninstall --bpffs "$pins" >/dev/null 2>&1 || true
 	"$containerd_sh" stop || true
 	rm -rf "$work"
 }
@@ -33,7 +36,7 @@ say "starting containerd (private root, socket $RF_CONTAINERD_SOCK)"
 say "starting the sensor with $policy"
 # A generous hold: in an emulated VM a container takes seconds to create.
 "$bin" run --policy "$policy" --containerd-socket "$RF_CONTAINERD_SOCK" --store "$work/store" --hold-timeout 20s \
-	--api-socket "$api" --metrics-addr "" --stdout=false 2>"$work/daemon.log" &
+	--api-socket "$api" --metrics-addr "" --stdout=false --bpffs "$pins" 2>"$work/daemon.log" &
 daemon=$!
 ready=
 for _ in $(seq 600); do

@@ -20,6 +20,8 @@ type poller struct {
 	lastSys     map[kernel.SyscallKey]uint64
 	lastLost    map[string]uint64
 	syscallKeys atomic.Int64 // syscall counters in the kernel map after the last poll
+	sweptGen    uint64
+	sweptAt     time.Time
 }
 
 func newPoller() poller {
@@ -41,6 +43,7 @@ func (s *Sensor) poll() {
 	s.pollSyscalls(watched)
 	s.pollSuppressed()
 	s.policies.ReloadIfChanged()
+	s.pollSweep()
 	if s.holder != nil {
 		if watched != nil {
 			s.identity.Forget(watched)
@@ -61,7 +64,32 @@ func (s *Sensor) pollLost() {
 	if delta := diff(lost, s.poller.lastLost); len(delta) > 0 {
 		s.poller.lastLost = lost
 		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: store.LostMessage, Counts: delta})
+		// Recorded with the pins: the next daemon reports from here.
+		if err := s.kern.SetDropsReported(lost); err != nil {
+			s.cfg.Logger.Error("record the losses reported", "error", err)
+		}
 	}
+}
+
+// sweepInterval is how often what no container needs is swept from the
+// kernel maps, besides after each new policy set.
+const sweepInterval = time.Minute
+
+// pollSweep sweeps the kernel maps of what no container needs any more
+// (the policies of an earlier set or an earlier daemon, once no container
+// is under them), and records the generation in force with the pins.
+func (s *Sensor) pollSweep() {
+	gen := s.engine.Status().Generation
+	if gen == s.poller.sweptGen && time.Since(s.poller.sweptAt) < sweepInterval {
+		return
+	}
+	if err := s.engine.Quiesced(s.kern.Sweep); err != nil {
+		s.cfg.Logger.Error("sweep the kernel maps", "error", err)
+	}
+	if err := s.kern.SetGeneration(gen); err != nil {
+		s.cfg.Logger.Error("record the policy generation with the pins", "error", err)
+	}
+	s.poller.sweptGen, s.poller.sweptAt = gen, time.Now()
 }
 
 // Lost returns every loss counter: the kernel's by cause, undecodable

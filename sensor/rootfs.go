@@ -1,9 +1,6 @@
 package sensor
 
 import (
-	"os"
-	"strconv"
-
 	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
@@ -47,8 +44,19 @@ func (s *Sensor) locate(e *event.Event) violation.Locate {
 		}
 		root, ok := s.engine.Root(cg)
 		if !ok || root.Host == "" || s.inHostMountNS(e.PID, p, root.Host) {
-			// A path of the host's mount namespace.
-			return s.engine.RootHolding(hostfs.Canonical("/", p, follow))
+			// A path of the host's mount namespace: the object is on a
+			// container's root filesystem if its device is.
+			hp := hostfs.Canonical("/", p, follow)
+			owner, rel, ok := s.engine.RootHolding(hp)
+			if !ok {
+				return 0, "", false
+			}
+			if r, ok := s.engine.Root(owner); ok {
+				if dev, known := hostfs.DevOfNearest(hp); known && dev != r.Dev {
+					return 0, "", false // another filesystem mounted below the root
+				}
+			}
+			return owner, rel, true
 		}
 		c := hostfs.Canonical(root.Host, p, follow)
 		if s.underVolume(cg, c) {
@@ -58,14 +66,13 @@ func (s *Sensor) locate(e *event.Event) violation.Locate {
 	}
 }
 
-// inHostMountNS reports whether process pid is in the host's mount
-// namespace, where its paths are host paths. Once the process is gone,
-// a path below its container's root as the host sees it is taken as one.
+// inHostMountNS reports whether process pid is in the mount namespace of
+// the host's paths (hostfs.HostMountNS). Once the process is gone, a path
+// below its container's root as the host sees it is taken as one.
 func (s *Sensor) inHostMountNS(pid uint32, p, rootHost string) bool {
-	ns, err := os.Readlink("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/ns/mnt")
+	ns, err := hostfs.MountNS("/proc", pid)
 	if err == nil {
-		host, herr := os.Readlink("/proc/1/ns/mnt")
-		return herr == nil && ns == host
+		return s.hostMountNS != "" && ns == s.hostMountNS
 	}
 	_, below := hostfs.Below(p, rootHost)
 	return below

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,13 @@ type Config struct {
 	// MapEntries sizes the kernel maps that grow with containers and
 	// cgroups (kernel.MapsSized); 0 keeps kernel.DefaultMapEntries.
 	MapEntries uint32
+	// PinDir is the bpffs directory where the programs and maps are
+	// pinned: they enforce while no daemon runs, and the next one adopts
+	// them. "" pins nothing: the rules go with the process.
+	PinDir string
+	// FailAttach makes the attach of that program fail (a failpoint, for
+	// tests of a broken upgrade).
+	FailAttach string
 	// QueueLen bounds the queue between the ring reader and the sinks.
 	QueueLen int
 	// Interval is how often loss and syscall counters are read.
@@ -113,8 +121,10 @@ type Sensor struct {
 	policies   *policies.Files
 	violations *violation.Stage
 	posture    posture.Options
-	counts     counts
-	poller     poller
+	// hostMountNS names the mount namespace whose paths are host paths.
+	hostMountNS string
+	counts      counts
+	poller      poller
 
 	// Set when the sensor follows a container runtime.
 	identity *container.Identity
@@ -139,7 +149,12 @@ func New(cfg Config) (_ *Sensor, err error) {
 	if err != nil {
 		return nil, err
 	}
-	kern, err := kernel.Load(p, kernel.Options{RingBytes: cfg.RingBytes, MapEntries: cfg.MapEntries})
+	// Policy files refused before anything of the kernel is touched.
+	if _, _, problems := enforce.LoadPaths(cfg.Policies...); len(cfg.Policies) > 0 && len(problems) > 0 {
+		return nil, &ConfigError{FieldPolicies, problems.Every()}
+	}
+	kern, err := kernel.Load(p, kernel.Options{RingBytes: cfg.RingBytes, MapEntries: cfg.MapEntries,
+		PinDir: cfg.PinDir, Version: cfg.Version, FailAttach: cfg.FailAttach})
 	if err != nil {
 		return nil, err
 	}
@@ -148,30 +163,25 @@ func New(cfg Config) (_ *Sensor, err error) {
 			kern.Close()
 		}
 	}()
-	for _, id := range ids {
-		if err := kern.Watch(id); err != nil {
-			return nil, err
-		}
-	}
-	ring, err := kern.OpenRing()
-	if err != nil {
-		return nil, err
-	}
 	bootWall, err := bootWallClock()
 	if err != nil {
 		return nil, err
 	}
+	hostNS, err := hostfs.HostMountNS("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("mount namespace: %w", err)
+	}
 	s := &Sensor{
-		cfg:     cfg,
-		probe:   p,
-		kern:    kern,
-		ring:    ring,
-		decoder: decode.New(bootWall, decode.NewProcResolver("/proc", readlink)),
-		started: time.Now(),
-		queue:   make(chan event.Event, cfg.QueueLen),
-		counts:  newCounts(),
-		poller:  newPoller(),
-		ifaces:  netif.NewFollower(cfg.Logger),
+		hostMountNS: hostNS,
+		cfg:         cfg,
+		probe:       p,
+		kern:        kern,
+		decoder:     decode.New(bootWall, decode.NewProcResolver("/proc", readlink)),
+		started:     time.Now(),
+		queue:       make(chan event.Event, cfg.QueueLen),
+		counts:      newCounts(),
+		poller:      newPoller(),
+		ifaces:      netif.NewFollower(cfg.Logger),
 	}
 	if cfg.RuntimeSocket != "" {
 		s.posture.RuntimeSockets = []string{cfg.RuntimeSocket}
@@ -181,7 +191,44 @@ func New(cfg Config) (_ *Sensor, err error) {
 			s.ifaces.Close()
 		}
 	}()
-	s.engine = enforce.NewEngine(kern, enforce.Capabilities{ReadOnly: p.Tier == kernel.TierFull, Bind: true}, s.ifaces, cfg.Logger)
+	if err := s.fill(ids); err != nil {
+		return nil, err
+	}
+	// The maps hold what the rules need: now the programs may decide.
+	if err := kern.Commit(); err != nil {
+		return nil, err
+	}
+	if s.ring, err = kern.OpenRing(); err != nil {
+		return nil, err
+	}
+	// Whatever the ring holds now was written while no daemon read it.
+	s.decoder.MarkOfflineBefore(time.Since(bootWall))
+	return s, nil
+}
+
+// fill puts into the maps what the programs need before they decide: the
+// watched cgroups, the sensor's own exemption, the policies (numbered above
+// any a daemon before left pinned), and the runtime's parents.
+func (s *Sensor) fill(ids []uint64) error {
+	cfg, kern := s.cfg, s.kern
+	for _, id := range ids {
+		if err := kern.Watch(id); err != nil {
+			return err
+		}
+	}
+	if self, err := ownCgroup(s.probe.Cgroup2Root); err == nil {
+		if err := kern.SetExempt(self); err != nil {
+			return err
+		}
+	} else {
+		cfg.Logger.Warn("the sensor's own cgroup is not known: it is not exempt from policies", "error", err)
+	}
+	maxID, err := kern.MaxPolicyID()
+	if err != nil {
+		return err
+	}
+	s.engine = enforce.NewEngine(kern, enforce.Capabilities{ReadOnly: s.probe.Tier == kernel.TierFull, Bind: true}, s.ifaces, cfg.Logger)
+	s.engine.NumberAfter(maxID)
 	s.ifaces.SetEngine(s.engine)
 	s.violations = violation.New(s.engine, 0)
 	s.policies = policies.NewFiles(cfg.Policies, s.engine, s.sensorMessage, cfg.Logger)
@@ -189,14 +236,24 @@ func New(cfg Config) (_ *Sensor, err error) {
 		s.policies.AllowEmpty()
 	}
 	if err := s.policies.Load(); err != nil {
-		return nil, &ConfigError{FieldPolicies, err}
+		return &ConfigError{FieldPolicies, err}
+	}
+	if reported, err := kern.DropsReported(); err == nil {
+		s.poller.lastLost = reported
 	}
 	if cfg.Containers != nil {
-		if err := s.followRuntime(); err != nil {
-			return nil, err
-		}
+		return s.followRuntime()
 	}
-	return s, nil
+	return nil
+}
+
+// ownCgroup returns the cgroup v2 id of the sensor's process.
+func ownCgroup(cgroup2 string) (uint64, error) {
+	rel, err := hostfs.CgroupOfPid("/proc", uint32(os.Getpid()))
+	if err != nil {
+		return 0, err
+	}
+	return hostfs.CgroupID(cgroup2, rel)
 }
 
 // withDefaults fills the settings left at zero.
@@ -302,6 +359,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	defer s.ifaces.Close()
 	s.emit(s.startEvent())
 	s.flush()
+	s.drainReplacedRing()
 	if s.holder != nil {
 		s.holder.AdoptRunning()
 	}
@@ -313,7 +371,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 	wg.Go(func() {
 		readErr <- s.ring.Run(ctx, s.onRecord)
 		if s.holder != nil {
-			s.holder.Stop() // nobody stays stopped after the sensor is gone
+			// Without pins nobody stays stopped after the sensor is gone;
+			// with them, the kernel keeps holding for the next daemon.
+			s.holder.Stop(s.cfg.PinDir == "")
 		}
 		close(s.queue)
 	})
@@ -332,7 +392,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			done = true
-			if s.holder != nil {
+			if s.holder != nil && s.cfg.PinDir == "" {
 				if err := s.kern.StopHolding(); err != nil {
 					s.cfg.Logger.Error("stop holding new containers", "error", err)
 				}
@@ -343,6 +403,22 @@ func (s *Sensor) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(<-readErr, s.flush())
+}
+
+// drainReplacedRing reads what the programs a new load replaced left in
+// their ring (when its size changed), before the sensor reads its own.
+func (s *Sensor) drainReplacedRing() {
+	old, err := s.kern.OldRing()
+	if err != nil {
+		s.cfg.Logger.Error("drain the replaced event ring", "error", err)
+		return
+	}
+	if old == nil {
+		return
+	}
+	if err := old.Drain(s.onRecord); err != nil {
+		s.cfg.Logger.Error("drain the replaced event ring", "error", err)
+	}
 }
 
 // ReloadPolicies reads the policy paths again (SIGHUP does this).

@@ -34,6 +34,12 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 		snap.KernelMaps = sizes
 	}
 	snap.KernelMapCapacity = s.kern.MapCapacities()
+	if p := s.kern.Pinned(); p.Dir != "" {
+		sp := status.Pinned{Dir: p.Dir, State: string(p.State), Layout: p.Layout, Programs: p.Programs, Generation: p.Generation,
+			FoundVersion: p.FoundVersion, FoundLayout: p.FoundLayout, FoundPrograms: p.FoundPrograms}
+		snap.Pinned = &sp
+	}
+	snap.KernelViolations, _ = s.kern.ViolationCounts()
 	_, snap.Untracked = s.violations.Tracked()
 	if s.holder != nil {
 		snap.Holds = s.holder.Counts()

@@ -19,6 +19,7 @@ commands:
   containers list the containers the daemon knows, with their policies
   posture    CIS Docker Benchmark checks of each running container's OCI spec
   policy     check policy files: ringfence policy check FILE...
+  uninstall  detach the pinned programs, remove the pins, let go every held process
   version    print the version
 `
 
@@ -38,6 +39,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		"containers": containersCmd,
 		"posture":    postureCmd,
 		"policy":     policyCmd,
+		"uninstall":  uninstallCmd,
 		"version":    func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
 	}
 	cmd, ok := cmds[args[0]]

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ type runFlags struct {
 	runtimeBins   repeated
 	allowEmpty    bool
 	mapEntries    uint
+	bpffs         string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -72,6 +74,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the container to be known")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&f.bpffs, "bpffs", kernel.DefaultPinDir, "bpffs `DIR` where the programs and maps are pinned: the rules stay in force while no daemon runs, and the next daemon adopts them (empty: nothing pinned, the rules go with the process)")
 	fs.UintVar(&f.mapEntries, "kernel-map-entries", kernel.DefaultMapEntries, "capacity of each kernel map that grows with containers and cgroups (watched and pending cgroups, members, roots, addresses, syscall counters); status and /metrics show their use")
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
 	fs.BoolVar(&f.stdout, "stdout", true, "write events as JSON lines on stdout")
@@ -122,6 +125,19 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("sensor stopped")
 	return 0
+}
+
+// failpointEnv names failures a test can ask the daemon for:
+// RINGFENCE_FAILPOINT=attach:PROGRAM makes that program's attach fail.
+const failpointEnv = "RINGFENCE_FAILPOINT"
+
+// failpoint returns the argument of the failpoint kind asked for, if any.
+func failpoint(kind string) string {
+	k, arg, ok := strings.Cut(os.Getenv(failpointEnv), ":")
+	if !ok || k != kind {
+		return ""
+	}
+	return arg
 }
 
 // flagError names the flag of a setting the sensor refused.

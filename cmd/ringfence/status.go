@@ -121,6 +121,13 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 			fmt.Fprintf(tw, "%s\t%d\n", k, s.Holds[k])
 		}
 	}
+	if p := s.Pinned; p != nil {
+		fmt.Fprintf(tw, "\nPINNED (%s)\t%s\n", p.Dir, p.State)
+		fmt.Fprintf(tw, "this daemon: layout %s, programs %s\tpolicy generation %d\n", p.Layout, p.Programs, p.Generation)
+		if p.FoundLayout != "" {
+			fmt.Fprintf(tw, "found at start: layout %s, programs %s\tloaded by %s\n", p.FoundLayout, p.FoundPrograms, p.FoundVersion)
+		}
+	}
 	if len(s.Unapplied) > 0 {
 		fmt.Fprintln(tw, "\nHELD: POLICIES NOT APPLIED (cgroup)\tWHY")
 		ids := make([]uint64, 0, len(s.Unapplied))

@@ -29,7 +29,14 @@ type Decoder struct {
 	// bootWall is the wall-clock time of boot: event time = bootWall + ts.
 	bootWall time.Time
 	resolver Resolver
+	// offlineBefore is the boot time before which records were written
+	// while no daemon read the ring.
+	offlineBefore uint64
 }
+
+// MarkOfflineBefore marks every record written before boot time t (since
+// boot) as written while no daemon read the ring.
+func (d *Decoder) MarkOfflineBefore(t time.Duration) { d.offlineBefore = uint64(t) }
 
 // New returns a decoder. bootWall is the wall-clock time at which
 // CLOCK_BOOTTIME was zero; resolver may be nil.
@@ -125,6 +132,7 @@ func (d *Decoder) header(h *bpf.SensorEventHdr) event.Event {
 		Comm:     cString(h.Comm[:], len(h.Comm)),
 		CgroupID: h.CgroupId,
 		Pending:  h.Pending != 0,
+		Offline:  h.TsBootNs < d.offlineBefore,
 	}
 }
 
@@ -145,9 +153,9 @@ func bindFields(e *event.Event, r *bpf.SensorBindEvent) {
 	e.Kind = event.KindBind
 	e.Port = r.Port
 	switch r.Family {
-	case 2:
+	case 2: // stored IPv4-mapped, as every address in a record
 		e.Family = "inet"
-		e.Addr = netip.AddrFrom4([4]byte(r.Addr[:4])).String()
+		e.Addr = netip.AddrFrom16(r.Addr).Unmap().String()
 	case 10:
 		e.Family = "inet6"
 		e.Addr = netip.AddrFrom16(r.Addr).String()

@@ -67,6 +67,8 @@ func TestDecode(t *testing.T) {
 
 	bind := bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 10, Port: 8080, Protocol: 6}
 	bind.Addr[15] = 1
+	bind4 := bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 2, Port: 53, Protocol: 17,
+		Addr: [16]uint8{10: 0xff, 11: 0xff, 12: 10, 13: 0, 14: 0, 15: 7}} // IPv4-mapped, as every record stores it
 
 	exit := bpf.SensorExitEvent{Hdr: hdr(bpf.SensorEventKindKIND_EXIT), ExitCode: 256}
 
@@ -97,6 +99,11 @@ func TestDecode(t *testing.T) {
 		}},
 		{"bind6", encode(t, &bind), func(t *testing.T, e event.Event) {
 			if e.Family != "inet6" || e.Addr != "::1" || e.Port != 8080 || e.Proto != "tcp" {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"bind4", encode(t, &bind4), func(t *testing.T, e event.Event) {
+			if e.Family != "inet" || e.Addr != "10.0.0.7" || e.Port != 53 || e.Proto != "udp" {
 				t.Fatalf("%+v", e)
 			}
 		}},

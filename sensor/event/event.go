@@ -66,6 +66,10 @@ type Event struct {
 	Verdict Verdict   `json:"verdict,omitempty"`
 	// Source is the kernel mechanism that saw it: lsm, tracepoint or cgroup.
 	Source string `json:"source,omitempty"`
+	// Offline marks an event the kernel recorded while no daemon read its
+	// ring (the daemon was restarting, upgrading, or down): it was read
+	// when the next daemon started.
+	Offline bool `json:"offline,omitempty"`
 
 	PID       uint32     `json:"pid,omitempty"`
 	TID       uint32     `json:"tid,omitempty"`

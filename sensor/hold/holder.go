@@ -79,6 +79,8 @@ type Holder struct {
 	retry     map[uint64]bool       // cgroups whose release failed, for the next poll
 	unapplied map[uint64]*unapplied // held: their policies could not be applied
 	stopped   bool
+	// leaveHeld: stopped, leaving held processes stopped for the next daemon.
+	leaveHeld bool
 	wg        sync.WaitGroup
 	quit      chan struct{}
 
@@ -199,6 +201,10 @@ func (h *Holder) waiting(cgroupID uint64) bool {
 func (h *Holder) wait(cgroupID uint64, pid uint32, w *wait) {
 	defer h.wg.Done()
 	outcome := h.classify(cgroupID, w)
+	if h.leaving() {
+		h.abandon(cgroupID, w)
+		return
+	}
 	if outcome == "timeout" && h.fromCgroupPath(pid) {
 		outcome = "cgroup-path"
 	}
@@ -220,6 +226,28 @@ func (h *Holder) wait(cgroupID uint64, pid uint32, w *wait) {
 	}
 	h.mu.Unlock()
 	h.settle(cgroupID, pid, outcome, w)
+}
+
+// leaving reports whether the holder stops, leaving held processes held.
+func (h *Holder) leaving() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stopped && h.leaveHeld
+}
+
+// abandon ends a wait without ending the hold: what was parked is
+// delivered but the held execs, whose processes stay stopped for the next
+// daemon (which reports them when it finds them).
+func (h *Holder) abandon(cgroupID uint64, w *wait) {
+	h.mu.Lock()
+	parked := w.parked
+	delete(h.waits, cgroupID)
+	h.mu.Unlock()
+	for _, e := range parked {
+		if !e.Held {
+			h.cfg.Deliver(e)
+		}
+	}
 }
 
 // settle puts a classified container under its policies, ends its hold and
@@ -429,12 +457,15 @@ func (h *Holder) fromCgroupPath(pid uint32) bool {
 	return true
 }
 
-// Stop releases every process still held and delivers every parked event.
-// Calling it again does nothing more.
-func (h *Holder) Stop() {
+// Stop ends every wait and delivers what was parked. With letGo, every
+// process still held runs on (nobody is left to let it go); without, held
+// processes stay stopped, their hold kept by the kernel for the next
+// daemon, which finds them (their exec is not reported here). Calling it
+// again does nothing more.
+func (h *Holder) Stop(letGo bool) {
 	h.mu.Lock()
 	if !h.stopped {
-		h.stopped = true
+		h.stopped, h.leaveHeld = true, !letGo
 		close(h.quit)
 	}
 	h.mu.Unlock()
@@ -448,7 +479,9 @@ func (h *Holder) Stop() {
 	h.mu.Unlock()
 	for _, u := range held {
 		for _, e := range u.w.parked {
-			h.letGo(e, u.outcome, enforce.Member{})
+			if letGo || !e.Held {
+				h.letGo(e, u.outcome, enforce.Member{})
+			}
 		}
 	}
 }

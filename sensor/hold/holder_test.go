@@ -100,7 +100,7 @@ func newRig(t *testing.T, timeout time.Duration, cgroup2, proc string, parents .
 			return nil
 		},
 	})
-	t.Cleanup(r.h.Stop)
+	t.Cleanup(func() { r.h.Stop(true) })
 	return r
 }
 
@@ -340,7 +340,7 @@ func TestApplyErrorCounted(t *testing.T) {
 func TestStopLetsEveryoneGo(t *testing.T) {
 	r := newRig(t, time.Hour, "", "")
 	r.h.Take(heldExec(20, 16))
-	r.h.Stop()
+	r.h.Stop(true)
 	if e := r.next(t); e.Held || e.PID != 16 {
 		t.Fatalf("after stop: %+v", e)
 	}
@@ -394,5 +394,26 @@ func TestUnappliedStaysHeld(t *testing.T) {
 	}
 	if len(r.h.Unapplied()) != 0 {
 		t.Fatal("still listed as unapplied")
+	}
+}
+
+// TestStopLeavesHeld: stopped for a next daemon (pinned state), the holder
+// leaves a held process stopped and its hold in the kernel, and delivers
+// the rest of what was parked.
+func TestStopLeavesHeld(t *testing.T) {
+	r := newRig(t, time.Hour, "", "")
+	r.h.Take(heldExec(22, 19))
+	r.h.Take(event.Event{Kind: event.KindFile, CgroupID: 22, PID: 20, Pending: true})
+	r.h.Stop(false)
+	if e := r.next(t); e.Kind != event.KindFile {
+		t.Fatalf("delivered %+v, want the parked file event only", e)
+	}
+	select {
+	case e := <-r.got:
+		t.Fatalf("the held exec was delivered: %+v", e)
+	default:
+	}
+	if len(r.sigs()) != 0 || len(r.kern.releases()) != 0 {
+		t.Fatalf("signals %v, releases %v: the hold did not stay", r.sigs(), r.kern.releases())
 	}
 }

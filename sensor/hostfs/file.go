@@ -2,6 +2,7 @@ package hostfs
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,4 +38,19 @@ func MemfdDev() (uint32, error) {
 		return 0, fmt.Errorf("memfd: %w", err)
 	}
 	return KernelDev(st.Dev), nil
+}
+
+// DevOfNearest returns the device (kernel encoding) of the filesystem
+// holding path, or of its nearest existing ancestor when path is gone
+// (unlinked, or not yet created); known is false when nothing of it is.
+func DevOfNearest(path string) (dev uint32, known bool) {
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil {
+			return KernelDev(st.Dev), true
+		}
+		if p == "/" || p == "." {
+			return 0, false
+		}
+	}
 }

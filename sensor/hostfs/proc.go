@@ -158,3 +158,19 @@ func parseUint32(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 32)
 	return uint32(n), err
 }
+
+// MountNS names the mount namespace of pid ("mnt:[inode]").
+func MountNS(procRoot string, pid uint32) (string, error) {
+	return os.Readlink(procPath(procRoot, pid, "ns/mnt"))
+}
+
+// HostMountNS names the mount namespace whose paths the host's mount table
+// (init's) gives: init's, or, where init's namespaces cannot be read (a
+// machine whose init is not dumpable), the reader's own, which then must
+// be the host's.
+func HostMountNS(procRoot string) (string, error) {
+	if ns, err := MountNS(procRoot, 1); err == nil {
+		return ns, nil
+	}
+	return os.Readlink(filepath.Join(procRoot, "self", "ns", "mnt"))
+}

@@ -43,7 +43,7 @@ func TestPrivilegedIngressHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.DeleteMember(cg)
-	prog := s.objs.Programs["rf_skb_ingress"]
+	prog := s.progs["rf_skb_ingress"]
 	allowed6, other6 := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
 	hbh := []byte{6, 0, 1, 4, 0, 0, 0, 0}      // hop-by-hop, next TCP, one PadN
 	dest := []byte{43, 0, 1, 4, 0, 0, 0, 0}    // destination options, next routing

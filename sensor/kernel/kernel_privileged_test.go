@@ -30,6 +30,9 @@ func TestPrivilegedProbeAndLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	kernelBTF, err := btf.LoadKernelSpec()
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +56,7 @@ func TestPrivilegedProbeAndLoad(t *testing.T) {
 		}
 	}
 	if p.Tier == TierFull {
-		for hook := range optionalHooks {
+		for _, hook := range optionalHooks() {
 			if !listed[hook] {
 				t.Errorf("optional hook %s is not listed", hook)
 			}

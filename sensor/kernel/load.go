@@ -1,8 +1,10 @@
 package kernel
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -32,6 +34,16 @@ type Options struct {
 	// MapEntries is the capacity of each kernel map that grows with the
 	// node's containers and cgroups (MapsSized); 0 keeps DefaultMapEntries.
 	MapEntries uint32
+	// PinDir is the bpffs directory where the programs' links and the
+	// maps are pinned, so that they outlive the process; "" pins nothing
+	// (everything goes with the process).
+	PinDir string
+	// Version names the daemon build, recorded with the programs it
+	// loads: two builds hand over as an upgrade.
+	Version string
+	// FailAttach names a program whose attach Commit fails, after the
+	// others: a failpoint, to test that a broken new set changes nothing.
+	FailAttach string
 }
 
 // DefaultMapEntries is the default capacity of the maps that grow with
@@ -46,33 +58,26 @@ func MapsSized() []string {
 	return []string{"watched", "pending", "owners", "members", "ro_roots", "ro_devs", "bind_addrs", "bind_ifindexes", "syscall_counts"}
 }
 
-// Sensor holds the loaded programs, their links and maps. Close releases all of them.
-type Sensor struct {
-	objs  *ebpf.Collection
-	links []link.Link
-	hooks []Hook
-	tier  Tier
-
-	// rootsMu guards devRoots: how many registered roots each device in
-	// ro_devs has, so that it leaves the map with its last root.
-	rootsMu  sync.Mutex
-	devRoots map[uint32]int
-}
-
-// optionalHooks are the LSM hooks that may be missing from the kernel
-// without failing the load, with the release that added them.
-var optionalHooks = map[string]string{
-	"file_truncate":    "6.2",
-	"inode_set_acl":    "6.2",
-	"inode_remove_acl": "6.2",
+// optionalHookRelease returns the release that added an LSM hook that may
+// be missing from the kernel without failing the load ("" for a hook that
+// must be there).
+func optionalHookRelease(hook string) string {
+	switch hook {
+	case "file_truncate", "inode_set_acl", "inode_remove_acl":
+		return "6.2"
+	}
+	return ""
 }
 
 // optionalHook reports whether an LSM hook may be missing from the kernel.
-func optionalHook(hook string) bool { _, ok := optionalHooks[hook]; return ok }
+func optionalHook(hook string) bool { return optionalHookRelease(hook) != "" }
+
+// optionalHooks lists them.
+func optionalHooks() []string { return []string{"file_truncate", "inode_remove_acl", "inode_set_acl"} }
 
 // skippedReason says why an optional hook is not attached.
 func skippedReason(hook string) string {
-	return fmt.Sprintf("optional hook absent from this kernel (no bpf_lsm_%s in its BTF; added in %s)", hook, optionalHooks[hook])
+	return fmt.Sprintf("optional hook absent from this kernel (no bpf_lsm_%s in its BTF; added in %s)", hook, optionalHookRelease(hook))
 }
 
 // LoadError is a failure of the kernel to load the programs. Its message
@@ -83,13 +88,102 @@ type LoadError struct{ Err error }
 func (e *LoadError) Error() string { return fmt.Sprintf("load programs: %+v", e.Err) }
 func (e *LoadError) Unwrap() error { return e.Err }
 
-// Load loads the programs of the probed tier and attaches them. A program that
-// is required for the tier and fails to load or attach fails the whole load:
-// nothing stays attached then.
+// Sensor holds the loaded programs, their links and maps. Close releases
+// what is not pinned.
+type Sensor struct {
+	maps bpf.SensorMaps
+	// progs are the programs loaded and not attached yet (Commit attaches
+	// them), with their specs; none when the pinned ones were adopted.
+	progs map[string]*ebpf.Program
+	specs map[string]*ebpf.ProgramSpec
+	links []link.Link
+	hooks []Hook
+	tier  Tier
+	opts  Options
+
+	cgroupRoot string
+	pins       *pinDir // nil: nothing pinned
+	state      State
+	// fresh are the maps this load made (pinned at Commit); oldRing is a
+	// pinned ring they replace, for the sensor to drain.
+	fresh    map[string]bool
+	oldRing  *ebpf.Map
+	layouts  map[string][sha256.Size]byte
+	programs [sha256.Size]byte
+
+	// rootsMu guards devRoots: how many registered roots each device in
+	// ro_devs has, so that it leaves the map with its last root.
+	rootsMu  sync.Mutex
+	devRoots map[uint32]int
+}
+
+// State says what a load found pinned and what it does with it.
+type State string
+
+// The states of a load.
+const (
+	// StateNew: nothing was pinned (or no pinning): everything is new.
+	StateNew State = "new"
+	// StateAdopted: the pinned programs and maps are this build's; they
+	// stay attached, nothing is replaced.
+	StateAdopted State = "adopted"
+	// StateUpgrade: other programs are pinned; Commit attaches these and
+	// then detaches those, carrying over the maps whose layout agrees.
+	StateUpgrade State = "upgrade"
+)
+
+// Load loads the programs of the probed tier and their maps, without
+// attaching anything: Commit does, once the caller has filled the maps, so
+// that no program decides on an empty map. With a pin directory, the
+// pinned maps whose layout is this build's are used as they are, and when
+// the pinned programs are this build's too they are adopted, attached as
+// they are. A program required for the tier that fails to load fails the
+// whole load: nothing changes then.
 func Load(p Probe, opts Options) (_ *Sensor, err error) {
+	spec, skipped, err := prepare(p, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sensor{tier: p.Tier, hooks: skipped, opts: opts, cgroupRoot: p.Cgroup2Root, state: StateNew,
+		fresh: make(map[string]bool), devRoots: make(map[uint32]int), layouts: mapLayouts(spec)}
+	s.programs = programsHash(spec, p.Tier, opts.Version)
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	reused := map[string]*ebpf.Map{}
+	if opts.PinDir != "" {
+		if s.pins, err = openPins(opts.PinDir); err != nil {
+			return nil, err
+		}
+		if reused, err = s.pins.reusable(spec, s.layouts); err != nil {
+			return nil, err
+		}
+		defer closeAll(reused) // cloned by the load
+	}
+	if err := spec.LoadAndAssign(&s.maps, &ebpf.CollectionOptions{MapReplacements: reused}); err != nil {
+		return nil, &LoadError{err}
+	}
+	for name := range spec.Maps {
+		if _, ok := reused[name]; !ok {
+			s.fresh[name] = true
+		}
+	}
+	if err := s.carryOver(spec); err != nil {
+		return nil, err
+	}
+	if s.adopt() {
+		return s, nil
+	}
+	return s, s.loadPrograms(spec)
+}
+
+// prepare reads the programs' spec and sets it up for the tier and opts.
+func prepare(p Probe, opts Options) (*ebpf.CollectionSpec, []Hook, error) {
 	spec, err := bpf.LoadSensor()
 	if err != nil {
-		return nil, fmt.Errorf("load sensor spec: %w", err)
+		return nil, nil, fmt.Errorf("load sensor spec: %w", err)
 	}
 	delete(spec.Programs, probeProgram)
 	if opts.RingBytes != 0 {
@@ -104,31 +198,90 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 	}
 	kernelBTF, err := btf.LoadKernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("load kernel BTF: %w", err)
+		return nil, nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
 	skipped, err := configure(spec, p.Tier, kernelBTF)
-	if err != nil {
-		return nil, err
-	}
-
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
-	if err != nil {
-		return nil, &LoadError{err}
-	}
-	// Optional hooks the kernel lacks are listed, not attached, with why.
-	s := &Sensor{objs: coll, tier: p.Tier, hooks: skipped, devRoots: make(map[uint32]int)}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
-	for _, name := range sortedKeys(coll.Programs) {
-		if err := s.attach(name, coll.Programs[name], spec.Programs[name], p.Cgroup2Root); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return spec, skipped, err
 }
+
+// programsHash identifies the programs a load attaches: the object, the
+// programs kept for the tier, their settings, and the build.
+func programsHash(spec *ebpf.CollectionSpec, tier Tier, version string) [sha256.Size]byte {
+	h := sha256.New()
+	obj := bpf.ObjectHash()
+	h.Write(obj[:])
+	fmt.Fprintf(h, "%s %s %v", tier, version, sortedKeys(spec.Programs))
+	for _, name := range sortedKeys(spec.Variables) {
+		if v := spec.Variables[name]; v.Constant() {
+			b := make([]byte, v.Size())
+			if v.Get(b) == nil {
+				fmt.Fprintf(h, " %s=%x", name, b)
+			}
+		}
+	}
+	var out [sha256.Size]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// adopt takes the pinned links when the pinned programs are this build's
+// and every map was carried over as it was.
+func (s *Sensor) adopt() bool {
+	if s.pins == nil || s.pins.meta == nil || s.pins.meta.Programs != s.programs {
+		return false
+	}
+	for name := range s.fresh {
+		if isDataMap(name) {
+			return false
+		}
+	}
+	links, err := s.pins.pinnedLinks()
+	if err != nil || len(links) == 0 {
+		for _, l := range links {
+			l.Close()
+		}
+		return false
+	}
+	for _, name := range sortedKeys(links) {
+		s.links = append(s.links, links[name])
+		s.hooks = append(s.hooks, Hook{Program: name, Hook: "pinned", Attached: true})
+	}
+	s.state = StateAdopted
+	return true
+}
+
+// loadPrograms loads the programs on the maps chosen.
+func (s *Sensor) loadPrograms(spec *ebpf.CollectionSpec) error {
+	if s.pins != nil && s.pins.meta != nil {
+		s.state = StateUpgrade
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: s.mapsByName()})
+	if err != nil {
+		return &LoadError{err}
+	}
+	s.progs, s.specs = coll.Programs, spec.Programs
+	coll.Programs = nil
+	coll.Close() // its maps are clones of s.maps
+	return nil
+}
+
+// mapsByName lists the loaded maps by their names in the object.
+func (s *Sensor) mapsByName() map[string]*ebpf.Map {
+	out := make(map[string]*ebpf.Map)
+	v := reflect.ValueOf(s.maps)
+	t := v.Type()
+	for i := range t.NumField() {
+		if tag := t.Field(i).Tag.Get("ebpf"); tag != "" {
+			if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+				out[tag] = m
+			}
+		}
+	}
+	return out
+}
+
+// State says what this load did with what it found pinned.
+func (s *Sensor) State() State { return s.state }
 
 // configure drops the programs the tier cannot run and sets load-time
 // constants from the kernel's BTF. It returns the optional hooks it dropped
@@ -162,7 +315,9 @@ func configure(spec *ebpf.CollectionSpec, tier Tier, kernelBTF *btf.Spec) ([]Hoo
 	return skipped, nil
 }
 
-func (s *Sensor) attach(name string, prog *ebpf.Program, ps *ebpf.ProgramSpec, cgroupRoot string) error {
+// attach attaches one loaded program where its section says, and records
+// the hook either way.
+func (s *Sensor) attach(name string, prog *ebpf.Program, ps *ebpf.ProgramSpec) (link.Link, error) {
 	var (
 		l   link.Link
 		err error
@@ -174,17 +329,16 @@ func (s *Sensor) attach(name string, prog *ebpf.Program, ps *ebpf.ProgramSpec, c
 	case ebpf.LSM:
 		l, err = link.AttachLSM(link.LSMOptions{Program: prog})
 	case ebpf.CGroupSockAddr, ebpf.CGroupSockopt, ebpf.CGroupSKB, ebpf.CGroupSock:
-		l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: ps.AttachType, Program: prog})
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: s.cgroupRoot, Attach: ps.AttachType, Program: prog})
 	default:
 		err = fmt.Errorf("no attach method for program type %s", ps.Type)
 	}
 	if err != nil {
 		s.hooks = append(s.hooks, Hook{Program: name, Hook: hook, Error: err.Error()})
-		return fmt.Errorf("attach %s (%s): %w", name, hook, err)
+		return nil, fmt.Errorf("attach %s (%s): %w", name, hook, err)
 	}
-	s.links = append(s.links, l)
 	s.hooks = append(s.hooks, Hook{Program: name, Hook: hook, Attached: true})
-	return nil
+	return l, nil
 }
 
 // Tier returns the tier the programs were loaded for.
@@ -193,16 +347,28 @@ func (s *Sensor) Tier() Tier { return s.tier }
 // Hooks lists every program and whether it is attached.
 func (s *Sensor) Hooks() []Hook { return append([]Hook(nil), s.hooks...) }
 
-// Close detaches every program and closes every map. It is safe to call twice.
+// Close releases the process's hold on the programs and maps. What is
+// pinned stays attached and kept; without pins everything is detached and
+// freed. It is safe to call twice.
 func (s *Sensor) Close() error {
 	var errs []error
 	for _, l := range s.links {
 		errs = append(errs, l.Close())
 	}
 	s.links = nil
-	if s.objs != nil {
-		s.objs.Close()
-		s.objs = nil
+	for _, p := range s.progs {
+		p.Close()
+	}
+	s.progs = nil
+	errs = append(errs, s.maps.Close())
+	s.maps = bpf.SensorMaps{}
+	if s.oldRing != nil {
+		s.oldRing.Close()
+		s.oldRing = nil
+	}
+	if s.pins != nil {
+		errs = append(errs, s.pins.close())
+		s.pins = nil
 	}
 	return errors.Join(errs...)
 }

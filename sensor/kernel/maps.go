@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/enforce"
 )
 
 // DropCause names each kernel-side loss counter, in drops-map order.
@@ -34,7 +35,7 @@ func DropCause(i int) string {
 // Watch makes the kernel report on processes in the cgroup with this id and,
 // from now on, in the cgroups created below it.
 func (s *Sensor) Watch(cgroupID uint64) error {
-	if err := s.objs.Maps["watched"].Update(cgroupID, uint32(1), ebpf.UpdateAny); err != nil {
+	if err := s.maps.Watched.Update(cgroupID, uint32(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("watch cgroup %d: %w", cgroupID, err)
 	}
 	return nil
@@ -42,7 +43,7 @@ func (s *Sensor) Watch(cgroupID uint64) error {
 
 // Unwatch stops reporting on a cgroup. Unwatching an unwatched cgroup is not an error.
 func (s *Sensor) Unwatch(cgroupID uint64) error {
-	err := s.objs.Maps["watched"].Delete(cgroupID)
+	err := s.maps.Watched.Delete(cgroupID)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unwatch cgroup %d: %w", cgroupID, err)
 	}
@@ -57,7 +58,7 @@ func (s *Sensor) Watched() ([]uint64, error) {
 		flag uint32
 		ids  []uint64
 	)
-	it := s.objs.Maps["watched"].Iterate()
+	it := s.maps.Watched.Iterate()
 	for it.Next(&id, &flag) {
 		ids = append(ids, id)
 	}
@@ -66,7 +67,7 @@ func (s *Sensor) Watched() ([]uint64, error) {
 
 // Drops returns the kernel-side loss counters by cause, summed over CPUs.
 func (s *Sensor) Drops() (map[string]uint64, error) {
-	m := s.objs.Maps["drops"]
+	m := s.maps.Drops
 	out := make(map[string]uint64, m.MaxEntries())
 	for i := uint32(0); i < m.MaxEntries(); i++ {
 		var perCPU []uint64
@@ -108,7 +109,7 @@ func (s *Sensor) SyscallCounts() (map[SyscallKey]uint64, error) {
 		perCPU []uint64
 	)
 	out := make(map[SyscallKey]uint64)
-	it := s.objs.Maps["syscall_counts"].Iterate()
+	it := s.maps.SyscallCounts.Iterate()
 	for it.Next(&k, &perCPU) {
 		var sum uint64
 		for _, v := range perCPU {
@@ -127,7 +128,7 @@ func (s *Sensor) ForgetSyscalls(keys []SyscallKey) error {
 	var errs []error
 	for _, k := range keys {
 		key := bpf.SensorSyscallKey{CgroupId: k.CgroupID, Nr: k.Nr}
-		if err := s.objs.Maps["syscall_counts"].Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := s.maps.SyscallCounts.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -138,7 +139,7 @@ func (s *Sensor) ForgetSyscalls(keys []SyscallKey) error {
 // containers: cgroups created below it are watched, and their first exec is
 // held, until Release.
 func (s *Sensor) AddRuntimeParent(cgroupID uint64) error {
-	if err := s.objs.Maps["runtime_parents"].Update(cgroupID, uint32(1), ebpf.UpdateAny); err != nil {
+	if err := s.maps.RuntimeParents.Update(cgroupID, uint32(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("runtime parent %d: %w", cgroupID, err)
 	}
 	return nil
@@ -166,14 +167,14 @@ func (s *Sensor) ExpectRuntimeParent(dir uint32, ancestor uint64, parts []string
 		}
 		var part bpf.SensorParentPart
 		cString(part.Name[:], p)
-		if err := s.objs.Maps["runtime_parent_parts"].Update(dir*MaxParentParts+uint32(d), &part, ebpf.UpdateAny); err != nil {
+		if err := s.maps.RuntimeParentParts.Update(dir*MaxParentParts+uint32(d), &part, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("runtime parent %d: %w", dir, err)
 		}
 	}
 	key := bpf.SensorParentName{Parent: ancestor}
 	cString(key.Name[:], parts[0])
 	step := bpf.SensorParentStep{Dir: dir, Depth: 0, Last: uint32(len(parts) - 1)}
-	if err := s.objs.Maps["runtime_parent_names"].Update(&key, &step, ebpf.UpdateAny); err != nil {
+	if err := s.maps.RuntimeParentNames.Update(&key, &step, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("runtime parent %d: %w", dir, err)
 	}
 	return nil
@@ -189,36 +190,35 @@ func cString(dst []int8, s string) {
 // RuntimeParents lists the cgroups marked as runtime parents, by userspace
 // or by the kernel when one was created.
 func (s *Sensor) RuntimeParents() ([]uint64, error) {
-	return s.cgroupKeys("runtime_parents")
+	return cgroupKeys(s.maps.RuntimeParents)
 }
 
 // Owner returns the container cgroup that a cgroup made inside a container
 // belongs to.
 func (s *Sensor) Owner(cgroupID uint64) (uint64, bool) {
 	var owner uint64
-	if err := s.objs.Maps["owners"].Lookup(cgroupID, &owner); err != nil {
+	if err := s.maps.Owners.Lookup(cgroupID, &owner); err != nil {
 		return 0, false
 	}
 	return owner, true
 }
 
 // Owned lists the cgroups made inside containers.
-func (s *Sensor) Owned() ([]uint64, error) { return s.cgroupKeys("owners") }
+func (s *Sensor) Owned() ([]uint64, error) { return cgroupKeys(s.maps.Owners) }
 
 // cgroupKeys lists the keys of a map keyed by cgroup id.
-func (s *Sensor) cgroupKeys(name string) ([]uint64, error) {
+func cgroupKeys(m *ebpf.Map) ([]uint64, error) {
 	var (
 		id  uint64
 		ids []uint64
 	)
-	m := s.objs.Maps[name]
 	val := make([]byte, m.ValueSize())
 	it := m.Iterate()
 	for it.Next(&id, &val) {
 		ids = append(ids, id)
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, fmt.Errorf("read %s: %w", m, err)
 	}
 	return ids, nil
 }
@@ -226,7 +226,7 @@ func (s *Sensor) cgroupKeys(name string) ([]uint64, error) {
 // Release ends the hold on a container cgroup: its execs run freely from now
 // on. Releasing a cgroup that is not held is not an error.
 func (s *Sensor) Release(cgroupID uint64) error {
-	err := s.objs.Maps["pending"].Delete(cgroupID)
+	err := s.maps.Pending.Delete(cgroupID)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("release cgroup %d: %w", cgroupID, err)
 	}
@@ -234,7 +234,7 @@ func (s *Sensor) Release(cgroupID uint64) error {
 }
 
 // Pending lists the container cgroups not released yet.
-func (s *Sensor) Pending() ([]uint64, error) { return s.cgroupKeys("pending") }
+func (s *Sensor) Pending() ([]uint64, error) { return cgroupKeys(s.maps.Pending) }
 
 // StopHolding makes the kernel hold no more execs: it forgets the runtime
 // parents, those it would recognise by name, and every pending cgroup.
@@ -242,8 +242,8 @@ func (s *Sensor) Pending() ([]uint64, error) { return s.cgroupKeys("pending") }
 // process is stopped with nobody left to release it.
 func (s *Sensor) StopHolding() error {
 	var errs []error
-	for _, name := range []string{"runtime_parent_names", "runtime_parents", "pending"} {
-		errs = append(errs, clearMap(s.objs.Maps[name]))
+	for _, m := range []*ebpf.Map{s.maps.RuntimeParentNames, s.maps.RuntimeParents, s.maps.Pending} {
+		errs = append(errs, clearMap(m))
 	}
 	return errors.Join(errs...)
 }
@@ -255,8 +255,9 @@ func (s *Sensor) StopHolding() error {
 func (s *Sensor) MapSizes() (map[string]int, error) {
 	names := append(MapsSized(), "runtime_parents", "runtime_parent_names")
 	out := make(map[string]int, len(names))
+	byName := s.mapsByName()
 	for _, name := range names {
-		keys, err := keysOf(s.objs.Maps[name])
+		keys, err := keysOf(byName[name])
 		if err != nil {
 			return nil, err
 		}
@@ -268,8 +269,9 @@ func (s *Sensor) MapSizes() (map[string]int, error) {
 // MapCapacities returns the capacity of each map MapSizes counts.
 func (s *Sensor) MapCapacities() map[string]int {
 	out := make(map[string]int)
+	byName := s.mapsByName()
 	for _, name := range append(MapsSized(), "runtime_parents", "runtime_parent_names") {
-		out[name] = int(s.objs.Maps[name].MaxEntries())
+		out[name] = int(byName[name].MaxEntries())
 	}
 	return out
 }
@@ -306,4 +308,63 @@ func clearMap(m *ebpf.Map) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SetExempt makes the cgroups given, and only those, ones no policy judges:
+// the sensor's own, so that it cannot stop itself.
+func (s *Sensor) SetExempt(cgroups ...uint64) error {
+	if err := clearMap(s.maps.Exempt); err != nil {
+		return err
+	}
+	for _, cg := range cgroups {
+		if err := s.maps.Exempt.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("exempt cgroup %d: %w", cg, err)
+		}
+	}
+	return nil
+}
+
+// DropsReported returns the loss counts the last daemon said it reported
+// (zero the first time): the next report says what was lost since.
+func (s *Sensor) DropsReported() (map[string]uint64, error) {
+	out := make(map[string]uint64)
+	for i := uint32(0); i < s.maps.DropsReported.MaxEntries(); i++ {
+		var n uint64
+		if err := s.maps.DropsReported.Lookup(i, &n); err != nil {
+			return nil, fmt.Errorf("read reported drops: %w", err)
+		}
+		out[DropCause(int(i))] = n
+	}
+	return out, nil
+}
+
+// SetDropsReported records the loss counts just reported.
+func (s *Sensor) SetDropsReported(reported map[string]uint64) error {
+	for i := uint32(0); i < s.maps.DropsReported.MaxEntries(); i++ {
+		if err := s.maps.DropsReported.Update(i, reported[DropCause(int(i))], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("record reported drops: %w", err)
+		}
+	}
+	return nil
+}
+
+// ViolationCounts returns the violations the kernel counted, by rule and
+// action ("readOnlyRootFilesystem/deny"), reported or not: they go on
+// while no daemon reads the ring.
+func (s *Sensor) ViolationCounts() (map[string]uint64, error) {
+	out := make(map[string]uint64)
+	for i := uint32(0); i < s.maps.ViolationCounts.MaxEntries(); i++ {
+		var perCPU []uint64
+		if err := s.maps.ViolationCounts.Lookup(i, &perCPU); err != nil {
+			return nil, fmt.Errorf("read violation counts: %w", err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		if sum > 0 {
+			out[enforce.Rule(i/4).String()+"/"+enforce.Action(i%4).String()] = sum
+		}
+	}
+	return out, nil
 }

@@ -26,7 +26,7 @@ func (s *Sensor) PutPolicy(id uint32, p enforce.KernelPolicy, allow []enforce.Al
 		if err != nil {
 			return err
 		}
-		if err := s.objs.Maps["allow_writes"].Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+		if err := s.maps.AllowWrites.Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("policy %d: allowWrites %q: %w", id, a.Path, err)
 		}
 	}
@@ -53,7 +53,7 @@ func (s *Sensor) PutPolicy(id uint32, p enforce.KernelPolicy, allow []enforce.Al
 			cString(v.Ifaces[i][:], name)
 		}
 	}
-	if err := s.objs.Maps["policies"].Update(id, &v, ebpf.UpdateAny); err != nil {
+	if err := s.maps.Policies.Update(id, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("policy %d: %w", id, err)
 	}
 	return nil
@@ -61,11 +61,11 @@ func (s *Sensor) PutPolicy(id uint32, p enforce.KernelPolicy, allow []enforce.Al
 
 // DeletePolicy removes a policy and its writable paths.
 func (s *Sensor) DeletePolicy(id uint32, allow []enforce.AllowWrite) error {
-	errs := []error{ignoreMissing(s.objs.Maps["policies"].Delete(id))}
+	errs := []error{ignoreMissing(s.maps.Policies.Delete(id))}
 	for _, a := range allow {
 		k, err := allowKey(id, a)
 		if err == nil {
-			err = ignoreMissing(s.objs.Maps["allow_writes"].Delete(&k))
+			err = ignoreMissing(s.maps.AllowWrites.Delete(&k))
 		}
 		errs = append(errs, err)
 	}
@@ -116,7 +116,7 @@ func (s *Sensor) PutMember(cgroup uint64, m enforce.Member) error {
 		v.UdpFlags |= uint32(bpf.SensorUdpFlagUDP_V6)
 		v.UdpV6 = m.UDP6.As16()
 	}
-	if err := s.objs.Maps["members"].Update(cgroup, &v, ebpf.UpdateAny); err != nil {
+	if err := s.maps.Members.Update(cgroup, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("cgroup %d: rules: %w", cgroup, err)
 	}
 	return nil
@@ -124,7 +124,7 @@ func (s *Sensor) PutMember(cgroup uint64, m enforce.Member) error {
 
 // DeleteMember removes a container's entry.
 func (s *Sensor) DeleteMember(cgroup uint64) error {
-	return ignoreMissing(s.objs.Maps["members"].Delete(cgroup))
+	return ignoreMissing(s.maps.Members.Delete(cgroup))
 }
 
 // Members counts the entries of the members map (containers under a
@@ -135,7 +135,7 @@ func (s *Sensor) Members() (int, error) {
 		v bpf.SensorMember
 		n int
 	)
-	it := s.objs.Maps["members"].Iterate()
+	it := s.maps.Members.Iterate()
 	for it.Next(&k, &v) {
 		n++
 	}
@@ -149,7 +149,7 @@ func addrKey(cgroup uint64, policy uint32, a netip.Addr) bpf.SensorAddrKey {
 // PutBindAddr allows a container to accept traffic on a under policy.
 func (s *Sensor) PutBindAddr(cgroup uint64, policy uint32, a netip.Addr) error {
 	k := addrKey(cgroup, policy, a)
-	if err := s.objs.Maps["bind_addrs"].Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+	if err := s.maps.BindAddrs.Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("cgroup %d: allow address %s: %w", cgroup, a, err)
 	}
 	return nil
@@ -158,13 +158,13 @@ func (s *Sensor) PutBindAddr(cgroup uint64, policy uint32, a netip.Addr) error {
 // DeleteBindAddr takes that back.
 func (s *Sensor) DeleteBindAddr(cgroup uint64, policy uint32, a netip.Addr) error {
 	k := addrKey(cgroup, policy, a)
-	return ignoreMissing(s.objs.Maps["bind_addrs"].Delete(&k))
+	return ignoreMissing(s.maps.BindAddrs.Delete(&k))
 }
 
 // PutBindIfindex allows binding a container's sockets to interface ifindex.
 func (s *Sensor) PutBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error {
 	k := bpf.SensorIfindexKey{Cgroup: cgroup, Policy: policy, Ifindex: ifindex}
-	if err := s.objs.Maps["bind_ifindexes"].Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+	if err := s.maps.BindIfindexes.Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("cgroup %d: allow interface %d: %w", cgroup, ifindex, err)
 	}
 	return nil
@@ -173,7 +173,7 @@ func (s *Sensor) PutBindIfindex(cgroup uint64, policy uint32, ifindex uint32) er
 // DeleteBindIfindex takes that back.
 func (s *Sensor) DeleteBindIfindex(cgroup uint64, policy uint32, ifindex uint32) error {
 	k := bpf.SensorIfindexKey{Cgroup: cgroup, Policy: policy, Ifindex: ifindex}
-	return ignoreMissing(s.objs.Maps["bind_ifindexes"].Delete(&k))
+	return ignoreMissing(s.maps.BindIfindexes.Delete(&k))
 }
 
 const rootPathLen = len(bpf.SensorRootKey{}.Path)
@@ -208,11 +208,11 @@ func (s *Sensor) PutRoot(cgroup uint64, r enforce.RootFS) error {
 	v := bpf.SensorRootValue{Owner: cgroup, RootLen: uint32(n)}
 	s.rootsMu.Lock()
 	defer s.rootsMu.Unlock()
-	if err := s.objs.Maps["ro_roots"].Update(&k, &v, ebpf.UpdateAny); err != nil {
+	if err := s.maps.RoRoots.Update(&k, &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("cgroup %d: root filesystem: %w", cgroup, err)
 	}
-	if err := s.objs.Maps["ro_devs"].Update(r.Dev, uint32(s.devRoots[r.Dev]+1), ebpf.UpdateAny); err != nil {
-		s.objs.Maps["ro_roots"].Delete(&k)
+	if err := s.maps.RoDevs.Update(r.Dev, uint32(s.devRoots[r.Dev]+1), ebpf.UpdateAny); err != nil {
+		s.maps.RoRoots.Delete(&k)
 		return fmt.Errorf("cgroup %d: root filesystem device: %w", cgroup, err)
 	}
 	s.devRoots[r.Dev]++
@@ -228,13 +228,13 @@ func (s *Sensor) DeleteRoot(cgroup uint64, r enforce.RootFS) error {
 	s.rootsMu.Lock()
 	defer s.rootsMu.Unlock()
 	var errs []error
-	errs = append(errs, ignoreMissing(s.objs.Maps["ro_roots"].Delete(&k)))
+	errs = append(errs, ignoreMissing(s.maps.RoRoots.Delete(&k)))
 	if s.devRoots[r.Dev] <= 1 {
 		delete(s.devRoots, r.Dev)
-		errs = append(errs, ignoreMissing(s.objs.Maps["ro_devs"].Delete(r.Dev)))
+		errs = append(errs, ignoreMissing(s.maps.RoDevs.Delete(r.Dev)))
 	} else {
 		s.devRoots[r.Dev]--
-		errs = append(errs, s.objs.Maps["ro_devs"].Update(r.Dev, uint32(s.devRoots[r.Dev]), ebpf.UpdateAny))
+		errs = append(errs, s.maps.RoDevs.Update(r.Dev, uint32(s.devRoots[r.Dev]), ebpf.UpdateAny))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cgroup %d: delete root filesystem: %w", cgroup, err)
@@ -261,7 +261,7 @@ func (s *Sensor) SuppressedViolations() ([]SuppressedViolation, error) {
 		v   bpf.SensorViolationState
 		out []SuppressedViolation
 	)
-	it := s.objs.Maps["violation_limits"].Iterate()
+	it := s.maps.ViolationLimits.Iterate()
 	for it.Next(&k, &v) {
 		if v.SuppressedTotal > 0 {
 			out = append(out, SuppressedViolation{Cgroup: k.Cgroup, Policy: k.Policy, Rule: enforce.Rule(k.Rule), Op: k.Op, Object: k.Object, Action: enforce.Action(v.Action), Total: v.SuppressedTotal})
@@ -285,11 +285,89 @@ func (s *Sensor) BindAddrs(cgroup uint64) ([]netip.Addr, error) {
 		v   uint32
 		out []netip.Addr
 	)
-	it := s.objs.Maps["bind_addrs"].Iterate()
+	it := s.maps.BindAddrs.Iterate()
 	for it.Next(&k, &v) {
 		if k.Cgroup == cgroup {
 			out = append(out, netip.AddrFrom16(k.Addr).Unmap())
 		}
 	}
 	return out, it.Err()
+}
+
+// MaxPolicyID returns the highest policy id in the kernel: a daemon that
+// adopts pinned state numbers its policies above it, so that the set in
+// force is never written over while containers are under it.
+func (s *Sensor) MaxPolicyID() (uint32, error) {
+	var (
+		id  uint32
+		max uint32
+		v   bpf.SensorPolicy
+	)
+	it := s.maps.Policies.Iterate()
+	for it.Next(&id, &v) {
+		if id > max {
+			max = id
+		}
+	}
+	return max, it.Err()
+}
+
+// Sweep deletes what no container needs any more: policies (with their
+// writable paths) neither in keep nor named by a member entry, and allowed
+// addresses and interfaces of a (cgroup, policy) its member does not name.
+// What a daemon before this one wrote is swept once its containers are
+// under the new set; a container nobody named keeps its old rules.
+func (s *Sensor) Sweep(keep map[uint32]bool) error {
+	inUse := make(map[uint32]bool, len(keep))
+	for id := range keep {
+		inUse[id] = true
+	}
+	named := make(map[[2]uint64]bool) // (cgroup, policy) a member names
+	var (
+		cg uint64
+		m  bpf.SensorMember
+	)
+	it := s.maps.Members.Iterate()
+	for it.Next(&cg, &m) {
+		for _, id := range m.Ids[:min(int(m.N), len(m.Ids))] {
+			inUse[id] = true
+			named[[2]uint64{cg, uint64(id)}] = true
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("sweep: members: %w", err)
+	}
+	var errs []error
+	errs = append(errs, s.sweepPolicies(inUse))
+	errs = append(errs, sweepKeys(s.maps.BindAddrs, func(k bpf.SensorAddrKey) bool { return named[[2]uint64{k.Cgroup, uint64(k.Policy)}] }))
+	errs = append(errs, sweepKeys(s.maps.BindIfindexes, func(k bpf.SensorIfindexKey) bool { return named[[2]uint64{k.Cgroup, uint64(k.Policy)}] }))
+	return errors.Join(errs...)
+}
+
+// sweepPolicies deletes the policies and writable paths not in use.
+func (s *Sensor) sweepPolicies(inUse map[uint32]bool) error {
+	errs := []error{sweepKeys(s.maps.Policies, func(id uint32) bool { return inUse[id] })}
+	errs = append(errs, sweepKeys(s.maps.AllowWrites, func(k bpf.SensorAllowKey) bool { return inUse[k.Policy] }))
+	return errors.Join(errs...)
+}
+
+// sweepKeys deletes every key of m that keep refuses.
+func sweepKeys[K any](m *ebpf.Map, keep func(K) bool) error {
+	var stale []K
+	var k K
+	val := make([]byte, m.ValueSize())
+	it := m.Iterate()
+	for it.Next(&k, &val) {
+		if !keep(k) {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("sweep %s: %w", m, err)
+	}
+	var errs []error
+	for i := range stale {
+		errs = append(errs, ignoreMissing(m.Delete(&stale[i])))
+	}
+	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -28,7 +29,7 @@ type Ring struct {
 
 // OpenRing opens a reader on the sensor's event ring.
 func (s *Sensor) OpenRing() (*Ring, error) {
-	r, err := ringbuf.NewReader(s.objs.Maps["events"])
+	r, err := ringbuf.NewReader(s.maps.Events)
 	if err != nil {
 		return nil, fmt.Errorf("open event ring: %w", err)
 	}
@@ -77,6 +78,24 @@ func (r *Ring) Run(ctx context.Context, fn func([]byte)) error {
 		r.started.Add(1)
 		fn(rec.RawSample)
 		r.done.Add(1)
+	}
+}
+
+// Drain hands every record the ring holds to fn, then closes the reader:
+// for a ring nothing writes to any more.
+func (r *Ring) Drain(fn func([]byte)) error {
+	defer r.r.Close()
+	r.r.SetDeadline(time.Now())
+	var rec ringbuf.Record
+	for {
+		err := r.r.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("drain event ring: %w", err)
+		}
+		fn(rec.RawSample)
 	}
 }
 

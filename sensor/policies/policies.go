@@ -74,10 +74,9 @@ func (f *Files) load() error {
 	f.print = enforce.Fingerprint(f.paths...)
 	pols, files, problems := enforce.LoadPaths(f.paths...)
 	if len(problems) > 0 {
-		lines := make([]string, len(problems))
-		for i, p := range problems {
-			lines[i] = p.String()
-			f.log.Error("policy refused", "problem", lines[i])
+		lines := problems.Lines()
+		for _, l := range lines {
+			f.log.Error("policy refused", "problem", l)
 		}
 		f.engine.Reject(lines)
 		f.report(fmt.Sprintf("policy refused, generation %d stays in force: %s", f.engine.Status().Generation, strings.Join(lines, "; ")))

@@ -24,6 +24,20 @@ type Capability struct {
 	Detail      string `json:"detail"`
 }
 
+// Pinned describes the kernel state pinned in bpffs: what survives the
+// daemon. Layout and Programs are this daemon's; the Found fields what the
+// pins said when it started.
+type Pinned struct {
+	Dir           string `json:"dir,omitempty"`
+	State         string `json:"state"`
+	Layout        string `json:"layout"`
+	Programs      string `json:"programs"`
+	Generation    uint64 `json:"generation"`
+	FoundVersion  string `json:"found_version,omitempty"`
+	FoundLayout   string `json:"found_layout,omitempty"`
+	FoundPrograms string `json:"found_programs,omitempty"`
+}
+
 // Store describes the embedded event store.
 type Store struct {
 	Path     string `json:"path"`
@@ -62,6 +76,11 @@ type Snapshot struct {
 	// KernelMaps counts the entries of the kernel maps that follow
 	// containers and cgroups, by map name.
 	KernelMaps map[string]int `json:"kernel_maps,omitempty"`
+	// Pinned says what of the kernel state is pinned; nil when nothing is.
+	Pinned *Pinned `json:"pinned,omitempty"`
+	// KernelViolations counts the violations by rule and action, as the
+	// kernel counted them (while no daemon ran too).
+	KernelViolations map[string]uint64 `json:"kernel_violations,omitempty"`
 	// KernelMapCapacity is the capacity of each of those maps.
 	KernelMapCapacity map[string]int `json:"kernel_map_capacity,omitempty"`
 	// Untracked counts the identical-violation counts the daemon could not

@@ -174,8 +174,10 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate) *event.Event {
 		return nil
 	}
 	owner, rel, b, ok := s.judge(locate, e.Path, follows(e.Op))
+	other, otherFollows := e.Target, false
 	if !ok && e.Target != "" && e.Op != "symlink" { // a symlink's target is its contents
 		owner, rel, b, ok = s.judge(locate, e.Target, false)
+		other, otherFollows = e.Path, follows(e.Op)
 	}
 	if !ok {
 		return nil
@@ -183,7 +185,14 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate) *event.Event {
 	v := *e
 	v.Kind, v.Verdict, v.Rule = event.KindViolation, event.VerdictAudit, enforce.RuleReadOnly.String()
 	v.Policy, v.Mode, v.Reason = b.Policy, b.Mode, b.Reason
+	// The written object, and the operation's other name (a rename's or
+	// link's), both from the root that holds the object.
 	v.Path, v.Target = rel, ""
+	if other != "" && e.Op != "symlink" {
+		if o, orel, ok := locate(other, otherFollows); ok && o == owner {
+			v.Target = orel
+		}
+	}
 	if owner != e.CgroupID {
 		v.ObjectCgroupID = owner
 	}

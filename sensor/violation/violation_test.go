@@ -173,17 +173,20 @@ func TestAuditFile(t *testing.T) {
 		want     bool
 		path     string
 		objectCg uint64
+		target   string // the operation's other name, from the object's root
 	}{
-		{"write to /etc", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd"}, true, "/etc/passwd", 0},
-		{"rename into /etc", event.Event{Kind: event.KindFile, Op: "rename", Path: "/tmp/a", Target: "/etc/a"}, true, "/etc/a", 0},
-		{"open through a symlink", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/link"}, true, "/etc/linked", 0},
-		{"unlink of the symlink itself", event.Event{Kind: event.KindFile, Op: "unlink", Path: "/tmp/link"}, false, "", 0},
-		{"symlink whose contents name /etc", event.Event{Kind: event.KindFile, Op: "symlink", Path: "/tmp/l", Target: "/etc/x"}, false, "", 0},
-		{"another container's root", event.Event{Kind: event.KindFile, Op: "open", Path: "/c8/etc/passwd"}, false, "", 0},
-		{"a volume", event.Event{Kind: event.KindFile, Op: "open", Path: "/vol/etc/x"}, false, "", 0},
-		{"unresolved path", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", PathScope: "unresolved"}, false, "", 0},
-		{"runtime setup before the first exec", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", Pending: true}, false, "", 0},
-		{"not a file event", event.Event{Kind: event.KindExec, Path: "/etc/passwd"}, false, "", 0},
+		{"write to /etc", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd"}, true, "/etc/passwd", 0, ""},
+		{"rename into /etc", event.Event{Kind: event.KindFile, Op: "rename", Path: "/tmp/a", Target: "/etc/a"}, true, "/etc/a", 0, "/tmp/a"},
+		{"link from /etc", event.Event{Kind: event.KindFile, Op: "link", Path: "/etc/a", Target: "/tmp/a"}, true, "/etc/a", 0, "/tmp/a"},
+		{"rename out of a volume", event.Event{Kind: event.KindFile, Op: "rename", Path: "/vol/a", Target: "/etc/a"}, true, "/etc/a", 0, ""},
+		{"open through a symlink", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/link"}, true, "/etc/linked", 0, ""},
+		{"unlink of the symlink itself", event.Event{Kind: event.KindFile, Op: "unlink", Path: "/tmp/link"}, false, "", 0, ""},
+		{"symlink whose contents name /etc", event.Event{Kind: event.KindFile, Op: "symlink", Path: "/tmp/l", Target: "/etc/x"}, false, "", 0, ""},
+		{"another container's root", event.Event{Kind: event.KindFile, Op: "open", Path: "/c8/etc/passwd"}, false, "", 0, ""},
+		{"a volume", event.Event{Kind: event.KindFile, Op: "open", Path: "/vol/etc/x"}, false, "", 0, ""},
+		{"unresolved path", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", PathScope: "unresolved"}, false, "", 0, ""},
+		{"runtime setup before the first exec", event.Event{Kind: event.KindFile, Op: "open", Path: "/etc/passwd", Pending: true}, false, "", 0, ""},
+		{"not a file event", event.Event{Kind: event.KindExec, Path: "/etc/passwd"}, false, "", 0, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.e.PID, c.e.CgroupID = 3, 7
@@ -192,7 +195,7 @@ func TestAuditFile(t *testing.T) {
 				t.Fatalf("violation %+v, want one: %v", v, c.want)
 			}
 			if v != nil && (v.Kind != event.KindViolation || v.Verdict != event.VerdictAudit || v.Rule != "readOnlyRootFilesystem" ||
-				v.Policy != "web" || v.Reason != "ro" || v.Path != c.path || v.PID != 3 || v.ObjectCgroupID != c.objectCg) {
+				v.Policy != "web" || v.Reason != "ro" || v.Path != c.path || v.Target != c.target || v.PID != 3 || v.ObjectCgroupID != c.objectCg) {
 				t.Fatalf("violation %+v", v)
 			}
 		})

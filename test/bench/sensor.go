@@ -39,7 +39,7 @@ func startSensor(ctx context.Context, bin, watchDir, runBase, outPath string) (*
 	// The daemon as it runs in production: store and API socket included,
 	// both private to this run; no metrics listener to collide on.
 	cmd := exec.CommandContext(ctx, bin, "run", "--watch-cgroup", watchDir, "--stdout=true",
-		"--store", runBase+".store", "--api-socket", runBase+".sock", "--metrics-addr", "")
+		"--store", runBase+".store", "--api-socket", runBase+".sock", "--metrics-addr", "", "--bpffs", "") // nothing pinned: each run its own
 	cmd.Stdout = out
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second

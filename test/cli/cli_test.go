@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -78,6 +79,7 @@ type daemon struct {
 	cmd    *exec.Cmd
 	dir    string
 	cgroup string
+	pins   string // its --bpffs
 	stderr *strings.Builder
 	events chan event.Event
 }
@@ -89,7 +91,10 @@ func (d *daemon) socket() string { return filepath.Join(d.dir, "api.sock") }
 func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
 	tb.Helper()
 	d := &daemon{dir: tb.TempDir(), cgroup: fmt.Sprintf("ringfence-cli-test-%d-%d", os.Getpid(), time.Now().UnixNano()), stderr: &strings.Builder{}, events: make(chan event.Event, 1<<16)}
-	args := append([]string{"run", "--watch-cgroup", d.cgroup, "--create-cgroup", "--store", d.store(), "--api-socket", d.socket(), "--metrics-addr", "", "--interval", "200ms", "--containerd-socket", ""}, extra...)
+	// Pinned state of its own, removed when the test ends: no other
+	// daemon adopts it.
+	d.pins = "/sys/fs/bpf/" + d.cgroup
+	args := append([]string{"run", "--watch-cgroup", d.cgroup, "--create-cgroup", "--store", d.store(), "--api-socket", d.socket(), "--metrics-addr", "", "--interval", "200ms", "--containerd-socket", "", "--bpffs", d.pins}, extra...)
 	d.cmd = exec.Command(bin, args...)
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -111,6 +116,9 @@ func startDaemon(tb testing.TB, bin string, extra ...string) *daemon {
 		case <-time.After(15 * time.Second):
 			d.cmd.Process.Kill()
 			<-done
+		}
+		if out, err := exec.Command(bin, "uninstall", "--bpffs", d.pins).CombinedOutput(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			tb.Errorf("uninstall: %v\n%s", err, out)
 		}
 		os.Remove(cgroupDir(tb, d.cgroup))
 	})

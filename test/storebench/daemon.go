@@ -93,7 +93,7 @@ func daemonMemory(cfg config) (b busyRun, err error) {
 	defer os.Remove(cg)
 	sock := filepath.Join(cfg.dir, "api.sock")
 	d := exec.Command(cfg.ringfence, "run", "--watch-cgroup", cg, "--store", filepath.Join(cfg.dir, "daemon-store"),
-		"--api-socket", sock, "--metrics-addr", "", "--stdout=false")
+		"--api-socket", sock, "--metrics-addr", "", "--stdout=false", "--bpffs", "")
 	d.Stderr = os.Stderr
 	if err := d.Start(); err != nil {
 		return b, err
