@@ -17,11 +17,13 @@ type segment struct {
 	First uint64 // sequence number of its first record, which names it
 	Log   string
 	Idx   string
+	// Live indexes the segment while it is written (see live.go).
+	Live string
 }
 
 func segmentAt(dir string, first uint64) segment {
 	base := filepath.Join(dir, fmt.Sprintf("seg-%016x", first))
-	return segment{First: first, Log: base + ".log", Idx: base + ".idx"}
+	return segment{First: first, Log: base + ".log", Idx: base + ".idx", Live: base + ".live"}
 }
 
 // listSegments returns the segments of dir in order.
@@ -81,26 +83,33 @@ func (m *mapped) close() error {
 // of records and the offset where valid data ends.
 func scan(data []byte) (*segIndex, uint64, int64) {
 	x := newSegIndex()
-	var off int64
+	n, end := scanFrom(data, 0, x)
+	return x, n, end
+}
+
+// scanFrom adds to x the valid records of data from off on, and returns
+// how many it added and where valid data ends.
+func scanFrom(data []byte, off int64, x *segIndex) (uint64, int64) {
 	var n uint64
 	for {
 		payload, next, err := readFrame(data, off)
 		if err != nil {
-			break
+			return n, off
 		}
-		m, _, err := parsePayload(payload)
+		r, err := parsePayload(payload)
 		if err != nil {
-			break
+			return n, off
 		}
-		x.add(m, off)
+		x.add(r.m, off)
 		off = next
 		n++
 	}
-	return x, n, off
 }
 
-// loadIndex reads a sealed segment's index, rebuilding it from the log when
-// it is missing or damaged (a crash while sealing).
+// loadIndex reads a sealed segment's index whole, checking every part, and
+// rebuilds it from the log when it is missing, damaged or of another
+// format (a crash while sealing, or an older version). With repair, the
+// rebuilt index is written.
 func loadIndex(seg segment, data []byte, repair bool) (*segIndex, error) {
 	b, err := os.ReadFile(seg.Idx)
 	if err == nil {

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,19 +217,33 @@ func TestLostReportedForWindow(t *testing.T) {
 func TestCorruptIndexRejected(t *testing.T) {
 	x := newSegIndex()
 	x.add(metaOf(&event.Event{Time: t0, Kind: event.KindExec}), 0)
+	web := ev(1, "web", event.KindFile)
+	x.add(metaOf(&web), 100)
+	loss := event.LossReport(map[string]uint64{"ring_full_file": 2})
+	loss.Time = t0.Add(time.Second)
+	x.add(metaOf(&loss), 200)
 	x.seal()
 	b := x.marshal()
+	if back, err := unmarshalIndex(b); err != nil || sameIndex(back, x) != nil || back.count() != 3 {
+		t.Fatalf("round trip: %v, %v", err, sameIndex(back, x))
+	}
 	for _, cut := range []int{0, 5, len(b) / 2, len(b) - 1} {
 		if _, err := unmarshalIndex(b[:cut]); err == nil {
 			t.Errorf("index cut at %d accepted", cut)
 		}
 	}
-	b[len(b)/2] ^= 0xff
-	if _, err := unmarshalIndex(b); err == nil {
-		t.Error("flipped byte accepted")
+	// Every byte is covered by a checksum or a size check.
+	for i := range b {
+		flipped := slices.Clone(b)
+		flipped[i] ^= 0x40
+		if _, err := unmarshalIndex(flipped); err == nil {
+			t.Errorf("byte %d of %d flipped, accepted", i, len(b))
+		}
 	}
-	if _, err := os.Stat(filepath.Join(t.TempDir(), "x")); err == nil {
-		t.Fatal("unreachable")
+	old := slices.Clone(b)
+	copy(old, "RFIDX002")
+	if _, err := unmarshalIndex(old); err == nil || !strings.Contains(err.Error(), `format "RFIDX002"`) {
+		t.Errorf("an index of the older format: %v", err)
 	}
 }
 
