@@ -78,10 +78,16 @@ func (x *segIndex) add(m meta, off int64) {
 
 // addAt indexes the record of m at off under symbol s, already resolved.
 func (x *segIndex) addAt(s uint32, m meta, off int64) {
-	e := entry{Time: m.Time, Off: uint32(off), Kind: m.Kind, Verdict: m.Verdict}
-	x.runs[s] = append(x.runs[s], e)
+	x.runs[s] = append(x.runs[s], entry{Time: m.Time, Off: uint32(off), Kind: m.Kind, Verdict: m.Verdict})
+	x.note(m, off)
+}
+
+// note counts the record of m at off, and lists it if it is a loss report,
+// without adding it to a run: for a reader's index of the active segment,
+// which keeps only the runs its query needs.
+func (x *segIndex) note(m meta, off int64) {
 	if m.Loss {
-		x.loss = append(x.loss, e)
+		x.loss = append(x.loss, entry{Time: m.Time, Off: uint32(off), Kind: m.Kind, Verdict: m.Verdict})
 	}
 	x.n++
 	x.MinTime = min(x.MinTime, m.Time)

@@ -61,12 +61,16 @@ func appendLiveBlock(buf []byte, newSyms []container, recs []placed) []byte {
 }
 
 // parseLive indexes the entries of a live file up to its first torn or
-// damaged block. It returns nil for a file that is not a live file.
-func parseLive(b []byte) *segIndex {
+// damaged block, keeping the runs of only the containers keep selects (nil
+// keeps all): the file lists every record of the segment, and a query
+// needs a few. The index's range, count and loss reports are whole. It
+// returns nil for a file that is not a live file.
+func parseLive(b []byte, keep func(container) bool) *segIndex {
 	if len(b) < len(liveMagic) || string(b[:len(liveMagic)]) != liveMagic {
 		return nil
 	}
-	x := newSegIndex()
+	l := liveIndex{x: newSegIndex(), keep: keep}
+	l.kept = append(l.kept, keep == nil || keep(container{}))
 	b = b[len(liveMagic):]
 	for len(b) >= 8 {
 		n := int64(binary.LittleEndian.Uint32(b))
@@ -74,16 +78,23 @@ func parseLive(b []byte) *segIndex {
 			break
 		}
 		body := b[4 : 4+n]
-		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[4+n:]) || !x.addLiveBody(body) {
+		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[4+n:]) || !l.addBody(body) {
 			break
 		}
 		b = b[8+n:]
 	}
-	return x
+	return l.x
 }
 
-// addLiveBody indexes one block's body, or reports it inconsistent.
-func (x *segIndex) addLiveBody(body []byte) bool {
+// liveIndex builds an index from a live file.
+type liveIndex struct {
+	x    *segIndex
+	keep func(container) bool
+	kept []bool // by symbol
+}
+
+// addBody indexes one block's body, or reports it inconsistent.
+func (l *liveIndex) addBody(body []byte) bool {
 	r := reader{b: body}
 	for range r.u32() {
 		var c container
@@ -93,18 +104,41 @@ func (x *segIndex) addLiveBody(body []byte) bool {
 		if r.err {
 			return false
 		}
-		x.addSymbol(c)
+		l.x.addSymbol(c)
+		l.kept = append(l.kept, l.keep == nil || l.keep(c))
 	}
-	for range r.u32() {
-		e := r.take(liveEntrySize)
+	n := int(r.u32())
+	entries := r.take(n * liveEntrySize)
+	if r.err {
+		return false
+	}
+	x := l.x
+	for i := 0; i < n; i++ {
+		e := entries[i*liveEntrySize : (i+1)*liveEntrySize]
 		s := binary.LittleEndian.Uint32(e[12:])
-		if r.err || int(s) >= len(x.Syms) {
+		if int(s) >= len(l.kept) {
 			return false
 		}
-		m := meta{Time: int64(binary.LittleEndian.Uint64(e)), Kind: e[16], Verdict: e[17], Loss: e[18] == 1}
-		x.addAt(s, m, int64(binary.LittleEndian.Uint32(e[8:])))
+		t := int64(binary.LittleEndian.Uint64(e))
+		if !l.kept[s] && e[18] == 0 {
+			// Most entries: only counted. This loop is most of what a
+			// query of one container costs in the segment being written.
+			x.n++
+			x.MinTime, x.MaxTime = min(x.MinTime, t), max(x.MaxTime, t)
+			continue
+		}
+		m := meta{Time: t, Kind: e[16], Verdict: e[17], Loss: e[18] == 1}
+		off := int64(binary.LittleEndian.Uint32(e[8:]))
+		if l.kept[s] {
+			x.addAt(s, m, off)
+		} else {
+			x.note(m, off)
+		}
 	}
-	return !r.err
+	if n > 0 { // entries are in write order: the last is the furthest
+		x.lastOff = max(x.lastOff, int64(binary.LittleEndian.Uint32(entries[(n-1)*liveEntrySize+8:])))
+	}
+	return len(r.b) == 0
 }
 
 // liveFile is the writer's live file for the segment it fills.

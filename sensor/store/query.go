@@ -103,7 +103,7 @@ func (r *Reader) Query(q Query) (*Result, error) {
 	res := &Result{Lost: make(map[string]uint64)}
 	var hits []hit
 	for i, seg := range segs {
-		v, err := r.view(seg, i == len(segs)-1, cat)
+		v, err := r.view(seg, i == len(segs)-1, cat, q.matchesContainer)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // removed by retention meanwhile
 		}

@@ -99,3 +99,50 @@ func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 	}
 	return dir
 }
+
+// BenchmarkQueryQuiet asks for a quiet container's 7 events out of 300,000,
+// with a fresh reader each time as a CLI call does: on the store as a
+// running daemon leaves it (two sealed segments, the rest in the segment
+// being written) and once the writer has closed it.
+func BenchmarkQueryQuiet(b *testing.B) {
+	const n = 300_000
+	dir := b.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newWritePool(b)
+	batch := make([]event.Event, 0, 4096)
+	for i := 0; i < n; i++ {
+		e := p.events[i%len(p.events)]
+		if i%(n/8) == 0 && i > 0 {
+			e = ev(i, "quiet", event.KindExec)
+		}
+		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
+		batch = append(batch, e)
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := w.Append(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	ask := func(b *testing.B, want int) {
+		for b.Loop() {
+			r, err := OpenReader(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := r.Query(Query{Container: "quiet"})
+			r.Close()
+			if err != nil || len(res.Events) != want {
+				b.Fatalf("%v: %d events, want %d", err, len(res.Events), want)
+			}
+		}
+	}
+	b.Run("while written", func(b *testing.B) { ask(b, 7) })
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("closed", func(b *testing.B) { ask(b, 7) })
+}

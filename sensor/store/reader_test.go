@@ -225,7 +225,7 @@ func TestActiveSegmentFromLiveFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	x := parseLive(readAll(t, w.seg.Live))
+	x := parseLive(readAll(t, w.seg.Live), nil)
 	if x == nil || x.count() != 6 || len(x.Syms) != 3 {
 		t.Fatalf("live file indexes %v", x)
 	}
@@ -242,7 +242,7 @@ func TestActiveSegmentFromLiveFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if x := parseLive(readAll(t, live)); x == nil || x.count() != 6 {
+	if x := parseLive(readAll(t, live), nil); x == nil || x.count() != 6 {
 		t.Fatalf("live file not rebuilt on open: %v", x)
 	}
 	if got := fmt.Sprint(storedPIDs(t, dir)); got != "[0 1 2 3 4 5]" {

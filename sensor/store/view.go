@@ -26,7 +26,10 @@ type segView struct {
 // its index's head; a sealed segment whose index is missing, damaged or of
 // another format is indexed from its log instead. The last segment without
 // an index is the one being written.
-func (r *Reader) view(seg segment, last bool, cat map[uint64]*summary) (*segView, error) {
+//
+// The index of the segment being written keeps only the runs of the
+// containers keep selects.
+func (r *Reader) view(seg segment, last bool, cat map[uint64]*summary, keep func(container) bool) (*segView, error) {
 	if v, ok := r.sealed[seg.Log]; ok {
 		return v, nil
 	}
@@ -38,7 +41,7 @@ func (r *Reader) view(seg segment, last bool, cat map[uint64]*summary) (*segView
 	v := &segView{seg: seg}
 	err := v.openIndex()
 	if errors.Is(err, os.ErrNotExist) && last {
-		return r.activeView(seg)
+		return r.activeView(seg, keep)
 	}
 	if err != nil && !errors.Is(err, errBadIndex) && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -76,22 +79,26 @@ func (v *segView) openIndex() error {
 
 // activeView indexes the segment being written: the live file's entries,
 // then from the log whatever follows the last of them. The live file is
-// read before the log is mapped, so that it never lists a record the map
-// lacks.
-func (r *Reader) activeView(seg segment) (*segView, error) {
-	b, err := os.ReadFile(seg.Live)
+// mapped and read before the log is mapped, so that it never lists a
+// record the log's map lacks.
+func (r *Reader) activeView(seg segment, keep func(container) bool) (*segView, error) {
+	lm, err := mapFile(seg.Live)
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(seg.Idx); serr == nil {
-			return r.view(seg, false, nil) // sealed meanwhile
+			return r.view(seg, false, nil, nil) // sealed meanwhile
 		}
 	} else if err != nil {
 		return nil, err
+	}
+	var x *segIndex
+	if lm != nil {
+		x = parseLive(lm.data, keep)
+		lm.close()
 	}
 	m, err := mapFile(seg.Log)
 	if err != nil {
 		return nil, err
 	}
-	x := parseLive(b)
 	if x == nil || !x.indexTail(m.data) {
 		x, _, _ = scan(m.data)
 	}
