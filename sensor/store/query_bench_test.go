@@ -76,7 +76,17 @@ func abs(n int) int { return max(n, -n) }
 // t0, the kind of event i chosen by kind, and returns the store directory.
 func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 	b.Helper()
-	const n = 1_000_000
+	dir, w := fillOpen(b, 1_000_000, func(i int) event.Event { return ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind(i)) })
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// fillOpen stores n events, event i made by eventAt, spread over a day from
+// t0 in batches of 4096, and returns the store with its writer still open.
+func fillOpen(b *testing.B, n int, eventAt func(i int) event.Event) (string, *Writer) {
+	b.Helper()
 	dir := b.TempDir()
 	w, err := OpenWriter(dir, Options{})
 	if err != nil {
@@ -84,8 +94,8 @@ func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 	}
 	batch := make([]event.Event, 0, 4096)
 	for i := 0; i < n; i++ {
-		e := ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind(i))
-		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
+		e := eventAt(i)
+		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / float64(n)))
 		batch = append(batch, e)
 		if len(batch) == cap(batch) || i == n-1 {
 			if err := w.Append(batch); err != nil {
@@ -94,10 +104,7 @@ func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 			batch = batch[:0]
 		}
 	}
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return dir
+	return dir, w
 }
 
 // BenchmarkQueryQuiet asks for a quiet container's 7 events out of 300,000,
@@ -106,27 +113,13 @@ func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 // being written) and once the writer has closed it.
 func BenchmarkQueryQuiet(b *testing.B) {
 	const n = 300_000
-	dir := b.TempDir()
-	w, err := OpenWriter(dir, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	p := newWritePool(b)
-	batch := make([]event.Event, 0, 4096)
-	for i := 0; i < n; i++ {
-		e := p.events[i%len(p.events)]
+	dir, w := fillOpen(b, n, func(i int) event.Event {
 		if i%(n/8) == 0 && i > 0 {
-			e = ev(i, "quiet", event.KindExec)
+			return ev(i, "quiet", event.KindExec)
 		}
-		e.Time = t0.Add(time.Duration(float64(24*time.Hour) * float64(i) / n))
-		batch = append(batch, e)
-		if len(batch) == cap(batch) || i == n-1 {
-			if err := w.Append(batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
+		return p.events[i%len(p.events)]
+	})
 	ask := func(b *testing.B, want int) {
 		for b.Loop() {
 			r, err := OpenReader(dir)

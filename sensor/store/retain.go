@@ -30,12 +30,14 @@ const MinMaxBytes = 2 * minSegmentBytes
 // Options bound the store. Zero values take the defaults.
 type Options struct {
 	// SegmentBytes and SegmentEvents seal the active segment when reached.
-	// SegmentBytes counts the segment's log and its index.
+	// SegmentBytes counts the segment's log, its live index and the index
+	// it will have, and may not pass 2 GiB.
 	SegmentBytes  int64
 	SegmentEvents int
 	// MaxAge drops segments whose newest event is older; 0 keeps forever.
 	MaxAge time.Duration
-	// MaxBytes bounds the store on disk (logs and indexes); 0 means no limit.
+	// MaxBytes bounds the store on disk (logs, indexes and the live
+	// index; not the catalog, a few bytes per segment); 0 means no limit.
 	MaxBytes int64
 	// Now is the clock used for retention; nil means time.Now.
 	Now func() time.Time
