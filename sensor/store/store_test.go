@@ -365,3 +365,47 @@ func flipByte(tb testing.TB, path string, off int) {
 		tb.Fatal(err)
 	}
 }
+
+// TestSinkRefusesAlone: an event too large for a record is refused and
+// counted, and the events around it are stored, in order; after Close,
+// writes are refused and counted too.
+func TestSinkRefusesAlone(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSink(w, SinkOptions{Batch: 3, Queue: 6})
+	write := func(e event.Event) error {
+		line, err := e.MarshalLine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Write(&e, line)
+	}
+	for i := 0; i < 10; i++ {
+		e := ev(i, "web", event.KindFile)
+		if i == 4 {
+			e.Path = strings.Repeat("x", maxPayload)
+			if err := write(e); err == nil || !strings.Contains(err.Error(), "larger than a record may be") {
+				t.Fatalf("oversized event: %v", err)
+			}
+			continue
+		}
+		if err := write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(ev(10, "web", event.KindFile)); err == nil {
+		t.Fatal("write after Close accepted")
+	}
+	if lost := s.Lost()["store_write_error"]; lost != 2 {
+		t.Fatalf("store_write_error %d, want 2 (the oversized event, the late one)", lost)
+	}
+	if got := fmt.Sprint(storedPIDs(t, dir)); got != "[0 1 2 3 5 6 7 8 9]" {
+		t.Fatalf("stored %s", got)
+	}
+}
