@@ -32,7 +32,28 @@ const (
 type summary struct {
 	minTime, maxTime int64
 	events, losses   int
-	syms             []container
+	// syms are the containers by symbol; or, in a summary from the
+	// catalog, ids are their positions in dict, the catalog's list, which
+	// all its segments share.
+	syms []container
+	ids  []uint32
+	dict []container
+}
+
+// nsyms returns the number of containers (symbols) of the segment.
+func (s *summary) nsyms() int {
+	if s.ids != nil {
+		return len(s.ids)
+	}
+	return len(s.syms)
+}
+
+// container returns the container of symbol i.
+func (s *summary) container(i uint32) *container {
+	if s.ids != nil {
+		return &s.dict[s.ids[i]]
+	}
+	return &s.syms[i]
 }
 
 func summarise(x *segIndex) summary {
@@ -50,7 +71,8 @@ func marshalCatalog(sealed []sealedInfo) []byte {
 	var names []byte
 	n := uint32(0)
 	for _, s := range sealed {
-		for _, c := range s.sum.syms {
+		for i := range uint32(s.sum.nsyms()) {
+			c := *s.sum.container(i)
 			if _, ok := dict[c]; !ok {
 				dict[c] = n
 				n++
@@ -70,9 +92,9 @@ func marshalCatalog(sealed []sealedInfo) []byte {
 		b = binary.LittleEndian.AppendUint64(b, uint64(s.sum.maxTime))
 		b = binary.LittleEndian.AppendUint32(b, uint32(s.sum.events))
 		b = binary.LittleEndian.AppendUint32(b, uint32(s.sum.losses))
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(s.sum.syms)))
-		for _, c := range s.sum.syms {
-			b = binary.LittleEndian.AppendUint32(b, dict[c])
+		b = binary.LittleEndian.AppendUint32(b, uint32(s.sum.nsyms()))
+		for i := range uint32(s.sum.nsyms()) {
+			b = binary.LittleEndian.AppendUint32(b, dict[*s.sum.container(i)])
 		}
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
@@ -104,13 +126,11 @@ func parseCatalog(b []byte) (map[uint64]*summary, error) {
 		if r.err || nsyms > len(r.b)/4 {
 			return nil, fmt.Errorf("catalog: truncated")
 		}
-		s.syms = make([]container, nsyms)
-		for i := range s.syms {
-			d := r.u32()
-			if int(d) >= len(dict) {
-				return nil, fmt.Errorf("catalog: container %d of %d", d, len(dict))
+		s.ids, s.dict = make([]uint32, nsyms), dict
+		for i := range s.ids {
+			if s.ids[i] = r.u32(); int(s.ids[i]) >= len(dict) {
+				return nil, fmt.Errorf("catalog: container %d of %d", s.ids[i], len(dict))
 			}
-			s.syms[i] = dict[d]
 		}
 		out[first] = s
 	}

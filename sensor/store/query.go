@@ -103,7 +103,7 @@ func (r *Reader) Query(q Query) (*Result, error) {
 	res := &Result{Lost: make(map[string]uint64)}
 	var hits []hit
 	for i, seg := range segs {
-		v, err := r.view(seg, i == len(segs)-1, cat, q.matchesContainer)
+		v, err := r.view(seg, i == len(segs)-1, cat, q.keeps)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // removed by retention meanwhile
 		}
@@ -143,7 +143,7 @@ func (q *Query) fromSegment(hits []hit, v *segView, res *Result) ([]hit, error) 
 	if v.sum.maxTime < since || v.sum.minTime >= until {
 		return hits, nil
 	}
-	syms := q.matching(v.sum.syms)
+	syms := q.matching(&v.sum)
 	var err error
 	switch {
 	case len(syms) == 0:
@@ -183,11 +183,11 @@ func sortHits(hits []hit) {
 }
 
 // matching returns the symbols of the containers q selects.
-func (q *Query) matching(syms []container) []uint32 {
+func (q *Query) matching(sum *summary) []uint32 {
 	var out []uint32
-	for s, c := range syms {
-		if q.matchesContainer(c) {
-			out = append(out, uint32(s))
+	for s := range uint32(sum.nsyms()) {
+		if q.matchesContainer(sum.container(s)) {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -241,7 +241,7 @@ func (q *Query) anyMatch(v *segView, syms []uint32, since, until int64) (bool, e
 	return found, err
 }
 
-func (q *Query) matchesContainer(c container) bool {
+func (q *Query) matchesContainer(c *container) bool {
 	if q.Container != "" && c.Name != q.Container && !(c.ID != "" && strings.HasPrefix(c.ID, q.Container)) {
 		return false
 	}
@@ -259,6 +259,9 @@ func (q *Query) matchesContainer(c container) bool {
 	return true
 }
 
+// keeps is matchesContainer for a container value.
+func (q *Query) keeps(c container) bool { return q.matchesContainer(&c) }
+
 func (q *Query) matchesKind(code uint8) bool {
 	return len(q.Kinds) == 0 || slices.Contains(q.Kinds, kindOf(code))
 }
@@ -275,7 +278,7 @@ func (q *Query) Matches(e *event.Event) bool {
 	if m.Time < since || m.Time >= until {
 		return false
 	}
-	return q.matchesContainer(m.Container) && q.matchesKind(m.Kind) && q.matchesVerdict(m.Verdict)
+	return q.matchesContainer(&m.Container) && q.matchesKind(m.Kind) && q.matchesVerdict(m.Verdict)
 }
 
 // LostMessage is the message of the sensor events that report losses.

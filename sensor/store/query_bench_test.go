@@ -76,7 +76,7 @@ func abs(n int) int { return max(n, -n) }
 // t0, the kind of event i chosen by kind, and returns the store directory.
 func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 	b.Helper()
-	dir, w := fillOpen(b, 1_000_000, func(i int) event.Event { return ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind(i)) })
+	dir, w := fillOpen(b, 1_000_000, Options{}, func(i int) event.Event { return ev(0, fmt.Sprintf("c%02d", (i*7919)%50), kind(i)) })
 	if err := w.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -85,10 +85,10 @@ func fillDay(b *testing.B, kind func(i int) event.Kind) string {
 
 // fillOpen stores n events, event i made by eventAt, spread over a day from
 // t0 in batches of 4096, and returns the store with its writer still open.
-func fillOpen(b *testing.B, n int, eventAt func(i int) event.Event) (string, *Writer) {
+func fillOpen(b *testing.B, n int, opts Options, eventAt func(i int) event.Event) (string, *Writer) {
 	b.Helper()
 	dir := b.TempDir()
-	w, err := OpenWriter(dir, Options{})
+	w, err := OpenWriter(dir, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,33 +109,40 @@ func fillOpen(b *testing.B, n int, eventAt func(i int) event.Event) (string, *Wr
 
 // BenchmarkQueryQuiet asks for a quiet container's 7 events out of 300,000,
 // with a fresh reader each time as a CLI call does: on the store as a
-// running daemon leaves it (two sealed segments, the rest in the segment
-// being written) and once the writer has closed it.
+// running daemon leaves it (sealed segments, and the segment being
+// written) and once the writer has closed it; in segments of the default
+// size (two sealed, 37,856 events in the one being written) and in 100
+// segments of 3,000 events, which a query passes over on the catalog.
 func BenchmarkQueryQuiet(b *testing.B) {
 	const n = 300_000
 	p := newWritePool(b)
-	dir, w := fillOpen(b, n, func(i int) event.Event {
-		if i%(n/8) == 0 && i > 0 {
-			return ev(i, "quiet", event.KindExec)
-		}
-		return p.events[i%len(p.events)]
-	})
-	ask := func(b *testing.B, want int) {
-		for b.Loop() {
-			r, err := OpenReader(dir)
-			if err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		opts Options
+	}{{"default segments", Options{}}, {"100 segments", Options{SegmentEvents: 3000}}} {
+		dir, w := fillOpen(b, n, c.opts, func(i int) event.Event {
+			if i%(n/8) == 0 && i > 0 {
+				return ev(i, "quiet", event.KindExec)
 			}
-			res, err := r.Query(Query{Container: "quiet"})
-			r.Close()
-			if err != nil || len(res.Events) != want {
-				b.Fatalf("%v: %d events, want %d", err, len(res.Events), want)
+			return p.events[i%len(p.events)]
+		})
+		ask := func(b *testing.B) {
+			for b.Loop() {
+				r, err := OpenReader(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := r.Query(Query{Container: "quiet"})
+				r.Close()
+				if err != nil || len(res.Events) != 7 {
+					b.Fatalf("%v: %d events, want 7", err, len(res.Events))
+				}
 			}
 		}
+		b.Run(c.name+", while written", ask)
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name+", closed", ask)
 	}
-	b.Run("while written", func(b *testing.B) { ask(b, 7) })
-	if err := w.Close(); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("closed", func(b *testing.B) { ask(b, 7) })
 }

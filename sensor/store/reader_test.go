@@ -179,7 +179,7 @@ func TestQueryOpensOnlyCandidateSegments(t *testing.T) {
 	}
 	since, until := t0.Add(300*time.Second), t0.Add(800*time.Second)
 	for first, s := range cat {
-		if slices.ContainsFunc(s.syms, func(c container) bool { return c.Name == "quiet" }) && s.maxTime >= since.UnixNano() && s.minTime < until.UnixNano() {
+		if slices.ContainsFunc(s.ids, func(id uint32) bool { return s.dict[id].Name == "quiet" }) && s.maxTime >= since.UnixNano() && s.minTime < until.UnixNano() {
 			holds[first] = true
 		}
 	}

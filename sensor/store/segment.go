@@ -28,16 +28,24 @@ func segmentAt(dir string, first uint64) segment {
 
 // listSegments returns the segments of dir in order.
 func listSegments(dir string) ([]segment, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	segs := make([]segment, 0, len(names))
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	segs := make([]segment, 0, len(names)/2)
 	for _, n := range names {
-		hex := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(n), "seg-"), ".log")
+		hex, ok := strings.CutPrefix(n, "seg-")
+		if hex, ok = strings.CutSuffix(hex, ".log"); !ok || len(hex) != 16 {
+			continue // not a log, or not ours
+		}
 		first, err := strconv.ParseUint(hex, 16, 64)
 		if err != nil {
-			continue // not ours
+			continue
 		}
 		segs = append(segs, segmentAt(dir, first))
 	}

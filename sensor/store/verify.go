@@ -102,6 +102,13 @@ func firstDifference(a, b []entry) int {
 }
 
 func sameSummary(a, b summary) bool {
-	return a.minTime == b.minTime && a.maxTime == b.maxTime && a.events == b.events &&
-		a.losses == b.losses && slices.Equal(a.syms, b.syms)
+	if a.minTime != b.minTime || a.maxTime != b.maxTime || a.events != b.events || a.losses != b.losses || a.nsyms() != b.nsyms() {
+		return false
+	}
+	for s := range uint32(a.nsyms()) {
+		if *a.container(s) != *b.container(s) {
+			return false
+		}
+	}
+	return true
 }

@@ -63,18 +63,15 @@ func (v *segView) openIndex() error {
 		return err
 	}
 	d, err := parseIndex(m.data)
-	if err == nil {
-		var sum summary
-		if sum, err = d.summary(); err == nil {
-			if v.sum.syms == nil {
-				v.sum = sum
-			}
-			v.idx, v.idxMap = d, m
-			return nil
-		}
+	if err == nil && v.sum.nsyms() == 0 { // not summarised by the catalog
+		v.sum, err = d.summary()
 	}
-	m.close()
-	return err
+	if err != nil {
+		m.close()
+		return err
+	}
+	v.idx, v.idxMap = d, m
+	return nil
 }
 
 // activeView indexes the segment being written: the live file's entries,
@@ -191,7 +188,7 @@ func (v *segView) eachInWindow(syms []uint32, since, until int64, fn func([]entr
 // rebuiltRun indexes the segment from its log and returns the run of the
 // container symbol s stood for.
 func (v *segView) rebuiltRun(s uint32) ([]entry, error) {
-	c := v.sum.syms[s]
+	c := *v.sum.container(s)
 	if err := v.rebuild(); err != nil {
 		return nil, err
 	}
