@@ -381,7 +381,9 @@ func (w *Writer) Close() error {
 	var errs []error
 	if w.f != nil {
 		if w.index.count() > 0 {
-			errs = append(errs, w.seal())
+			if err := w.seal(); err != nil {
+				errs = append(errs, err, w.f.Close()) // the next writer recovers the segment
+			}
 			w.writeCatalog()
 		} else {
 			errs = append(errs, w.f.Close(), os.Remove(w.seg.Log))
