@@ -11,7 +11,6 @@ import (
 
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
-	"github.com/ringfence/ringfence/sensor/store"
 )
 
 // poller is what the polls remember between them. Owned by the goroutine
@@ -63,7 +62,7 @@ func (s *Sensor) pollLost() {
 	}
 	if delta := diff(lost, s.poller.lastLost); len(delta) > 0 {
 		s.poller.lastLost = lost
-		s.emit(event.Event{Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: store.LostMessage, Counts: delta})
+		s.emit(event.LossReport(delta))
 		// Recorded with the pins: the next daemon reports from here.
 		if err := s.kern.SetDropsReported(lost); err != nil {
 			s.cfg.Logger.Error("record the losses reported", "error", err)

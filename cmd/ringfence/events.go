@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,7 +57,7 @@ func parseEventsFlags(args []string, stderr io.Writer, now time.Time) (*eventsFl
 	fs.StringVar(&f.socket, "api-socket", api.DefaultSocket, "daemon socket, for --follow")
 	fs.StringVar(&f.q.Container, "container", "", "container `ID|NAME` (an id prefix works)")
 	fs.StringVar(&f.q.Pod, "pod", "", "Kubernetes pod name")
-	fs.StringVar(&f.q.Namespace, "namespace", "", "Kubernetes namespace")
+	fs.StringVar(&f.q.PodNamespace, "namespace", "", "Kubernetes namespace")
 	fs.StringVar(&f.q.Image, "image", "", "image reference, or a glob (registry.internal/web/*)")
 	kinds := fs.String("kind", "", "event kinds, comma-separated: exec,exit,file,bind,violation,container,posture,sensor,syscalls")
 	verdicts := fs.String("verdict", "", "verdicts, comma-separated: allow,deny,audit")
@@ -189,7 +190,7 @@ func printLive(lines <-chan []byte, q *store.Query, last time.Time, p *printer, 
 		if json.Unmarshal(b, &ev) == nil && !ev.Time.After(last) {
 			continue // already printed from the store
 		}
-		if store.IsLossReport(&ev) {
+		if ev.IsLossReport() {
 			p.flush()
 			if total, causes := lossSummary(ev.Counts); total > 0 {
 				fmt.Fprintf(stderr, "warning: %d events were lost at %s (%s): the live stream may be incomplete\n", total, ev.Time.Format(time.RFC3339), causes)
@@ -228,20 +229,21 @@ func lossSummary(lost map[string]uint64) (uint64, string) {
 
 // printer writes events as JSON lines or a table.
 type printer struct {
-	w     io.Writer
+	w     *bufio.Writer // flushed by flush: one write per screenful, not per event
 	tw    *tabwriter.Writer
 	json  bool
 	wrote bool
 }
 
 func newPrinter(w io.Writer, output string) *printer {
-	return &printer{w: w, tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0), json: output == "json"}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	return &printer{w: bw, tw: tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0), json: output == "json"}
 }
 
 func (p *printer) print(raw []byte) {
 	if p.json {
 		p.w.Write(raw)
-		p.w.Write([]byte{'\n'})
+		p.w.WriteByte('\n')
 		return
 	}
 	var e event.Event
@@ -262,7 +264,10 @@ func (p *printer) print(raw []byte) {
 	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Time.Local().Format("2006-01-02T15:04:05.000"), e.Kind, e.Verdict, ctr, e.PID, e.Comm, detail(&e))
 }
 
-func (p *printer) flush() { p.tw.Flush() }
+func (p *printer) flush() {
+	p.tw.Flush()
+	p.w.Flush()
+}
 
 // detail is the one-line summary of what an event is about.
 func detail(e *event.Event) string {

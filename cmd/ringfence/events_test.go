@@ -46,7 +46,7 @@ func stored(tb testing.TB) string {
 		evs = append(evs, e)
 	}
 	evs = append(evs, event.Event{Time: t0.Add(30*time.Second + 500*time.Millisecond), Kind: event.KindSensor, Verdict: event.VerdictAllow,
-		Message: store.LostMessage, Counts: map[string]uint64{"ring_full_file": 4, "store_write_error": 1}})
+		Message: event.LossMessage, Counts: map[string]uint64{"ring_full_file": 4, "store_write_error": 1}})
 	if err := w.Append(evs); err != nil {
 		tb.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestFollowWarnsOfLosses(t *testing.T) {
 	live := t0.Add(time.Hour) // after the stored events
 	web := event.Event{Time: live, Kind: event.KindFile, Verdict: event.VerdictAllow, PID: 1000, Container: &event.Container{ID: "aaaa1111", Name: "web"}}
 	db := event.Event{Time: live, Kind: event.KindFile, Verdict: event.VerdictAllow, PID: 1001, Container: &event.Container{ID: "bbbb2222", Name: "db"}}
-	loss := event.Event{Time: live, Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: store.LostMessage, Counts: map[string]uint64{"ring_full_exec": 9}}
+	loss := event.Event{Time: live, Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: event.LossMessage, Counts: map[string]uint64{"ring_full_exec": 9}}
 	const warning = "warning: 9 events were lost at "
 	// The follower subscribes when it starts: write until it has seen both.
 	deadline := time.Now().Add(10 * time.Second)

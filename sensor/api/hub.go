@@ -29,7 +29,7 @@ func NewHub() *Hub { return &Hub{subs: make(map[*subscriber]struct{})} }
 // it. A loss report goes to every subscriber, whatever its query: a
 // follower of one container must still learn that events went missing.
 func (h *Hub) Write(e *event.Event, line []byte) error {
-	loss := store.IsLossReport(e)
+	loss := e.IsLossReport()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {

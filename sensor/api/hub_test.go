@@ -21,7 +21,9 @@ func fileEvent(ctr string) event.Event {
 }
 
 func lossReport() event.Event {
-	return event.Event{Time: t0, Kind: event.KindSensor, Verdict: event.VerdictAllow, Message: store.LostMessage, Counts: map[string]uint64{"ring_full_file": 3}}
+	e := event.LossReport(map[string]uint64{"ring_full_file": 3})
+	e.Time = t0
+	return e
 }
 
 func write(tb testing.TB, h *Hub, e event.Event) {
@@ -49,7 +51,7 @@ func TestHubLossReportsReachEveryFollower(t *testing.T) {
 		{"this container", store.Query{Container: "web"}, true, false},
 		{"kind exec", store.Query{Kinds: []event.Kind{event.KindExec}}, false, false},
 		{"verdict deny", store.Query{Verdicts: []event.Verdict{event.VerdictDeny}}, false, false},
-		{"namespace", store.Query{Namespace: "prod"}, true, false},
+		{"namespace", store.Query{PodNamespace: "prod"}, true, false},
 		{"a window in the past", store.Query{Until: t0.Add(-time.Hour)}, false, false},
 	}
 	h := NewHub()
@@ -72,7 +74,7 @@ func TestHubLossReportsReachEveryFollower(t *testing.T) {
 			for _, line := range got {
 				sawWeb = sawWeb || strings.Contains(line, `"path":"/etc/web"`)
 				sawOther = sawOther || strings.Contains(line, `"policy reloaded"`)
-				sawLoss = sawLoss || strings.Contains(line, `"message":"`+store.LostMessage+`"`)
+				sawLoss = sawLoss || strings.Contains(line, `"message":"`+event.LossMessage+`"`)
 			}
 			if !sawLoss || sawWeb != c.wantWeb || sawOther != c.wantOther {
 				t.Fatalf("loss report %v (want true), web event %v (want %v), other sensor event %v (want %v): %q",

@@ -19,7 +19,7 @@ func EncodeQuery(q store.Query) url.Values {
 	if !q.Until.IsZero() {
 		v.Set("until", q.Until.Format(time.RFC3339Nano))
 	}
-	for k, s := range map[string]string{"container": q.Container, "pod": q.Pod, "namespace": q.Namespace, "image": q.Image} {
+	for k, s := range map[string]string{"container": q.Container, "pod": q.Pod, "namespace": q.PodNamespace, "image": q.Image} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -38,7 +38,7 @@ func EncodeQuery(q store.Query) url.Values {
 
 // DecodeQuery parses URL parameters into a query, naming the bad parameter.
 func DecodeQuery(v url.Values) (store.Query, error) {
-	q := store.Query{Container: v.Get("container"), Pod: v.Get("pod"), Namespace: v.Get("namespace"), Image: v.Get("image")}
+	q := store.Query{Container: v.Get("container"), Pod: v.Get("pod"), PodNamespace: v.Get("namespace"), Image: v.Get("image")}
 	var err error
 	for name, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
 		if s := v.Get(name); s != "" {

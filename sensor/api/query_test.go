@@ -18,7 +18,7 @@ func TestQueryRoundTrip(t *testing.T) {
 	}{
 		{"empty", store.Query{}},
 		{"every field", store.Query{
-			Since: t0, Until: t0.Add(90*time.Minute + 123456789), Container: "web", Pod: "web-7d4", Namespace: "prod",
+			Since: t0, Until: t0.Add(90*time.Minute + 123456789), Container: "web", Pod: "web-7d4", PodNamespace: "prod",
 			Image: "registry.internal/web/*", Kinds: []event.Kind{event.KindExec, event.KindFile},
 			Verdicts: []event.Verdict{event.VerdictDeny, event.VerdictAudit}, Limit: 25,
 		}},

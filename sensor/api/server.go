@@ -198,7 +198,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
-	enc := json.NewEncoder(w)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -214,10 +213,24 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-tick.C:
 			if n := sub.takeDropped(); n > 0 {
-				enc.Encode(event.Event{Time: time.Now(), Kind: event.KindSensor, Message: store.LostMessage,
-					Counts: map[string]uint64{"follow_client_slow": n}})
+				report := slowFollowerReport(n, time.Now())
+				line, err := report.MarshalLine()
+				if err != nil {
+					return
+				}
+				if _, err := w.Write(append(line, '\n')); err != nil {
+					return
+				}
 				flusher.Flush()
 			}
 		}
 	}
+}
+
+// slowFollowerReport is the loss report a follower gets for the n live
+// events it was too slow to take.
+func slowFollowerReport(n uint64, at time.Time) event.Event {
+	e := event.LossReport(map[string]uint64{"follow_client_slow": n})
+	e.Time = at
+	return e
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 )
 
 // openDir makes a directory that every user may enter.
@@ -36,5 +37,15 @@ func copyFile(tb testing.TB, from, to string) {
 	}
 	if err := dst.Close(); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// TestSlowFollowerReport: what a follower is told of the live events it
+// missed is a loss report, so that every reader knows it for one.
+func TestSlowFollowerReport(t *testing.T) {
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	e := slowFollowerReport(17, at)
+	if !e.IsLossReport() || !e.Time.Equal(at) || e.Counts["follow_client_slow"] != 17 || len(e.Counts) != 1 {
+		t.Fatalf("slow follower report %+v", e)
 	}
 }

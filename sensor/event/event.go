@@ -149,6 +149,23 @@ type Event struct {
 	Counts  map[string]uint64 `json:"counts,omitempty"`
 }
 
+// LossMessage is the message of a loss report.
+const LossMessage = "events lost"
+
+// LossReport returns the sensor event that reports events lost, counted
+// by cause (ring_full_file, store_write_error...). Its time is left for the
+// caller to set. A loss report concerns every reader of the events, whatever
+// they select: see IsLossReport.
+func LossReport(counts map[string]uint64) Event {
+	return Event{Kind: KindSensor, Verdict: VerdictAllow, Message: LossMessage, Counts: counts}
+}
+
+// IsLossReport reports whether e is a loss report (made by LossReport): a
+// sensor event of no container with the loss message.
+func (e *Event) IsLossReport() bool {
+	return e.Kind == KindSensor && e.Container == nil && e.Message == LossMessage
+}
+
 // ViolationCount is how many violations a violation event stands for:
 // itself and the identical ones suppressed before it, or, for a report of
 // suppressed violations only (one with a Message), those.

@@ -55,3 +55,32 @@ func TestMarshalLinePort(t *testing.T) {
 		})
 	}
 }
+
+// TestLossReport checks that a loss report is recognised as one, through
+// its JSON form too, and that look-alikes are not.
+func TestLossReport(t *testing.T) {
+	r := LossReport(map[string]uint64{"ring_full_file": 3})
+	r.Time = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if !r.IsLossReport() || r.Kind != KindSensor || r.Verdict != VerdictAllow || r.Counts["ring_full_file"] != 3 {
+		t.Fatalf("LossReport made %+v", r)
+	}
+	line, err := r.MarshalLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Event
+	if err := json.Unmarshal(line, &back); err != nil || !back.IsLossReport() || back.Counts["ring_full_file"] != 3 {
+		t.Fatalf("round trip of %s: %+v, %v", line, back, err)
+	}
+	inContainer := LossReport(nil)
+	inContainer.Container = &Container{ID: "c1"}
+	for name, e := range map[string]Event{
+		"another sensor message": {Kind: KindSensor, Message: "started"},
+		"another kind":           {Kind: KindFile, Message: LossMessage},
+		"in a container":         inContainer,
+	} {
+		if e.IsLossReport() {
+			t.Errorf("%s taken for a loss report: %+v", name, e)
+		}
+	}
+}

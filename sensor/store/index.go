@@ -1,113 +1,101 @@
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
-	"errors"
-	"fmt"
-	"hash/crc32"
-	"io"
-	"os"
 	"slices"
 	"sort"
 )
 
-// entry locates one record. Sealed indexes keep entries sorted by
-// (container symbol, time), so one container's window is one binary search.
+// entry locates one record of a segment.
 type entry struct {
 	Time    int64
-	Off     int64
-	Sym     uint32
+	Off     uint32 // segments are smaller than 4 GiB (Options.Check)
 	Kind    uint8
 	Verdict uint8
-	_       uint16
 }
 
-const entrySize = 24
-
-// segIndex is the index of one segment.
+// segIndex is a segment's index in memory: the records of each container
+// ("symbol") in a run of their own, and the loss reports apart. The writer
+// builds it for the segment it fills; readers build one for the segment
+// being written (from its live file) and for a segment whose index file is
+// missing or damaged (from its log).
 type segIndex struct {
 	MinTime, MaxTime int64
-	// Syms are the distinct containers of the segment; symbol 0 is "none".
-	Syms    []container
-	Entries []entry
-	// symStart[s] is the first entry of symbol s once sorted.
-	symStart []int
-	symOf    map[container]uint32
-	// symBytes is what Syms take in the index file, for its size before it is written.
-	symBytes int64
-	// raw holds the sorted entries as stored, for an index read from disk:
-	// only the entries a query needs are decoded.
-	raw []byte
+	// Syms are the distinct containers of the segment, in the order they
+	// first appeared; symbol 0 is "none".
+	Syms []container
+	// runs[s] are symbol s's records: in write order while the segment is
+	// written, in time order once sealed.
+	runs [][]entry
+	// loss are the loss reports, in the same order as the runs.
+	loss  []entry
+	n     int
+	symOf map[container]uint32
+	// strBytes is what Syms take in an index file.
+	strBytes int64
+	// lastOff is the offset of the last record added, -1 before the first.
+	lastOff int64
 }
 
-// count returns the number of entries.
-func (x *segIndex) count() int {
-	if x.raw != nil {
-		return len(x.raw) / entrySize
-	}
-	return len(x.Entries)
-}
-
-// at returns entry i.
-func (x *segIndex) at(i int) entry {
-	if x.raw == nil {
-		return x.Entries[i]
-	}
-	b := x.raw[i*entrySize : (i+1)*entrySize]
-	return entry{
-		Time: int64(binary.LittleEndian.Uint64(b)), Off: int64(binary.LittleEndian.Uint64(b[8:])),
-		Sym: binary.LittleEndian.Uint32(b[16:]), Kind: b[20], Verdict: b[21],
-	}
-}
-
+// newSegIndex returns an index with only symbol 0, "no container".
 func newSegIndex() *segIndex {
-	return &segIndex{MinTime: 1<<63 - 1, MaxTime: -1 << 63, Syms: []container{{}}, symOf: map[container]uint32{{}: 0}, symBytes: symSize(container{})}
+	x := emptyIndex()
+	x.addSymbol(container{})
+	return x
 }
 
-// symSize is what one container takes in an index file: its five strings
-// and its entry in the table of run starts.
-func symSize(c container) int64 {
-	n := int64(8)
-	for _, s := range []string{c.ID, c.Name, c.Image, c.Pod, c.Namespace} {
-		n += 2 + int64(min(len(s), 0xffff))
-	}
-	return n
+func emptyIndex() *segIndex {
+	return &segIndex{MinTime: 1<<63 - 1, MaxTime: -1 << 63, symOf: make(map[container]uint32), lastOff: -1}
 }
 
-// diskSize is the size of the index file this index seals into.
-func (x *segIndex) diskSize() int64 {
-	return int64(len(idxMagic)) + 16 + 4 + x.symBytes + 8 + 8 + int64(x.count())*entrySize + 4
+// count returns the number of records indexed.
+func (x *segIndex) count() int { return x.n }
+
+// symbol returns the symbol of c, if the index has one.
+func (x *segIndex) symbol(c container) (uint32, bool) {
+	s, ok := x.symOf[c]
+	return s, ok
 }
 
-// growth is how much adding a record of m grows the index file, and whether
-// its container is new to the index; a container in pending is counted as
-// already added.
-func (x *segIndex) growth(m meta, pending map[container]bool) (int64, bool) {
-	if _, ok := x.symOf[m.Container]; ok || pending[m.Container] {
-		return entrySize, false
-	}
-	return entrySize + symSize(m.Container), true
+// addSymbol gives c the next symbol.
+func (x *segIndex) addSymbol(c container) uint32 {
+	s := uint32(len(x.Syms))
+	x.Syms = append(x.Syms, c)
+	x.runs = append(x.runs, nil)
+	x.symOf[c] = s
+	x.strBytes += strSize(c)
+	return s
 }
 
-// add records one record's metadata.
+// add indexes the record of m at off, giving its container a symbol if it
+// has none yet.
 func (x *segIndex) add(m meta, off int64) {
-	sym, ok := x.symOf[m.Container]
+	s, ok := x.symbol(m.Container)
 	if !ok {
-		sym = uint32(len(x.Syms))
-		x.Syms = append(x.Syms, m.Container)
-		x.symOf[m.Container] = sym
-		x.symBytes += symSize(m.Container)
+		s = x.addSymbol(m.Container)
 	}
-	x.Entries = append(x.Entries, entry{Time: m.Time, Off: off, Sym: sym, Kind: m.Kind, Verdict: m.Verdict})
+	x.addAt(s, m, off)
+}
+
+// addAt indexes the record of m at off under symbol s, already resolved.
+func (x *segIndex) addAt(s uint32, m meta, off int64) {
+	x.runs[s] = append(x.runs[s], entry{Time: m.Time, Off: uint32(off), Kind: m.Kind, Verdict: m.Verdict})
+	x.note(m, off)
+}
+
+// note counts the record of m at off, and lists it if it is a loss report,
+// without adding it to a run: for a reader's index of the active segment,
+// which keeps only the runs its query needs.
+func (x *segIndex) note(m meta, off int64) {
+	if m.Loss {
+		x.loss = append(x.loss, entry{Time: m.Time, Off: uint32(off), Kind: m.Kind, Verdict: m.Verdict})
+	}
+	x.n++
 	x.MinTime = min(x.MinTime, m.Time)
 	x.MaxTime = max(x.MaxTime, m.Time)
+	x.lastOff = max(x.lastOff, off)
 }
 
-func entryOrder(a, b entry) int {
-	if a.Sym != b.Sym {
-		return int(a.Sym) - int(b.Sym)
-	}
+func byTime(a, b entry) int {
 	switch {
 	case a.Time < b.Time:
 		return -1
@@ -117,155 +105,68 @@ func entryOrder(a, b entry) int {
 	return 0
 }
 
-// seal sorts the entries by (symbol, time) and computes the symbol runs.
+// seal puts each run, and the loss reports, in time order. Events arrive
+// nearly in time order, so most runs are sorted already and cost one pass.
 func (x *segIndex) seal() {
-	slices.SortStableFunc(x.Entries, entryOrder)
-	x.runs()
+	for _, r := range x.runs {
+		sortByTime(r)
+	}
+	sortByTime(x.loss)
 }
 
-// runs computes where each symbol's entries start; the entries are sorted.
-func (x *segIndex) runs() {
-	x.symStart = make([]int, len(x.Syms)+1)
-	for s := range x.Syms {
-		x.symStart[s] = sort.Search(len(x.Entries), func(i int) bool { return x.Entries[i].Sym >= uint32(s) })
+func sortByTime(r []entry) {
+	if !slices.IsSortedFunc(r, byTime) {
+		slices.SortStableFunc(r, byTime)
 	}
-	x.symStart[len(x.Syms)] = len(x.Entries)
 }
 
-// bounds returns the positions [lo, hi) of symbol s's entries with since <= time < until.
-func (x *segIndex) bounds(s uint32, since, until int64) (lo, hi int) {
-	start, end := x.symStart[s], x.symStart[s+1]
-	lo = start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= since })
-	hi = start + sort.Search(end-start, func(i int) bool { return x.at(start+i).Time >= until })
-	return lo, hi
+// strSize is what one container's strings take in an index or live file.
+func strSize(c container) int64 {
+	var n int64
+	for _, s := range c.strings() {
+		n += 2 + int64(min(len(*s), 0xffff))
+	}
+	return n
 }
 
-const idxMagic = "RFIDX002"
-
-// marshal encodes a sealed index, with a trailing CRC over everything.
-func (x *segIndex) marshal() []byte {
-	var b []byte
-	b = append(b, idxMagic...)
-	b = binary.LittleEndian.AppendUint64(b, uint64(x.MinTime))
-	b = binary.LittleEndian.AppendUint64(b, uint64(x.MaxTime))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(x.Syms)))
-	for _, c := range x.Syms {
-		for _, s := range []string{c.ID, c.Name, c.Image, c.Pod, c.Namespace} {
-			b = appendString(b, s)
-		}
-	}
-	for _, st := range x.symStart {
-		b = binary.LittleEndian.AppendUint64(b, uint64(st))
-	}
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(x.Entries)))
-	for _, e := range x.Entries {
-		b = binary.LittleEndian.AppendUint64(b, uint64(e.Time))
-		b = binary.LittleEndian.AppendUint64(b, uint64(e.Off))
-		b = binary.LittleEndian.AppendUint32(b, e.Sym)
-		b = append(b, e.Kind, e.Verdict, 0, 0)
-	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+// diskSize is the size of the index file this index seals into.
+func (x *segIndex) diskSize() int64 {
+	return idxHeader + int64(len(x.Syms))*runSize + x.strBytes + int64(len(x.loss)+x.n)*entrySize
 }
 
-var errBadIndex = errors.New("damaged index")
+// The index interface, as a query sees it.
 
-// readIndexHeader reads only the time range of an index, to skip segments
-// outside a query's window without loading their entries.
-func readIndexHeader(path string) (minTime, maxTime int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
+func (x *segIndex) timeRange() (int64, int64) { return x.MinTime, x.MaxTime }
+func (x *segIndex) symbols() ([]container, error) {
+	return x.Syms, nil
+}
+func (x *segIndex) runEntries(s uint32) ([]entry, error) { return x.runs[s], nil }
+func (x *segIndex) lossEntries() ([]entry, error)        { return x.loss, nil }
+func (x *segIndex) runTimes(s uint32) (int64, int64) {
+	r := x.runs[s]
+	if len(r) == 0 {
+		return 1<<63 - 1, -1 << 63
 	}
-	defer f.Close()
-	var b [len(idxMagic) + 16]byte
-	if _, err := io.ReadFull(f, b[:]); err != nil || string(b[:len(idxMagic)]) != idxMagic {
-		return 0, 0, errBadIndex
-	}
-	return int64(binary.LittleEndian.Uint64(b[len(idxMagic):])), int64(binary.LittleEndian.Uint64(b[len(idxMagic)+8:])), nil
+	return r[0].Time, r[len(r)-1].Time
 }
 
-func unmarshalIndex(b []byte) (*segIndex, error) {
-	if len(b) < len(idxMagic)+4 || !bytes.Equal(b[:len(idxMagic)], []byte(idxMagic)) {
-		return nil, errBadIndex
-	}
-	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return nil, errBadIndex
-	}
-	r := reader{b: body[len(idxMagic):]}
-	x := &segIndex{MinTime: int64(r.u64()), MaxTime: int64(r.u64())}
-	nsyms := int(r.u32())
-	if nsyms > len(r.b) {
-		return nil, errBadIndex
-	}
-	x.Syms = make([]container, nsyms)
-	for i := range x.Syms {
-		c := &x.Syms[i]
-		for _, f := range []*string{&c.ID, &c.Name, &c.Image, &c.Pod, &c.Namespace} {
-			*f = r.str()
-		}
-	}
-	x.symStart = make([]int, nsyms+1)
-	for i := range x.symStart {
-		x.symStart[i] = int(r.u64())
-	}
-	n := r.u64()
-	if r.err || n*entrySize != uint64(len(r.b)) {
-		return nil, errBadIndex
-	}
-	x.raw = r.b
-	for i := 1; i <= nsyms; i++ {
-		if x.symStart[i] < x.symStart[i-1] || x.symStart[i] > int(n) {
-			return nil, errBadIndex
-		}
-	}
-	if x.symStart[0] != 0 || x.symStart[nsyms] != int(n) {
-		return nil, errBadIndex
-	}
-	return x, nil
+// index is what a query reads of a segment: a sealed index file, or a
+// segIndex built in memory (sealed, so that its runs are in time order).
+type index interface {
+	timeRange() (minTime, maxTime int64)
+	symbols() ([]container, error)
+	// runTimes is the time range of symbol s's run, to skip it unread.
+	runTimes(s uint32) (minTime, maxTime int64)
+	// runEntries returns symbol s's run in time order.
+	runEntries(s uint32) ([]entry, error)
+	// lossEntries returns the loss reports in time order.
+	lossEntries() ([]entry, error)
 }
 
-// writeIndex writes an index file atomically.
-func writeIndex(path string, x *segIndex) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(x.marshal()); err != nil {
-		f.Close()
-		return fmt.Errorf("write index: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync index: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// reader decodes little-endian fields, remembering if it ran short.
-type reader struct {
-	b   []byte
-	err bool
-}
-
-func (r *reader) take(n int) []byte {
-	if len(r.b) < n {
-		r.err = true
-		r.b = nil
-		return make([]byte, n)
-	}
-	v := r.b[:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) u64() uint64 { return binary.LittleEndian.Uint64(r.take(8)) }
-func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.take(4)) }
-func (r *reader) str() string {
-	n := binary.LittleEndian.Uint16(r.take(2))
-	return string(r.take(int(n)))
+// bounds returns the positions [lo, hi) of the entries of a time-ordered
+// run with since <= time < until.
+func bounds(run []entry, since, until int64) (lo, hi int) {
+	lo = sort.Search(len(run), func(i int) bool { return run[i].Time >= since })
+	hi = sort.Search(len(run), func(i int) bool { return run[i].Time >= until })
+	return lo, max(lo, hi)
 }

@@ -27,7 +27,7 @@ func TestLimitMatchesFullQuery(t *testing.T) {
 		// Up to 30 s early, in whole seconds: segments overlap and times repeat.
 		e.Time = e.Time.Add(-time.Duration(rng.IntN(30)) * time.Second)
 		if i%97 == 0 {
-			e = event.Event{Time: e.Time, Kind: event.KindSensor, Message: LostMessage, PID: uint32(i), Counts: map[string]uint64{"ring_full_file": uint64(i)}}
+			e = event.Event{Time: e.Time, Kind: event.KindSensor, Message: event.LossMessage, PID: uint32(i), Counts: map[string]uint64{"ring_full_file": uint64(i)}}
 		}
 		batch = append(batch, e)
 		if len(batch) == 1+rng.IntN(20) {

@@ -14,7 +14,10 @@ const (
 	defaultSegmentBytes  = 64 << 20
 	defaultSegmentEvents = 1 << 17
 	minSegmentBytes      = 2 << 20
-	segmentsPerMaxBytes  = 8
+	// maxSegmentBytes keeps every offset in a segment within the u32 of an
+	// index entry, with room for the one record that may pass the limit.
+	maxSegmentBytes     = 1 << 31
+	segmentsPerMaxBytes = 8
 	// A quiet store's active segment is sealed once its oldest event is
 	// MaxAge/ageSlices old, so that age retention can drop it.
 	ageSlices = 8
@@ -27,12 +30,14 @@ const MinMaxBytes = 2 * minSegmentBytes
 // Options bound the store. Zero values take the defaults.
 type Options struct {
 	// SegmentBytes and SegmentEvents seal the active segment when reached.
-	// SegmentBytes counts the segment's log and its index.
+	// SegmentBytes counts the segment's log, its live index and the index
+	// it will have, and may not pass 2 GiB.
 	SegmentBytes  int64
 	SegmentEvents int
 	// MaxAge drops segments whose newest event is older; 0 keeps forever.
 	MaxAge time.Duration
-	// MaxBytes bounds the store on disk (logs and indexes); 0 means no limit.
+	// MaxBytes bounds the store on disk (logs, indexes and the live
+	// index; not the catalog, a few bytes per segment); 0 means no limit.
 	MaxBytes int64
 	// Now is the clock used for retention; nil means time.Now.
 	Now func() time.Time
@@ -66,6 +71,8 @@ func (o Options) Check() error {
 		return fmt.Errorf("MaxAge %s is negative", o.MaxAge)
 	case o.MaxBytes < 0:
 		return fmt.Errorf("MaxBytes %d is negative", o.MaxBytes)
+	case o.SegmentBytes > maxSegmentBytes:
+		return fmt.Errorf("SegmentBytes %d is above %d, the most a segment may hold", o.SegmentBytes, int64(maxSegmentBytes))
 	}
 	o.defaults()
 	if o.MaxBytes > 0 && o.MaxBytes < 2*o.SegmentBytes {
@@ -80,7 +87,7 @@ func (o Options) Check() error {
 // fill (SegmentBytes) within MaxBytes, so the store stays within its limit
 // until the next seal; since MaxBytes holds two segments, the newest sealed
 // segment always stays.
-func (w *Writer) retain() error {
+func (w *Writer) retain() (removed int, err error) {
 	var sealed int64
 	for _, s := range w.sealed {
 		sealed += s.bytes
@@ -93,20 +100,21 @@ func (w *Writer) retain() error {
 	for len(w.sealed) > 0 {
 		s := w.sealed[0]
 		overSize := w.opts.MaxBytes > 0 && sealed+reserve > w.opts.MaxBytes
-		if !overSize && s.maxTime >= cutoff {
+		if !overSize && s.sum.maxTime >= cutoff {
 			break
 		}
 		// The index goes first, so a reader never finds an index without its log.
 		if err := os.Remove(s.seg.Idx); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+			return removed, err
 		}
 		if err := os.Remove(s.seg.Log); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+			return removed, err
 		}
 		sealed -= s.bytes
 		w.sealed = w.sealed[1:]
+		removed++
 	}
-	return nil
+	return removed, nil
 }
 
 // expire applies retention between seals, for a store that fills slowly.
@@ -121,5 +129,9 @@ func (w *Writer) expire() error {
 		w.index.MinTime < w.opts.Now().Add(-w.opts.MaxAge/ageSlices).UnixNano() {
 		return w.rotate()
 	}
-	return w.retain()
+	removed, err := w.retain()
+	if removed > 0 {
+		w.writeCatalog()
+	}
+	return err
 }

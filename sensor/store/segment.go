@@ -17,25 +17,35 @@ type segment struct {
 	First uint64 // sequence number of its first record, which names it
 	Log   string
 	Idx   string
+	// Live indexes the segment while it is written (see live.go).
+	Live string
 }
 
 func segmentAt(dir string, first uint64) segment {
 	base := filepath.Join(dir, fmt.Sprintf("seg-%016x", first))
-	return segment{First: first, Log: base + ".log", Idx: base + ".idx"}
+	return segment{First: first, Log: base + ".log", Idx: base + ".idx", Live: base + ".live"}
 }
 
 // listSegments returns the segments of dir in order.
 func listSegments(dir string) ([]segment, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	segs := make([]segment, 0, len(names))
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	segs := make([]segment, 0, len(names)/2)
 	for _, n := range names {
-		hex := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(n), "seg-"), ".log")
+		hex, ok := strings.CutPrefix(n, "seg-")
+		if hex, ok = strings.CutSuffix(hex, ".log"); !ok || len(hex) != 16 {
+			continue // not a log, or not ours
+		}
 		first, err := strconv.ParseUint(hex, 16, 64)
 		if err != nil {
-			continue // not ours
+			continue
 		}
 		segs = append(segs, segmentAt(dir, first))
 	}
@@ -81,26 +91,33 @@ func (m *mapped) close() error {
 // of records and the offset where valid data ends.
 func scan(data []byte) (*segIndex, uint64, int64) {
 	x := newSegIndex()
-	var off int64
+	n, end := scanFrom(data, 0, x)
+	return x, n, end
+}
+
+// scanFrom adds to x the valid records of data from off on, and returns
+// how many it added and where valid data ends.
+func scanFrom(data []byte, off int64, x *segIndex) (uint64, int64) {
 	var n uint64
 	for {
 		payload, next, err := readFrame(data, off)
 		if err != nil {
-			break
+			return n, off
 		}
-		m, _, err := parsePayload(payload)
+		r, err := parsePayload(payload)
 		if err != nil {
-			break
+			return n, off
 		}
-		x.add(m, off)
+		x.add(r.m, off)
 		off = next
 		n++
 	}
-	return x, n, off
 }
 
-// loadIndex reads a sealed segment's index, rebuilding it from the log when
-// it is missing or damaged (a crash while sealing).
+// loadIndex reads a sealed segment's index whole, checking every part, and
+// rebuilds it from the log when it is missing, damaged or of another
+// format (a crash while sealing, or an older version). With repair, the
+// rebuilt index is written.
 func loadIndex(seg segment, data []byte, repair bool) (*segIndex, error) {
 	b, err := os.ReadFile(seg.Idx)
 	if err == nil {

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +90,7 @@ func TestAppendQuery(t *testing.T) {
 		{"id prefix", Query{Container: "id-db", Since: t0.Add(90 * time.Second)}, []uint32{91, 94, 97}},
 		{"pod and kind", Query{Pod: "pod-web", Kinds: []event.Kind{event.KindExec}}, []uint32{0, 15, 30, 45, 60, 75, 90}},
 		{"image glob", Query{Image: "registry.internal/db*", Until: t0.Add(10 * time.Second)}, []uint32{1, 4, 7}},
-		{"limit", Query{Namespace: "prod", Limit: 3}, []uint32{0, 1, 3}},
+		{"limit", Query{PodNamespace: "prod", Limit: 3}, []uint32{0, 1, 3}},
 		{"verdict none", Query{Verdicts: []event.Verdict{event.VerdictDeny}}, nil},
 		{"host events across segments", Query{Since: t0.Add(35 * time.Second), Until: t0.Add(45 * time.Second), Kinds: []event.Kind{event.KindFile}}, []uint32{36, 37, 38, 39, 41, 42, 43, 44}},
 	}
@@ -203,7 +203,7 @@ func TestLostReportedForWindow(t *testing.T) {
 	dir := t.TempDir()
 	w, _ := OpenWriter(dir, Options{})
 	defer w.Close()
-	lost := event.Event{Time: t0.Add(5 * time.Second), Kind: event.KindSensor, Message: LostMessage, Counts: map[string]uint64{"ring_full_file": 7}}
+	lost := event.Event{Time: t0.Add(5 * time.Second), Kind: event.KindSensor, Message: event.LossMessage, Counts: map[string]uint64{"ring_full_file": 7}}
 	w.Append([]event.Event{ev(1, "web", event.KindFile), lost, ev(9, "web", event.KindFile)})
 	r, _ := OpenReader(dir)
 	defer r.Close()
@@ -217,19 +217,33 @@ func TestLostReportedForWindow(t *testing.T) {
 func TestCorruptIndexRejected(t *testing.T) {
 	x := newSegIndex()
 	x.add(metaOf(&event.Event{Time: t0, Kind: event.KindExec}), 0)
+	web := ev(1, "web", event.KindFile)
+	x.add(metaOf(&web), 100)
+	loss := event.LossReport(map[string]uint64{"ring_full_file": 2})
+	loss.Time = t0.Add(time.Second)
+	x.add(metaOf(&loss), 200)
 	x.seal()
 	b := x.marshal()
+	if back, err := unmarshalIndex(b); err != nil || sameIndex(back, x) != nil || back.count() != 3 {
+		t.Fatalf("round trip: %v, %v", err, sameIndex(back, x))
+	}
 	for _, cut := range []int{0, 5, len(b) / 2, len(b) - 1} {
 		if _, err := unmarshalIndex(b[:cut]); err == nil {
 			t.Errorf("index cut at %d accepted", cut)
 		}
 	}
-	b[len(b)/2] ^= 0xff
-	if _, err := unmarshalIndex(b); err == nil {
-		t.Error("flipped byte accepted")
+	// Every byte is covered by a checksum or a size check.
+	for i := range b {
+		flipped := slices.Clone(b)
+		flipped[i] ^= 0x40
+		if _, err := unmarshalIndex(flipped); err == nil {
+			t.Errorf("byte %d of %d flipped, accepted", i, len(b))
+		}
 	}
-	if _, err := os.Stat(filepath.Join(t.TempDir(), "x")); err == nil {
-		t.Fatal("unreachable")
+	old := slices.Clone(b)
+	copy(old, "RFIDX002")
+	if _, err := unmarshalIndex(old); err == nil || !strings.Contains(err.Error(), `format "RFIDX002"`) {
+		t.Errorf("an index of the older format: %v", err)
 	}
 }
 
@@ -349,5 +363,49 @@ func flipByte(tb testing.TB, path string, off int) {
 	b[off] ^= 0xff
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// TestSinkRefusesAlone: an event too large for a record is refused and
+// counted, and the events around it are stored, in order; after Close,
+// writes are refused and counted too.
+func TestSinkRefusesAlone(t *testing.T) {
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSink(w, SinkOptions{Batch: 3, Queue: 6})
+	write := func(e event.Event) error {
+		line, err := e.MarshalLine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Write(&e, line)
+	}
+	for i := 0; i < 10; i++ {
+		e := ev(i, "web", event.KindFile)
+		if i == 4 {
+			e.Path = strings.Repeat("x", maxPayload)
+			if err := write(e); err == nil || !strings.Contains(err.Error(), "larger than a record may be") {
+				t.Fatalf("oversized event: %v", err)
+			}
+			continue
+		}
+		if err := write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(ev(10, "web", event.KindFile)); err == nil {
+		t.Fatal("write after Close accepted")
+	}
+	if lost := s.Lost()["store_write_error"]; lost != 2 {
+		t.Fatalf("store_write_error %d, want 2 (the oversized event, the late one)", lost)
+	}
+	if got := fmt.Sprint(storedPIDs(t, dir)); got != "[0 1 2 3 5 6 7 8 9]" {
+		t.Fatalf("stored %s", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/ringfence/ringfence/sensor/event"
 )
@@ -18,19 +19,59 @@ type Writer struct {
 	f      *os.File
 	size   int64
 	index  *segIndex
+	live   *liveFile
 	next   uint64 // sequence number of the next record
-	buf    []byte
 	sealed []sealedInfo
+
+	// Reused between batches, so that writing allocates nothing per event.
+	scratch batch
+	placed  []placed
+	newSyms []container
+	pending map[container]uint32
 }
 
 type sealedInfo struct {
-	seg     segment
-	maxTime int64
-	bytes   int64
+	seg   segment
+	sum   summary
+	bytes int64
+}
+
+// batch is events framed for the log, each with what its index entry
+// needs. It is reused from batch to batch.
+type batch struct {
+	buf  []byte
+	recs []framed
+}
+
+// framed is one event of a batch: its indexed fields, computed once, and
+// the size of its record.
+type framed struct {
+	m    meta
+	size int64
+}
+
+// add frames one event; an event that cannot be stored is refused alone.
+func (b *batch) add(e *event.Event, line []byte) error {
+	m := metaOf(e)
+	start := len(b.buf)
+	var err error
+	if b.buf, err = appendRecord(b.buf, m, e.Counts, line); err != nil {
+		return err
+	}
+	b.recs = append(b.recs, framed{m: m, size: int64(len(b.buf) - start)})
+	return nil
+}
+
+func (b *batch) reset() {
+	b.buf = b.buf[:0]
+	clear(b.recs) // drop the events' strings
+	b.recs = b.recs[:0]
 }
 
 // OpenWriter opens (creating if needed) the store at dir for appending. It
-// cuts off a torn tail left by a crash and rebuilds missing indexes.
+// cuts off a torn tail left by a crash, rebuilds missing, damaged or
+// outdated indexes and the live index of the segment being written, and
+// rewrites the catalog.
 func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 	if err := opts.Check(); err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
@@ -43,47 +84,19 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{dir: dir, opts: opts, lock: lock}
+	w := &Writer{dir: dir, opts: opts, lock: lock, live: &liveFile{}}
 	defer func() {
 		if err != nil {
 			w.Close()
 		}
 	}()
-	segs, err := listSegments(dir)
-	if err != nil {
-		return nil, err
+	// No catalog may outlive the segments it describes: a segment started
+	// below could reuse a deleted one's name.
+	if err := os.Remove(filepath.Join(dir, catalogName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
-	for i, seg := range segs {
-		m, err := mapFile(seg.Log)
-		if err != nil {
-			return nil, err
-		}
-		sealed := i < len(segs)-1
-		if !sealed {
-			// A clean Close seals the last segment too.
-			if b, err := os.ReadFile(seg.Idx); err == nil {
-				if x, err := unmarshalIndex(b); err == nil {
-					sealed = true
-					w.next = seg.First + uint64(x.count())
-				}
-			}
-		}
-		if sealed {
-			x, err := loadIndex(seg, m.data, true)
-			st, _ := os.Stat(seg.Log)
-			m.close()
-			if err != nil {
-				return nil, err
-			}
-			w.sealed = append(w.sealed, sealedInfo{seg: seg, maxTime: x.MaxTime, bytes: st.Size() + fileSize(seg.Idx)})
-			continue
-		}
-		// The last segment is the active one: recover it.
-		x, n, end := scan(m.data)
-		m.close()
-		if err := w.resume(seg, x, n, end); err != nil {
-			return nil, err
-		}
+	if err := w.recover(); err != nil {
+		return nil, err
 	}
 	if w.f == nil {
 		if err := w.startSegment(w.next); err != nil {
@@ -95,7 +108,54 @@ func OpenWriter(dir string, opts Options) (_ *Writer, err error) {
 			return nil, err
 		}
 	}
-	return w, w.retain()
+	if _, err := w.retain(); err != nil {
+		return nil, err
+	}
+	w.writeCatalog()
+	return w, nil
+}
+
+// recover takes stock of the segments on disk: every sealed one is
+// checked (its index rebuilt if need be), and the last one, unless a clean
+// Close sealed it, becomes the active segment again.
+func (w *Writer) recover() error {
+	segs, err := listSegments(w.dir)
+	if err != nil {
+		return err
+	}
+	for i, seg := range segs {
+		m, err := mapFile(seg.Log)
+		if err != nil {
+			return err
+		}
+		if i < len(segs)-1 || hasIndex(seg) {
+			x, err := loadIndex(seg, m.data, true)
+			m.close()
+			if err != nil {
+				return err
+			}
+			os.Remove(seg.Live) // left by a crash between sealing and its removal
+			w.sealed = append(w.sealed, sealedInfo{seg: seg, sum: summarise(x), bytes: fileSize(seg.Log) + fileSize(seg.Idx)})
+			w.next = seg.First + uint64(x.count())
+			continue
+		}
+		x, n, end := scan(m.data)
+		m.close()
+		if err := w.resume(seg, x, n, end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hasIndex reports whether a segment has a whole index of this format.
+func hasIndex(seg segment) bool {
+	b, err := os.ReadFile(seg.Idx)
+	if err != nil {
+		return false
+	}
+	_, err = unmarshalIndex(b)
+	return err == nil
 }
 
 func fileSize(path string) int64 {
@@ -115,12 +175,13 @@ func (w *Writer) resume(seg segment, x *segIndex, n uint64, end int64) error {
 		f.Close()
 		return fmt.Errorf("truncate %s: %w", seg.Log, err)
 	}
-	if _, err := f.Seek(end, 0); err != nil {
+	os.Remove(seg.Idx) // stale: the active segment has no index on disk
+	live, err := createLive(seg.Live, x)
+	if err != nil {
 		f.Close()
 		return err
 	}
-	os.Remove(seg.Idx) // stale: the active segment has no index on disk
-	w.seg, w.f, w.size, w.index, w.next = seg, f, end, x, seg.First+n
+	w.seg, w.f, w.size, w.index, w.live, w.next = seg, f, end, x, live, seg.First+n
 	return nil
 }
 
@@ -130,40 +191,53 @@ func (w *Writer) startSegment(first uint64) error {
 	if err != nil {
 		return fmt.Errorf("new segment: %w", err)
 	}
-	w.seg, w.f, w.size, w.index, w.next = seg, f, 0, newSegIndex(), first
+	x := newSegIndex()
+	live, err := createLive(seg.Live, x)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	w.seg, w.f, w.size, w.index, w.live, w.next = seg, f, 0, x, live, first
 	return syncDir(w.dir)
 }
 
 // Append writes events as one batch (one more where it fills a segment) and
-// syncs it to disk. When it returns nil, the events survive a crash.
+// syncs it to disk. When it returns nil, the events survive a crash. An
+// event that cannot be encoded fails the whole call, and nothing is written.
 func (w *Writer) Append(events []event.Event) error {
-	recs := make([]encoded, len(events))
+	w.scratch.reset()
 	for i := range events {
-		var err error
-		if recs[i], err = encode(&events[i]); err != nil {
+		line, err := events[i].MarshalLine()
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		if err := w.scratch.add(&events[i], line); err != nil {
 			return err
 		}
 	}
-	_, err := w.appendEncoded(recs)
+	_, err := w.writeBatch(&w.scratch)
 	return err
 }
 
-// appendEncoded writes events in order and returns how many are stored. The
-// part that fits in the active segment is written with one write and one
-// sync; the segment is sealed when full and the rest goes to the next one,
-// so that no segment outgrows the limits retention counts on.
-func (w *Writer) appendEncoded(events []encoded) (int, error) {
+// writeBatch writes a batch in order and returns how many of its events
+// are stored. The part that fits in the active segment is written with one
+// write and one sync; the segment is sealed when full and the rest goes to
+// the next one, so that no segment outgrows the limits retention counts on.
+func (w *Writer) writeBatch(b *batch) (int, error) {
 	if w.f == nil {
 		return 0, errors.New("store is closed")
 	}
-	done := 0
-	for done < len(events) {
-		n, err := w.writeChunk(events[done:])
-		done += n
-		if err != nil {
-			return done, err
+	done, off := 0, int64(0)
+	for done < len(b.recs) {
+		n, size := w.fit(b.recs[done:])
+		if n > 0 {
+			if err := w.writeRecords(b.buf[off : off+size]); err != nil {
+				return done, err
+			}
 		}
-		if done < len(events) || w.full() {
+		done += n
+		off += size
+		if done < len(b.recs) || w.full() {
 			if err := w.rotate(); err != nil {
 				return done, err
 			}
@@ -172,56 +246,76 @@ func (w *Writer) appendEncoded(events []encoded) (int, error) {
 	return done, nil
 }
 
-// writeChunk writes the leading events that fit in the active segment (at
-// least one if it is empty) and returns how many it wrote.
-func (w *Writer) writeChunk(events []encoded) (int, error) {
-	w.buf = w.buf[:0]
-	offs := make([]int64, 0, min(len(events), w.opts.SegmentEvents))
-	cost := w.cost()
-	var pending map[container]bool
-	for _, r := range events {
-		if w.index.count()+len(offs) >= w.opts.SegmentEvents {
+// fit places the leading records that fit in the active segment (at least
+// one if it is empty): it resolves each one's symbol, once, into w.placed,
+// lists the containers new to the segment in w.newSyms, and returns how many
+// records fit and their bytes.
+func (w *Writer) fit(recs []framed) (int, int64) {
+	w.placed, w.newSyms = w.placed[:0], w.newSyms[:0]
+	clear(w.pending)
+	cost := w.cost() + liveBlockSize
+	var size int64
+	for i := range recs {
+		r := &recs[i]
+		if w.index.count()+i >= w.opts.SegmentEvents {
 			break
 		}
-		start := len(w.buf)
-		var err error
-		if w.buf, err = appendRecord(w.buf, r); err != nil {
-			return 0, err
+		sym, known := w.index.symbol(r.m.Container)
+		if !known {
+			sym, known = w.pending[r.m.Container]
 		}
-		idxGrow, newSym := w.index.growth(r.m, pending)
-		grow := int64(len(w.buf)-start) + idxGrow
-		if cost+grow > w.opts.SegmentBytes && (len(offs) > 0 || w.index.count() > 0) {
-			w.buf = w.buf[:start]
+		grow := r.size + entrySize + liveEntrySize
+		if r.m.Loss {
+			grow += entrySize
+		}
+		if !known {
+			sym = uint32(len(w.index.Syms) + len(w.newSyms))
+			grow += runSize + 2*strSize(r.m.Container) // the index's and the live file's
+		}
+		if cost+grow > w.opts.SegmentBytes && (i > 0 || w.index.count() > 0) {
 			break
 		}
-		if newSym {
-			if pending == nil {
-				pending = make(map[container]bool)
+		if !known {
+			if w.pending == nil {
+				w.pending = make(map[container]uint32)
 			}
-			pending[r.m.Container] = true
+			w.pending[r.m.Container] = sym
+			w.newSyms = append(w.newSyms, r.m.Container)
 		}
 		cost += grow
-		offs = append(offs, w.size+int64(start))
+		w.placed = append(w.placed, placed{sym: sym, m: &r.m, off: w.size + size})
+		size += r.size
 	}
-	if len(offs) == 0 {
-		return 0, nil
-	}
-	if _, err := w.f.Write(w.buf); err != nil {
-		return 0, fmt.Errorf("append to %s: %w", w.seg.Log, err)
-	}
-	if err := w.f.Sync(); err != nil {
-		return 0, fmt.Errorf("sync %s: %w", w.seg.Log, err)
-	}
-	for i, off := range offs {
-		w.index.add(events[i].m, off)
-	}
-	w.size += int64(len(w.buf))
-	w.next += uint64(len(offs))
-	return len(offs), nil
+	return len(w.placed), size
 }
 
-// cost is what the active segment takes on disk once sealed: its log and its index.
-func (w *Writer) cost() int64 { return w.size + w.index.diskSize() }
+// writeRecords writes and syncs the records placed by fit, then indexes
+// them, in memory and in the live file. A failed write is cut off, so that
+// the log holds only whole, indexed records.
+func (w *Writer) writeRecords(buf []byte) error {
+	if _, err := w.f.WriteAt(buf, w.size); err != nil {
+		w.f.Truncate(w.size)
+		return fmt.Errorf("append to %s: %w", w.seg.Log, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		w.f.Truncate(w.size)
+		return fmt.Errorf("sync %s: %w", w.seg.Log, err)
+	}
+	for _, c := range w.newSyms {
+		w.index.addSymbol(c)
+	}
+	for _, p := range w.placed {
+		w.index.addAt(p.sym, *p.m, p.off)
+	}
+	w.live.append(w.seg.Live, w.newSyms, w.placed)
+	w.size += int64(len(buf))
+	w.next += uint64(len(w.placed))
+	return nil
+}
+
+// cost is what the active segment takes on disk: its log, its live file,
+// and the index it will have once sealed.
+func (w *Writer) cost() int64 { return w.size + w.live.size + w.index.diskSize() }
 
 // full reports whether the active segment has reached a limit.
 func (w *Writer) full() bool {
@@ -230,7 +324,21 @@ func (w *Writer) full() bool {
 
 // rotate seals the active segment (writes its index) and starts the next.
 func (w *Writer) rotate() error {
-	bytes := w.cost()
+	if err := w.seal(); err != nil {
+		return err
+	}
+	if err := w.startSegment(w.next); err != nil {
+		return err
+	}
+	_, err := w.retain()
+	w.writeCatalog()
+	return err
+}
+
+// seal writes the active segment's index, closes its log and removes its
+// live file; the segment joins the sealed ones.
+func (w *Writer) seal() error {
+	bytes := w.size + w.index.diskSize()
 	w.index.seal()
 	if err := writeIndex(w.seg.Idx, w.index); err != nil {
 		return err
@@ -238,11 +346,17 @@ func (w *Writer) rotate() error {
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	w.sealed = append(w.sealed, sealedInfo{seg: w.seg, maxTime: w.index.MaxTime, bytes: bytes})
-	if err := w.startSegment(w.next); err != nil {
-		return err
-	}
-	return w.retain()
+	w.f = nil
+	w.live.remove(w.seg.Live)
+	w.sealed = append(w.sealed, sealedInfo{seg: w.seg, sum: summarise(w.index), bytes: bytes})
+	return nil
+}
+
+// writeCatalog rewrites the catalog. Failing is harmless: a catalog that
+// lacks segments only makes readers open their indexes, and OpenWriter
+// removed any that could describe segments no longer there.
+func (w *Writer) writeCatalog() {
+	writeCatalog(w.dir, w.sealed)
 }
 
 // Stats describes the store's size.
@@ -254,26 +368,28 @@ type Stats struct {
 
 // Stats returns the current size.
 func (w *Writer) Stats() Stats {
-	st := Stats{Segments: len(w.sealed) + 1, Bytes: w.size, Events: w.next}
+	st := Stats{Segments: len(w.sealed) + 1, Bytes: w.size + w.live.size, Events: w.next}
 	for _, s := range w.sealed {
 		st.Bytes += s.bytes
 	}
 	return st
 }
 
-// Close syncs the store, seals the active segment so that readers need not
-// scan it, and closes the store. Closing twice is harmless.
+// Close seals the active segment, so that readers need not index it, and
+// closes the store. Closing twice is harmless.
 func (w *Writer) Close() error {
 	var errs []error
 	if w.f != nil {
-		errs = append(errs, w.f.Sync(), w.f.Close())
-		w.f = nil
-		if len(w.index.Entries) > 0 {
-			w.index.seal()
-			errs = append(errs, writeIndex(w.seg.Idx, w.index))
+		if w.index.count() > 0 {
+			if err := w.seal(); err != nil {
+				errs = append(errs, err, w.f.Close()) // the next writer recovers the segment
+			}
+			w.writeCatalog()
 		} else {
-			errs = append(errs, os.Remove(w.seg.Log))
+			errs = append(errs, w.f.Close(), os.Remove(w.seg.Log))
+			w.live.remove(w.seg.Live)
 		}
+		w.f = nil
 	}
 	if w.lock != nil {
 		errs = append(errs, w.lock.Close())

@@ -7,12 +7,20 @@ import (
 	"github.com/ringfence/ringfence/sensor/event"
 )
 
+// quietName is the container with only quietEvents events in a corpus, one
+// every eighth of the day.
+const (
+	quietName   = "quiet"
+	quietEvents = 7
+)
+
 // corpus generates a deterministic, realistic mix of events from 50
-// containers, spread evenly over one day.
+// busy containers and one quiet one, spread evenly over one day.
 type corpus struct {
 	n          int
 	start      time.Time
 	containers []event.Container
+	quiet      event.Event
 	// pool holds distinct events; event i is pool[i%len(pool)] at its own
 	// time, so producing one costs a copy, not a formatting run, and the
 	// measurement is of the store.
@@ -33,16 +41,34 @@ func newCorpus(n int) *corpus {
 	for i := 0; i < 9973; i++ {
 		c.pool = append(c.pool, c.make(i))
 	}
+	q := &event.Container{ID: fmt.Sprintf("%064x", 0xfeed), Name: quietName, Image: "registry.internal/batch/quiet:2", Pod: "quiet-0", PodNamespace: "batch"}
+	c.quiet = event.Event{Kind: event.KindExec, Verdict: event.VerdictAllow, Source: "tracepoint", PID: 77, PPID: 1, Comm: "cron",
+		CgroupID: 9000, Container: q, Binary: "/usr/local/bin/report", Args: []string{"report", "--daily"}}
 	return c
 }
 
 func (c *corpus) span() time.Duration { return 24 * time.Hour }
 
+// isQuiet reports whether event i is one of the quiet container's: the
+// first event of each eighth of the day but the first.
+func (c *corpus) isQuiet(i int) bool {
+	step := c.n / (quietEvents + 1)
+	return step > 0 && i > 0 && i%step == 0 && i/step <= quietEvents
+}
+
 // event returns event i (0 <= i < n).
 func (c *corpus) event(i int) event.Event {
 	e := c.pool[i%len(c.pool)]
-	e.Time = c.start.Add(time.Duration(float64(c.span()) * float64(i) / float64(c.n)))
+	if c.isQuiet(i) {
+		e = c.quiet
+	}
+	e.Time = c.at(i)
 	return e
+}
+
+// at is the time of event i.
+func (c *corpus) at(i int) time.Time {
+	return c.start.Add(time.Duration(float64(c.span()) * float64(i) / float64(c.n)))
 }
 
 func (c *corpus) make(i int) event.Event {
