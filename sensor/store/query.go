@@ -16,8 +16,8 @@ import (
 type Query struct {
 	Since, Until time.Time // Until is exclusive; zero values leave the window open
 	// Container matches a container's name, its id, or a prefix of its id.
-	Container string
-	Pod       string
+	Container    string
+	Pod          string
 	PodNamespace string
 	// Image matches the image reference exactly or as a glob (registry/app/*).
 	Image    string
