@@ -81,6 +81,11 @@ vmtest: deps build ## run the TestPrivileged tests inside qemu VMs on Debian ker
 	test/runtime/containerd.sh vm-files >$(VMBIN)/runtime.files
 	@for f in $(VM_DEMO_FILES); do echo "$$f:/opt/ringfence/$$f"; done >>$(VMBIN)/runtime.files
 	@echo "$(BIN):/opt/ringfence/ringfence" >>$(VMBIN)/runtime.files
+	@# A second build whose programs differ (its version does), for the
+	@# upgrade of test/survival; bpftool lists what is loaded there.
+	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)-b" -o $(BIN)-b ./cmd/ringfence
+	@echo "$(BIN)-b:/opt/ringfence/ringfence-b" >>$(VMBIN)/runtime.files
+	@echo "$$(command -v bpftool):/usr/sbin/bpftool" >>$(VMBIN)/runtime.files
 	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 20m -run '$(VMRUN)' \
 		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
 

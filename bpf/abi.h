@@ -215,6 +215,13 @@ struct policy {
 	char ifaces[MAX_IFACES][IFNAMSIZ];
 };
 
+/* Address families, as records carry them: the kernel's numbers. */
+enum addr_family {
+	FAMILY_INET = 2,
+	FAMILY_INET6 = 10,
+	FAMILY_PACKET = 17,
+};
+
 /* member.udp_flags: which of its UDP addresses are set */
 enum udp_flag {
 	UDP_V4 = 1,
@@ -381,6 +388,7 @@ const enum action *unused_action __attribute__((unused));
 const enum bind_op *unused_bind_op __attribute__((unused));
 const enum policy_flag *unused_policy_flag __attribute__((unused));
 const enum udp_flag *unused_udp_flag __attribute__((unused));
+const enum addr_family *unused_addr_family __attribute__((unused));
 const struct violation_event *unused_violation_event __attribute__((unused));
 const struct root_key *unused_root_key __attribute__((unused));
 const struct root_value *unused_root_value __attribute__((unused));

@@ -16,9 +16,9 @@
 #pragma once
 #include "enforce.h"
 
-#define AF_INET 2
-#define AF_INET6 10
-#define AF_PACKET 17
+#define AF_INET FAMILY_INET
+#define AF_INET6 FAMILY_INET6
+#define AF_PACKET FAMILY_PACKET
 #define SOCK_DGRAM 2
 #define SOCK_RAW 3
 #define SOL_SOCKET 1

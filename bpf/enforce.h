@@ -40,11 +40,11 @@ static __always_inline struct enforce_scratch *enforce_scratch_get(void)
  * to its cgroup tree takes a process out from under its container's. */
 static __always_inline struct member *task_member(__u64 cg)
 {
+	if (bpf_map_lookup_elem(&exempt, &cg))
+		return 0; /* the sensor itself: never judged, whatever selects it */
 	struct member *m = bpf_map_lookup_elem(&members, &cg);
 	if (m)
 		return m;
-	if (bpf_map_lookup_elem(&exempt, &cg))
-		return 0; /* the sensor itself: never judged */
 	for (int level = MAX_CGROUP_LEVEL; level > 0; level--) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
 		if (!id || id == cg)
@@ -59,6 +59,8 @@ static __always_inline struct member *task_member(__u64 cg)
 /* skb_member is task_member for a packet's socket, whose cgroup is cg. */
 static __always_inline struct member *skb_member(struct __sk_buff *skb, __u64 cg)
 {
+	if (bpf_map_lookup_elem(&exempt, &cg))
+		return 0;
 	struct member *m = bpf_map_lookup_elem(&members, &cg);
 	if (m)
 		return m;

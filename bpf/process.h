@@ -181,6 +181,14 @@ static __always_inline int on_cgroup_mkdir(struct cgroup *cgrp)
 	__u64 id = BPF_CORE_READ(cgrp, kn, id);
 	__u64 pid = BPF_CORE_READ(parent, kn, id);
 	__u32 one = 1;
+	if (bpf_map_lookup_elem(&exempt, &pid)) {
+		/* Below the sensor's own cgroup (its pod's, where a restarted
+		 * sensor container is made): the sensor, never held, never
+		 * judged, whether or not a daemon runs. */
+		if (bpf_map_update_elem(&exempt, &id, &one, BPF_ANY))
+			count_drop(DROP_WATCH_MAP_FULL);
+		return 0;
+	}
 	if (runtime_parent_made(cgrp, pid, id))
 		return 0;
 	__u32 *flags = bpf_map_lookup_elem(&watched, &pid);
@@ -223,5 +231,6 @@ static __always_inline int on_cgroup_rmdir(struct cgroup *cgrp)
 	bpf_map_delete_elem(&pending, &id);
 	bpf_map_delete_elem(&members, &id);
 	bpf_map_delete_elem(&owners, &id);
+	bpf_map_delete_elem(&exempt, &id);
 	return 0;
 }

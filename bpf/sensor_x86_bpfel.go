@@ -48,6 +48,14 @@ const (
 	SensorActionACTION_DENY  SensorAction = 2
 )
 
+type SensorAddrFamily uint32
+
+const (
+	SensorAddrFamilyFAMILY_INET   SensorAddrFamily = 2
+	SensorAddrFamilyFAMILY_INET6  SensorAddrFamily = 10
+	SensorAddrFamilyFAMILY_PACKET SensorAddrFamily = 17
+)
+
 type SensorAddrKey struct {
 	_      structs.HostLayout
 	Cgroup uint64
@@ -451,6 +459,7 @@ const (
 	SensorVarUnusedAbiLimit         = "unused_abi_limit"
 	SensorVarUnusedAbiVersion       = "unused_abi_version"
 	SensorVarUnusedAction           = "unused_action"
+	SensorVarUnusedAddrFamily       = "unused_addr_family"
 	SensorVarUnusedBindEvent        = "unused_bind_event"
 	SensorVarUnusedBindOp           = "unused_bind_op"
 	SensorVarUnusedDropCause        = "unused_drop_cause"
@@ -593,6 +602,7 @@ type SensorVariableSpecs struct {
 	UnusedAbiLimit       *ebpf.VariableSpec `ebpf:"unused_abi_limit"`
 	UnusedAbiVersion     *ebpf.VariableSpec `ebpf:"unused_abi_version"`
 	UnusedAction         *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedAddrFamily     *ebpf.VariableSpec `ebpf:"unused_addr_family"`
 	UnusedBindEvent      *ebpf.VariableSpec `ebpf:"unused_bind_event"`
 	UnusedBindOp         *ebpf.VariableSpec `ebpf:"unused_bind_op"`
 	UnusedDropCause      *ebpf.VariableSpec `ebpf:"unused_drop_cause"`
@@ -705,6 +715,7 @@ type SensorVariables struct {
 	UnusedAbiLimit       *ebpf.Variable `ebpf:"unused_abi_limit"`
 	UnusedAbiVersion     *ebpf.Variable `ebpf:"unused_abi_version"`
 	UnusedAction         *ebpf.Variable `ebpf:"unused_action"`
+	UnusedAddrFamily     *ebpf.Variable `ebpf:"unused_addr_family"`
 	UnusedBindEvent      *ebpf.Variable `ebpf:"unused_bind_event"`
 	UnusedBindOp         *ebpf.Variable `ebpf:"unused_bind_op"`
 	UnusedDropCause      *ebpf.Variable `ebpf:"unused_drop_cause"`

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/hold"
 	"github.com/ringfence/ringfence/sensor/hostfs"
 	"github.com/ringfence/ringfence/sensor/kernel"
 	"github.com/ringfence/ringfence/test/testenv"
@@ -576,8 +577,9 @@ func TestPrivilegedRingFullIsCounted(t *testing.T) {
 
 // TestPrivilegedHoldUntilClassified creates a "container" cgroup below a runtime
 // parent: the kernel must stop its first exec before the first instruction,
-// keep it stopped until the container is known, then let it run; and let it
-// run unclassified after the timeout, counted.
+// keep it stopped until the container is known, then let it run; one whose
+// cgroup path names it runs after the timeout, named from it; one nobody
+// names stays held, reported, until it is named, counted as a timeout.
 func TestPrivilegedHoldUntilClassified(t *testing.T) {
 	testenv.Privileged(t)
 	root, parent := runtimeParent(t, "classify")
@@ -592,7 +594,7 @@ func TestPrivilegedHoldUntilClassified(t *testing.T) {
 		wantID   string
 	}{
 		{"classified", true, "released", "ctr-classified"},
-		{"unclassifiable.service", false, "timeout", ""}, // a unit name: no container id in its path
+		{"unclassifiable.service", false, "timeout", ""}, // a unit name: no container id in its path, named late
 		// Unknown to the runtime, but its path says whose it is.
 		{"cri-containerd-" + scopeID + ".scope", false, "cgroup-path", scopeID},
 	} {
@@ -603,6 +605,18 @@ func TestPrivilegedHoldUntilClassified(t *testing.T) {
 			pid := waitStoppedIn(t, dir)
 			if c.classify {
 				h.named(cache, container.Info{ID: "ctr-" + c.name, Name: c.name, Image: "test/image", CgroupID: id})
+			}
+			if c.outcome == "timeout" {
+				// Nobody names it in time: it stays held, reported,
+				// until the runtime names it.
+				h.rec.waitFor(t, "the unnamed container reported", func(e *event.Event) bool {
+					return e.Kind == event.KindViolation && e.CgroupID == id && e.Rule == hold.RuleApply
+				})
+				if !hostfs.Stopped("/proc", uint32(pid)) {
+					t.Fatal("a container nobody named was let go")
+				}
+				h.named(cache, container.Info{ID: "ctr-late", Name: c.name, Image: "test/image", CgroupID: id})
+				c.wantID = "ctr-late"
 			}
 			var p *helperProc
 			select {

@@ -58,6 +58,12 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 	if info.CgroupID == 0 {
 		return enforce.Member{}, nil
 	}
+	if s.kern.IsExempt(info.CgroupID) {
+		// The sensor's own container: no policy selects it, whatever
+		// its selectors say (the kernel judges it by nothing either).
+		s.cfg.Logger.Info("the sensor's own container is exempt from policies", "container", info.ID)
+		return enforce.Member{}, nil
+	}
 	t := enforce.Target{
 		CgroupID:     info.CgroupID,
 		ID:           info.ID,

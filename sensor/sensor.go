@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,12 +219,12 @@ func (s *Sensor) fill(ids []uint64) error {
 			return err
 		}
 	}
-	if self, err := ownCgroup(s.probe.Cgroup2Root); err == nil {
-		if err := kern.SetExempt(self); err != nil {
+	if self, err := ownCgroups(s.probe.Cgroup2Root, cfg.RuntimeParents, cfg.WatchCgroups); err == nil {
+		if err := kern.Exempt(self...); err != nil {
 			return err
 		}
 	} else {
-		cfg.Logger.Warn("the sensor's own cgroup is not known: it is not exempt from policies", "error", err)
+		cfg.Logger.Warn("the sensor's own cgroup is not exempt from policies", "reason", err)
 	}
 	maxID, err := kern.MaxPolicyID()
 	if err != nil {
@@ -247,13 +250,62 @@ func (s *Sensor) fill(ids []uint64) error {
 	return nil
 }
 
-// ownCgroup returns the cgroup v2 id of the sensor's process.
-func ownCgroup(cgroup2 string) (uint64, error) {
+// ownCgroups returns the cgroups the sensor exempts: its own and, when it
+// runs in a container of a pod (its cgroup's parent is below a runtime
+// parent, not one itself), the pod's, where a restart of its container is
+// made. Every cgroup made below them is exempt too, so neither is one
+// that holds containers or watched cgroups: not the root (a daemon started
+// from a shell may run there), nor an ancestor of a runtime parent or of a
+// watched cgroup; the sensor then exempts nothing, and says so.
+func ownCgroups(cgroup2 string, runtimeParents, watched []string) ([]uint64, error) {
 	rel, err := hostfs.CgroupOfPid("/proc", uint32(os.Getpid()))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return hostfs.CgroupID(cgroup2, rel)
+	rel = path.Clean("/" + rel)
+	if err := exemptable(rel, runtimeParents, watched); err != nil {
+		return nil, err
+	}
+	self, err := hostfs.CgroupID(cgroup2, rel)
+	if err != nil {
+		return nil, err
+	}
+	ids := []uint64{self}
+	if pod := path.Dir(rel); podBelowParent(pod, runtimeParents) {
+		id, err := hostfs.CgroupID(cgroup2, pod)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// exemptable refuses to exempt the cgroup rel when that would exempt what
+// the sensor watches: the root, or an ancestor of a runtime parent or of a
+// watched cgroup.
+func exemptable(rel string, runtimeParents, watched []string) error {
+	if rel == "/" {
+		return errors.New("it runs in the root cgroup, where every cgroup is made")
+	}
+	for _, d := range append(slices.Clone(runtimeParents), watched...) {
+		if d = path.Clean("/" + d); d == rel || strings.HasPrefix(d, rel+"/") {
+			return fmt.Errorf("its cgroup %s holds %s: exempting it would exempt what it watches", rel, d)
+		}
+	}
+	return nil
+}
+
+// podBelowParent reports whether dir is strictly below one of the runtime
+// parents: a pod's cgroup, not a parent of every container.
+func podBelowParent(dir string, runtimeParents []string) bool {
+	for _, p := range runtimeParents {
+		p = path.Clean("/" + p)
+		if p != "/" && strings.HasPrefix(dir, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // withDefaults fills the settings left at zero.

@@ -54,8 +54,10 @@ struct {
 } owners SEC(".maps");
 
 
-/* Cgroups whose processes no policy judges: the sensor's own, so that an
- * enforcing policy that selects everything can never stop it. */
+/* Cgroups whose processes no policy judges and no hold stops: the sensor's
+ * own and its pod's, and the cgroups made below them (marked at mkdir), so
+ * that an enforcing policy that selects everything can never stop it and a
+ * sensor container restarted while no daemon runs is not held. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);

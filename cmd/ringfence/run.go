@@ -71,7 +71,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.grace, "container-grace", 5*time.Minute, "how long a removed container still names its late events")
 	fs.Var(&f.parents, "container-parent", "cgroup (relative to the cgroup2 mount) below which the runtime creates containers (repeatable; default: default, k8s.io, kubepods, kubepods.slice)")
 	fs.Var(&f.runtimeBins, "runtime-binary", "the container runtime's `PROGRAM` on the host (repeatable; default: runc on PATH): its re-exec of itself in a new container runs on while the container is held")
-	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the container to be known")
+	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the runtime to name the container; after it, a container its cgroup path names runs under its policies, one nobody names stays held until it is named")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&f.bpffs, "bpffs", kernel.DefaultPinDir, "bpffs `DIR` where the programs and maps are pinned: the rules stay in force while no daemon runs, and the next daemon adopts them (empty: nothing pinned, the rules go with the process)")
@@ -167,6 +167,9 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		WatchCgroups:     f.watch,
 		CreateCgroups:    f.create,
 		RingBytes:        uint32(f.ringMiB) << 20,
+		MapEntries:       uint32(f.mapEntries),
+		PinDir:           f.bpffs,
+		FailAttach:       failpoint("attach"),
 		Interval:         f.interval,
 		Version:          version,
 		Logger:           log,

@@ -1,6 +1,7 @@
 package hold
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,8 @@ type Config struct {
 	// Deliver hands an event on, once it may go (its container known).
 	Deliver func(event.Event)
 	// Connected reports whether the runtime answers; while it does not,
-	// containers are named from their cgroup path at once. nil: always.
+	// a wait ends at once (named from the cgroup path, else held until
+	// the runtime names the container). nil: always.
 	Connected func() bool
 	// Apply puts a container under its policies; pid is a process of it
 	// (its network namespace, when the runtime has not named its init).
@@ -216,6 +218,12 @@ func (h *Holder) wait(cgroupID uint64, pid uint32, w *wait) {
 	default:
 		h.classified.Add(1)
 	}
+	if outcome == "timeout" {
+		// Nobody named it: which policies select it is unknown, so it
+		// stays held (fail closed) until the runtime names it.
+		h.keepHeld(cgroupID, container.Info{}, pid, outcome, w, errUnnamed)
+		return
+	}
 	// The container's rules are in the kernel before anything of it runs.
 	h.mu.Lock()
 	for _, e := range w.parked {
@@ -276,27 +284,38 @@ func (h *Holder) settle(cgroupID uint64, pid uint32, outcome string, w *wait) {
 	}
 }
 
-// unapplied is a container held because its policies could not be applied.
+// unapplied is a container held because its policies could not be applied,
+// or could not be chosen: nobody named it (unnamed).
 type unapplied struct {
 	pid     uint32
 	outcome string
 	w       *wait
 	err     string
+	unnamed bool
 }
+
+// errUnnamed is why a container nobody named stays held.
+var errUnnamed = errors.New("the runtime did not name it within the hold timeout, or is down: the policies that select it are unknown")
 
 // keepHeld keeps a container whose policies could not be applied held, and
 // says why: a violation the first time, the status meanwhile.
 func (h *Holder) keepHeld(cgroupID uint64, info container.Info, pid uint32, outcome string, w *wait, err error) {
 	h.mu.Lock()
 	_, again := h.unapplied[cgroupID]
-	h.unapplied[cgroupID] = &unapplied{pid: pid, outcome: outcome, w: w, err: err.Error()}
+	h.unapplied[cgroupID] = &unapplied{pid: pid, outcome: outcome, w: w, err: err.Error(), unnamed: err == errUnnamed}
 	h.mu.Unlock()
 	if again {
 		return
 	}
-	h.cfg.Deliver(event.Event{Time: time.Now(), Kind: event.KindViolation, Verdict: event.VerdictDeny, CgroupID: cgroupID,
-		PID: pid, Container: info.Ref(), Rule: RuleApply, Mode: enforce.ModeEnforce,
-		Reason: "its policies could not be applied (" + err.Error() + "): the container stays held before its first instruction until they are"})
+	v := event.Event{Time: time.Now(), Kind: event.KindViolation, Verdict: event.VerdictDeny, CgroupID: cgroupID,
+		PID: pid, Rule: RuleApply, Mode: enforce.ModeEnforce,
+		Reason: "its policies could not be applied (" + err.Error() + "): the container stays held before its first instruction until they are"}
+	if err == errUnnamed {
+		v.Reason = "nobody named the container (" + err.Error() + "): it stays held before its first instruction until the runtime names it"
+	} else {
+		v.Container = info.Ref()
+	}
+	h.cfg.Deliver(v)
 }
 
 // RuleApply names, in a violation, the failure to put a container under
@@ -312,6 +331,7 @@ func (h *Holder) retryUnapplied() {
 		ids = append(ids, id)
 	}
 	h.mu.Unlock()
+	var pending map[uint64]bool
 	for _, id := range ids {
 		h.mu.Lock()
 		u := h.unapplied[id]
@@ -319,15 +339,47 @@ func (h *Holder) retryUnapplied() {
 		if u == nil {
 			continue
 		}
-		if _, ok := h.cfg.Cache.Lookup(id); !ok {
-			h.mu.Lock()
-			delete(h.unapplied, id)
-			delete(h.waits, id)
-			h.mu.Unlock()
+		if _, ok := h.cfg.Cache.Lookup(id); ok {
+			h.settle(id, u.pid, u.outcome, u.w)
 			continue
 		}
-		h.settle(id, u.pid, u.outcome, u.w)
+		if u.unnamed {
+			// Unnamed still: held while its cgroup is (the kernel
+			// forgets a pending cgroup when it is removed).
+			if pending == nil {
+				pending = h.pendingSet()
+			}
+			if pending[id] {
+				continue
+			}
+		}
+		// Gone: what it parked goes on without it.
+		h.mu.Lock()
+		delete(h.unapplied, id)
+		delete(h.waits, id)
+		parked := u.w.parked
+		h.mu.Unlock()
+		for _, e := range parked {
+			if !e.Held {
+				h.cfg.Deliver(e)
+			}
+		}
 	}
+}
+
+// pendingSet returns the cgroups the kernel holds; nil when it cannot say,
+// so that nothing is forgotten on a failed read.
+func (h *Holder) pendingSet() map[uint64]bool {
+	ids, err := h.cfg.Kernel.Pending()
+	if err != nil {
+		h.log.Error("read pending cgroups", "error", err)
+		return nil
+	}
+	out := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out
 }
 
 // Unapplied lists the containers held because their policies could not be

@@ -174,6 +174,10 @@ func TestKnownBeforeTheExec(t *testing.T) {
 	}
 }
 
+// TestTimeoutAndRuntimeDown: a container nobody names in time is named
+// from its cgroup path when that says whose it is; else it stays held (fail
+// closed), reported, until the runtime names it, or forgotten with its
+// cgroup. A runtime that goes away ends the waits at once, the same way.
 func TestTimeoutAndRuntimeDown(t *testing.T) {
 	proc := fake.Dir(t, map[string]string{
 		// A cgroup path with a container id: named from it.
@@ -181,10 +185,22 @@ func TestTimeoutAndRuntimeDown(t *testing.T) {
 	})
 	cg2 := fake.Dir(t, map[string]string{"default/abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789/cgroup.procs": ""})
 	r := newRig(t, 50*time.Millisecond, cg2, proc)
+	r.kern.setPending(12)
 	r.h.Take(heldExec(12, 8)) // no /proc entry: nothing to name it
-	if e := r.next(t); e.HoldOutcome != "timeout" || e.Container != nil {
-		t.Fatalf("timed out exec %+v", e)
+	unnamedHeld(t, r, 12)
+	r.h.Poll(false)
+	if slices.Contains(r.kern.releases(), 12) || r.sent("SIGCONT") {
+		t.Fatal("an unnamed container was let go at a poll")
 	}
+	r.cache.Put(container.Info{ID: "c12", CgroupID: 12})
+	r.h.Poll(false)
+	if e := r.next(t); e.HoldOutcome != "timeout" || e.PID != 8 {
+		t.Fatalf("exec of a container named late: %+v", e)
+	}
+	if !slices.Contains(r.kern.releases(), 12) || !r.sent("SIGCONT") {
+		t.Fatal("a container named late was not let go")
+	}
+
 	id, err := hostfs.CgroupID(cg2, "default/abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
 	if err != nil {
 		t.Fatal(err)
@@ -197,24 +213,60 @@ func TestTimeoutAndRuntimeDown(t *testing.T) {
 		t.Fatalf("container named from its path not cached: %+v", info)
 	}
 
-	// The runtime goes away during a wait of an hour: the wait ends now.
+	// The runtime goes away during a wait of an hour: the wait ends now,
+	// the container held.
 	slow := newRig(t, time.Hour, "", "")
+	slow.kern.setPending(13, 14)
 	slow.h.Take(heldExec(13, 9))
 	slow.h.RuntimeDown()
-	if e := slow.next(t); e.HoldOutcome != "timeout" {
-		t.Fatalf("exec held while the runtime went down: %+v", e)
-	}
+	unnamedHeld(t, slow, 13)
 	// While it is down, nobody is waited for.
 	slow.mu.Lock()
 	slow.connected = false
 	slow.mu.Unlock()
 	slow.h.Take(heldExec(14, 10))
-	if e := slow.next(t); e.HoldOutcome != "timeout" {
-		t.Fatalf("exec held while the runtime is down: %+v", e)
-	}
+	unnamedHeld(t, slow, 14)
 	if c := slow.h.Counts(); c["timeout"] != 2 {
 		t.Fatalf("counts %v", c)
 	}
+	// A held cgroup removed before anyone named it is forgotten.
+	slow.kern.setPending(13)
+	slow.h.Poll(false)
+	if _, held := slow.h.Unapplied()[14]; held {
+		t.Fatal("a removed cgroup is still listed as held")
+	}
+	if _, held := slow.h.Unapplied()[13]; !held || slow.sent("SIGCONT") {
+		t.Fatal("the other unnamed container was let go")
+	}
+}
+
+// unnamedHeld checks that the held exec of cgroup id was reported as a
+// container nobody named, and not let go.
+func unnamedHeld(t *testing.T, r *rig, id uint64) {
+	t.Helper()
+	v := r.next(t)
+	if v.Kind != event.KindViolation || v.Rule != RuleApply || v.CgroupID != id || v.Container != nil || !strings.Contains(v.Reason, "nobody named the container") {
+		t.Fatalf("unnamed container %d: %+v", id, v)
+	}
+	if _, held := r.h.Unapplied()[id]; !held {
+		t.Fatalf("unnamed container %d not listed as held", id)
+	}
+	if slices.Contains(r.kern.releases(), id) {
+		t.Fatalf("unnamed container %d released", id)
+	}
+}
+
+// sent reports whether the holder sent a signal named sig.
+func (r *rig) sent(sig string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.signals, sig)
+}
+
+func (k *fakeKernel) setPending(ids ...uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pending = ids
 }
 
 // TestDeniedExec: a container that may execute nothing has its first

@@ -123,7 +123,7 @@ func unpinLink(path string) error {
 func (s *Sensor) pinFreshMaps() error {
 	byName := s.mapsByName()
 	for _, name := range sortedKeys(s.fresh) {
-		if !isDataMap(name) && name != "meta" && name != "map_layouts" {
+		if !isDataMap(name) && name != bpf.SensorMapMeta && name != bpf.SensorMapMapLayouts {
 			continue
 		}
 		path := s.pins.mapPath(name)
@@ -144,7 +144,7 @@ func (s *Sensor) writeMeta(generation uint64) error {
 	if s.pins == nil {
 		return nil
 	}
-	if s.state == StateAdopted && s.fresh["meta"] {
+	if s.state == StateAdopted && s.fresh[bpf.SensorMapMeta] {
 		// Adopted: the new meta and layouts maps replace the pinned ones.
 		if err := s.pinFreshMaps(); err != nil {
 			return err

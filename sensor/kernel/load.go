@@ -15,7 +15,7 @@ import (
 	"github.com/ringfence/ringfence/bpf"
 )
 
-const probeProgram = "rf_probe_lsm"
+const probeProgram = bpf.SensorProgRfProbeLsm
 
 // Hook is one attached (or attempted) program.
 type Hook struct {
@@ -55,7 +55,8 @@ const DefaultMapEntries = 65536
 // and is counted (watch_map_full, syscall_map_full), or a policy cannot be
 // applied and the container stays held: never a rule silently lost.
 func MapsSized() []string {
-	return []string{"watched", "pending", "owners", "members", "ro_roots", "ro_devs", "bind_addrs", "bind_ifindexes", "syscall_counts"}
+	return []string{bpf.SensorMapWatched, bpf.SensorMapPending, bpf.SensorMapOwners, bpf.SensorMapMembers, bpf.SensorMapRoRoots,
+		bpf.SensorMapRoDevs, bpf.SensorMapBindAddrs, bpf.SensorMapBindIfindexes, bpf.SensorMapSyscallCounts}
 }
 
 // optionalHookRelease returns the release that added an LSM hook that may
@@ -187,7 +188,7 @@ func prepare(p Probe, opts Options) (*ebpf.CollectionSpec, []Hook, error) {
 	}
 	delete(spec.Programs, probeProgram)
 	if opts.RingBytes != 0 {
-		spec.Maps["events"].MaxEntries = opts.RingBytes
+		spec.Maps[bpf.SensorMapEvents].MaxEntries = opts.RingBytes
 	}
 	entries := opts.MapEntries
 	if entries == 0 {

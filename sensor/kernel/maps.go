@@ -310,18 +310,27 @@ func clearMap(m *ebpf.Map) error {
 	return errors.Join(errs...)
 }
 
-// SetExempt makes the cgroups given, and only those, ones no policy judges:
-// the sensor's own, so that it cannot stop itself.
-func (s *Sensor) SetExempt(cgroups ...uint64) error {
-	if err := clearMap(s.maps.Exempt); err != nil {
-		return err
-	}
+// Exempt makes the cgroups given ones no policy judges and no hold stops,
+// with every cgroup made below them from then on (the kernel marks those):
+// the sensor's own. Entries go with their cgroups.
+func (s *Sensor) Exempt(cgroups ...uint64) error {
 	for _, cg := range cgroups {
 		if err := s.maps.Exempt.Update(cg, uint32(1), ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("exempt cgroup %d: %w", cg, err)
 		}
 	}
 	return nil
+}
+
+// IsExempt reports whether cgroupID is exempt (Exempt).
+func (s *Sensor) IsExempt(cgroupID uint64) bool {
+	var v uint32
+	return s.maps.Exempt.Lookup(cgroupID, &v) == nil
+}
+
+// Exempted lists the exempt cgroups.
+func (s *Sensor) Exempted() ([]uint64, error) {
+	return cgroupKeys(s.maps.Exempt)
 }
 
 // DropsReported returns the loss counts the last daemon said it reported

@@ -83,7 +83,7 @@ func openPins(dir string) (_ *pinDir, err error) {
 
 // readMeta reads the pinned meta and map_layouts, when there are some.
 func (p *pinDir) readMeta() error {
-	meta, err := ebpf.LoadPinnedMap(p.mapPath("meta"), nil)
+	meta, err := ebpf.LoadPinnedMap(p.mapPath(bpf.SensorMapMeta), nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -172,7 +172,7 @@ func (p *pinDir) pinnedLinks() (map[string]link.Link, error) {
 // are per-CPU working space, and a daemon writes its own meta).
 func isDataMap(name string) bool {
 	switch name {
-	case "path_scratch", "enforce_scratch", "meta", "map_layouts", ".rodata", ".data", ".bss":
+	case bpf.SensorMapPathScratch, bpf.SensorMapEnforceScratch, bpf.SensorMapMeta, bpf.SensorMapMapLayouts, ".rodata", ".data", ".bss":
 		return false
 	}
 	return !strings.HasPrefix(name, ".")
@@ -269,9 +269,9 @@ func closeAll(maps map[string]*ebpf.Map) {
 // carryOver brings the pinned state into the maps this load made where the
 // data agrees and only the capacity changed (--kernel-map-entries): every
 // entry is copied before anything is attached. A pinned ring this load
-// replaces is kept to be drained (OldRing). Other maps start empty: the
-// daemon rebuilds them from its sources (policies, the runtime, /proc)
-// before Commit; per-CPU counters start again.
+// replaces is kept to be drained (OldRing). A map whose key, value or type
+// changed is refused: nothing of it could be carried over in time.
+// Per-CPU counters start again.
 func (s *Sensor) carryOver(spec *ebpf.CollectionSpec) error {
 	if s.pins == nil || s.pins.meta == nil {
 		return nil
@@ -288,12 +288,19 @@ func (s *Sensor) carryOver(spec *ebpf.CollectionSpec) error {
 		if err != nil {
 			return fmt.Errorf("pinned map %s: %w", name, err)
 		}
-		if name == "events" {
+		if name == bpf.SensorMapEvents {
 			s.oldRing = old
 			continue
 		}
 		err = nil
-		if s.pins.layouts[name] == layoutWithCapacity(spec.Maps[name], old.MaxEntries()) && !perCPU(old.Type()) {
+		switch {
+		case s.pins.layouts[name] != layoutWithCapacity(spec.Maps[name], old.MaxEntries()):
+			// Its entries cannot be read as this build's: what they
+			// hold would be missing until rebuilt, a window without
+			// those rules. abi_test ties such a change to a new ABI
+			// version; refused either way.
+			err = fmt.Errorf("its layout changed, not only its capacity: %w (ringfence uninstall removes the pinned state; the rules are off until the next start)", ErrNotOurs)
+		case !perCPU(old.Type()):
 			err = copyEntries(old, byName[name])
 		}
 		old.Close()
@@ -352,7 +359,7 @@ func Uninstall(dir string) (removed []string, pending []uint64, err error) {
 		return nil, nil, err
 	}
 	defer p.close()
-	if pm, err := ebpf.LoadPinnedMap(p.mapPath("pending"), nil); err == nil {
+	if pm, err := ebpf.LoadPinnedMap(p.mapPath(bpf.SensorMapPending), nil); err == nil {
 		var (
 			id uint64
 			t  uint64

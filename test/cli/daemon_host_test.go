@@ -477,3 +477,16 @@ func TestHostFollow(t *testing.T) {
 		}
 	}
 }
+
+// TestHostKernelMapEntries: --kernel-map-entries sizes the kernel maps, as
+// the status says.
+func TestHostKernelMapEntries(t *testing.T) {
+	testenv.Privileged(t)
+	d := startDaemon(t, build(t), "--kernel-map-entries", "4096")
+	snap := d.statusNow(t)
+	for _, m := range []string{"watched", "members", "pending"} {
+		if c := snap.KernelMapCapacity[m]; c != 4096 {
+			t.Errorf("map %s: capacity %d, want 4096 (%v)", m, c, snap.KernelMapCapacity)
+		}
+	}
+}
