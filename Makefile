@@ -45,7 +45,13 @@ generate-check: generate ## fail if the committed eBPF objects differ from a fre
 
 .PHONY: build
 build: ## build the ringfence binary into build/
-	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
+	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
+
+IMAGE := build/ringfence-image.tar
+
+.PHONY: image
+image: build ## the container image archive build/ringfence-image.tar, named ringfence:VERSION (reproducible; ctr images import)
+	go run ./cmd/mkimage -binary $(BIN) -version $(VERSION) -o $(IMAGE)
 
 DEMO_SOCK := /run/ringfence-demo/containerd.sock
 POLICY    ?= deploy/policies/default.yaml
