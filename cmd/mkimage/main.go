@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/ringfence/ringfence/deploy/image"
 )
 
 func main() {
@@ -18,10 +20,34 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: mkimage -binary FILE -version VERSION -o ARCHIVE.tar")
 		os.Exit(2)
 	}
-	digest, err := writeArchive(*bin, *version, *out)
-	if err != nil {
+	if err := run(*bin, *version, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "mkimage: %v\n", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%s ringfence:%s %s\n", *out, *version, digest)
+}
+
+// run writes the image of the binary. The binary is static and the sensor
+// execs nothing, so the image holds nothing else: what the sensor reads at
+// run time (/proc, the host's cgroup2 and bpffs, the containerd socket, the
+// service account token) the DaemonSet mounts.
+func run(bin, version, out string) error {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	img, err := image.Build(image.Spec{
+		Files:      []image.File{{Path: "ringfence", Mode: 0o755, Data: data}},
+		Entrypoint: []string{"/ringfence"},
+		Cmd:        []string{"run"},
+		Labels:     map[string]string{"org.opencontainers.image.title": "ringfence", "org.opencontainers.image.version": version},
+	})
+	if err != nil {
+		return err
+	}
+	digest, err := image.WriteArchive(img, "ringfence:"+version, out)
+	if err != nil {
+		return fmt.Errorf("-version: %w", err)
+	}
+	fmt.Printf("%s ringfence:%s %s\n", out, version, digest)
+	return nil
 }
