@@ -19,11 +19,12 @@ import (
 // makes them the set in force. Invalid files change nothing: their
 // problems are returned, logged, reported as an event and kept in status.
 func (s *Sensor) loadPolicies() error {
-	if len(s.cfg.Policies) == 0 {
+	if len(s.cfg.Policies) == 0 && !s.hasSources() {
 		return nil
 	}
 	s.policyPrint = enforce.Fingerprint(s.cfg.Policies...)
 	pols, files, problems := enforce.LoadPaths(s.cfg.Policies...)
+	pols, files, problems = s.withSources(pols, files, problems) // policies of other sources (Kubernetes objects): policy_sources.go
 	if len(problems) > 0 {
 		lines := make([]string, len(problems))
 		for i, p := range problems {
@@ -99,7 +100,7 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 		ID:         info.ID,
 		Name:       info.Name,
 		Image:      info.Image,
-		Labels:     info.Labels,
+		Labels:     s.labelsOf(info), // pod labels where known: policy_sources.go
 		Namespace:  info.PodNamespace,
 		Privileged: posture.Privileged(info.Spec),
 	}

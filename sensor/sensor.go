@@ -120,8 +120,9 @@ type Sensor struct {
 	posture     posture.Options
 	engine      *enforce.Engine
 	ifaces      *ifaceFollower
-	policyMu    sync.Mutex // serialises policy reloads
-	policyPrint string     // the policy files as last read
+	policyMu    sync.Mutex    // serialises policy reloads
+	policyPrint string        // the policy files as last read
+	sources     policySources // policies besides files, and pod labels: policy_sources.go
 
 	mu         sync.Mutex
 	counts     map[string]uint64 // events by kind/verdict
