@@ -36,9 +36,11 @@ func run(bin, version, out string) error {
 		return err
 	}
 	img, err := image.Build(image.Spec{
-		Files:      []image.File{{Path: "ringfence", Mode: 0o755, Data: data}},
-		Entrypoint: []string{"/ringfence"},
+		// In PATH, so that `kubectl exec ds/ringfence -- ringfence status` works.
+		Files:      []image.File{{Path: "usr/bin/ringfence", Mode: 0o755, Data: data}},
+		Entrypoint: []string{"/usr/bin/ringfence"},
 		Cmd:        []string{"run"},
+		Env:        []string{"PATH=/usr/bin"},
 		Labels:     map[string]string{"org.opencontainers.image.title": "ringfence", "org.opencontainers.image.version": version},
 	})
 	if err != nil {

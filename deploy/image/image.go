@@ -35,6 +35,7 @@ type Spec struct {
 	Files      []File
 	Entrypoint []string
 	Cmd        []string
+	Env        []string
 	Labels     map[string]string
 }
 
@@ -62,7 +63,7 @@ func Build(s Spec) (v1.Image, error) {
 	}
 	cfg = cfg.DeepCopy()
 	cfg.Architecture, cfg.OS = "amd64", "linux"
-	cfg.Config = v1.Config{Entrypoint: s.Entrypoint, Cmd: s.Cmd, Labels: s.Labels}
+	cfg.Config = v1.Config{Entrypoint: s.Entrypoint, Cmd: s.Cmd, Env: s.Env, Labels: s.Labels}
 	return mutate.ConfigFile(img, cfg)
 }
 
