@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ringfence/ringfence/deploy/image"
 )
 
 // clusterMarker is in the path of every file and socket the cluster makes,
@@ -35,6 +37,8 @@ type Config struct {
 	KubeBin string
 	// PauseSource is Kubernetes' build/pause/linux/pause.c.
 	PauseSource string
+	// WorkloadFiles are added to the busybox image (test programs).
+	WorkloadFiles []image.File
 	// Dir holds the cluster's files (default /var/lib/ringfence-k8s) and
 	// RunDir its sockets (default /run/ringfence-k8s); both are removed by Down.
 	Dir, RunDir string
@@ -48,6 +52,8 @@ type Cluster struct {
 	procs []*proc
 	// before is the host as it was before Up, which Down restores.
 	before HostState
+	// mountedBPFFS and sharedBPFFS say what prepareBPFFS changed.
+	mountedBPFFS, sharedBPFFS bool
 	// Started is how long Up took from nothing to a ready node.
 	Started time.Duration
 }
@@ -93,6 +99,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	}{
 		{"files", func(context.Context) error { return c.prepare() }},
 		{"network", func(context.Context) error { return setUpNetwork() }},
+		{"bpffs", func(context.Context) error { return c.prepareBPFFS() }},
 		{"etcd", c.startEtcd},
 		{"kube-apiserver", c.startAPIServer},
 		{"controllers", c.startControllers},

@@ -38,7 +38,7 @@ func (c *Cluster) Down() error {
 		stop(name)
 	}
 	errs = append(errs, killShims(c.ContainerdSocket()), deleteNftables(c.before), c.unmountAll(), removeKubepodsCgroups(),
-		tearDownNetwork(), restoreSysctls(c.before))
+		tearDownNetwork(), restoreSysctls(c.before), c.restoreBPFFS())
 	for _, d := range []string{c.cfg.Dir, c.cfg.RunDir} {
 		errs = append(errs, os.RemoveAll(d))
 	}
@@ -125,6 +125,7 @@ func (c *Cluster) unmountAll() error {
 	prefixes := []string{c.cfg.Dir + "/", c.cfg.RunDir + "/", "/run/containerd/io.containerd.runtime.v2.task/k8s.io/"}
 	var targets []string
 	for _, m := range mountPoints() {
+		m, _ = strings.CutSuffix(m, " (shared)")
 		for _, p := range prefixes {
 			if strings.HasPrefix(m, p) {
 				targets = append(targets, m)

@@ -111,12 +111,19 @@ func linkNames() []string {
 	return out
 }
 
-// mountPoints lists mount points (field 5 of mountinfo), sorted.
+// mountPoints lists mount points (field 5 of mountinfo), each followed by
+// " (shared)" when it propagates, sorted.
 func mountPoints() []string {
 	data, _ := os.ReadFile("/proc/self/mountinfo")
 	var out []string
 	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 {
+		f := strings.Fields(l)
+		if len(f) < 7 {
+			continue
+		}
+		if shared := slices.ContainsFunc(f[6:], func(s string) bool { return strings.HasPrefix(s, "shared:") }); shared {
+			out = append(out, f[4]+" (shared)")
+		} else {
 			out = append(out, f[4])
 		}
 	}

@@ -35,7 +35,7 @@ func (c *Cluster) importImages(ctx context.Context) error {
 		spec image.Spec
 	}{
 		{PauseImage, image.Spec{Files: []image.File{{Path: "pause", Mode: 0o755, Data: pauseBin}}, Entrypoint: []string{"/pause"}}},
-		{BusyboxImage, image.Spec{Files: bb, Cmd: []string{"sh"}}},
+		{BusyboxImage, image.Spec{Files: append(bb, c.cfg.WorkloadFiles...), Cmd: []string{"sh"}}},
 	} {
 		built, err := image.Build(img.spec)
 		if err != nil {

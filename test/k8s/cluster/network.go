@@ -22,13 +22,7 @@ const (
 )
 
 // ip runs the ip command.
-func ip(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func ip(args ...string) error { return run("ip", args...) }
 
 // setUpNetwork makes the two bridges and the Service route, then checks
 // that the node, pod and Service addresses all stay on them.
