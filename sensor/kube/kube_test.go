@@ -144,26 +144,27 @@ func TestPolicyWatcher(t *testing.T) {
 	}
 }
 
-func next(t *testing.T, ch chan []enforce.RuntimePolicy) []enforce.RuntimePolicy {
+// recv takes one value from ch, failing the test when none comes in 5 s.
+func recv[T any](t *testing.T, ch chan T, what string) T {
 	t.Helper()
 	select {
-	case p := <-ch:
-		return p
+	case v := <-ch:
+		return v
 	case <-time.After(5 * time.Second):
-		t.Fatal("no policy set handed over")
-		return nil
+		t.Fatalf("no %s", what)
+		var zero T
+		return zero
 	}
+}
+
+func next(t *testing.T, ch chan []enforce.RuntimePolicy) []enforce.RuntimePolicy {
+	t.Helper()
+	return recv(t, ch, "policy set handed over")
 }
 
 func event(t *testing.T, ch chan string) string {
 	t.Helper()
-	select {
-	case e := <-ch:
-		return e
-	case <-time.After(5 * time.Second):
-		t.Fatal("no event")
-		return ""
-	}
+	return recv(t, ch, "event")
 }
 
 // TestPodLabels gives a container its pod's labels over its runtime ones,
