@@ -15,12 +15,10 @@ import (
 
 // Environment the Makefile's k8stest target sets.
 const (
-	kubeBinEnv  = "RINGFENCE_KUBE_BIN"   // scripts/kube-build.sh's output
-	pauseEnv    = "RINGFENCE_PAUSE_SRC"  // Kubernetes' build/pause/linux/pause.c
-	imageEnv    = "RINGFENCE_IMAGE"      // make image's archive
-	versionEnv  = "RINGFENCE_VERSION"    // its tag
-	image2Env   = "RINGFENCE_IMAGE2"     // a second build, for the rolling update
-	version2Env = "RINGFENCE_VERSION2"
+	kubeBinEnv = "RINGFENCE_KUBE_BIN"  // scripts/kube-build.sh's output
+	pauseEnv   = "RINGFENCE_PAUSE_SRC" // Kubernetes' build/pause/linux/pause.c
+	imageEnv   = "RINGFENCE_IMAGE"     // make image's archive
+	versionEnv = "RINGFENCE_VERSION"   // its tag
 )
 
 // shared is the one cluster of the test binary: brought up by the first
@@ -70,7 +68,7 @@ func needCluster(t *testing.T) *cluster.Cluster {
 		shared.before = cluster.SnapshotHost(bin)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		shared.c, shared.err = cluster.Up(ctx, cluster.Config{KubeBin: bin, PauseSource: pause, Logf: t.Logf})
+		shared.c, shared.err = cluster.Up(ctx, cluster.Config{KubeBin: bin, PauseSource: pause, WorkloadFiles: workloadFiles(t), Logf: t.Logf})
 		shared.up = shared.err == nil
 		if shared.up {
 			t.Logf("cluster up in %s", shared.c.Started.Round(time.Millisecond))
