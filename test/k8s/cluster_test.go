@@ -26,6 +26,7 @@ func TestCluster(t *testing.T) {
 		{"PolicyByNamespaceAndPodLabel", testPolicyByNamespaceAndPodLabel},
 		{"InvalidObjectRefusedByAPIServer", testInvalidObject},
 		{"ObjectRefusedByAgentKeepsSet", testObjectRefusedByAgent},
+		{"MetricsScrape", testMetricsScrape},
 		{"LeastPrivilege", testLeastPrivilege},
 		// testRollingUpdate joins here once enforcement is pinned (issue 12).
 		{"Uninstall", testUninstall},

@@ -1,11 +1,9 @@
 package k8s
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -97,16 +95,8 @@ func lastLine(s, sub string) string {
 // metric reads one sample of the agent's metrics, on the node's address.
 func (e *env) metric(ctx context.Context, t *testing.T, name string) float64 {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cluster.NodeIP+":9464/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+	for _, l := range strings.Split(get(ctx, t, "http://"+cluster.NodeIP+":9464/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
