@@ -6,18 +6,11 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/ringfence/ringfence/sensor/container"
 )
@@ -46,27 +39,21 @@ func Start(ctx context.Context, f Flags, s Sensor, log *slog.Logger) (*Agent, er
 		return nil, err
 	}
 	cfg.UserAgent = "ringfence/" + f.NodeName
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	recorder := eventRecorder(ctx, cs, f.NodeName)
-
-	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
-	pw, err := newPolicyWatcher(dynFactory.ForResource(PolicyResource).Informer(), s, recorder, f.NodeName, log)
+	policies := newInformer(dyn, PolicyResource, nil)
+	pw, err := newPolicyWatcher(policies, s, eventRecorder(ctx, dyn, f.NodeName), f.NodeName, log)
 	if err != nil {
 		return nil, err
 	}
 	// Only this node's pods: the API server filters, so the agent's memory
 	// and traffic do not grow with the cluster.
-	podFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+	podInformer := newInformer(dyn, podResource, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", f.NodeName).String()
-	}))
-	pods, err := newPodIndex(podFactory.Core().V1().Pods().Informer(), f.PodWait, func(uid string) {
+	})
+	pods, err := newPodIndex(podInformer, f.PodWait, func(uid string) {
 		if err := s.ReapplyPod(uid); err != nil {
 			log.Error("pod labels changed: apply policy", "pod_uid", uid, "error", err)
 		}
@@ -75,8 +62,8 @@ func Start(ctx context.Context, f Flags, s Sensor, log *slog.Logger) (*Agent, er
 		return nil, err
 	}
 	s.SetPodLabels(pods.Labels)
-	dynFactory.Start(ctx.Done())
-	podFactory.Start(ctx.Done())
+	go policies.RunWithContext(ctx)
+	go podInformer.RunWithContext(ctx)
 	go pw.Run(ctx)
 	return &Agent{Policies: pw, Pods: pods}, nil
 }
@@ -103,13 +90,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	return cfg, nil
-}
-
-// eventRecorder records Events as the ringfence agent of node, until ctx
-// ends.
-func eventRecorder(ctx context.Context, cs kubernetes.Interface, node string) record.EventRecorder {
-	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
-	context.AfterFunc(ctx, b.Shutdown)
-	return b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ringfence", Host: node})
 }

@@ -9,15 +9,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/ringfence/ringfence/enforce"
@@ -95,16 +93,16 @@ func TestPolicyWatcher(t *testing.T) {
 	scheme := runtime.NewScheme()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{PolicyResource: "RuntimePolicyList"}, policyObject("a", "1", ok))
-	factory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	informer := newInformer(dyn, PolicyResource, nil)
 	apply := &fakeApplier{got: make(chan []enforce.RuntimePolicy, 10)}
 	rec := record.NewFakeRecorder(10)
-	w, err := newPolicyWatcher(factory.ForResource(PolicyResource).Informer(), apply, rec, "node1", slog.New(slog.DiscardHandler))
+	w, err := newPolicyWatcher(informer, apply, rec, "node1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	factory.Start(ctx.Done())
+	go informer.RunWithContext(ctx)
 	go w.Run(ctx)
 
 	if pols := next(t, apply.got); len(pols) != 1 || pols[0].Name != "a" {
@@ -167,28 +165,42 @@ func event(t *testing.T, ch chan string) string {
 	return recv(t, ch, "event")
 }
 
+// podObject is a pod as the dynamic client gives it.
+func podObject(uid string, labels map[string]string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"nodeName": "node1", "containers": []any{}}}}
+	u.SetAPIVersion("v1")
+	u.SetKind("Pod")
+	u.SetName("web")
+	u.SetNamespace("prod")
+	u.SetUID(types.UID(uid))
+	u.SetLabels(labels)
+	return u
+}
+
 // TestPodLabels gives a container its pod's labels over its runtime ones,
 // waits a bounded time for a pod the index does not have yet, and reports
 // a label change.
 func TestPodLabels(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "prod", UID: "u1", Labels: map[string]string{"app": "web"}},
-		Spec: corev1.PodSpec{NodeName: "node1"}}
-	cs := fake.NewClientset(pod)
-	factory := informers.NewSharedInformerFactory(cs, 0)
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{podResource: "PodList"}, podObject("u1", map[string]string{"app": "web"}))
+	informer := newInformer(dyn, podResource, nil)
 	changed := make(chan string, 10)
-	idx, err := newPodIndex(factory.Core().V1().Pods().Informer(), 300*time.Millisecond, func(uid string) { changed <- uid })
+	idx, err := newPodIndex(informer, 300*time.Millisecond, func(uid string) { changed <- uid })
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	go informer.RunWithContext(ctx)
+	cache.WaitForCacheSync(ctx.Done(), informer.HasSynced)
 
 	info := container.Info{Labels: map[string]string{container.LabelPodUID: "u1", "io.kubernetes.container.name": "main"}}
 	got := idx.Labels(info)
 	if got["app"] != "web" || got["io.kubernetes.container.name"] != "main" {
 		t.Errorf("labels %v", got)
+	}
+	if p, ok := idx.Lookup("u1"); !ok || p.Name != "web" || p.Namespace != "prod" {
+		t.Errorf("lookup: %+v %v", p, ok)
 	}
 	start := time.Now()
 	if got := idx.Labels(container.Info{Labels: map[string]string{container.LabelPodUID: "unknown"}}); got["app"] != "" {
@@ -200,17 +212,11 @@ func TestPodLabels(t *testing.T) {
 	if got := idx.Labels(container.Info{Labels: map[string]string{"x": "y"}}); got["x"] != "y" {
 		t.Errorf("a container outside a pod: %v", got)
 	}
-	<-changed // the pod's arrival
-	pod.Labels = map[string]string{"app": "api"}
-	if _, err := cs.CoreV1().Pods("prod").Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
+	recv(t, changed, "report of the pod's arrival")
+	if _, err := dyn.Resource(podResource).Namespace("prod").Update(ctx, podObject("u1", map[string]string{"app": "api"}), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case uid := <-changed:
-		if uid != "u1" {
-			t.Errorf("changed %q", uid)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("label change not reported")
+	if uid := recv(t, changed, "report of the label change"); uid != "u1" {
+		t.Errorf("changed %q", uid)
 	}
 }

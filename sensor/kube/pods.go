@@ -5,8 +5,7 @@ import (
 	"maps"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/ringfence/ringfence/sensor/container"
@@ -37,8 +36,8 @@ func newPodIndex(informer cache.SharedIndexInformer, wait time.Duration, onLabel
 		return nil, err
 	}
 	if err := informer.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
-		if p, ok := obj.(*corev1.Pod); ok {
-			return []string{string(p.UID)}, nil
+		if p, ok := obj.(*unstructured.Unstructured); ok {
+			return []string{string(p.GetUID())}, nil
 		}
 		return nil, nil
 	}}); err != nil {
@@ -46,15 +45,15 @@ func newPodIndex(informer cache.SharedIndexInformer, wait time.Duration, onLabel
 	}
 	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
-			if p, ok := obj.(*corev1.Pod); ok {
-				onLabels(string(p.UID))
+			if p, ok := obj.(*unstructured.Unstructured); ok {
+				onLabels(string(p.GetUID()))
 			}
 		},
 		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*corev1.Pod)
-			c, ok2 := cur.(*corev1.Pod)
-			if ok1 && ok2 && !maps.Equal(o.Labels, c.Labels) {
-				onLabels(string(c.UID))
+			o, ok1 := old.(*unstructured.Unstructured)
+			c, ok2 := cur.(*unstructured.Unstructured)
+			if ok1 && ok2 && !maps.Equal(o.GetLabels(), c.GetLabels()) {
+				onLabels(string(c.GetUID()))
 			}
 		},
 	})
@@ -63,13 +62,19 @@ func newPodIndex(informer cache.SharedIndexInformer, wait time.Duration, onLabel
 
 // slimPod keeps of a pod only what the index answers with.
 func slimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
+	p, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil // a deletion tombstone
 	}
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: p.Name, Namespace: p.Namespace, UID: p.UID, Labels: p.Labels, ResourceVersion: p.ResourceVersion,
-	}}, nil
+	slim := &unstructured.Unstructured{Object: map[string]any{}}
+	slim.SetAPIVersion("v1")
+	slim.SetKind("Pod")
+	slim.SetName(p.GetName())
+	slim.SetNamespace(p.GetNamespace())
+	slim.SetUID(p.GetUID())
+	slim.SetLabels(p.GetLabels())
+	slim.SetResourceVersion(p.GetResourceVersion())
+	return slim, nil
 }
 
 // Lookup returns the pod with this uid, if the index has it.
@@ -78,8 +83,8 @@ func (x *PodIndex) Lookup(uid string) (Pod, bool) {
 	if err != nil || len(objs) == 0 {
 		return Pod{}, false
 	}
-	p := objs[0].(*corev1.Pod)
-	return Pod{UID: string(p.UID), Name: p.Name, Namespace: p.Namespace, Labels: p.Labels}, true
+	p := objs[0].(*unstructured.Unstructured)
+	return Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels()}, true
 }
 
 // Labels are the labels a container's selectors match: its runtime labels
