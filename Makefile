@@ -47,7 +47,13 @@ generate-check: generate ## fail if the committed eBPF objects differ from a fre
 
 .PHONY: build
 build: ## build the ringfence binary into build/
-	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
+	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ringfence
+
+IMAGE := build/ringfence-image.tar
+
+.PHONY: image
+image: build ## the container image archive build/ringfence-image.tar, named ringfence:VERSION (reproducible; ctr images import)
+	go run ./cmd/mkimage -binary $(BIN) -version $(VERSION) -o $(IMAGE)
 
 DEMO_SOCK := /run/ringfence-demo/containerd.sock
 POLICY    ?= deploy/policies/default.yaml
@@ -67,9 +73,19 @@ demo-stop: ## stop and remove the private containerd of 'make run DEMO=1'
 	RF_CONTAINERD_ROOT=/var/lib/ringfence-demo RF_CONTAINERD_SOCK=$(DEMO_SOCK) test/runtime/containerd.sh stop
 
 .PHONY: test
-test: deps generate-check lint ## every test: unit, privileged on the host, and the VM tests on each kernel
-	CGO_ENABLED=0 RINGFENCE_REQUIRE_PRIVILEGED=1 go test -count=1 -timeout 15m ./...
+test: deps generate-check lint ## every test: unit, privileged on the host, the cluster test, and the VM tests on each kernel
+	CGO_ENABLED=0 RINGFENCE_REQUIRE_PRIVILEGED=1 go test -count=1 -timeout 15m $$(go list ./... | grep -v '/test/k8s$$')
+	$(MAKE) k8stest
 	$(MAKE) vmtest
+
+.PHONY: k8stest
+k8stest: deps image ## the cluster test: Kubernetes 1.37.2 built from upstream (cached under /var/cache/ringfence/kube), ringfence applied with kubectl apply -k
+	@kube=$$(scripts/kube-build.sh) && \
+	pause=$$(cd test/k8s/kubebin && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c && \
+	echo "k8stest: Kubernetes from $$kube" && \
+	CGO_ENABLED=0 RINGFENCE_REQUIRE_PRIVILEGED=1 RINGFENCE_KUBE_BIN=$$kube RINGFENCE_PAUSE_SRC=$$pause \
+	RINGFENCE_IMAGE=$(CURDIR)/$(IMAGE) RINGFENCE_VERSION=$(VERSION) \
+		go test -count=1 -v -timeout 20m ./test/k8s/
 
 .PHONY: vmtest
 vmtest: deps build ## run the TestPrivileged tests inside qemu VMs on Debian kernels 6.1 and 6.12 (VMRUN=regexp: only those tests)

@@ -18,6 +18,8 @@ test)
 		xz-utils                              # kernel modules for the VMs
 		containerd runc                       # a real container runtime for the tests
 		jq                                    # the store benchmark's comparison
+		etcd-server containernetworking-plugins nftables  # the cluster test (make k8stest)
+		gcc libc6-dev                         # its pause image, linked statically
 		iproute2 git make ca-certificates
 	)
 	;;

@@ -69,7 +69,7 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 		ID:           info.ID,
 		Name:         info.Name,
 		Image:        info.Image,
-		Labels:       info.Labels,
+		Labels:       s.labelsOf(info), // pod labels where a source knows them
 		PodNamespace: info.PodNamespace,
 		Privileged:   posture.Privileged(info.Spec),
 	}

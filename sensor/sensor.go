@@ -128,6 +128,7 @@ type Sensor struct {
 	hostMountNS string
 	counts      counts
 	poller      poller
+	podLabels   podLabels // pod labels for selectors, where a source knows them: sources.go
 
 	// Set when the sensor follows a container runtime.
 	identity *container.Identity

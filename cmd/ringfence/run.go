@@ -18,10 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ringfence/ringfence/sensor"
 	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/container"
 	"github.com/ringfence/ringfence/sensor/kernel"
+	"github.com/ringfence/ringfence/sensor/kube"
 	"github.com/ringfence/ringfence/sensor/metrics"
 	"github.com/ringfence/ringfence/sensor/sink"
 	"github.com/ringfence/ringfence/sensor/store"
@@ -54,6 +57,7 @@ type runFlags struct {
 	allowEmpty    bool
 	mapEntries    uint
 	bpffs         string
+	kube          kube.Flags // --kubernetes, --kubeconfig, --node-name, --pod-wait
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
@@ -80,7 +84,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.BoolVar(&f.stdout, "stdout", true, "write events as JSON lines on stdout")
 	fs.DurationVar(&f.interval, "interval", 2*time.Second, "how often loss and syscall counters are read")
 	fs.Int64Var(&f.memoryLimit, "memory-limit-mib", 100, "soft limit of the Go heap in MiB: the collector works harder near it (0: none)")
+	f.kube.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := f.kube.Validate(); err != nil {
 		return nil, err
 	}
 	switch {
@@ -263,13 +271,24 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	if watcher != nil {
 		wg.Go(func() { watcher.Run(ctx) })
 	}
+	var ready metrics.Source = s
+	var collectors []prometheus.Collector
+	if f.kube.Enabled { // RuntimePolicy objects and pod labels: sensor/kube
+		agent, err := kube.Start(ctx, f.kube, s, log)
+		if err != nil {
+			return err
+		}
+		ready, collectors = readyWhen{s, agent.Ready}, agent.Collectors()
+	}
 	wg.Go(func() {
 		if err := api.NewServer(s, hub, f.storeDir, log).Serve(ctx, ln); err != nil {
 			log.Error("api server", "error", err)
 		}
 	})
 	if mln != nil {
-		srv := &http.Server{Handler: metrics.Handler(metrics.NewRegistry(s, version), s), ReadHeaderTimeout: 5 * time.Second}
+		reg := metrics.NewRegistry(s, version)
+		reg.MustRegister(collectors...)
+		srv := &http.Server{Handler: metrics.Handler(reg, ready), ReadHeaderTimeout: 5 * time.Second}
 		wg.Go(func() { srv.Serve(mln) })
 		context.AfterFunc(ctx, func() { srv.Close() })
 	}
@@ -278,3 +297,12 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	wg.Wait()
 	return err
 }
+
+// readyWhen is the sensor, ready only once also reports true as well (the
+// RuntimePolicy objects are applied).
+type readyWhen struct {
+	metrics.Source
+	also func() bool
+}
+
+func (r readyWhen) Ready() bool { return r.Source.Ready() && r.also() }

@@ -13,6 +13,7 @@ import (
 const (
 	LabelPodName       = "io.kubernetes.pod.name"
 	LabelPodNamespace  = "io.kubernetes.pod.namespace"
+	LabelPodUID        = "io.kubernetes.pod.uid"
 	LabelContainerName = "io.kubernetes.container.name"
 	annotSandboxName   = "io.kubernetes.cri.sandbox-name"
 	annotSandboxNS     = "io.kubernetes.cri.sandbox-namespace"

@@ -109,3 +109,48 @@ func TestEmptyRefused(t *testing.T) {
 		t.Fatalf("an empty directory, allowed: %v, loads %v", err, eng.loads)
 	}
 }
+
+// TestSources joins the files' policies with every source's, in source
+// order; a name given twice, or a source's own problems, refuse the whole
+// set and leave the one in force, and the refused source set is not kept;
+// a source that lists no policy empties its part of the set.
+func TestSources(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), "a")
+	eng := &fakeEngine{}
+	f := NewFiles([]string{dir}, eng, func(string) {}, nil)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	pol := func(name string) enforce.RuntimePolicy {
+		return enforce.RuntimePolicy{Name: name, Source: enforce.Source{File: "runtimepolicy/" + name, Line: 1}}
+	}
+	if err := f.SetSource("kubernetes", []enforce.RuntimePolicy{pol("b"), pol("c")}, []string{"runtimepolicy/b", "runtimepolicy/c"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(eng.loads[len(eng.loads)-1], ","); got != "a,b,c" {
+		t.Fatalf("set in force %s, want a,b,c", got)
+	}
+	loads := len(eng.loads)
+	err := f.SetSource("kubernetes", []enforce.RuntimePolicy{pol("a")}, []string{"runtimepolicy/a"}, nil)
+	if err == nil || !strings.Contains(err.Error(), `policy "a" is already defined at`) || len(eng.loads) != loads {
+		t.Fatalf("a name given twice: %v (%d loads, were %d)", err, len(eng.loads), loads)
+	}
+	err = f.SetSource("other", nil, nil, enforce.Problems{{File: "other/x", Message: "broken"}})
+	if err == nil || len(eng.loads) != loads {
+		t.Fatalf("a source's problems: %v", err)
+	}
+	// The refused sets were not kept: a reload loads what was in force.
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(eng.loads[len(eng.loads)-1], ","); got != "a,b,c" {
+		t.Fatalf("after refusals, reload gives %s, want a,b,c", got)
+	}
+	if err := f.SetSource("kubernetes", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(eng.loads[len(eng.loads)-1], ","); got != "a" {
+		t.Fatalf("a source with no policy left: %s, want a", got)
+	}
+}

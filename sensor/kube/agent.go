@@ -1,0 +1,93 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ringfence/ringfence/sensor/container"
+)
+
+// Sensor is what the agent drives: the policy set and pod labels.
+type Sensor interface {
+	Applier
+	SetPodLabels(func(container.Info) map[string]string)
+	ReapplyPod(uid string) error
+}
+
+// Agent is the running Kubernetes side of the daemon.
+type Agent struct {
+	Policies *PolicyWatcher
+	Pods     *PodIndex
+}
+
+// Start connects to the API server, starts the informers and, as they
+// deliver, applies the RuntimePolicy objects and gives the sensor pod
+// labels. Everything stops when ctx ends. It returns an error when the
+// configuration cannot be loaded; an unreachable API server is retried by
+// the informers, and the agent is not Ready until the objects are applied.
+func Start(ctx context.Context, f Flags, s Sensor, log *slog.Logger) (*Agent, error) {
+	cfg, err := restConfig(f.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = "ringfence/" + f.NodeName
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	policies := newInformer(dyn, PolicyResource, nil)
+	pw, err := newPolicyWatcher(policies, s, eventRecorder(ctx, dyn, f.NodeName), f.NodeName, log)
+	if err != nil {
+		return nil, err
+	}
+	// Only this node's pods: the API server filters, so the agent's memory
+	// and traffic do not grow with the cluster.
+	podInformer := newInformer(dyn, podResource, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", f.NodeName).String()
+	})
+	pods, err := newPodIndex(podInformer, f.PodWait, func(uid string) {
+		if err := s.ReapplyPod(uid); err != nil {
+			log.Error("pod labels changed: apply policy", "pod_uid", uid, "error", err)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.SetPodLabels(pods.Labels)
+	go policies.RunWithContext(ctx)
+	go podInformer.RunWithContext(ctx)
+	go pw.Run(ctx)
+	return &Agent{Policies: pw, Pods: pods}, nil
+}
+
+// Ready reports whether the objects as first listed have been applied.
+func (a *Agent) Ready() bool { return a.Policies.Synced() && a.Pods.informer.HasSynced() }
+
+// Collectors are the agent's metrics.
+func (a *Agent) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{a.Policies.refused}
+}
+
+// restConfig loads kubeconfig, or the in-cluster configuration when empty.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("--kubernetes without --kubeconfig: in-cluster configuration: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,43 @@
+package kube
+
+import (
+	"errors"
+	"flag"
+	"time"
+)
+
+// Flags are the daemon's Kubernetes settings.
+type Flags struct {
+	// Enabled turns the Kubernetes sources on.
+	Enabled bool
+	// Kubeconfig is a kubeconfig file; empty means the pod's in-cluster
+	// service account.
+	Kubeconfig string
+	// NodeName is the node the agent runs on (the downward API's
+	// spec.nodeName): only its pods are watched.
+	NodeName string
+	// PodWait bounds how long a new container waits, its first exec held,
+	// for its pod to reach the index.
+	PodWait time.Duration
+}
+
+// Register adds the flags to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.Enabled, "kubernetes", false, "watch RuntimePolicy objects and this node's pods through the Kubernetes API (policies as objects, pod labels in selectors)")
+	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for --kubernetes (empty: the pod's service account)")
+	fs.StringVar(&f.NodeName, "node-name", "", "this node's name for --kubernetes (in a pod: the downward API's spec.nodeName)")
+	fs.DurationVar(&f.PodWait, "pod-wait", time.Second, "longest a new container waits for its pod's labels to be known (--kubernetes)")
+}
+
+// Validate checks the flags once parsed.
+func (f *Flags) Validate() error {
+	switch {
+	case !f.Enabled && (f.Kubeconfig != "" || f.NodeName != ""):
+		return errors.New("--kubeconfig and --node-name need --kubernetes")
+	case f.Enabled && f.NodeName == "":
+		return errors.New("--node-name: required with --kubernetes (set it from the downward API's spec.nodeName)")
+	case f.PodWait < 0:
+		return errors.New("--pod-wait: negative")
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package kube
+
+import (
+	"context"
+	"maps"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/ringfence/ringfence/sensor/container"
+)
+
+// Pod is what the index keeps of a pod: its identity and labels, no more,
+// so that its memory grows with the node's pods and their labels only.
+type Pod struct {
+	UID, Name, Namespace string
+	Labels               map[string]string
+}
+
+// uidIndex indexes pods by uid.
+const uidIndex = "uid"
+
+// PodIndex answers, for a container of this node, its pod's identity and
+// labels, from an informer on the node's pods.
+type PodIndex struct {
+	informer cache.SharedIndexInformer
+	wait     time.Duration
+}
+
+// newPodIndex indexes the pods informer lists (which the caller restricts
+// to the node). onLabels is called with a pod's uid when it appears or its
+// labels change, so that its containers are matched again.
+func newPodIndex(informer cache.SharedIndexInformer, wait time.Duration, onLabels func(uid string)) (*PodIndex, error) {
+	if err := informer.SetTransform(slimPod); err != nil {
+		return nil, err
+	}
+	if err := informer.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
+		if p, ok := obj.(*unstructured.Unstructured); ok {
+			return []string{string(p.GetUID())}, nil
+		}
+		return nil, nil
+	}}); err != nil {
+		return nil, err
+	}
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if p, ok := obj.(*unstructured.Unstructured); ok {
+				onLabels(string(p.GetUID()))
+			}
+		},
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*unstructured.Unstructured)
+			c, ok2 := cur.(*unstructured.Unstructured)
+			if ok1 && ok2 && !maps.Equal(o.GetLabels(), c.GetLabels()) {
+				onLabels(string(c.GetUID()))
+			}
+		},
+	})
+	return &PodIndex{informer: informer, wait: wait}, err
+}
+
+// slimPod keeps of a pod only what the index answers with.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil // a deletion tombstone
+	}
+	slim := &unstructured.Unstructured{Object: map[string]any{}}
+	slim.SetAPIVersion("v1")
+	slim.SetKind("Pod")
+	slim.SetName(p.GetName())
+	slim.SetNamespace(p.GetNamespace())
+	slim.SetUID(p.GetUID())
+	slim.SetLabels(p.GetLabels())
+	slim.SetResourceVersion(p.GetResourceVersion())
+	return slim, nil
+}
+
+// Lookup returns the pod with this uid, if the index has it.
+func (x *PodIndex) Lookup(uid string) (Pod, bool) {
+	objs, err := x.informer.GetIndexer().ByIndex(uidIndex, uid)
+	if err != nil || len(objs) == 0 {
+		return Pod{}, false
+	}
+	p := objs[0].(*unstructured.Unstructured)
+	return Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels()}, true
+}
+
+// Labels are the labels a container's selectors match: its runtime labels
+// with its pod's labels over them. A container of a pod the index does not
+// have yet waits for it, at most the index's wait: it is called while the
+// container's first exec is held, and a pod whose labels come later has
+// its containers matched again then.
+func (x *PodIndex) Labels(info container.Info) map[string]string {
+	uid := info.Labels[container.LabelPodUID]
+	if uid == "" {
+		return info.Labels
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), x.wait)
+	defer cancel()
+	for {
+		if p, ok := x.Lookup(uid); ok {
+			out := maps.Clone(info.Labels)
+			if out == nil {
+				out = map[string]string{}
+			}
+			maps.Copy(out, p.Labels)
+			return out
+		}
+		select {
+		case <-ctx.Done():
+			return info.Labels
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,58 @@
+package sensor
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/container"
+)
+
+// SetPolicies replaces the policies of source (e.g. "kubernetes") beside
+// the --policy files, through the same checks and one switch
+// (policies.Files.SetSource): a refused set leaves the set in force.
+func (s *Sensor) SetPolicies(source string, pols []enforce.RuntimePolicy, origins []string, problems enforce.Problems) error {
+	return s.policies.SetSource(source, pols, origins, problems)
+}
+
+// podLabels gives the labels selectors match for a container: its pod's
+// beside its runtime labels, where a source knows them.
+type podLabels struct {
+	mu      sync.Mutex
+	labeler func(container.Info) map[string]string
+}
+
+// SetPodLabels makes selectors match the labels labeler gives for a
+// container instead of its runtime labels alone. labeler runs while a new
+// container's first exec is held, so it must answer within a bounded time.
+func (s *Sensor) SetPodLabels(labeler func(container.Info) map[string]string) {
+	s.podLabels.mu.Lock()
+	defer s.podLabels.mu.Unlock()
+	s.podLabels.labeler = labeler
+}
+
+// labelsOf are the labels selectors match for a container.
+func (s *Sensor) labelsOf(info container.Info) map[string]string {
+	s.podLabels.mu.Lock()
+	labeler := s.podLabels.labeler
+	s.podLabels.mu.Unlock()
+	if labeler == nil {
+		return info.Labels
+	}
+	return labeler(info)
+}
+
+// ReapplyPod puts the running containers of the pod with this uid under the
+// policies that select them now: its labels changed.
+func (s *Sensor) ReapplyPod(uid string) error {
+	var errs []error
+	for _, c := range s.Containers() {
+		if c.Gone() || c.Labels[container.LabelPodUID] != uid {
+			continue
+		}
+		if _, err := s.applyPolicy(c, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
