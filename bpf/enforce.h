@@ -247,7 +247,12 @@ static __always_inline __u16 strictest_ro(struct member *m, __u32 *policy)
  * from that container's root into out (PATH_LEN). */
 static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *d, char *out, struct ro_judgement *j)
 {
+	/* Every field set on every path: the caller reads the judgement
+	 * whichever way it was reached. */
+	j->owner = 0;
+	j->policy = 0;
 	j->action = ACTION_NONE;
+	j->_pad = 0;
 	j->len = 0;
 	if (!d)
 		return;

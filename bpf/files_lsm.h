@@ -55,7 +55,7 @@ static __always_inline int file_event_end(struct file_event *e, struct dentry *d
 	if (!sc)
 		return 0;
 	struct violation_event *v = &sc->ve;
-	struct ro_judgement j1, j2;
+	struct ro_judgement j1 = {}, j2 = {};
 	ro_judge(sc, d, v->path, &j1);
 	ro_judge(sc, d2, v->path2, &j2);
 	struct ro_judgement *j = j2.action > j1.action ? &j2 : &j1;
