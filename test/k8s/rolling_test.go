@@ -14,7 +14,7 @@ import (
 
 // testRollingUpdate rolls the DaemonSet to a second image while web binds
 // a forbidden address every 5 ms, and requires that not one attempt
-// succeeds. It is written, and not yet one of TestCluster's steps: until
+// succeeds. It is written, and not yet one of TestHostCluster's steps: until
 // enforcement is pinned in bpffs (issue 12) the rules are off between the
 // old agent's exit and the new one's start, and this step fails. Add it to
 // the steps, before Uninstall, when pinning lands.

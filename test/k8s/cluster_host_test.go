@@ -13,10 +13,10 @@ import (
 // testNamespace holds the workloads of testdata/cluster/workloads.yaml.
 const testNamespace = "rf-test"
 
-// TestCluster runs ringfence as an SRE deploys it on a real single-node
+// TestHostCluster runs ringfence as an SRE deploys it on a real single-node
 // cluster, each step a subtest in the order an operator meets them; the
 // cluster and the deployment are shared, uninstall comes last.
-func TestCluster(t *testing.T) {
+func TestHostCluster(t *testing.T) {
 	e := deployed(t)
 	steps := []struct {
 		name string
