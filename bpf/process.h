@@ -11,22 +11,49 @@
 #define TMPFS_MAGIC 0x01021994
 #define MNT_NS_INTERNAL ((__u64)-22) /* ERR_PTR(-EINVAL): kern_mount()s */
 
-/* exe_identity records the executed file as an object: its device and
- * inode, and whether it is a memfd. The runtime's re-exec of itself from a
- * sealed memfd is recognised by that, never by a path or argv the image
- * could choose. */
-static __always_inline void exe_identity(struct linux_binprm *bprm, struct exec_event *e)
+/* exe_is_memfd reports whether the executed file is an anonymous memory
+ * file: on the kernel's internal tmpfs mount, which no process can name a
+ * path on. The runtime's re-exec of itself from a sealed memfd is
+ * recognised by that, never by a path or argv the image could choose. */
+static __always_inline int exe_is_memfd(struct file *f)
 {
-	struct file *f = BPF_CORE_READ(bprm, file);
-	struct inode *ino = BPF_CORE_READ(f, f_inode);
-	struct super_block *sb = BPF_CORE_READ(ino, i_sb);
-	e->exe_ino = BPF_CORE_READ(ino, i_ino);
-	e->exe_dev = BPF_CORE_READ(sb, s_dev);
-	e->exe_flags = 0;
+	struct super_block *sb = BPF_CORE_READ(f, f_inode, i_sb);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
 	struct mount *m = (struct mount *)((__u64)vm - bpf_core_field_offset(struct mount, mnt));
-	if ((__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL && BPF_CORE_READ(sb, s_magic) == TMPFS_MAGIC)
-		e->exe_flags |= EXE_MEMFD;
+	return (__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL && BPF_CORE_READ(sb, s_magic) == TMPFS_MAGIC;
+}
+
+#define INIT_ARGS_LEN 64
+
+/* runtime_self_exec reports whether the new image is the container
+ * runtime's own re-exec: argv[1] is "init" and the file is a memfd or one
+ * of the runtime's binaries on the host (runtime_exes). Judged by the
+ * executed object: before any of a container's code has run, nothing in
+ * its image can make its entrypoint a memfd or the host's runtime binary. */
+static __always_inline int runtime_self_exec(struct task_struct *task, __u64 ino, __u32 dev, __u32 flags)
+{
+	if (!(flags & EXE_MEMFD)) {
+		struct file_id id = { .ino = ino, .dev = dev, ._pad = 0 };
+		if (!bpf_map_lookup_elem(&runtime_exes, &id))
+			return 0;
+	}
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	unsigned long len = end > start ? end - start : 0;
+	if (len > INIT_ARGS_LEN)
+		len = INIT_ARGS_LEN;
+	char buf[INIT_ARGS_LEN] = {};
+	barrier_var(len);
+	if (len == 0 || len > INIT_ARGS_LEN || bpf_probe_read_user(buf, len, (void *)start))
+		return 0;
+	/* argv[0] ends at the first NUL; argv[1] must be exactly "init". */
+	for (int i = 0; i < INIT_ARGS_LEN - 5; i++) {
+		if (buf[i] != 0)
+			continue;
+		return buf[i + 1] == 'i' && buf[i + 2] == 'n' && buf[i + 3] == 'i' && buf[i + 4] == 't' &&
+		       buf[i + 5] == 0 && (unsigned long)(i + 5) < len;
+	}
+	return 0;
 }
 
 static __always_inline int on_exec(struct task_struct *task, struct linux_binprm *bprm)
@@ -35,22 +62,35 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	if (!cg)
 		return 0;
 
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	__u64 exe_ino = BPF_CORE_READ(ino, i_ino);
+	__u32 exe_dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	__u32 exe_flags = exe_is_memfd(f) ? EXE_MEMFD : 0;
+
 	/* An unclassified container's exec stops before the new image runs its
 	 * first instruction: the signal is taken on the way back to userspace.
 	 * It stops even when the ring has no room for the report: userspace
-	 * finds the stopped processes of pending cgroups when it polls. */
+	 * finds the stopped processes of pending cgroups when it polls. The
+	 * runtime's own re-exec runs on, daemon or not: the hold waits for the
+	 * container's entrypoint. */
 	__u32 held = 0;
 	if (bpf_map_lookup_elem(&pending, &cg)) {
-		bpf_send_signal(SIGSTOP);
-		held = 1;
+		if (runtime_self_exec(task, exe_ino, exe_dev, exe_flags)) {
+			exe_flags |= EXE_RUNTIME;
+		} else {
+			bpf_send_signal(SIGSTOP);
+			held = 1;
+		}
 	}
 	struct exec_event *e = RESERVE(struct exec_event, DROP_RING_EXEC);
 	if (!e)
 		return 0;
 	fill_hdr(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
 	e->held = held;
-
-	exe_identity(bprm, e);
+	e->exe_ino = exe_ino;
+	e->exe_dev = exe_dev;
+	e->exe_flags = exe_flags;
 	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	e->filename_len = n > 0 ? n - 1 : 0;
 

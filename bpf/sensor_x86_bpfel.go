@@ -150,7 +150,8 @@ const (
 type SensorExeFlag uint32
 
 const (
-	SensorExeFlagEXE_MEMFD SensorExeFlag = 1
+	SensorExeFlagEXE_MEMFD   SensorExeFlag = 1
+	SensorExeFlagEXE_RUNTIME SensorExeFlag = 2
 )
 
 type SensorExecEvent struct {
@@ -190,6 +191,13 @@ type SensorFileEvent struct {
 	Path2Len  uint32
 	Path      [512]int8
 	Path2     [512]int8
+}
+
+type SensorFileId struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Pad uint32
 }
 
 type SensorFileOp uint32
@@ -414,6 +422,7 @@ const (
 	SensorMapPolicies               = "policies"
 	SensorMapRoDevs                 = "ro_devs"
 	SensorMapRoRoots                = "ro_roots"
+	SensorMapRuntimeExes            = "runtime_exes"
 	SensorMapRuntimeParentNames     = "runtime_parent_names"
 	SensorMapRuntimeParentParts     = "runtime_parent_parts"
 	SensorMapRuntimeParents         = "runtime_parents"
@@ -583,6 +592,7 @@ type SensorMapSpecs struct {
 	Policies           *ebpf.MapSpec `ebpf:"policies"`
 	RoDevs             *ebpf.MapSpec `ebpf:"ro_devs"`
 	RoRoots            *ebpf.MapSpec `ebpf:"ro_roots"`
+	RuntimeExes        *ebpf.MapSpec `ebpf:"runtime_exes"`
 	RuntimeParentNames *ebpf.MapSpec `ebpf:"runtime_parent_names"`
 	RuntimeParentParts *ebpf.MapSpec `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.MapSpec `ebpf:"runtime_parents"`
@@ -666,6 +676,7 @@ type SensorMaps struct {
 	Policies           *ebpf.Map `ebpf:"policies"`
 	RoDevs             *ebpf.Map `ebpf:"ro_devs"`
 	RoRoots            *ebpf.Map `ebpf:"ro_roots"`
+	RuntimeExes        *ebpf.Map `ebpf:"runtime_exes"`
 	RuntimeParentNames *ebpf.Map `ebpf:"runtime_parent_names"`
 	RuntimeParentParts *ebpf.Map `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.Map `ebpf:"runtime_parents"`
@@ -695,6 +706,7 @@ func (m *SensorMaps) Close() error {
 		m.Policies,
 		m.RoDevs,
 		m.RoRoots,
+		m.RuntimeExes,
 		m.RuntimeParentNames,
 		m.RuntimeParentParts,
 		m.RuntimeParents,

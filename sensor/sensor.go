@@ -356,12 +356,17 @@ func watchedIDs(cfg Config, cgroup2 string) ([]uint64, error) {
 func (s *Sensor) followRuntime() error {
 	cfg := s.cfg
 	var exes []event.FileID
+	var kexes []kernel.FileID
 	for _, p := range cfg.RuntimeBinaries {
 		dev, ino, err := hostfs.FileID(p)
 		if err != nil {
 			return &ConfigError{FieldRuntimeBinary, err}
 		}
 		exes = append(exes, event.FileID{Dev: dev, Ino: ino})
+		kexes = append(kexes, kernel.FileID{Dev: dev, Ino: ino})
+	}
+	if err := s.kern.SetRuntimeExes(kexes); err != nil {
+		return &ConfigError{FieldRuntimeBinary, err}
 	}
 	memfd, err := hostfs.MemfdDev()
 	if err != nil {

@@ -28,6 +28,16 @@ struct {
 	__type(value, __u64);
 } pending SEC(".maps");
 
+/* The container runtime's binaries on the host (runc), by file identity:
+ * with a memfd, what "<argv0> init" may be executed from without being
+ * held, so that a container's setup completes while no daemon runs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, struct file_id);
+	__type(value, __u32);
+} runtime_exes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);

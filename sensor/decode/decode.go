@@ -142,6 +142,9 @@ func execFields(e *event.Event, r *bpf.SensorExecEvent) {
 	e.ArgsTruncated = r.ArgsTruncated != 0
 	e.Held = r.Held != 0
 	e.Exe = event.FileID{Dev: r.ExeDev, Ino: r.ExeIno, Memfd: r.ExeFlags&uint32(bpf.SensorExeFlagEXE_MEMFD) != 0}
+	if r.ExeFlags&uint32(bpf.SensorExeFlagEXE_RUNTIME) != 0 {
+		e.HoldOutcome = event.HoldRuntime // the kernel let it run
+	}
 	n := min(int(r.ArgsLen), len(r.Args))
 	args := strings.TrimRight(string(int8Bytes(r.Args[:n])), "\x00")
 	if args != "" {

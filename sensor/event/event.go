@@ -58,6 +58,10 @@ type FileID struct {
 	Memfd bool
 }
 
+// HoldRuntime is the HoldOutcome of the container runtime re-executing
+// itself ("runc init") in a new container's cgroup: not held.
+const HoldRuntime = "runtime"
+
 // Event is one observation. Fields that do not apply to a kind stay empty and
 // are left out of the JSON form.
 type Event struct {
@@ -86,7 +90,9 @@ type Event struct {
 	ArgsTruncated bool     `json:"args_truncated,omitempty"`
 	// HoldOutcome is set on the first exec of a container, which the kernel
 	// stopped before its first instruction: "released" once the container
-	// was classified, "timeout" when classification took too long.
+	// was classified, "timeout" when classification took too long; and
+	// HoldRuntime on the runtime's own re-exec in a new container, which
+	// runs on unheld.
 	HoldOutcome string `json:"hold_outcome,omitempty"`
 	// Held is true while the event is waiting on that classification.
 	Held bool `json:"-"`

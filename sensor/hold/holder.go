@@ -121,8 +121,11 @@ func (h *Holder) Take(e event.Event) bool {
 	if e.Held && h.runtimeSelfExec(&e) {
 		// The runtime's own setup, not the container's code: it runs on
 		// at once, and the cgroup stays held for the entrypoint's exec.
+		// (The kernel recognises it too, and then did not hold it.)
 		h.cfg.Signal(e.PID, unix.SIGCONT)
-		e.Held, e.HoldOutcome = false, "runtime"
+		e.Held, e.HoldOutcome = false, event.HoldRuntime
+	}
+	if e.HoldOutcome == event.HoldRuntime {
 		h.runtimeExecs.Add(1)
 	}
 	if !e.Held {

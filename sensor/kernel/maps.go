@@ -377,3 +377,53 @@ func (s *Sensor) ViolationCounts() (map[string]uint64, error) {
 	}
 	return out, nil
 }
+
+// FileID is a file as an object: its device, in the kernel's encoding, and
+// its inode.
+type FileID struct {
+	Dev uint32
+	Ino uint64
+}
+
+// SetRuntimeExes makes ids the container runtime's binaries on the host:
+// the kernel lets an exec of one of them as "<argv0> init" (the runtime
+// re-executing itself inside a new container's cgroup) run without being
+// held, daemon or not. The set is pinned with the rest.
+func (s *Sensor) SetRuntimeExes(ids []FileID) error {
+	m := s.maps.RuntimeExes
+	if len(ids) > int(m.MaxEntries()) {
+		return fmt.Errorf("%d runtime binaries: at most %d", len(ids), m.MaxEntries())
+	}
+	want := make(map[bpf.SensorFileId]bool, len(ids))
+	for _, id := range ids {
+		k := bpf.SensorFileId{Ino: id.Ino, Dev: id.Dev}
+		want[k] = true
+		if err := m.Update(&k, uint32(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("runtime binary %d:%d: %w", id.Dev, id.Ino, err)
+		}
+	}
+	var k bpf.SensorFileId
+	var stale []bpf.SensorFileId
+	for it := m.Iterate(); it.Next(&k, new(uint32)); {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	for _, k := range stale {
+		if err := m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("runtime binary %d:%d: %w", k.Dev, k.Ino, err)
+		}
+	}
+	return nil
+}
+
+// RuntimeExes lists the runtime binaries SetRuntimeExes recorded.
+func (s *Sensor) RuntimeExes() ([]FileID, error) {
+	var out []FileID
+	var k bpf.SensorFileId
+	it := s.maps.RuntimeExes.Iterate()
+	for it.Next(&k, new(uint32)) {
+		out = append(out, FileID{Dev: k.Dev, Ino: k.Ino})
+	}
+	return out, it.Err()
+}

@@ -191,6 +191,12 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) (err error
 		}
 	}
 
+	guard()
+	progTable, err := measurePrograms(ctx, cfg, self, tmp, target, in, placements)
+	if err != nil {
+		return fmt.Errorf("per-program cost: %w", err)
+	}
+
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	fmt.Fprintf(stdout, "kernel: %s\n", unix.ByteSliceToString(uts.Release[:]))
@@ -203,6 +209,7 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) (err error
 	fmt.Fprint(stdout, formatTable(tableHeader, rows))
 	fmt.Fprintln(stdout, "\nratio = median with / median without; spread = min–max of the per-round ratios;")
 	fmt.Fprintln(stdout, "events = median per with-run of events carrying the child's cgroup_id; lost = median events the sensor reported lost")
+	fmt.Fprintf(stdout, "\n%s", progTable)
 	if contaminated > 0 {
 		fmt.Fprintf(stdout, "warning: %d measurements began while another ringfence process was running\n", contaminated)
 	}

@@ -63,7 +63,7 @@ func TestResultCells(t *testing.T) {
 		lost:    []uint64{0, 3, 0},
 	}
 	got := strings.Join(r.cells(), "|")
-	want := "bind|inside|100.0|120.0|1.200|1.100–1.200|50000|0"
+	want := "bind|inside|100.0|120.0|1.200|1.100–1.200|50000|0||"
 	if got != want {
 		t.Errorf("cells = %q, want %q", got, want)
 	}
@@ -108,5 +108,63 @@ func TestCountEvents(t *testing.T) {
 	}
 	if c.first != "started: tier full: ok" || c.byCgroup[7] != 3 || c.files[7] != 2 || c.byCgroup[9] != 1 || c.files[9] != 0 || c.lost != 5 {
 		t.Errorf("countEvents = %+v", c)
+	}
+}
+
+func TestGoalCells(t *testing.T) {
+	for _, c := range []struct {
+		workload, placement string
+		with                float64
+		want                string
+	}{
+		{"open-write+close", "outside", 103, "≤ 1.03|MET"},
+		{"open-write+close", "outside", 104, "≤ 1.03|NOT MET"},
+		{"open-write+close", "inside", 125, "≤ 1.25|MET"},
+		{"open+close", "inside", 126, "≤ 1.25|NOT MET"},
+		{"fork+exec", "outside", 110, "≤ 1.03|NOT MET"},
+		{"fork+exec", "inside", 300, "|"},
+	} {
+		r := result{workload: c.workload, placement: c.placement, without: []float64{100}, with: []float64{c.with}, events: []int{0}, lost: []uint64{0}}
+		cells := r.cells()
+		if got := strings.Join(cells[len(cells)-2:], "|"); got != c.want {
+			t.Errorf("%s %s at %.0f/100: goal cells %q, want %q", c.workload, c.placement, c.with, got, c.want)
+		}
+	}
+}
+
+func TestFormatProgramCosts(t *testing.T) {
+	placements := []placement{{name: "outside"}, {name: "inside"}}
+	costs := map[string]map[string]progCost{
+		floorName:      {"outside": {runs: 100, ns: 3600}, "inside": {runs: 100, ns: 3700}},
+		"rf_sys_enter": {"outside": {runs: 100, ns: 4700}, "inside": {runs: 100, ns: 9000}},
+		"rf_bind4":     {"inside": {runs: 0, ns: 0}},
+	}
+	// rows returns the table's rows, each as its cells joined by "|".
+	rows := func(table string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(table, "\n") {
+			m[strings.Join(strings.Fields(l), "|")] = true
+		}
+		return m
+	}
+	got := rows(formatProgramCosts(costs, placements))
+	for _, want := range []string{
+		"rf_sys_enter|outside|100|47.0|≤|46.0|NOT|MET",
+		"rf_sys_enter|inside|100|90.0",
+		floorName + "|outside|100|36.0",
+		floorName + "|inside|100|37.0",
+	} {
+		if !got[want] {
+			t.Errorf("program table lacks row %q: %v", want, got)
+		}
+	}
+	for r := range got {
+		if strings.HasPrefix(r, "rf_bind4") {
+			t.Errorf("a program that never ran is listed: %q", r)
+		}
+	}
+	costs["rf_sys_enter"]["outside"] = progCost{runs: 100, ns: 4600}
+	if got := rows(formatProgramCosts(costs, placements)); !got["rf_sys_enter|outside|100|46.0|≤|46.0|MET"] {
+		t.Errorf("at the goal, not MET: %v", got)
 	}
 }

@@ -16,7 +16,20 @@ type result struct {
 	lost      []uint64  // per with-run: events the sensor reported lost
 }
 
-var tableHeader = []string{"workload", "placement", "without ns/op", "with ns/op", "ratio", "spread", "events", "lost"}
+var tableHeader = []string{"workload", "placement", "without ns/op", "with ns/op", "ratio", "spread", "events", "lost", "goal", "met"}
+
+// goal is the most the sensor may cost a workload in a placement, as a
+// ratio of the medians: a process it does not watch should not notice it,
+// one it watches pays for an event per open; 0 where none is set.
+func goal(workload, placement string) float64 {
+	switch {
+	case placement == "outside":
+		return 1.03
+	case workload == "open+close" || workload == "open-write+close":
+		return 1.25
+	}
+	return 0
+}
 
 // cells renders r: medians, the ratio of the medians, the min–max of the
 // per-round ratios, and the median event and loss counts of the with-runs.
@@ -27,6 +40,10 @@ func (r result) cells() []string {
 	for i, l := range r.lost {
 		lost[i] = int(l)
 	}
+	goalCell, met := "", ""
+	if g := goal(r.workload, r.placement); g > 0 {
+		goalCell, met = fmt.Sprintf("≤ %.2f", g), metWord(wi/wo <= g)
+	}
 	return []string{
 		r.workload,
 		r.placement,
@@ -36,6 +53,7 @@ func (r result) cells() []string {
 		fmt.Sprintf("%.3f–%.3f", lo, hi),
 		fmt.Sprint(medianInt(r.events)),
 		fmt.Sprint(medianInt(lost)),
+		goalCell, met,
 	}
 }
 
