@@ -296,10 +296,20 @@ func TestHostKill9DuringIngest(t *testing.T) {
 	if len(seqs) < 1<<17 {
 		t.Fatalf("only %d events stored, though a segment of 131072 had sealed", len(seqs))
 	}
-	for i, n := range seqs {
-		if n != i {
-			t.Fatalf("stored events have a hole: the %dth is seq %d", i, n)
+	// An unbroken run, or holes the sensor reported: on a busy 2-core
+	// machine the ring may overflow while the reader waits for a CPU, and
+	// then every record it could not take is counted and reported.
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] == seqs[i-1] {
+			t.Fatalf("seq %d stored twice", seqs[i])
 		}
+	}
+	if holes := seqs[len(seqs)-1] + 1 - len(seqs); holes > 0 {
+		lost := storedLosses(t, d.store(), "ring_full_")
+		if lost < uint64(holes) {
+			t.Fatalf("stored events have %d holes (first seq %d), and the stored loss reports count only %d lost in the ring", holes, seqs[0], lost)
+		}
+		t.Logf("%d events missing from the run, all reported lost (%d ring losses reported)", holes, lost)
 	}
 	if gap := killed.Sub(last); gap > time.Second {
 		t.Fatalf("the last stored event is %s older than the kill: more than one batch lost", gap)
@@ -489,4 +499,32 @@ func TestHostKernelMapEntries(t *testing.T) {
 			t.Errorf("map %s: capacity %d, want 4096 (%v)", m, c, snap.KernelMapCapacity)
 		}
 	}
+}
+
+// storedLosses sums the counts of the stored loss reports whose cause
+// starts with prefix.
+func storedLosses(tb testing.TB, dir, prefix string) uint64 {
+	tb.Helper()
+	r, err := store.OpenReader(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Close()
+	res, err := r.Query(store.Query{Kinds: []event.Kind{event.KindSensor}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var n uint64
+	for _, m := range res.Events {
+		var e event.Event
+		if json.Unmarshal(m.JSON, &e) != nil || !e.IsLossReport() {
+			continue
+		}
+		for cause, c := range e.Counts {
+			if strings.HasPrefix(cause, prefix) {
+				n += c
+			}
+		}
+	}
+	return n
 }
