@@ -110,6 +110,19 @@ func (n *node) args() []string {
 }
 
 // start runs bin as the daemon and returns its status once it is ready.
+// readyWait is how long a daemon may take to be ready: the Debian 6.12
+// kernel of the test VMs verifies the full program set in about 30 s on
+// one vCPU, and an upgrade loads a second set beside the pinned one.
+const readyWait = 3 * time.Minute
+
+// pinnedState names the pinned state a snapshot reports.
+func pinnedState(s *status.Snapshot) string {
+	if s.Pinned == nil {
+		return "none"
+	}
+	return s.Pinned.State
+}
+
 func (n *node) start(bin string, env ...string) *status.Snapshot {
 	n.t.Helper()
 	n.mu.Lock()
@@ -134,12 +147,14 @@ func (n *node) start(bin string, env ...string) *status.Snapshot {
 	cmd, done := n.cmd, n.done
 	go func() { cmd.Wait(); close(done) }()
 	n.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
+	started := time.Now()
+	deadline := started.Add(readyWait)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		snap, err := api.NewClient(filepath.Join(n.dir, "api.sock")).Status(ctx)
 		cancel()
 		if err == nil && snap.Ready && snap.PID == cmd.Process.Pid {
+			n.t.Logf("%s ready in %s (pinned state %s)", filepath.Base(bin), time.Since(started).Round(time.Millisecond), pinnedState(snap))
 			return snap
 		}
 		select {
@@ -148,7 +163,7 @@ func (n *node) start(bin string, env ...string) *status.Snapshot {
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("%s not ready after 60 s: %v\n%s", bin, err, n.out)
+			n.t.Fatalf("%s not ready after %s: %v\n%s", bin, readyWait, err, n.out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -180,11 +195,14 @@ func (n *node) log() string {
 // exited non-zero.
 func (n *node) startFails(bin string, env ...string) string {
 	n.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), readyWait)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, n.args()...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		n.t.Fatalf("%s neither started nor failed in %s:\n%s", bin, readyWait, out)
+	}
 	if err == nil {
 		n.t.Fatalf("%s started and exited 0, want a refusal:\n%s", bin, out)
 	}
