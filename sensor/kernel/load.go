@@ -38,6 +38,9 @@ type Options struct {
 	// maps are pinned, so that they outlive the process; "" pins nothing
 	// (everything goes with the process).
 	PinDir string
+	// Lock, when set, is PinDir's lock, taken by the caller (LockPins),
+	// who releases it after Close; else Load takes it and Close releases it.
+	Lock *PinLock
 	// Version names the daemon build, recorded with the programs it
 	// loads: two builds hand over as an upgrade.
 	Version string
@@ -155,7 +158,7 @@ func Load(p Probe, opts Options) (_ *Sensor, err error) {
 	}()
 	reused := map[string]*ebpf.Map{}
 	if opts.PinDir != "" {
-		if s.pins, err = openPins(opts.PinDir); err != nil {
+		if s.pins, err = openPins(opts.PinDir, opts.Lock); err != nil {
 			return nil, err
 		}
 		if reused, err = s.pins.reusable(spec, s.layouts); err != nil {

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -34,19 +36,36 @@ const (
 // ringfence's, or of an ABI version this build does not know.
 var ErrNotOurs = errors.New("not ringfence's pinned state")
 
+// ErrPinsInUse is wrapped by the error of a pin directory whose lock another
+// process (a running daemon, an uninstall) holds.
+var ErrPinsInUse = errors.New("in use by another ringfence daemon")
+
 // pinDir is an open pin directory, locked for one daemon.
 type pinDir struct {
 	path string
-	lock *os.File // the directory, flock()ed
+	lock *PinLock
+	// borrowed: the lock was taken by the caller of Load (Options.Lock),
+	// who releases it; close leaves it held.
+	borrowed bool
 	// What the last daemon recorded, when it recorded anything.
 	meta    *bpf.SensorPinMeta
 	layouts map[string][sha256.Size]byte
 }
 
-// openPins makes the pin directory (mounting nothing: bpffs must be
-// mounted there or above), takes its lock, and reads what it records.
-// A second daemon fails here, with an error that says so.
-func openPins(dir string) (_ *pinDir, err error) {
+// PinLock is the exclusive lock on a pin directory (a flock on the
+// directory): one daemon at a time enforces from it.
+type PinLock struct {
+	dir string
+	f   *os.File
+}
+
+// LockPins makes the pin directory dir (mounting nothing: bpffs must be
+// mounted there or above) and takes its lock. When another process holds
+// it, LockPins returns an error wrapping ErrPinsInUse, or with wait polls
+// until the lock is free or ctx ends (returning ctx's error). A daemon
+// that takes it before opening anything else (its store, its sockets)
+// passes it to Load in Options.Lock, and releases it last.
+func LockPins(ctx context.Context, dir string, wait bool) (_ *PinLock, err error) {
 	var sfs unix.Statfs_t
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pin directory: %w", err)
@@ -61,20 +80,49 @@ func openPins(dir string) (_ *pinDir, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("pin directory: %w", err)
 	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return &PinLock{dir: dir, f: f}, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !wait {
+			f.Close()
+			return nil, fmt.Errorf("pin directory %s is %w: %w", dir, ErrPinsInUse, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Release releases the lock; the pins stay.
+func (l *PinLock) Release() error { return l.f.Close() }
+
+// openPins takes the pin directory's lock (or uses held, taken by the
+// caller), makes its subdirectories and reads what it records. A second
+// daemon fails here, with an error that says so.
+func openPins(dir string, held *PinLock) (_ *pinDir, err error) {
+	p := &pinDir{path: dir, lock: held, borrowed: held != nil}
+	if held == nil {
+		if p.lock, err = LockPins(context.Background(), dir, false); err != nil {
+			return nil, err
+		}
+	} else if held.dir != dir {
+		return nil, fmt.Errorf("pin directory %s: the lock given is %s's", dir, held.dir)
+	}
 	defer func() {
 		if err != nil {
-			f.Close()
+			p.close()
 		}
 	}()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return nil, fmt.Errorf("pin directory %s is in use by another ringfence daemon: %w", dir, err)
-	}
 	for _, sub := range []string{mapsDir, linksDir} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("pin directory: %w", err)
 		}
 	}
-	p := &pinDir{path: dir, lock: f}
 	if err := p.readMeta(); err != nil {
 		return nil, err
 	}
@@ -122,8 +170,14 @@ func (p *pinDir) readMeta() error {
 func (p *pinDir) mapPath(name string) string  { return filepath.Join(p.path, mapsDir, name) }
 func (p *pinDir) linkPath(name string) string { return filepath.Join(p.path, linksDir, name) }
 
-// close releases the lock; the pins stay.
-func (p *pinDir) close() error { return p.lock.Close() }
+// close releases the lock, unless the caller of Load holds it; the pins
+// stay.
+func (p *pinDir) close() error {
+	if p.borrowed {
+		return nil
+	}
+	return p.lock.Release()
+}
 
 // reusable returns the pinned maps whose layout is this build's, by name.
 func (p *pinDir) reusable(spec *ebpf.CollectionSpec, layouts map[string][sha256.Size]byte) (map[string]*ebpf.Map, error) {
@@ -354,7 +408,7 @@ func (s *Sensor) OldRing() (*Ring, error) {
 // what it removed and the cgroups that were held (pending), whose stopped
 // processes the caller lets go.
 func Uninstall(dir string) (removed []string, pending []uint64, err error) {
-	p, err := openPins(dir)
+	p, err := openPins(dir, nil)
 	if err != nil {
 		return nil, nil, err
 	}
