@@ -101,6 +101,28 @@ func LockPins(ctx context.Context, dir string, wait bool) (_ *PinLock, err error
 // Release releases the lock; the pins stay.
 func (l *PinLock) Release() error { return l.f.Close() }
 
+// PinnedInForce reports whether dir holds a committed pinned set of this
+// ABI with its links attached: the kernel enforces from it whether or not
+// a daemon runs. It takes no lock (a daemon in standby asks while another
+// holds it); why not, when not.
+func PinnedInForce(dir string) (bool, string) {
+	p := &pinDir{path: dir}
+	if err := p.readMeta(); err != nil {
+		return false, err.Error()
+	}
+	if p.meta == nil {
+		return false, "no committed pinned set in " + dir
+	}
+	links, err := os.ReadDir(filepath.Join(dir, linksDir))
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(links) == 0 {
+		return false, "no pinned link in " + dir
+	}
+	return true, fmt.Sprintf("pinned set in force: %d links, daemon build %s", len(links), cName(p.meta.Version[:]))
+}
+
 // openPins takes the pin directory's lock (or uses held, taken by the
 // caller), makes its subdirectories and reads what it records. A second
 // daemon fails here, with an error that says so.
@@ -408,7 +430,14 @@ func (s *Sensor) OldRing() (*Ring, error) {
 // what it removed and the cgroups that were held (pending), whose stopped
 // processes the caller lets go.
 func Uninstall(dir string) (removed []string, pending []uint64, err error) {
-	p, err := openPins(dir, nil)
+	return UninstallLocked(dir, nil)
+}
+
+// UninstallLocked is Uninstall by the holder of dir's lock (LockPins): a
+// daemon that stopped and removes what it pinned, no other process taking
+// the directory in between. The lock stays held, for its holder to release.
+func UninstallLocked(dir string, lock *PinLock) (removed []string, pending []uint64, err error) {
+	p, err := openPins(dir, lock)
 	if err != nil {
 		return nil, nil, err
 	}
