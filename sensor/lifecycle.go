@@ -64,6 +64,16 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 		s.cfg.Logger.Info("the sensor's own container is exempt from policies", "container", info.ID)
 		return enforce.Member{}, nil
 	}
+	if s.exemptPod(info) {
+		// Another pod of the sensor's own DaemonSet (the next agent of a
+		// rolling update): exempt like the sensor's own container, and
+		// taken off any policy it was put under before its pod was known.
+		if err := s.kern.Exempt(info.CgroupID); err != nil {
+			return enforce.Member{}, fmt.Errorf("container %s: %w", info.ID, err)
+		}
+		s.cfg.Logger.Info("a container of the sensor's own DaemonSet is exempt from policies", "container", info.ID, "pod", info.Labels[container.LabelPodUID])
+		return enforce.Member{}, s.engine.Remove(info.CgroupID)
+	}
 	t := enforce.Target{
 		CgroupID:     info.CgroupID,
 		ID:           info.ID,

@@ -45,6 +45,9 @@ type Config struct {
 	// pinned: they enforce while no daemon runs, and the next one adopts
 	// them. "" pins nothing: the rules go with the process.
 	PinDir string
+	// PinLock, when set, is PinDir's lock, taken by the caller
+	// (kernel.LockPins), who releases it once the sensor stopped.
+	PinLock *kernel.PinLock
 	// FailAttach makes the attach of that program fail (a failpoint, for
 	// tests of a broken upgrade).
 	FailAttach string
@@ -158,7 +161,7 @@ func New(cfg Config) (_ *Sensor, err error) {
 		return nil, &ConfigError{FieldPolicies, problems.Every()}
 	}
 	kern, err := kernel.Load(p, kernel.Options{RingBytes: cfg.RingBytes, MapEntries: cfg.MapEntries,
-		PinDir: cfg.PinDir, Version: cfg.Version, FailAttach: cfg.FailAttach})
+		PinDir: cfg.PinDir, Lock: cfg.PinLock, Version: cfg.Version, FailAttach: cfg.FailAttach})
 	if err != nil {
 		return nil, err
 	}

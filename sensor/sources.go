@@ -20,6 +20,7 @@ func (s *Sensor) SetPolicies(source string, pols []enforce.RuntimePolicy, origin
 type podLabels struct {
 	mu      sync.Mutex
 	labeler func(container.Info) map[string]string
+	exempt  func(container.Info) bool
 }
 
 // SetPodLabels makes selectors match the labels labeler gives for a
@@ -29,6 +30,25 @@ func (s *Sensor) SetPodLabels(labeler func(container.Info) map[string]string) {
 	s.podLabels.mu.Lock()
 	defer s.podLabels.mu.Unlock()
 	s.podLabels.labeler = labeler
+}
+
+// SetExemptPods makes the containers exempt tells exempt as the sensor's
+// own are (kernel.Sensor.Exempt): neither held nor judged by any policy.
+// The Kubernetes agent marks with it the pods of its own DaemonSet, the
+// next agent of a rolling update among them. exempt runs while a new
+// container's first exec is held, so it must answer within a bounded time.
+func (s *Sensor) SetExemptPods(exempt func(container.Info) bool) {
+	s.podLabels.mu.Lock()
+	defer s.podLabels.mu.Unlock()
+	s.podLabels.exempt = exempt
+}
+
+// exemptPod reports whether SetExemptPods' function exempts the container.
+func (s *Sensor) exemptPod(info container.Info) bool {
+	s.podLabels.mu.Lock()
+	exempt := s.podLabels.exempt
+	s.podLabels.mu.Unlock()
+	return exempt != nil && exempt(info)
 }
 
 // labelsOf are the labels selectors match for a container.

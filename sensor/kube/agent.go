@@ -19,6 +19,7 @@ import (
 type Sensor interface {
 	Applier
 	SetPodLabels(func(container.Info) map[string]string)
+	SetExemptPods(func(container.Info) bool)
 	ReapplyPod(uid string) error
 }
 
@@ -26,6 +27,7 @@ type Sensor interface {
 type Agent struct {
 	Policies *PolicyWatcher
 	Pods     *PodIndex
+	owner    *ownerWatch
 }
 
 // Start connects to the API server, starts the informers and, as they
@@ -62,10 +64,28 @@ func Start(ctx context.Context, f Flags, s Sensor, log *slog.Logger) (*Agent, er
 		return nil, err
 	}
 	s.SetPodLabels(pods.Labels)
+	a := &Agent{Policies: pw, Pods: pods}
+	if f.PodUID != "" {
+		// The next agent of a rolling update starts while this one runs:
+		// its containers are exempt, never held waiting for it.
+		s.SetExemptPods(func(info container.Info) bool { return pods.Sibling(f.PodUID, info) })
+		a.owner = &ownerWatch{dyn: dyn, pods: pods, selfUID: f.PodUID}
+		go a.owner.run(ctx)
+	}
 	go policies.RunWithContext(ctx)
 	go podInformer.RunWithContext(ctx)
 	go pw.Run(ctx)
-	return &Agent{Policies: pw, Pods: pods}, nil
+	return a, nil
+}
+
+// UninstallOnStop says whether the daemon, stopping, removes its pinned
+// state: only when the DaemonSet that runs it is deleted or being deleted
+// (uninstallDecision); and why.
+func (a *Agent) UninstallOnStop(ctx context.Context) (bool, string) {
+	if a.owner == nil {
+		return false, "--pod-uid not given: the agent does not know its DaemonSet, the pins stay"
+	}
+	return a.owner.decide(ctx)
 }
 
 // Ready reports whether the objects as first listed have been applied.

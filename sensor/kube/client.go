@@ -30,6 +30,12 @@ var (
 // newInformer returns an informer on one resource, every namespace, with
 // tweak (may be nil) applied to each list and watch.
 func newInformer(dyn dynamic.Interface, gvr schema.GroupVersionResource, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
+	return newNamespacedInformer(dyn.Resource(gvr), dyn, tweak)
+}
+
+// newNamespacedInformer is newInformer over res, a resource of every
+// namespace or of one (dyn.Resource(gvr).Namespace(ns)).
+func newNamespacedInformer(res dynamic.ResourceInterface, dyn dynamic.Interface, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
 	opts := func(o metav1.ListOptions) metav1.ListOptions {
 		if tweak != nil {
 			tweak(&o)
@@ -38,10 +44,10 @@ func newInformer(dyn dynamic.Interface, gvr schema.GroupVersionResource, tweak f
 	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return dyn.Resource(gvr).List(ctx, opts(o))
+			return res.List(ctx, opts(o))
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return dyn.Resource(gvr).Watch(ctx, opts(o))
+			return res.Watch(ctx, opts(o))
 		},
 	}
 	// The client says whether it can stream the initial list in a watch

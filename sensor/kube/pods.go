@@ -5,6 +5,7 @@ import (
 	"maps"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
 
@@ -16,6 +17,14 @@ import (
 type Pod struct {
 	UID, Name, Namespace string
 	Labels               map[string]string
+	// Controller is the owner that manages the pod (its ownerReference
+	// with controller set), if any.
+	Controller *Controller
+}
+
+// Controller is a pod's managing owner.
+type Controller struct {
+	APIVersion, Kind, Name, UID string
 }
 
 // uidIndex indexes pods by uid.
@@ -73,6 +82,9 @@ func slimPod(obj any) (any, error) {
 	slim.SetNamespace(p.GetNamespace())
 	slim.SetUID(p.GetUID())
 	slim.SetLabels(p.GetLabels())
+	if c := metav1.GetControllerOfNoCopy(p); c != nil {
+		slim.SetOwnerReferences([]metav1.OwnerReference{*c})
+	}
 	slim.SetResourceVersion(p.GetResourceVersion())
 	return slim, nil
 }
@@ -83,8 +95,33 @@ func (x *PodIndex) Lookup(uid string) (Pod, bool) {
 	if err != nil || len(objs) == 0 {
 		return Pod{}, false
 	}
-	p := objs[0].(*unstructured.Unstructured)
-	return Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels()}, true
+	return podOf(objs[0].(*unstructured.Unstructured)), true
+}
+
+// podOf is what the index answers of a pod object.
+func podOf(p *unstructured.Unstructured) Pod {
+	pod := Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels()}
+	if c := metav1.GetControllerOfNoCopy(p); c != nil {
+		pod.Controller = &Controller{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, UID: string(c.UID)}
+	}
+	return pod
+}
+
+// wait returns the pod with this uid, waiting at most the index's wait for
+// it to reach the index.
+func (x *PodIndex) waitFor(uid string) (Pod, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), x.wait)
+	defer cancel()
+	for {
+		if p, ok := x.Lookup(uid); ok {
+			return p, true
+		}
+		select {
+		case <-ctx.Done():
+			return Pod{}, false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Labels are the labels a container's selectors match: its runtime labels
@@ -97,21 +134,43 @@ func (x *PodIndex) Labels(info container.Info) map[string]string {
 	if uid == "" {
 		return info.Labels
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), x.wait)
-	defer cancel()
-	for {
-		if p, ok := x.Lookup(uid); ok {
-			out := maps.Clone(info.Labels)
-			if out == nil {
-				out = map[string]string{}
-			}
-			maps.Copy(out, p.Labels)
-			return out
-		}
-		select {
-		case <-ctx.Done():
-			return info.Labels
-		case <-time.After(10 * time.Millisecond):
-		}
+	p, ok := x.waitFor(uid)
+	if !ok {
+		return info.Labels
 	}
+	out := maps.Clone(info.Labels)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, p.Labels)
+	return out
+}
+
+// Sibling reports whether a container belongs to another pod of the
+// DaemonSet that runs the agent (self, the agent's own pod uid): the pod
+// of the next agent in a rolling update, which the agent in charge must
+// neither hold nor judge. It waits for the container's pod like Labels; a
+// pod not known in time is no sibling (it is judged, and looked at again
+// when it arrives, ReapplyPod).
+func (x *PodIndex) Sibling(self string, info container.Info) bool {
+	uid := info.Labels[container.LabelPodUID]
+	if self == "" || uid == "" {
+		return false
+	}
+	me, ok := x.Lookup(self)
+	if !ok {
+		return false
+	}
+	other, ok := x.waitFor(uid)
+	return ok && sameDaemonSet(me, other)
+}
+
+// sameDaemonSet is Sibling's decision: other is managed by the very
+// DaemonSet object (by uid, not by name or labels, which anyone creating
+// pods chooses) that manages self, in self's namespace.
+func sameDaemonSet(self, other Pod) bool {
+	a, b := self.Controller, other.Controller
+	return a != nil && b != nil && a.UID != "" && a.UID == b.UID &&
+		a.Kind == "DaemonSet" && b.Kind == "DaemonSet" &&
+		self.Namespace != "" && self.Namespace == other.Namespace
 }
