@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/sensor"
 	"github.com/ringfence/ringfence/sensor/api"
@@ -170,6 +171,17 @@ func flagError(err error) error {
 // runDaemon wires the sensor, the container runtime, the store, the API and
 // the metrics, and runs them until SIGTERM or SIGINT.
 func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// The pins' lock first, before the store and the sockets, which the
+	// daemon holding it (the one a rolling update replaces) still uses.
+	var lock *kernel.PinLock
+	if f.bpffs != "" {
+		if lock, err = takePins(ctx, f, log); err != nil || lock == nil {
+			return err // lock nil: stopped in standby, nothing touched
+		}
+		defer func() { err = errors.Join(err, lock.Release()) }()
+	}
 	hub := api.NewHub()
 	cfg := sensor.Config{
 		WatchCgroups:     f.watch,
@@ -177,6 +189,7 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		RingBytes:        uint32(f.ringMiB) << 20,
 		MapEntries:       uint32(f.mapEntries),
 		PinDir:           f.bpffs,
+		PinLock:          lock,
 		FailAttach:       failpoint("attach"),
 		Interval:         f.interval,
 		Version:          version,
@@ -238,7 +251,7 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	defer ln.Close()
 	var mln net.Listener
 	if f.metricsAddr != "" {
-		if mln, err = net.Listen("tcp", f.metricsAddr); err != nil {
+		if mln, err = listenShared(ctx, f.metricsAddr); err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		defer mln.Close()
@@ -251,8 +264,6 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	p := s.Probe()
 	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(f.watch), "containerd", f.containerd, "store", f.storeDir, "api", f.apiSocket, "metrics", f.metricsAddr)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	var wg sync.WaitGroup
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -273,9 +284,9 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	}
 	var ready metrics.Source = s
 	var collectors []prometheus.Collector
+	var agent *kube.Agent
 	if f.kube.Enabled { // RuntimePolicy objects and pod labels: sensor/kube
-		agent, err := kube.Start(ctx, f.kube, s, log)
-		if err != nil {
+		if agent, err = kube.Start(ctx, f.kube, s, log); err != nil {
 			return err
 		}
 		ready, collectors = readyWhen{s, agent.Ready}, agent.Collectors()
@@ -295,7 +306,103 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	err = s.Run(ctx)
 	stop()
 	wg.Wait()
+	if agent != nil && lock != nil {
+		// Deleting the DaemonSet is the uninstall: nothing of ringfence
+		// stays in the kernel, nothing stays held. Any other stop leaves
+		// the rules in force for the next daemon.
+		del, why := agent.UninstallOnStop(context.Background())
+		log.Info("stopping: "+why, "uninstall", del)
+		if del {
+			err = errors.Join(err, uninstallPins(f.bpffs, lock, log))
+		}
+	}
 	return err
+}
+
+// uninstallPins removes what the daemon pinned (it holds the lock) and lets
+// go every process the kernel held.
+func uninstallPins(dir string, lock *kernel.PinLock, log *slog.Logger) error {
+	removed, pending, err := kernel.UninstallLocked(dir, lock)
+	let, lerr := letGo(pending)
+	log.Info("uninstalled", "bpffs", dir, "pins_removed", len(removed), "held_processes_let_go", len(let))
+	return errors.Join(err, lerr)
+}
+
+// takePins takes the lock of the pin directory. While another daemon holds
+// it (on a cluster, the agent a rolling update replaces, which runs until
+// this one is ready), this one waits in standby: it first checks that it
+// could load its programs (a daemon that could not take over never reports
+// ready), then answers /healthz, and /readyz as ready while the pinned set
+// enforces, and takes the lock when the other stops. It returns a nil lock
+// when stopped while waiting.
+func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLock, error) {
+	lock, err := kernel.LockPins(ctx, f.bpffs, false)
+	if !errors.Is(err, kernel.ErrPinsInUse) {
+		return lock, err
+	}
+	if _, err := kernel.ProbeTier(); err != nil {
+		return nil, fmt.Errorf("capability probe: %w", err)
+	}
+	log.Info("standby: another daemon holds the pins; waiting for it to stop", "bpffs", f.bpffs, "error", err)
+	if f.metricsAddr != "" {
+		// The address is the other daemon's too: both listen (SO_REUSEPORT)
+		// and either answers for what is in force.
+		ln, err := listenShared(ctx, f.metricsAddr)
+		if err != nil {
+			log.Warn("standby: --metrics-addr taken, the daemon in charge answers on it", "error", err)
+		} else {
+			srv := &http.Server{Handler: standbyHandler(f.bpffs), ReadHeaderTimeout: 5 * time.Second}
+			go srv.Serve(ln)
+			defer srv.Close()
+		}
+	}
+	start := time.Now()
+	lock, err = kernel.LockPins(ctx, f.bpffs, true)
+	if ctx.Err() != nil {
+		log.Info("stopped in standby: the pins are the other daemon's, nothing was touched")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("the daemon that held the pins stopped: taking over", "standby", time.Since(start).Round(time.Millisecond))
+	return lock, nil
+}
+
+// standbyHandler is the HTTP side of a daemon in standby.
+func standbyHandler(bpffs string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok: standby, waiting for the daemon holding the pins to stop\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := kernel.PinnedInForce(bpffs)
+		if !ok {
+			http.Error(w, "not ready: standby, "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "ok: standby, %s\n", why)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP ringfence_standby 1 while the daemon waits for the one holding the pins to stop.\n# TYPE ringfence_standby gauge\nringfence_standby 1\n")
+	})
+	return mux
+}
+
+// listenShared listens on a TCP address with SO_REUSEPORT: the daemon a
+// rolling update starts listens beside the one it replaces.
+func listenShared(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	return lc.Listen(ctx, "tcp", addr)
 }
 
 // readyWhen is the sensor, ready only once also reports true as well (the
