@@ -28,7 +28,7 @@ func TestHostCluster(t *testing.T) {
 		{"ObjectRefusedByAgentKeepsSet", testObjectRefusedByAgent},
 		{"MetricsScrape", testMetricsScrape},
 		{"LeastPrivilege", testLeastPrivilege},
-		// testRollingUpdate joins here once enforcement is pinned (issue 12).
+		{"RollingUpdate", testRollingUpdate},
 		{"Uninstall", testUninstall},
 	}
 	for _, s := range steps {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,10 +170,107 @@ func poll(ctx context.Context, what string, check func() (seen string, done bool
 	}
 }
 
-// agentLogs is the end of the agent's log, for failure messages.
+// agentLogs is the end of the log of each agent pod (two during a rolling
+// update), for failure messages.
 func (e *env) agentLogs(ctx context.Context) string {
-	out, _ := e.c.Run(ctx, "-n", "ringfence", "logs", "ds/ringfence", "--tail", "20")
+	out, _ := e.c.Run(ctx, "-n", "ringfence", "logs", "-l", "app.kubernetes.io/name=ringfence", "--prefix", "--tail", "20")
 	return out
+}
+
+// agentPod is what the test reads of an agent pod.
+type agentPod struct {
+	Name, Image string
+	Ready       bool
+	Deleting    bool
+}
+
+// agentPods lists the agent's pods.
+func (e *env) agentPods(ctx context.Context) ([]agentPod, error) {
+	out, err := e.c.Run(ctx, "-n", "ringfence", "get", "pods", "-l", "app.kubernetes.io/name=ringfence", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name              string  `json:"name"`
+				DeletionTimestamp *string `json:"deletionTimestamp"`
+			} `json:"metadata"`
+			Spec struct {
+				Containers []struct {
+					Image string `json:"image"`
+				} `json:"containers"`
+			} `json:"spec"`
+			Status struct {
+				Conditions []struct {
+					Type, Status string
+				} `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, err
+	}
+	var pods []agentPod
+	for _, it := range list.Items {
+		p := agentPod{Name: it.Metadata.Name, Deleting: it.Metadata.DeletionTimestamp != nil}
+		if len(it.Spec.Containers) > 0 {
+			p.Image = it.Spec.Containers[0].Image
+		}
+		for _, c := range it.Status.Conditions {
+			if c.Type == "Ready" {
+				p.Ready = c.Status == "True"
+			}
+		}
+		pods = append(pods, p)
+	}
+	return pods, nil
+}
+
+// waitInCharge waits, after a rollout, until the agent that replaced the
+// old one is in charge: one agent pod left (the old one's process has
+// exited), Ready, of the DaemonSet's image, and the node's /readyz
+// answered by a daemon out of standby (only that one listens now). It
+// returns that pod.
+func (e *env) waitInCharge(ctx context.Context) (agentPod, error) {
+	var in agentPod
+	err := poll(ctx, "the new agent in charge", func() (string, bool) {
+		want, err := e.c.Run(ctx, "-n", "ringfence", "get", "ds", "ringfence", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+		if err != nil {
+			return err.Error(), false
+		}
+		pods, err := e.agentPods(ctx)
+		if err != nil {
+			return err.Error(), false
+		}
+		seen := fmt.Sprintf("DaemonSet image %s, pods %+v", want, pods)
+		if len(pods) != 1 || !pods[0].Ready || pods[0].Deleting || pods[0].Image != want {
+			return seen, false
+		}
+		body, code := httpGet(ctx, "http://"+cluster.NodeIP+":9464/readyz")
+		seen += fmt.Sprintf("; /readyz %d %q", code, body)
+		if code != 200 || strings.Contains(body, "standby") {
+			return seen, false
+		}
+		in = pods[0]
+		return seen, true
+	})
+	return in, err
+}
+
+// httpGet returns the body and status of a GET (status 0: no answer).
+func httpGet(ctx context.Context, url string) (string, int) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err.Error(), 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error(), 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return string(b), resp.StatusCode
 }
 
 // exec runs a shell command in a pod of the test namespace.

@@ -39,6 +39,12 @@ func testLeastPrivilege(t *testing.T, e *env) {
 				t.Logf("without %s: the agent never becomes ready: %s", c, lastLine(logs, "ringfence run:"))
 				return
 			}
+			// Ready may be the new agent in standby, the old one still
+			// enforcing: what is judged is the new one in charge.
+			if _, err := e.waitInCharge(ctx); err != nil {
+				t.Fatalf("without %s: %v\n%s", c, err, e.agentLogs(ctx))
+			}
+			logs = e.agentLogs(ctx)
 			out, _ := e.allowedBind(ctx, "web")
 			if strings.Contains(out, "web") {
 				t.Errorf("without %s the agent is ready and web's allowed bind is served: the capability is not needed", c)
@@ -54,6 +60,9 @@ func testLeastPrivilege(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	if err := e.c.WaitRollout(ctx, "ringfence", "ringfence", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.waitInCharge(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.wantAllowedServed(ctx, t, "web")
