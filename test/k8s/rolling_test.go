@@ -67,8 +67,19 @@ func testRollingUpdate(t *testing.T, e *env) {
 	if r.c.Attempts < 1000 || r.c.Succeeded != 0 {
 		t.Errorf("during the rolling update: %+v; want every forbidden bind refused", r.c)
 	}
-	if logs := e.agentLogs(ctx); !strings.Contains(logs, "taking over") {
-		t.Errorf("the new agent's log does not say it took over from the one in standby:\n%s", logs)
+	logs, err := e.c.Run(ctx, "-n", "ringfence", "logs", in.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"standby: another daemon holds the pins", "taking over"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the new agent's log does not say %q: it did not wait in standby and take over\n%s", want, lastLine(logs, "level="))
+		}
+	}
+	t.Logf("the new agent: %s", lastLine(logs, "taking over"))
+	// The same build: the pins adopted, nothing detached.
+	if st, err := e.agent(ctx, "status"); err != nil || !strings.Contains(st, "adopted") {
+		t.Errorf("the new agent's status does not show the pins adopted: %v\n%s", err, st)
 	}
 	e.wantAllowedServed(ctx, t, "web")
 	if c := e.bindLoop(ctx, t, "web", "0.0.0.0:9092"); c.Attempts < 100 || c.Succeeded != 0 {
