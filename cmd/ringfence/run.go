@@ -173,6 +173,9 @@ func flagError(err error) error {
 func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	hup := make(chan os.Signal, 1) // also in standby: a SIGHUP must not end it
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// The pins' lock first, before the store and the sockets, which the
 	// daemon holding it (the one a rolling update replaces) still uses.
 	var lock *kernel.PinLock
@@ -265,9 +268,6 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	log.Info("sensor started", "tier", p.Tier, "reason", p.Reason, "watched_cgroups", len(f.watch), "containerd", f.containerd, "store", f.storeDir, "api", f.apiSocket, "metrics", f.metricsAddr)
 
 	var wg sync.WaitGroup
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	wg.Go(func() {
 		for {
 			select {
