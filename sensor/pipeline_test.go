@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ringfence/ringfence/sensor/event"
 )
@@ -49,5 +50,30 @@ func TestPipelineDeliversEveryRecordInOrder(t *testing.T) {
 	}
 	if lost := s.queue.late.Load() + s.decodeErrs.Load() + s.encodeErrs.Load(); lost != 0 {
 		t.Fatalf("%d lost", lost)
+	}
+}
+
+// TestBootClockRecent: a record is recent when it is younger than linger
+// by the boot clock; one from the future (the estimate lags after the
+// machine slept) or from before is not, nor is any with a zero clock.
+func TestBootClockRecent(t *testing.T) {
+	boot := 5 * time.Hour
+	c := bootClock{at: time.Now(), boot: boot}
+	for _, r := range []struct {
+		ts   time.Duration
+		want bool
+	}{
+		{boot, true},
+		{boot - linger/2, true},
+		{boot - 2*linger, false},
+		{boot + time.Second, false},
+		{0, false},
+	} {
+		if got := c.recent(uint64(r.ts)); got != r.want {
+			t.Errorf("recent(%v) with the clock at %v = %v, want %v", r.ts, boot, got, r.want)
+		}
+	}
+	if (bootClock{}).recent(uint64(boot)) {
+		t.Error("a zero clock finds a record recent")
 	}
 }
