@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ringfence/ringfence/sensor/status"
 )
 
 // distinctFiles is how many files the pipeline's generators open in turn:
@@ -30,6 +32,9 @@ type pipeRun struct {
 	// stalls are the times a stage of the daemon waited for the next, by
 	// stage ("ring": the kernel ring found three quarters full).
 	stalls map[string]uint64
+	// stdoutDropped are the JSON lines stdout dropped (the store has
+	// them), every cause.
+	stdoutDropped uint64
 }
 
 // met reports whether the pipeline took every event at the rate asked.
@@ -38,8 +43,12 @@ func (p pipeRun) met() bool {
 }
 
 func (p pipeRun) String() string {
-	return fmt.Sprintf("%.0f/s (asked %d/s), %d stored of %d, %d lost; daemon %.2f CPUs, %.2f µs CPU per event",
+	s := fmt.Sprintf("%.0f/s (asked %d/s), %d stored of %d, %d lost; daemon %.2f CPUs, %.2f µs CPU per event",
 		p.rate, p.asked, p.stored, p.generated, p.lost, p.cpu, p.cpu/p.rate*1e6)
+	if p.stdout {
+		s += fmt.Sprintf("; %d lines dropped by stdout", p.stdoutDropped)
+	}
+	return s
 }
 
 // stallList lists the stalls that happened, "stage n, ...".
@@ -101,6 +110,7 @@ func pipeline(cfg config, stdout bool, gens, rate, secs int) (p pipeRun, err err
 		p.lost += n - before.Lost[k]
 	}
 	p.stored = after.Store.Events - before.Store.Events
+	p.stdoutDropped = sinkDropped(before, after)
 	p.stalls = map[string]uint64{}
 	for k, n := range after.Stalls {
 		p.stalls[k] = n - before.Stalls[k]
@@ -155,12 +165,29 @@ type drainRun struct {
 	rate   float64       // events/s from 10% to 90% of them stored
 	total  time.Duration // from the daemon's resumption to the last stored
 	stalls map[string]uint64
+	// stdoutDropped are the JSON lines stdout dropped (the store has
+	// them), every cause.
+	stdoutDropped uint64
 }
 
 func (r drainRun) met() bool { return r.rate >= 500_000 && r.lost == 0 && r.stored >= r.events }
 
 func (r drainRun) String() string {
-	return fmt.Sprintf("%.0f/s; %d stored of %d in %s, %d lost", r.rate, r.stored, r.events, r.total.Round(time.Millisecond), r.lost)
+	s := fmt.Sprintf("%.0f/s; %d stored of %d in %s, %d lost", r.rate, r.stored, r.events, r.total.Round(time.Millisecond), r.lost)
+	if r.stdout {
+		s += fmt.Sprintf("; %d lines dropped by stdout", r.stdoutDropped)
+	}
+	return s
+}
+
+// sinkDropped counts the events a sink (stdout) dropped between two
+// statuses, every cause.
+func sinkDropped(before, after *status.Snapshot) uint64 {
+	var n uint64
+	for k, v := range after.SinkDropped {
+		n += v - before.SinkDropped[k]
+	}
+	return n
 }
 
 // drainRing measures the pipeline alone, from the kernel ring to the
@@ -230,6 +257,7 @@ func drainRing(cfg config, stdout bool, gens, n, ringMiB int) (r drainRun, err e
 		r.lost += v - before.Lost[k]
 	}
 	r.stored = after.Store.Events - before.Store.Events
+	r.stdoutDropped = sinkDropped(before, after)
 	r.stalls = map[string]uint64{}
 	for k, v := range after.Stalls {
 		r.stalls[k] = v - before.Stalls[k]
