@@ -420,6 +420,10 @@ func (s *Sensor) Run(ctx context.Context) error {
 	defer s.ifaces.Close()
 	s.emit(s.startEvent())
 	s.flush()
+	// The sinks' stage runs before anything is queued: the replaced ring
+	// and the adopted processes may hand over more than the queue holds.
+	var wg sync.WaitGroup
+	wg.Go(s.deliver)
 	s.drainReplacedRing()
 	if s.holder != nil {
 		s.holder.AdoptRunning()
@@ -427,7 +431,6 @@ func (s *Sensor) Run(ctx context.Context) error {
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
-	var wg sync.WaitGroup
 	readErr := make(chan error, 1)
 	wg.Go(func() {
 		readErr <- s.ring.Run(ctx, s.onRecord)
@@ -438,7 +441,6 @@ func (s *Sensor) Run(ctx context.Context) error {
 		}
 		s.queue.close()
 	})
-	wg.Go(s.deliver)
 
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
