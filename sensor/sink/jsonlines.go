@@ -5,11 +5,13 @@ package sink
 import (
 	"bytes"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ringfence/ringfence/sensor/event"
+	"golang.org/x/sys/unix"
 )
 
 // The causes a JSONLines sink gives, in its own output and in Dropped, for
@@ -56,6 +58,9 @@ type JSONLines struct {
 // NewJSONLines returns a sink writing to w and starts its writer. Flush
 // pushes the lines gathered so far; Close writes what is left and stops.
 func NewJSONLines(w io.Writer) *JSONLines {
+	if f, ok := w.(*os.File); ok {
+		growPipe(f)
+	}
 	s := &JSONLines{w: w, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go s.run()
 	return s
@@ -210,4 +215,27 @@ func (s *JSONLines) run() {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// pipeSize is the capacity asked of a pipe the lines go to: the kernel's
+// default (64 KiB) wakes the reader and the writer every 64 KiB of lines.
+const pipeSize = 1 << 20
+
+// growPipe asks for a larger buffer when f is a pipe; where the kernel
+// refuses (pipe-max-size, a user's pipe quota), the pipe stays as it was.
+// Through SyscallConn, not Fd, which would make the file blocking.
+func growPipe(f *os.File) {
+	c, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			return
+		}
+		if n, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && n < pipeSize {
+			unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
+		}
+	})
 }

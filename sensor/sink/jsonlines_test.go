@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ringfence/ringfence/sensor/event"
+	"golang.org/x/sys/unix"
 )
 
 func TestJSONLinesFieldNames(t *testing.T) {
@@ -223,5 +226,32 @@ func TestJSONLinesCountsWriteErrorsAndLateLines(t *testing.T) {
 	var report event.Event
 	if err := json.Unmarshal([]byte(lines[0]), &report); err != nil || !report.IsLossReport() || report.Counts[WriteErrorCause] != 3 {
 		t.Fatalf("first line %s, want a loss report of 3 %s", lines[0], WriteErrorCause)
+	}
+}
+
+// TestJSONLinesGrowsPipe: a pipe the lines go to is given a larger buffer
+// than the kernel's default, and stays usable.
+func TestJSONLinesGrowsPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	s := NewJSONLines(w)
+	var size int
+	c, _ := w.SyscallConn()
+	c.Control(func(fd uintptr) { size, err = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0) })
+	if err != nil || size < pipeSize {
+		t.Fatalf("pipe size %d (%v), want at least %d", size, err, pipeSize)
+	}
+	e := event.Event{Time: time.Unix(1, 0).UTC(), Kind: event.KindExec}
+	line, _ := e.MarshalLine()
+	s.Write(&e, line)
+	s.Close()
+	w.Close()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != string(line)+"\n" {
+		t.Fatalf("read %q, %v", got, err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,7 +144,14 @@ func startDaemon(cfg config, dir string, stdout bool, extra ...string) (_ *daemo
 		}
 		d.drain = make(chan struct{})
 		go func() {
-			io.Copy(io.Discard, out)
+			// Read as a log collector does, in large reads (io.Discard's
+			// own would take 8 KiB at a time).
+			buf := make([]byte, 1<<20)
+			for {
+				if _, err := out.Read(buf); err != nil {
+					break
+				}
+			}
 			close(d.drain)
 		}()
 	}

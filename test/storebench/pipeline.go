@@ -28,6 +28,7 @@ type pipeRun struct {
 	rate      float64 // their real rate, events/s
 	stored    uint64  // events the store gained
 	lost      uint64  // events counted lost, every cause
+	lostBy    map[string]uint64
 	cpu       float64 // the daemon's CPU time over the run's wall time
 	// stalls are the times a stage of the daemon waited for the next, by
 	// stage ("ring": the kernel ring found three quarters full).
@@ -45,6 +46,9 @@ func (p pipeRun) met() bool {
 func (p pipeRun) String() string {
 	s := fmt.Sprintf("%.0f/s (asked %d/s), %d stored of %d, %d lost; daemon %.2f CPUs, %.2f µs CPU per event",
 		p.rate, p.asked, p.stored, p.generated, p.lost, p.cpu, p.cpu/p.rate*1e6)
+	if p.lost > 0 {
+		s += fmt.Sprintf(" %v", p.lostBy)
+	}
 	if p.stdout {
 		s += fmt.Sprintf("; %d lines dropped by stdout", p.stdoutDropped)
 	}
@@ -106,8 +110,12 @@ func pipeline(cfg config, stdout bool, gens, rate, secs int) (p pipeRun, err err
 	// The daemon's CPU over the generators' time: what it spent on the
 	// events, draining included, spread over the time they came in.
 	p.cpu = (cpuAfter - cpuBefore).Seconds() / time.Since(start).Seconds()
+	p.lostBy = map[string]uint64{}
 	for k, n := range after.Lost {
 		p.lost += n - before.Lost[k]
+		if n > before.Lost[k] {
+			p.lostBy[k] = n - before.Lost[k]
+		}
 	}
 	p.stored = after.Store.Events - before.Store.Events
 	p.stdoutDropped = sinkDropped(before, after)
