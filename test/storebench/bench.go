@@ -22,6 +22,8 @@ type config struct {
 	// The pipeline's load: generator processes, events/s they ask
 	// together, and for how long.
 	pipeGens, pipeRate, pipeSecs int
+	// pipeRingMiB is the daemon's ring under the sustained load.
+	pipeRingMiB int
 }
 
 type row struct {
@@ -94,7 +96,7 @@ func pipelineRows(cfg config) ([]row, error) {
 		if err != nil {
 			return nil, err
 		}
-		target := fmt.Sprintf("pipeline, ring to store, %s distinct events/s for %d s, 0 lost", count(cfg.pipeRate), cfg.pipeSecs)
+		target := fmt.Sprintf("pipeline, ring (%d MiB) to store, %s distinct events/s for %d s, 0 lost", cfg.pipeRingMiB, count(cfg.pipeRate), cfg.pipeSecs)
 		if stdout {
 			target = "  the same with JSON lines on stdout (a drained pipe)"
 		}

@@ -27,6 +27,7 @@ func main() {
 	flag.IntVar(&cfg.pipeGens, "pipeline-generators", 1, "generator processes of the pipeline's load")
 	flag.IntVar(&cfg.pipeRate, "pipeline-rate", 500_000, "distinct file events a second the generators ask together")
 	flag.IntVar(&cfg.pipeSecs, "pipeline-seconds", 10, "how long the pipeline's load lasts")
+	flag.IntVar(&cfg.pipeRingMiB, "pipeline-ring-mib", 16, "the daemon's ring under the pipeline's load, MiB (16: its default)")
 	parts := flag.String("parts", "pipeline,queries,memory", "parts to run, comma-separated: pipeline, queries, memory")
 	flag.Parse()
 	cfg.parts = map[string]bool{}

@@ -78,7 +78,7 @@ func pipeline(cfg config, stdout bool, gens, rate, secs int) (p pipeRun, err err
 	if err := makeFiles(files, distinctFiles); err != nil {
 		return p, err
 	}
-	d, err := startDaemon(cfg, filepath.Join(cfg.dir, "pipeline-"+strconv.FormatBool(stdout)), stdout)
+	d, err := startDaemon(cfg, filepath.Join(cfg.dir, "pipeline-"+strconv.FormatBool(stdout)), stdout, "--ring-mib", strconv.Itoa(cfg.pipeRingMiB))
 	if err != nil {
 		return p, err
 	}
