@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +45,10 @@ type Engine struct {
 	sources    []string
 	rejected   []string // problems of the last refused set, nil after a good one
 	names      map[uint32]policyName
-	containers map[uint64]*applied
+	containers map[uint64]*applied // changed through setApplied
+	// roots counts the containers with a registered root filesystem; read
+	// without mu, on every file event of the cgroup-only tier.
+	roots atomic.Int64
 }
 
 // applied is what the engine wrote for one container.
@@ -225,13 +229,13 @@ func (e *Engine) Load(policies []RuntimePolicy, sources []string) (err error) {
 				if rerr := e.write(s.old, e.containers[s.cg]); rerr != nil {
 					e.log.Error("restore container rules", "cgroup", s.cg, "error", rerr)
 				}
-				e.containers[s.cg] = s.old
+				e.setApplied(s.cg, s.old)
 			}
 			undo()
 			return fmt.Errorf("container %s: %w", a.target.Name, err)
 		}
 		done = append(done, switched{cg, a})
-		e.containers[cg] = na
+		e.setApplied(cg, na)
 		if a.member.Bind && !na.member.Bind && e.ifaces != nil {
 			e.ifaces.Unfollow(cg)
 		}
@@ -267,7 +271,7 @@ func (e *Engine) Apply(t Target) (Member, error) {
 		e.ifaces.Unfollow(t.CgroupID)
 	}
 	// Kept under no policy too: a later policy set may select it.
-	e.containers[t.CgroupID] = na
+	e.setApplied(t.CgroupID, na)
 	return na.member, nil
 }
 
@@ -279,7 +283,7 @@ func (e *Engine) Remove(cgroup uint64) error {
 	if !ok {
 		return nil
 	}
-	delete(e.containers, cgroup)
+	e.setApplied(cgroup, nil)
 	if e.ifaces != nil {
 		e.ifaces.Forget(cgroup)
 	}
@@ -301,8 +305,29 @@ func (e *Engine) InterfacesChanged(cgroup uint64, state map[string]Iface) {
 		e.log.Error("update allowed addresses", "container", old.target.Name, "error", err)
 		return
 	}
-	e.containers[cgroup] = na
+	e.setApplied(cgroup, na)
 }
+
+// setApplied records what was written for the container of cgroup (nil:
+// it is forgotten), keeping the count of registered roots; e.mu is held.
+func (e *Engine) setApplied(cgroup uint64, a *applied) {
+	if old := e.containers[cgroup]; old != nil && old.root != nil {
+		e.roots.Add(-1)
+	}
+	if a == nil {
+		delete(e.containers, cgroup)
+		return
+	}
+	if a.root != nil {
+		e.roots.Add(1)
+	}
+	e.containers[cgroup] = a
+}
+
+// HoldsRoots reports whether any container has its root filesystem
+// registered, that is whether a write can break a read-only rule at all.
+// It takes no lock: the cgroup-only tier asks it for every file event.
+func (e *Engine) HoldsRoots() bool { return e.roots.Load() > 0 }
 
 // readOnlyBreach names the strictest read-only policy of the container of
 // cgroup whose rule a write of path (from the container's root) breaks,

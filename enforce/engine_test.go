@@ -345,6 +345,9 @@ func TestEngineRoots(t *testing.T) {
 	if got, _ := k.rootOf(20); got != root {
 		t.Fatalf("root %+v registered, want %+v", got, root)
 	}
+	if !e.HoldsRoots() {
+		t.Fatal("HoldsRoots is false with a root registered")
+	}
 	moved := RootFS{Dev: 8, Path: "/"}
 	if _, err := e.Apply(Target{CgroupID: 20, Name: "db", Image: "postgres", Root: &moved}); err != nil || len(k.roots) != 1 || k.roots[moved] != 20 {
 		t.Fatalf("roots after a change: %+v, %v", k.roots, err)
@@ -360,6 +363,16 @@ func TestEngineRoots(t *testing.T) {
 	}
 	if len(k.roots) != 0 {
 		t.Fatalf("roots left after the container went: %v", k.roots)
+	}
+	// Counted once per container, however often its root changed.
+	if e.HoldsRoots() {
+		t.Fatal("HoldsRoots is true with no root registered")
+	}
+	if _, err := e.Apply(Target{CgroupID: 23, Name: "db4", Image: "postgres", Root: &root}); err != nil || !e.HoldsRoots() {
+		t.Fatalf("HoldsRoots after another container: %v, %v", e.HoldsRoots(), err)
+	}
+	if err := e.Load(nil, nil); err != nil || e.HoldsRoots() || len(k.roots) != 0 {
+		t.Fatalf("a set with no read-only rule leaves roots: %v, %v, %v", e.HoldsRoots(), k.roots, err)
 	}
 	// Where the kernel cannot enforce the rule, no root is needed.
 	audit := NewEngine(newFakeKernel(t), Capabilities{}, nil, nil)

@@ -176,6 +176,7 @@ func TestPrivilegedEvents(t *testing.T) {
 	t.Run("ia32", func(t *testing.T) { testIA32Syscalls(t, h) })
 	t.Run("open-by-handle", func(t *testing.T) { testOpenByHandle(t, h) })
 	t.Run("exec", func(t *testing.T) { testExecEvent(t, h) })
+	t.Run("exit-status", func(t *testing.T) { testExitStatus(t, h) })
 	t.Run("bind", func(t *testing.T) { testBindEvents(t, h) })
 	t.Run("child-cgroup", func(t *testing.T) { testChildCgroupsAreWatched(t, h) })
 	t.Run("syscall-counts", func(t *testing.T) { testSyscallCounts(t, h) })
@@ -425,6 +426,37 @@ func testExecEvent(t *testing.T, h *harness) {
 	if x.ExitCode == nil || *x.ExitCode != 0 {
 		t.Fatalf("exit code %v", x.ExitCode)
 	}
+}
+
+// testExitStatus checks an exit event's status as a shell shows it (exit
+// 3: 3) and, for a killed process, its signal and no status.
+func testExitStatus(t *testing.T, h *harness) {
+	cmd := helperCmd(h.cgroupFD, "exit", "3")
+	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Fatalf("helper exit 3: %v", err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	x := h.rec.waitFor(t, "exit 3", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == pid })
+	if x.ExitCode == nil || *x.ExitCode != 3 || x.Signal != 0 {
+		t.Fatalf("exit 3 reported as exit_code %v, signal %d", deref(x.ExitCode), x.Signal)
+	}
+	p := startHelper(t, h.cgroupFD, "noop")
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+	k := h.rec.waitFor(t, "killed", func(e *event.Event) bool { return e.Kind == event.KindExit && e.PID == p.Pid })
+	if k.ExitCode != nil || k.Signal != 9 || k.CoreDumped {
+		t.Fatalf("SIGKILL reported as exit_code %v, signal %d, core dumped %v", deref(k.ExitCode), k.Signal, k.CoreDumped)
+	}
+}
+
+// deref shows a pointer's value, or nil.
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 func freePort(tb testing.TB) string {

@@ -130,6 +130,12 @@ func helperOp(op string, a []string) error {
 		return syscall.Exec(self, append([]string{"rf-exec-marker"}, a...), env)
 	case "noop":
 		return nil
+	case "exit": // status: ends the process at once with that exit status
+		n, err := strconv.Atoi(a[0])
+		if err != nil {
+			return err
+		}
+		os.Exit(n)
 	case "open-write-loop":
 		n, err := strconv.Atoi(a[1])
 		if err != nil {

@@ -3,13 +3,13 @@ package sensor
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/sensor/container"
+	"github.com/ringfence/ringfence/sensor/decode"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/kernel"
 )
@@ -33,10 +33,28 @@ type StallReporter interface {
 	Stalls() map[string]uint64
 }
 
+// DropReporter is a sink that drops, rather than wait, when its reader
+// falls behind (JSON lines on stdout), and counts what it dropped by
+// cause: events the other sinks have, missing from its output only.
+type DropReporter interface {
+	Dropped() map[string]uint64
+}
+
+// linger is how long a stage that has caught up with the one before it
+// lets work gather before it takes more: at high rates, one wake-up (and
+// one kernel notification) per batch instead of per record. It is what an
+// event may wait at most at each of the two hand-offs, reader and sinks.
+const linger = time.Millisecond
+
 // onRecord runs on the ring reader goroutine: decode, complete a violation,
 // park what waits for its container, queue the rest. A full queue makes it
 // wait, which leaves records in the ring; if the ring fills, the kernel
 // counts each lost record by kind. Nothing is dropped here.
+//
+// A record younger than linger means the reader has caught up with the
+// kernel: it lingers before reading on, so that records gather in the ring
+// (a ring holds hundreds of milliseconds of them) and are then read without
+// the kernel waking the reader for each.
 func (s *Sensor) onRecord(raw []byte) {
 	e, v, err := s.decoder.Decode(raw)
 	if err != nil {
@@ -53,18 +71,60 @@ func (s *Sensor) onRecord(raw []byte) {
 	if e.Held {
 		unix.Kill(int(e.PID), unix.SIGCONT) // the sensor is stopping: let it run
 	}
-	select {
-	case s.queue <- e:
-	default:
-		s.queueStalls.Add(1)
-		s.queue <- e
+	s.queue.put(&e)
+	if ts, ok := decode.BootNs(raw); ok && s.clock.recent(ts) {
+		time.Sleep(linger)
+	}
+}
+
+// bootClock tells the boot time (CLOCK_BOOTTIME) from Go's monotonic
+// clock: one reading of both, then no syscall per record. The wall clock
+// plays no part, so that a step of it (NTP) cannot make old records look
+// young and the reader linger after each. While the machine sleeps the
+// monotonic clock stops and the estimate lags: records look younger than
+// now and the reader does not linger, which is the safe side.
+type bootClock struct {
+	at   time.Time     // a monotonic reading
+	boot time.Duration // CLOCK_BOOTTIME at that reading
+}
+
+// recent reports whether a record written at boot time ts is younger than
+// linger. A zero bootClock finds every record old.
+func (c bootClock) recent(ts uint64) bool {
+	if c.at.IsZero() {
+		return false
+	}
+	now := c.boot + time.Since(c.at)
+	return time.Duration(ts) <= now && now-time.Duration(ts) < linger
+}
+
+// deliver dispatches the queued events until the queue is closed: the
+// sinks' goroutine.
+func (s *Sensor) deliver() {
+	var batch []event.Event
+	var line []byte // one encoding buffer for every event
+	for {
+		if batch = s.queue.take(batch); batch == nil {
+			return
+		}
+		for i := range batch {
+			line = s.dispatch(&batch[i], line)
+		}
+		if s.queue.empty() {
+			// Caught up: let events gather rather than be woken for each.
+			time.Sleep(linger)
+			if s.queue.empty() {
+				s.flush() // idle: push buffered lines out now
+			}
+		}
 	}
 }
 
 // dispatch runs on the sinks' goroutine: it names the event's container,
 // counts it, encodes it once and hands it to every sink; on the tier where
-// the kernel cannot judge file writes, it judges them here.
-func (s *Sensor) dispatch(e *event.Event) {
+// the kernel cannot judge file writes, it judges them here. It encodes into
+// buf, which may be nil, and returns it for the next event.
+func (s *Sensor) dispatch(e *event.Event, buf []byte) []byte {
 	if e.Container == nil && e.CgroupID != 0 && s.identity != nil {
 		if c, ok := s.identity.Of(e.CgroupID); ok {
 			e.Container = c.Ref()
@@ -74,10 +134,11 @@ func (s *Sensor) dispatch(e *event.Event) {
 		s.nameObject(e)
 	}
 	s.counts.add(e)
-	line, err := e.MarshalLine()
+	line, err := e.AppendLine(buf[:0])
 	if err != nil {
+		s.encodeErrs.Add(1) // no JSON: lost, and counted so
 		s.cfg.Logger.Error("encode event", "error", err)
-		return
+		return line
 	}
 	for _, sk := range s.cfg.Sinks {
 		if err := sk.Write(e, line); err != nil {
@@ -85,8 +146,9 @@ func (s *Sensor) dispatch(e *event.Event) {
 		}
 	}
 	if v := s.auditFile(e); v != nil {
-		s.dispatch(v)
+		line = s.dispatch(v, line)
 	}
+	return line
 }
 
 // nameObject names the container whose root filesystem a violation wrote,
@@ -105,9 +167,11 @@ func (s *Sensor) nameObject(e *event.Event) {
 	}
 }
 
-// auditFile judges a file write where the kernel cannot (cgroup-only tier).
+// auditFile judges a file write where the kernel cannot (cgroup-only
+// tier). With no root filesystem registered no write can break a read-only
+// rule, and locating the written object (a walk of its path) is skipped.
 func (s *Sensor) auditFile(e *event.Event) *event.Event {
-	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile {
+	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile || !s.engine.HoldsRoots() {
 		return nil
 	}
 	return s.violations.AuditFile(e, s.locate(e))
@@ -135,7 +199,7 @@ func (s *Sensor) emit(e event.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	s.dispatch(&e)
+	s.dispatch(&e, nil)
 }
 
 // sensorMessage emits a sensor event saying msg.
@@ -161,28 +225,44 @@ func (s *Sensor) flush() error {
 
 // counts are the events by kind and verdict, and the violations by policy,
 // rule and mode, suppressed ones included: the metrics' and status' counts.
+// Keyed by value, so that counting an event allocates nothing.
 type counts struct {
 	mu         sync.Mutex
-	events     map[string]uint64
-	violations map[string]uint64
+	events     map[eventKey]uint64
+	violations map[violationKey]uint64
 }
 
+type eventKey struct {
+	kind    event.Kind
+	verdict event.Verdict
+}
+
+type violationKey struct{ policy, rule, mode string }
+
 func newCounts() counts {
-	return counts{events: make(map[string]uint64), violations: make(map[string]uint64)}
+	return counts{events: make(map[eventKey]uint64), violations: make(map[violationKey]uint64)}
 }
 
 func (c *counts) add(e *event.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.events[string(e.Kind)+"/"+string(e.Verdict)]++
+	c.events[eventKey{e.Kind, e.Verdict}]++
 	if e.Kind == event.KindViolation {
-		c.violations[e.Policy+"/"+e.Rule+"/"+e.Mode] += e.ViolationCount()
+		c.violations[violationKey{e.Policy, e.Rule, e.Mode}] += e.ViolationCount()
 	}
 }
 
-// snapshot returns copies of both.
+// snapshot returns both, keyed "kind/verdict" and "policy/rule/mode".
 func (c *counts) snapshot() (events, violations map[string]uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return maps.Clone(c.events), maps.Clone(c.violations)
+	events = make(map[string]uint64, len(c.events))
+	for k, n := range c.events {
+		events[string(k.kind)+"/"+string(k.verdict)] = n
+	}
+	violations = make(map[string]uint64, len(c.violations))
+	for k, n := range c.violations {
+		violations[k.policy+"/"+k.rule+"/"+k.mode] = n
+	}
+	return events, violations
 }

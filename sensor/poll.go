@@ -99,6 +99,12 @@ func (s *Sensor) Lost() (map[string]uint64, error) {
 		return nil, err
 	}
 	lost["undecodable"] = s.decodeErrs.Load()
+	if n := s.encodeErrs.Load(); n > 0 {
+		lost["unencodable"] = n
+	}
+	if n := s.queue.late.Load(); n > 0 {
+		lost["queue_closed"] = n
+	}
 	for _, sk := range s.cfg.Sinks {
 		if lr, ok := sk.(LossReporter); ok {
 			for k, v := range lr.Lost() {
@@ -114,10 +120,24 @@ func (s *Sensor) Lost() (map[string]uint64, error) {
 // reader behind, every overflow is preceded by one), "reader_queue" the
 // times the reader waited for the sinks, and each sink's own.
 func (s *Sensor) Stalls() map[string]uint64 {
-	out := map[string]uint64{"ring": s.ring.Backlogs(), "reader_queue": s.queueStalls.Load()}
+	out := map[string]uint64{"ring": s.ring.Backlogs(), "reader_queue": s.queue.stalls.Load()}
 	for _, sk := range s.cfg.Sinks {
 		if sr, ok := sk.(StallReporter); ok {
 			maps.Copy(out, sr.Stalls())
+		}
+	}
+	return out
+}
+
+// SinkDropped counts, by cause, the events a sink dropped that the others
+// wrote (see DropReporter).
+func (s *Sensor) SinkDropped() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, sk := range s.cfg.Sinks {
+		if dr, ok := sk.(DropReporter); ok {
+			for k, v := range dr.Dropped() {
+				out[k] += v
+			}
 		}
 	}
 	return out

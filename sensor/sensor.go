@@ -115,12 +115,13 @@ type Sensor struct {
 	ring    *kernel.Ring
 	decoder *decode.Decoder
 	started time.Time
-	queue   chan event.Event
+	queue   *queue
 	ready   atomic.Bool
-	// queueStalls counts the times the reader waited for the sinks: it
-	// waits rather than drop, so the kernel ring absorbs the delay.
-	queueStalls atomic.Uint64
-	decodeErrs  atomic.Uint64
+	// decodeErrs counts the records that could not be decoded, encodeErrs
+	// the events that could not be encoded: lost, and counted so.
+	decodeErrs, encodeErrs atomic.Uint64
+	// clock tells how old a record is, for the reader's linger.
+	clock bootClock
 
 	engine     *enforce.Engine
 	ifaces     *netif.Follower
@@ -170,7 +171,7 @@ func New(cfg Config) (_ *Sensor, err error) {
 			kern.Close()
 		}
 	}()
-	bootWall, err := bootWallClock()
+	bootWall, clock, err := bootWallClock()
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +186,8 @@ func New(cfg Config) (_ *Sensor, err error) {
 		kern:        kern,
 		decoder:     decode.New(bootWall, decode.NewProcResolver("/proc", readlink)),
 		started:     time.Now(),
-		queue:       make(chan event.Event, cfg.QueueLen),
+		clock:       clock,
+		queue:       newQueue(cfg.QueueLen),
 		counts:      newCounts(),
 		poller:      newPoller(),
 		ifaces:      netif.NewFollower(cfg.Logger),
@@ -382,7 +384,7 @@ func (s *Sensor) followRuntime() error {
 	}
 	s.holder = hold.New(hold.Config{
 		Kernel: s.kern, Cache: cfg.Containers, Timeout: cfg.HoldTimeout, Connected: connected,
-		Deliver: func(e event.Event) { s.queue <- e },
+		Deliver: s.queue.send,
 		Apply:   s.applyPolicy, Judge: s.violations.Held,
 		RuntimeExes: exes, MemfdDev: memfd,
 		Cgroup2: s.probe.Cgroup2Root, Parents: cfg.RuntimeParents, Logger: cfg.Logger,
@@ -393,14 +395,15 @@ func (s *Sensor) followRuntime() error {
 	return nil
 }
 
-// bootWallClock returns the wall-clock time at which CLOCK_BOOTTIME was zero.
-func bootWallClock() (time.Time, error) {
+// bootWallClock returns the wall-clock time at which CLOCK_BOOTTIME was
+// zero, and the boot clock read from the same instant.
+func bootWallClock() (time.Time, bootClock, error) {
 	var ts unix.Timespec
 	now := time.Now()
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return time.Time{}, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
+		return time.Time{}, bootClock{}, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
 	}
-	return now.Add(-time.Duration(ts.Nano())), nil
+	return now.Add(-time.Duration(ts.Nano())), bootClock{at: now, boot: time.Duration(ts.Nano())}, nil
 }
 
 func readlink(p string) (string, error) {
@@ -420,6 +423,10 @@ func (s *Sensor) Run(ctx context.Context) error {
 	defer s.ifaces.Close()
 	s.emit(s.startEvent())
 	s.flush()
+	// The sinks' stage runs before anything is queued: the replaced ring
+	// and the adopted processes may hand over more than the queue holds.
+	var wg sync.WaitGroup
+	wg.Go(s.deliver)
 	s.drainReplacedRing()
 	if s.holder != nil {
 		s.holder.AdoptRunning()
@@ -427,7 +434,6 @@ func (s *Sensor) Run(ctx context.Context) error {
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
-	var wg sync.WaitGroup
 	readErr := make(chan error, 1)
 	wg.Go(func() {
 		readErr <- s.ring.Run(ctx, s.onRecord)
@@ -436,15 +442,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 			// with them, the kernel keeps holding for the next daemon.
 			s.holder.Stop(s.cfg.PinDir == "")
 		}
-		close(s.queue)
-	})
-	wg.Go(func() {
-		for e := range s.queue {
-			s.dispatch(&e)
-			if len(s.queue) == 0 {
-				s.flush() // idle: push buffered lines out now
-			}
-		}
+		s.queue.close()
 	})
 
 	tick := time.NewTicker(s.cfg.Interval)

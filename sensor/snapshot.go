@@ -29,6 +29,7 @@ func (s *Sensor) Snapshot() *status.Snapshot {
 	}
 	snap.Lost, _ = s.Lost()
 	snap.Stalls = s.Stalls()
+	snap.SinkDropped = s.SinkDropped()
 	snap.SyscallCounters = int(s.poller.syscallKeys.Load())
 	if sizes, err := s.kern.MapSizes(); err == nil {
 		snap.KernelMaps = sizes

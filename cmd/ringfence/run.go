@@ -204,7 +204,9 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		RuntimeSocket:    f.containerd,
 	}
 	if f.stdout {
-		cfg.Sinks = append(cfg.Sinks, sink.NewJSONLines(stdout))
+		lines := sink.NewJSONLines(stdout)
+		defer lines.Close() // after the sensor's last event
+		cfg.Sinks = append(cfg.Sinks, lines)
 	}
 	if f.storeDir != "" {
 		w, err := store.OpenWriter(f.storeDir, store.Options{MaxAge: f.storeMaxAge, MaxBytes: f.storeMaxBytes})

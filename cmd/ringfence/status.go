@@ -143,6 +143,12 @@ func printStatus(w io.Writer, s *status.Snapshot, running bool) {
 	for _, k := range sortedKeys(s.Stalls) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, s.Stalls[k])
 	}
+	if len(s.SinkDropped) > 0 {
+		fmt.Fprintln(tw, "\nDROPPED BY ONE SINK (cause; the store has them)\tCOUNT")
+		for _, k := range sortedKeys(s.SinkDropped) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, s.SinkDropped[k])
+		}
+	}
 	fmt.Fprintln(tw, "\nEVENTS (kind/verdict)\tCOUNT")
 	for _, k := range sortedKeys(s.Events) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, s.Events[k])

@@ -32,6 +32,28 @@ type Decoder struct {
 	// offlineBefore is the boot time before which records were written
 	// while no daemon read the ring.
 	offlineBefore uint64
+	// comms holds one string per process name seen (at most maxComms),
+	// shared by the events of that name.
+	comms map[string]string
+}
+
+// maxComms bounds the process names a Decoder keeps; past it, it forgets
+// them all and starts again.
+const maxComms = 1024
+
+// comm returns the process name in b, shared with the earlier events of
+// that name rather than allocated for each.
+func (d *Decoder) comm(b []int8) string {
+	raw := cBytes(b, len(b))
+	if s, ok := d.comms[string(raw)]; ok {
+		return s
+	}
+	s := string(raw)
+	if len(d.comms) >= maxComms {
+		clear(d.comms)
+	}
+	d.comms[s] = s
+	return s
 }
 
 // MarkOfflineBefore marks every record written before boot time t (since
@@ -41,7 +63,7 @@ func (d *Decoder) MarkOfflineBefore(t time.Duration) { d.offlineBefore = uint64(
 // New returns a decoder. bootWall is the wall-clock time at which
 // CLOCK_BOOTTIME was zero; resolver may be nil.
 func New(bootWall time.Time, resolver Resolver) *Decoder {
-	return &Decoder{bootWall: bootWall, resolver: resolver}
+	return &Decoder{bootWall: bootWall, resolver: resolver, comms: make(map[string]string)}
 }
 
 // ErrShort is wrapped by errors about records too short for their kind.
@@ -59,64 +81,80 @@ var (
 // Decode decodes one record. For a violation record it also returns the
 // kernel's verdict, typed; for others a zero Violation.
 func (d *Decoder) Decode(raw []byte) (event.Event, Violation, error) {
-	var h bpf.SensorEventHdr
-	if err := decodeSized(raw, hdrSize, &h); err != nil {
-		return event.Event{}, Violation{}, fmt.Errorf("header: %w", err)
-	}
 	var v Violation
-	e := d.header(&h)
+	h, err := view[bpf.SensorEventHdr](raw, hdrSize)
+	if err != nil {
+		return event.Event{}, v, fmt.Errorf("header: %w", err)
+	}
+	e := d.header(h)
 	switch bpf.SensorEventKind(h.Kind) {
 	case bpf.SensorEventKindKIND_EXEC:
-		var r bpf.SensorExecEvent
-		if err := decodeSized(raw, execSize, &r); err != nil {
+		r, err := view[bpf.SensorExecEvent](raw, execSize)
+		if err != nil {
 			return e, v, fmt.Errorf("exec: %w", err)
 		}
-		execFields(&e, &r)
+		execFields(&e, r)
 	case bpf.SensorEventKindKIND_EXIT:
-		var r bpf.SensorExitEvent
-		if err := decodeSized(raw, exitSize, &r); err != nil {
+		r, err := view[bpf.SensorExitEvent](raw, exitSize)
+		if err != nil {
 			return e, v, fmt.Errorf("exit: %w", err)
 		}
-		e.Kind = event.KindExit
-		code := r.ExitCode
-		e.ExitCode = &code
+		exitFields(&e, r)
 	case bpf.SensorEventKindKIND_FILE:
-		var r bpf.SensorFileEvent
-		if err := decodeSized(raw, fileSize, &r); err != nil {
+		r, err := view[bpf.SensorFileEvent](raw, fileSize)
+		if err != nil {
 			return e, v, fmt.Errorf("file: %w", err)
 		}
-		d.fileFields(&e, &r)
+		d.fileFields(&e, r)
 	case bpf.SensorEventKindKIND_BIND:
-		var r bpf.SensorBindEvent
-		if err := decodeSized(raw, bindSize, &r); err != nil {
+		r, err := view[bpf.SensorBindEvent](raw, bindSize)
+		if err != nil {
 			return e, v, fmt.Errorf("bind: %w", err)
 		}
-		bindFields(&e, &r)
+		bindFields(&e, r)
 	case bpf.SensorEventKindKIND_VIOLATION:
-		var r bpf.SensorViolationEvent
-		if err := decodeSized(raw, violSize, &r); err != nil {
+		r, err := view[bpf.SensorViolationEvent](raw, violSize)
+		if err != nil {
 			return e, v, fmt.Errorf("violation: %w", err)
 		}
-		v = d.violationFields(&e, &r)
+		v = d.violationFields(&e, r)
 	default:
 		return e, v, fmt.Errorf("unknown event kind %d", h.Kind)
 	}
 	return e, v, nil
 }
 
-// decodeSized copies the first size bytes of raw over *v, whose Go layout
-// bpf2go generated to match the C struct (structs.HostLayout). A plain copy
-// after the length check: reflection-based decoding of the kilobyte-long
-// path arrays cost more than everything else on the event path.
-func decodeSized[T any](raw []byte, size int, v *T) error {
+// view returns the first size bytes of raw as a *T, whose Go layout
+// bpf2go generated to match the C struct (structs.HostLayout; no Go
+// pointers in it), after the length check: read in place, since copying
+// kilobyte-long path arrays cost more than anything else in decoding. A
+// record not aligned for T (the ring's are) is copied instead. The result
+// is valid as long as raw is.
+func view[T any](raw []byte, size int) (*T, error) {
+	var zero T
 	if len(raw) < size {
-		return fmt.Errorf("%w: %d bytes, need %d", ErrShort, len(raw), size)
+		return nil, fmt.Errorf("%w: %d bytes, need %d", ErrShort, len(raw), size)
 	}
-	if int(unsafe.Sizeof(*v)) != size {
-		return fmt.Errorf("record layout mismatch: Go %d bytes, C %d", unsafe.Sizeof(*v), size)
+	if int(unsafe.Sizeof(zero)) != size {
+		return nil, fmt.Errorf("record layout mismatch: Go %d bytes, C %d", unsafe.Sizeof(zero), size)
 	}
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), size), raw[:size])
-	return nil
+	p := unsafe.Pointer(unsafe.SliceData(raw))
+	if uintptr(p)%unsafe.Alignof(zero) != 0 {
+		v := new(T)
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(v)), size), raw[:size])
+		return v, nil
+	}
+	return (*T)(p), nil
+}
+
+// BootNs returns the boot time (CLOCK_BOOTTIME, ns) at which the kernel
+// wrote record raw, or false for a record too short to have a header.
+func BootNs(raw []byte) (uint64, bool) {
+	h, err := view[bpf.SensorEventHdr](raw, hdrSize)
+	if err != nil {
+		return 0, false
+	}
+	return h.TsBootNs, true
 }
 
 func (d *Decoder) header(h *bpf.SensorEventHdr) event.Event {
@@ -129,7 +167,7 @@ func (d *Decoder) header(h *bpf.SensorEventHdr) event.Event {
 		PPID:     h.Ppid,
 		UID:      h.Uid,
 		GID:      h.Gid,
-		Comm:     cString(h.Comm[:], len(h.Comm)),
+		Comm:     d.comm(h.Comm[:]),
 		CgroupID: h.CgroupId,
 		Pending:  h.Pending != 0,
 		Offline:  h.TsBootNs < d.offlineBefore,
@@ -150,6 +188,20 @@ func execFields(e *event.Event, r *bpf.SensorExecEvent) {
 	if args != "" {
 		e.Args = strings.Split(args, "\x00")
 	}
+}
+
+// exitFields splits the kernel's exit code (the task's exit_code, as
+// wait(2) reports it) into the exit status, or the signal that ended the
+// process and whether it dumped core.
+func exitFields(e *event.Event, r *bpf.SensorExitEvent) {
+	e.Kind = event.KindExit
+	if sig := r.ExitCode & 0x7f; sig != 0 {
+		e.Signal = sig
+		e.CoreDumped = r.ExitCode&0x80 != 0
+		return
+	}
+	status := r.ExitCode >> 8 & 0xff
+	e.ExitCode = &status
 }
 
 func bindFields(e *event.Event, r *bpf.SensorBindEvent) {
@@ -201,18 +253,19 @@ func sourceName(s bpf.SensorEventSource) string {
 
 // cString returns the string in b, stopping at n bytes or the first NUL.
 func cString(b []int8, n int) string {
-	n = max(0, min(n, len(b)))
-	raw := int8Bytes(b[:n])
+	return string(cBytes(b, n))
+}
+
+// cBytes returns the bytes of b up to n or the first NUL, in place.
+func cBytes(b []int8, n int) []byte {
+	raw := int8Bytes(b[:max(0, min(n, len(b)))])
 	if i := bytes.IndexByte(raw, 0); i >= 0 {
 		raw = raw[:i]
 	}
-	return string(raw)
+	return raw
 }
 
+// int8Bytes returns b as bytes, in place.
 func int8Bytes(b []int8) []byte {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		out[i] = byte(c)
-	}
-	return out
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
 }

@@ -3,6 +3,7 @@ package decode
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -108,10 +109,36 @@ func TestDecode(t *testing.T) {
 			}
 		}},
 		{"exit", encode(t, &exit), func(t *testing.T, e event.Event) {
-			if e.Kind != event.KindExit || *e.ExitCode != 256 {
+			if e.Kind != event.KindExit || e.ExitCode == nil || *e.ExitCode != 1 || e.Signal != 0 {
 				t.Fatalf("%+v", e)
 			}
 		}},
+	}
+	// The kernel's exit code is wait(2)'s status: the exit status in the
+	// second byte, or the signal in the low seven bits and 0x80 for a core.
+	for _, c := range []struct {
+		code   int32
+		status *int32
+		signal int32
+		core   bool
+	}{
+		{0, ptr[int32](0), 0, false},
+		{1 << 8, ptr[int32](1), 0, false},
+		{255 << 8, ptr[int32](255), 0, false},
+		{9, nil, 9, false},
+		{0x80 | 11, nil, 11, true},
+		{15, nil, 15, false},
+	} {
+		r := bpf.SensorExitEvent{Hdr: hdr(bpf.SensorEventKindKIND_EXIT), ExitCode: c.code}
+		cases = append(cases, struct {
+			name  string
+			raw   []byte
+			check func(t *testing.T, e event.Event)
+		}{fmt.Sprintf("exit code %#x", c.code), encode(t, &r), func(t *testing.T, e event.Event) {
+			if (e.ExitCode == nil) != (c.status == nil) || e.ExitCode != nil && *e.ExitCode != *c.status || e.Signal != c.signal || e.CoreDumped != c.core {
+				t.Fatalf("exit_code %v, signal %d, core %v; want %v, %d, %v", deref(e.ExitCode), e.Signal, e.CoreDumped, deref(c.status), c.signal, c.core)
+			}
+		}})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -125,6 +152,16 @@ func TestDecode(t *testing.T) {
 			c.check(t, e)
 		})
 	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// deref shows a pointer's value, or nil.
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 func TestDecodeRejectsShortRecords(t *testing.T) {

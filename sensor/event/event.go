@@ -2,11 +2,7 @@
 // the stable JSON field names that sinks, the store and the CLI share.
 package event
 
-import (
-	"bytes"
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Kind says what happened.
 type Kind string
@@ -102,8 +98,14 @@ type Event struct {
 	Exe FileID `json:"-"`
 	// Pending is true when the kernel saw the cgroup as a container not yet
 	// classified: such events wait for the container's identity.
-	Pending  bool   `json:"-"`
+	Pending bool `json:"-"`
+	// ExitCode is an exit's status, as a shell gives it (exit(1): 1); it
+	// is absent when a signal ended the process, which Signal names then.
 	ExitCode *int32 `json:"exit_code,omitempty"`
+	// Signal is the signal that ended the process (9 for SIGKILL), and
+	// CoreDumped whether it dumped core.
+	Signal     int32 `json:"signal,omitempty"`
+	CoreDumped bool  `json:"core_dumped,omitempty"`
 
 	// file
 	Path string `json:"path,omitempty"`
@@ -183,28 +185,7 @@ func (e *Event) ViolationCount() uint64 {
 }
 
 // MarshalLine returns e's JSON encoding as the sinks share it: one object,
-// HTML characters unescaped, no trailing newline.
+// HTML characters unescaped, no trailing newline (see AppendLine).
 func (e *Event) MarshalLine() ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	var v any = e
-	if e.Kind == KindBind {
-		v = bindLine{(*plainEvent)(e), e.Port}
-	}
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
-}
-
-// plainEvent has Event's fields and encoding, for bindLine to extend.
-type plainEvent Event
-
-// bindLine is a bind event's encoding: its port is always there, since
-// port 0 (the kernel picks one) says something too. Its Port field, less
-// deeply nested, takes the place of the omitempty one.
-type bindLine struct {
-	*plainEvent
-	Port uint16 `json:"port"`
+	return e.AppendLine(nil)
 }

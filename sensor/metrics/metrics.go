@@ -54,7 +54,7 @@ type collector struct {
 	version string
 
 	events, lost, violations, containers, watched, generation,
-	build, tier, storeBytes, storeSegments, hooks, stalls,
+	build, tier, storeBytes, storeSegments, hooks, stalls, sinkDropped,
 	runtimeUp, runtimeReconnects, holds, unapplied, mapEntries, mapCapacity, untracked *prometheus.Desc
 }
 
@@ -66,8 +66,9 @@ func newCollector(src Source, version string) *collector {
 		src:               src,
 		version:           version,
 		events:            d("events_total", "Events delivered by the sensor.", "kind", "verdict"),
-		lost:              d("events_lost_total", "Events lost, by cause (kernel ring full per kind, undecodable, store write errors).", "cause"),
+		lost:              d("events_lost_total", "Events lost, by cause (kernel ring full per kind, undecodable, unencodable, queue_closed, store write errors).", "cause"),
 		stalls:            d("pipeline_stalls_total", "Times a pipeline stage waited for the next one (back-pressure instead of loss).", "stage"),
+		sinkDropped:       d("sink_dropped_total", "Events one sink dropped while the others wrote them (stdout_behind: JSON lines on stdout whose reader fell behind); the store has them.", "cause"),
 		violations:        d("violations_total", "Policy violations, denied or audited.", "policy", "rule", "mode"),
 		containers:        d("containers", "Containers the sensor knows."),
 		watched:           d("watched_cgroups", "Cgroups the kernel programs report on."),
@@ -88,7 +89,7 @@ func newCollector(src Source, version string) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.runtimeUp, c.runtimeReconnects, c.holds, c.unapplied, c.mapEntries, c.mapCapacity, c.untracked} {
+	for _, d := range []*prometheus.Desc{c.events, c.lost, c.violations, c.containers, c.watched, c.generation, c.build, c.tier, c.storeBytes, c.storeSegments, c.hooks, c.stalls, c.sinkDropped, c.runtimeUp, c.runtimeReconnects, c.holds, c.unapplied, c.mapEntries, c.mapCapacity, c.untracked} {
 		ch <- d
 	}
 }
@@ -104,6 +105,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for stage, n := range s.Stalls {
 		ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(n), stage)
+	}
+	for cause, n := range s.SinkDropped {
+		ch <- prometheus.MustNewConstMetric(c.sinkDropped, prometheus.CounterValue, float64(n), cause)
 	}
 	ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(s.Containers))
 	ch <- prometheus.MustNewConstMetric(c.watched, prometheus.GaugeValue, float64(s.Watched))

@@ -22,15 +22,16 @@ func (f *fakeSource) Ready() bool                { return f.ready }
 
 func source() *fakeSource {
 	return &fakeSource{snap: status.Snapshot{
-		Tier:       "cgroup-only",
-		Events:     map[string]uint64{"exec/allow": 3, "file/allow": 5},
-		Lost:       map[string]uint64{"ring_full_file": 2, "store_write_error": 0},
-		Stalls:     map[string]uint64{"reader_queue": 4},
-		Hooks:      []status.Hook{{Program: "a", Attached: true}, {Program: "b"}},
-		Store:      &status.Store{Bytes: 4096, Segments: 1},
-		Runtime:    &status.Runtime{Connected: true, Reconnects: 2},
-		Policy:     &enforce.Status{Generation: 3},
-		Violations: map[string]uint64{"web/readOnlyRootFilesystem/enforce": 7, "web/bindInterfaces/enforce": 1},
+		Tier:        "cgroup-only",
+		Events:      map[string]uint64{"exec/allow": 3, "file/allow": 5},
+		Lost:        map[string]uint64{"ring_full_file": 2, "store_write_error": 0},
+		Stalls:      map[string]uint64{"reader_queue": 4},
+		SinkDropped: map[string]uint64{"stdout_behind": 6},
+		Hooks:       []status.Hook{{Program: "a", Attached: true}, {Program: "b"}},
+		Store:       &status.Store{Bytes: 4096, Segments: 1},
+		Runtime:     &status.Runtime{Connected: true, Reconnects: 2},
+		Policy:      &enforce.Status{Generation: 3},
+		Violations:  map[string]uint64{"web/readOnlyRootFilesystem/enforce": 7, "web/bindInterfaces/enforce": 1},
 	}}
 }
 
@@ -50,7 +51,7 @@ func TestLint(t *testing.T) {
 func TestValues(t *testing.T) {
 	reg := NewRegistry(source(), "test")
 	want := `
-# HELP ringfence_events_lost_total Events lost, by cause (kernel ring full per kind, undecodable, store write errors).
+# HELP ringfence_events_lost_total Events lost, by cause (kernel ring full per kind, undecodable, unencodable, queue_closed, store write errors).
 # TYPE ringfence_events_lost_total counter
 ringfence_events_lost_total{cause="ring_full_file"} 2
 ringfence_events_lost_total{cause="store_write_error"} 0
@@ -61,6 +62,9 @@ ringfence_events_total{kind="file",verdict="allow"} 5
 # HELP ringfence_hooks_attached Kernel programs attached.
 # TYPE ringfence_hooks_attached gauge
 ringfence_hooks_attached 1
+# HELP ringfence_sink_dropped_total Events one sink dropped while the others wrote them (stdout_behind: JSON lines on stdout whose reader fell behind); the store has them.
+# TYPE ringfence_sink_dropped_total counter
+ringfence_sink_dropped_total{cause="stdout_behind"} 6
 # HELP ringfence_policy_generation Generation of the policy set in force (0: none loaded).
 # TYPE ringfence_policy_generation gauge
 ringfence_policy_generation 3
@@ -70,7 +74,7 @@ ringfence_violations_total{mode="enforce",policy="web",rule="bindInterfaces"} 1
 ringfence_violations_total{mode="enforce",policy="web",rule="readOnlyRootFilesystem"} 7
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ringfence_events_total", "ringfence_events_lost_total", "ringfence_hooks_attached",
-		"ringfence_policy_generation", "ringfence_violations_total"); err != nil {
+		"ringfence_sink_dropped_total", "ringfence_policy_generation", "ringfence_violations_total"); err != nil {
 		t.Fatal(err)
 	}
 }

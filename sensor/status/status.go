@@ -95,6 +95,10 @@ type Snapshot struct {
 	Lost            map[string]uint64 `json:"lost"`
 	// Stalls counts, by stage, the waits of one pipeline stage for the next.
 	Stalls map[string]uint64 `json:"stalls"`
+	// SinkDropped counts, by cause, the events one sink dropped while the
+	// others wrote them: JSON lines on stdout whose reader fell behind
+	// (stdout_behind). The store has them; they are not in Lost.
+	SinkDropped map[string]uint64 `json:"sink_dropped,omitempty"`
 	// Policy is the policy set in force and the last refused one's problems.
 	Policy *enforce.Status `json:"policy,omitempty"`
 	// Violations counts violations by "policy/rule/mode", rate-limited

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -23,7 +24,20 @@ func main() {
 	flag.StringVar(&cfg.ringfence, "ringfence", "build/ringfence", "ringfence binary, for the queries and the memory measurement")
 	flag.IntVar(&cfg.queries, "queries", 21, "query repetitions")
 	flag.BoolVar(&cfg.skipJQ, "skip-jq", false, "do not run the jq comparison")
+	flag.IntVar(&cfg.pipeGens, "pipeline-generators", 1, "generator processes of the pipeline's load")
+	flag.IntVar(&cfg.pipeRate, "pipeline-rate", 500_000, "distinct file events a second the generators ask together")
+	flag.IntVar(&cfg.pipeSecs, "pipeline-seconds", 10, "how long the pipeline's load lasts")
+	flag.IntVar(&cfg.pipeRingMiB, "pipeline-ring-mib", 16, "the daemon's ring under the pipeline's load, MiB (16: its default)")
+	parts := flag.String("parts", "pipeline,queries,memory", "parts to run, comma-separated: pipeline, queries, memory")
 	flag.Parse()
+	cfg.parts = map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		if p != "pipeline" && p != "queries" && p != "memory" {
+			fmt.Fprintf(os.Stderr, "storebench: -parts: unknown part %q\n", p)
+			os.Exit(2)
+		}
+		cfg.parts[p] = true
+	}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "storebench:", err)
 		os.Exit(1)
