@@ -368,10 +368,9 @@ func TestHostFirstInstruction(t *testing.T) {
 	before := d.statusNow(t).Holds
 
 	ids := map[string]bool{}
-	var last string
 	for i := 0; i < n; i++ {
 		id := rt.NewID(t, "rf-first")
-		ids[id], last = true, id
+		ids[id] = true
 		// The listener is stopped once it is bound (12345 is 0x3039).
 		rt.Run(t, id, "sh", "-c", `echo x > /tmp/first-marker & nc -l -p 12345 & for i in $(seq 500); do grep -q ":3039 " /proc/net/tcp /proc/net/tcp6 && break; sleep 0.01; done; kill $! 2>/dev/null; wait; true`)
 	}
@@ -384,12 +383,17 @@ func TestHostFirstInstruction(t *testing.T) {
 		t.Fatalf("holds timed out: %v (before %v)", after.Holds, before)
 	}
 
+	// A sentinel container, started once every other one has ended and
+	// been classified: the kernel wrote each of their events into the ring
+	// before any of the sentinel's, so once one of its events is stored,
+	// all of theirs were dispatched. (An exit of the last container is no
+	// such marker: its seq may exit before its background shell writes.)
+	sentinel := rt.NewID(t, "rf-first-end")
+	rt.Run(t, sentinel, "true")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The last container's exit is the marker: every earlier event was
-	// dispatched, and so stored, before it.
 	for {
-		res, err := api.NewClient(d.socket()).Query(ctx, store.Query{Container: last, Kinds: []event.Kind{event.KindExit}})
+		res, err := api.NewClient(d.socket()).Query(ctx, store.Query{Container: sentinel, Kinds: []event.Kind{event.KindExit}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,8 +453,8 @@ func TestHostFirstInstruction(t *testing.T) {
 	if found != n {
 		var missing []string
 		for id := range ids {
-			if !markerFrom(byCgroupOf(res.Events, id)) {
-				missing = append(missing, id)
+			if evs := byCgroupOf(res.Events, id); !markerFrom(evs) {
+				missing = append(missing, fmt.Sprintf("%s: %s", id, describe(evs)))
 			}
 		}
 		t.Fatalf("%d containers wrote their marker, want %d; without: %v; lost: %v; holds: %v",
@@ -469,6 +473,29 @@ func byCgroupOf(raw []json.RawMessage, id string) []event.Event {
 		}
 	}
 	return out
+}
+
+// describe lists events briefly (kind, and the path or program), for a
+// failure message.
+func describe(events []event.Event) string {
+	var b strings.Builder
+	for _, e := range events {
+		fmt.Fprintf(&b, "[%s", e.Kind)
+		if e.Path != "" {
+			fmt.Fprintf(&b, " %q", e.Path)
+		}
+		if e.PathScope != "" {
+			fmt.Fprintf(&b, " scope=%s", e.PathScope)
+		}
+		if e.Binary != "" {
+			fmt.Fprintf(&b, " %s", e.Binary)
+		}
+		if e.HoldOutcome != "" {
+			fmt.Fprintf(&b, " hold=%s", e.HoldOutcome)
+		}
+		b.WriteString("] ")
+	}
+	return fmt.Sprintf("%d events: %s", len(events), b.String())
 }
 
 // markerFrom reports whether events hold the write of the first marker.
