@@ -58,6 +58,7 @@ type runFlags struct {
 	allowEmpty    bool
 	mapEntries    uint
 	bpffs         string
+	standby       bool
 	kube          kube.Flags // --kubernetes, --kubeconfig, --node-name, --pod-wait
 }
 
@@ -80,6 +81,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&f.bpffs, "bpffs", kernel.DefaultPinDir, "bpffs `DIR` where the programs and maps are pinned: the rules stay in force while no daemon runs, and the next daemon adopts them (empty: nothing pinned, the rules go with the process)")
+	fs.BoolVar(&f.standby, "standby", false, "when another daemon holds the --bpffs pins, wait for it to stop and take over (a rolling update) instead of exiting with an error")
 	fs.UintVar(&f.mapEntries, "kernel-map-entries", kernel.DefaultMapEntries, "capacity of each kernel map that grows with containers and cgroups (watched and pending cgroups, members, roots, addresses, syscall counters); status and /metrics show their use")
 	fs.UintVar(&f.ringMiB, "ring-mib", 16, "size of the kernel event ring in MiB (a power of two)")
 	fs.BoolVar(&f.stdout, "stdout", true, "write events as JSON lines on stdout")
@@ -331,8 +333,8 @@ func uninstallPins(dir string, lock *kernel.PinLock, log *slog.Logger) error {
 }
 
 // takePins takes the lock of the pin directory. While another daemon holds
-// it (on a cluster, the agent a rolling update replaces, which runs until
-// this one is ready), this one waits in standby: it first checks that it
+// it, this one is refused, or with --standby (on a cluster, where the agent
+// a rolling update replaces runs until this one is ready) waits in standby: it first checks that it
 // could load its programs (a daemon that could not take over never reports
 // ready), then answers /healthz, and /readyz as ready while the pinned set
 // enforces, and takes the lock when the other stops. It returns a nil lock
@@ -341,6 +343,9 @@ func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLo
 	lock, err := kernel.LockPins(ctx, f.bpffs, false)
 	if !errors.Is(err, kernel.ErrPinsInUse) {
 		return lock, err
+	}
+	if !f.standby {
+		return nil, fmt.Errorf("--bpffs: %w (one daemon per node: stop it first, or pass --standby to wait for it and take over)", err)
 	}
 	if _, err := kernel.ProbeTier(); err != nil {
 		return nil, fmt.Errorf("capability probe: %w", err)

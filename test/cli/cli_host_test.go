@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/test/testenv"
 )
@@ -132,5 +135,88 @@ func TestHostRunStatusAndStop(t *testing.T) {
 	out, err = exec.Command(bin, "events", "--store", d.store(), "--kind", "exec").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "TIME") || !strings.Contains(string(out), "/bin/sh") {
 		t.Fatalf("events table: %v\n%s", err, out)
+	}
+}
+
+// TestHostSecondDaemon: a second daemon on the same pins is refused with an
+// error that says why and names --standby; with --standby it waits, touching
+// nothing, and takes over when the first one stops.
+func TestHostSecondDaemon(t *testing.T) {
+	testenv.Privileged(t)
+	bin := build(t)
+	first := startDaemon(t, bin)
+	dir := t.TempDir()
+	args := []string{"run", "--watch-cgroup", first.cgroup, "--store", dir + "/store", "--api-socket", dir + "/api.sock",
+		"--metrics-addr", "", "--containerd-socket", "", "--bpffs", first.pins, "--stdout=false"}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("a second daemon without --standby did not exit: %s", out)
+	}
+	if err == nil || !strings.Contains(string(out), "--bpffs") || !strings.Contains(string(out), "in use by another ringfence daemon") || !strings.Contains(string(out), "--standby") {
+		t.Fatalf("a second daemon: %v, want an error naming --bpffs, the daemon in charge and --standby:\n%s", err, out)
+	}
+	if _, err := os.Stat(dir + "/store"); err == nil {
+		t.Fatal("the refused daemon made its store")
+	}
+
+	second := exec.Command(bin, append(args, "--standby")...)
+	stderr, err := second.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Process.Signal(syscall.SIGTERM); second.Wait() })
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waitLine := func(want string) {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the daemon with --standby ended before it said %q", want)
+				}
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("the daemon with --standby did not say %q in 60 s", want)
+			}
+		}
+	}
+	waitLine("standby: another daemon holds the pins")
+	if _, err := os.Stat(dir + "/api.sock"); err == nil {
+		t.Fatal("the daemon in standby opened its API socket")
+	}
+	first.statusNow(t) // the first one still answers
+
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLine("taking over")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		snap, err := api.NewClient(dir+"/api.sock").Status(c)
+		cancel()
+		if err == nil && snap.Ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon that took over is not ready after 60 s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
