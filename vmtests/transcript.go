@@ -41,6 +41,9 @@ type Transcript struct {
 	Results []Result
 	// Done records that RINGFENCE-DONE was printed.
 	Done bool
+	// Ran counts the tests that started ("=== RUN" lines, subtests
+	// included): a run whose filter matched nothing passes no test.
+	Ran int
 	// Panic is the first console line reporting a kernel panic, if any.
 	Panic string
 	// Lockup is the first console line reporting a soft lockup or an RCU
@@ -63,6 +66,9 @@ func (t *Transcript) Feed(line string) string {
 	}
 	if t.Lockup == "" && (strings.Contains(line, "soft lockup") || strings.Contains(line, "rcu_preempt detected stalls")) {
 		t.Lockup = line
+	}
+	if strings.HasPrefix(line, "=== RUN ") {
+		t.Ran++
 	}
 	marker, rest, _ := strings.Cut(line, " ")
 	rest = strings.TrimSpace(rest)
@@ -233,6 +239,9 @@ func Judge(t Transcript, tests []string, end Ending) Verdict {
 		case !t.HasLSM("bpf"):
 			reasons = append(reasons, "bpf not in LSM list "+strings.Join(t.LSM, ","))
 		}
+	}
+	if t.Done && t.Ran == 0 && len(tests) > 0 {
+		reasons = append(reasons, "no test ran (does the -run filter match any test?)")
 	}
 	for _, name := range tests {
 		r, ok := t.result(name)

@@ -37,6 +37,13 @@ func TestJudge(t *testing.T) {
 			pass:  true,
 		},
 		{
+			name:      "no test ran",
+			log:       boot + lsm + "testing: warning: no tests to run\r\nPASS\r\nRINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test"},
+			end:       EndExited,
+			reasonHas: []string{"no test ran"},
+		},
+		{
 			name:      "one binary fails",
 			log:       boot + lsm + "RINGFENCE-RESULT a.test 0\r\n--- FAIL: TestY\r\nFAIL\r\nRINGFENCE-RESULT b.test 1\r\nRINGFENCE-DONE\r\n",
 			tests:     []string{"a.test", "b.test"},
