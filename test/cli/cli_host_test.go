@@ -209,7 +209,7 @@ func TestHostSecondDaemon(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
-		snap, err := api.NewClient(dir+"/api.sock").Status(c)
+		snap, err := api.NewClient(dir + "/api.sock").Status(c)
 		cancel()
 		if err == nil && snap.Ready {
 			break
