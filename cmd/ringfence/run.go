@@ -334,10 +334,11 @@ func uninstallPins(dir string, lock *kernel.PinLock, log *slog.Logger) error {
 
 // takePins takes the lock of the pin directory. While another daemon holds
 // it, this one is refused, or with --standby (on a cluster, where the agent
-// a rolling update replaces runs until this one is ready) waits in standby: it first checks that it
-// could load its programs (a daemon that could not take over never reports
-// ready), then answers /healthz, and /readyz as ready while the pinned set
-// enforces, and takes the lock when the other stops. It returns a nil lock
+// a rolling update replaces runs until this one is ready) waits in standby:
+// it first checks that it could load its programs (a daemon that could not
+// take over never reports ready), then answers /healthz, and /readyz as
+// ready while the pinned set enforces, and takes the lock when the other
+// stops. It returns a nil lock
 // when stopped while waiting.
 func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLock, error) {
 	lock, err := kernel.LockPins(ctx, f.bpffs, false)
