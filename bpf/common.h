@@ -62,6 +62,25 @@ static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, 
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+static __always_inline struct enforce_scratch *enforce_scratch_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&enforce_scratch, &zero);
+}
+
+/* file_event_output copies e into the ring up to the end of its last path,
+ * its NUL included: a path is most often a few dozen bytes of its
+ * PATH_LEN, so the record is a fraction of the struct and the ring holds
+ * that many more. The reader takes the missing tail as zeroes. */
+static __always_inline void file_event_output(struct file_event *e)
+{
+	__u64 size = __builtin_offsetof(struct file_event, path) + (e->path_len & (PATH_LEN - 1)) + 1;
+	if (e->path2_kind != PATH_NONE)
+		size = __builtin_offsetof(struct file_event, path2) + (e->path2_len & (PATH_LEN - 1)) + 1;
+	if (bpf_ringbuf_output(&events, e, size, 0))
+		count_drop(DROP_RING_FILE);
+}
+
 /* RESERVE returns a record of the ring sized for type, its contents
  * uninitialised (the caller fills every field), or NULL after counting the
  * loss under cause. */

@@ -24,12 +24,6 @@
 #define VIOLATION_BURST 10            /* reported per container, rule and policy each second */
 #define VIOLATION_WINDOW_NS 1000000000ULL
 
-static __always_inline struct enforce_scratch *enforce_scratch_get(void)
-{
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&enforce_scratch, &zero);
-}
-
 #define MAX_CGROUP_LEVEL 16
 
 /* task_member returns the rules of the current task, whose cgroup is cg:

@@ -87,8 +87,7 @@ static __always_inline int file_event_end(struct file_event *e, struct dentry *d
 		if (verdict == ACTION_DENY)
 			return -EPERM; /* it did not happen: no file event */
 	}
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
-		count_drop(DROP_RING_FILE);
+	file_event_output(e);
 	return 0;
 }
 

@@ -39,13 +39,14 @@ static __always_inline __u32 append_name(struct path_scratch *s, __u32 off, cons
 	return append_str(s, off, name, 0);
 }
 
-/* copy_out copies len bytes of s->buf into dst (PATH_LEN) and returns the stored length. */
+/* copy_out copies the len bytes of s->buf and a NUL into dst (PATH_LEN),
+ * nothing past them, and returns the stored length. */
 static __always_inline __u32 copy_out(struct path_scratch *s, __u32 len, char *dst)
 {
 	if (len > PATH_LEN - 1)
 		len = PATH_LEN - 1;
 	s->buf[len & (PATH_LEN - 1)] = 0;
-	bpf_probe_read_kernel(dst, PATH_LEN, s->buf);
+	bpf_probe_read_kernel(dst, (len & (PATH_LEN - 1)) + 1, s->buf);
 	return len;
 }
 

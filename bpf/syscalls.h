@@ -280,9 +280,12 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	if (op == FILE_OP_UNLINK && (flags & AT_REMOVEDIR))
 		op = FILE_OP_RMDIR;
 
-	struct file_event *e = RESERVE(struct file_event, DROP_RING_FILE);
-	if (!e)
+	/* Built in the per-CPU record and copied to the ring only as long as
+	 * its paths: reserving the whole struct would take PATH_LEN twice. */
+	struct enforce_scratch *sc = enforce_scratch_get();
+	if (!sc)
 		return 0;
+	struct file_event *e = &sc->fe;
 	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_TRACEPOINT);
 	e->op = op;
 	e->flags = flags;
@@ -304,7 +307,7 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 		e->path_kind = PATH_HANDLE;
 	if (a.path2 >= 0)
 		e->path2_kind = read_user_path(&args, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
-	bpf_ringbuf_submit(e, 0);
+	file_event_output(e);
 	return 0;
 }
 

@@ -35,6 +35,9 @@ type Decoder struct {
 	// comms holds one string per process name seen (at most maxComms),
 	// shared by the events of that name.
 	comms map[string]string
+	// short holds a file record the kernel trimmed after its last path,
+	// its missing tail zero.
+	short bpf.SensorFileEvent
 }
 
 // maxComms bounds the process names a Decoder keeps; past it, it forgets
@@ -101,7 +104,7 @@ func (d *Decoder) Decode(raw []byte) (event.Event, Violation, error) {
 		}
 		exitFields(&e, r)
 	case bpf.SensorEventKindKIND_FILE:
-		r, err := view[bpf.SensorFileEvent](raw, fileSize)
+		r, err := d.fileRecord(raw)
 		if err != nil {
 			return e, v, fmt.Errorf("file: %w", err)
 		}

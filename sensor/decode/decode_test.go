@@ -166,15 +166,93 @@ func deref[T any](p *T) any {
 
 func TestDecodeRejectsShortRecords(t *testing.T) {
 	d := New(time.Now(), nil)
-	full := encode(t, &bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE)})
+	full := encode(t, &bpf.SensorExecEvent{Hdr: hdr(bpf.SensorEventKindKIND_EXEC)})
 	for _, n := range []int{0, 10, hdrSize - 1, hdrSize, len(full) - 1} {
 		if _, _, err := d.Decode(full[:n]); !errors.Is(err, ErrShort) {
-			t.Errorf("%d bytes: err = %v, want ErrShort", n, err)
+			t.Errorf("exec, %d bytes: err = %v, want ErrShort", n, err)
 		}
+	}
+	// A file record ends after its last path's NUL, and no sooner.
+	f := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), PathKind: uint16(bpf.SensorPathKindPATH_ABSOLUTE)}
+	f.PathLen = setStr(f.Path[:], "/etc/motd")
+	file := encode(t, &f)
+	end := filePathOff + len("/etc/motd") + 1
+	for _, n := range []int{hdrSize, filePathOff, end - 1} {
+		if _, _, err := d.Decode(file[:n]); !errors.Is(err, ErrShort) {
+			t.Errorf("file, %d bytes: err = %v, want ErrShort", n, err)
+		}
+	}
+	f.Path2Kind = uint16(bpf.SensorPathKindPATH_ABSOLUTE)
+	f.Path2Len = setStr(f.Path2[:], "/etc/issue")
+	file = encode(t, &f)
+	if _, _, err := d.Decode(file[:filePath2Off]); !errors.Is(err, ErrShort) {
+		t.Errorf("file with a second path cut before it: err = %v, want ErrShort", err)
 	}
 	bad := encode(t, &bpf.SensorExitEvent{Hdr: hdr(99)})
 	if _, _, err := d.Decode(bad); err == nil || !strings.Contains(err.Error(), "unknown event kind 99") {
 		t.Errorf("unknown kind: err = %v", err)
+	}
+}
+
+// TestDecodeTrimmedFileRecords: a file record as the kernel writes it,
+// cut after its last path's NUL, decodes as the whole struct does, and
+// nothing of an earlier, longer record shows through its missing tail.
+func TestDecodeTrimmedFileRecords(t *testing.T) {
+	d := New(time.Unix(0, 0), nil)
+	long := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_RENAME),
+		PathKind: uint16(bpf.SensorPathKindPATH_ABSOLUTE), Path2Kind: uint16(bpf.SensorPathKindPATH_ABSOLUTE)}
+	long.PathLen = setStr(long.Path[:], "/var/lib/"+strings.Repeat("x", 400))
+	long.Path2Len = setStr(long.Path2[:], "/var/lib/"+strings.Repeat("y", 400))
+	raw := encode(t, &long)
+	end := filePath2Off + int(long.Path2Len) + 1
+	if _, _, err := d.Decode(raw[:end]); err != nil {
+		t.Fatalf("rename cut after its second path: %v", err)
+	}
+
+	cases := []struct {
+		name         string
+		op           bpf.SensorFileOp
+		path, target string
+	}{
+		{"one path", bpf.SensorFileOpFILE_OP_CREATE, "/tmp/a", ""},
+		{"two paths", bpf.SensorFileOpFILE_OP_RENAME, "/tmp/a", "/tmp/b"},
+		{"empty path", bpf.SensorFileOpFILE_OP_OPEN, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(c.op), PathKind: uint16(bpf.SensorPathKindPATH_ABSOLUTE)}
+			r.PathLen = setStr(r.Path[:], c.path)
+			end := filePathOff + len(c.path) + 1
+			if c.target != "" {
+				r.Path2Kind = uint16(bpf.SensorPathKindPATH_ABSOLUTE)
+				r.Path2Len = setStr(r.Path2[:], c.target)
+				end = filePath2Off + len(c.target) + 1
+			}
+			whole := encode(t, &r)
+			want, _, err := d.Decode(whole)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The long record first: its bytes must not reach the short one.
+			if _, _, err := d.Decode(raw); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := d.Decode(append([]byte(nil), whole[:end]...))
+			if err != nil {
+				t.Fatalf("trimmed to %d bytes: %v", end, err)
+			}
+			if got.Path != c.path || got.Target != c.target || got.Op != want.Op || got.Path != want.Path || got.Target != want.Target {
+				t.Errorf("trimmed: path %q target %q op %q; whole: path %q target %q op %q",
+					got.Path, got.Target, got.Op, want.Path, want.Target, want.Op)
+			}
+		})
+	}
+
+	bad := long
+	bad.Path2Kind = uint16(bpf.SensorPathKindPATH_NONE)
+	bad.PathLen = uint32(bpf.SensorAbiLimitPATH_LEN)
+	if _, _, err := d.Decode(encode(t, &bad)); err == nil || !strings.Contains(err.Error(), "path length") {
+		t.Errorf("path length past the array: err = %v", err)
 	}
 }
 
@@ -201,10 +279,19 @@ func BenchmarkDecodeFile(b *testing.B) {
 	r := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_OPEN), PathKind: uint16(bpf.SensorPathKindPATH_ABSOLUTE)}
 	r.PathLen = setStr(r.Path[:], "/var/lib/app/data/file.db")
 	raw := encode(b, &r)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := d.Decode(raw); err != nil {
-			b.Fatal(err)
-		}
+	// As the kernel writes it: up to the path's NUL.
+	trimmed := raw[:filePathOff+int(r.PathLen)+1]
+	for _, c := range []struct {
+		name string
+		raw  []byte
+	}{{"whole", raw}, {"trimmed", trimmed}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := d.Decode(c.raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

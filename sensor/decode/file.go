@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"unsafe"
 
 	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/sensor/event"
@@ -46,6 +47,44 @@ func OpName(op bpf.SensorFileOp) string {
 		return "fallocate"
 	}
 	return fmt.Sprintf("op_%d", op)
+}
+
+var (
+	filePathOff  = int(unsafe.Offsetof(bpf.SensorFileEvent{}.Path))
+	filePath2Off = int(unsafe.Offsetof(bpf.SensorFileEvent{}.Path2))
+	pathMax      = uint32(bpf.SensorAbiLimitPATH_LEN) - 1
+)
+
+// fileRecord returns the file record in raw. The kernel writes a file
+// record only up to the end of its last path and that path's NUL: a
+// shorter record is copied into a zeroed one, and each length is checked
+// against the bytes the record has. The result is valid until the next
+// call.
+func (d *Decoder) fileRecord(raw []byte) (*bpf.SensorFileEvent, error) {
+	if len(raw) < filePathOff+1 {
+		return nil, fmt.Errorf("%w: %d bytes, need %d", ErrShort, len(raw), filePathOff+1)
+	}
+	r := &d.short
+	if len(raw) >= fileSize {
+		var err error
+		if r, err = view[bpf.SensorFileEvent](raw, fileSize); err != nil {
+			return nil, err
+		}
+	} else {
+		b := unsafe.Slice((*byte)(unsafe.Pointer(r)), fileSize)
+		clear(b[copy(b, raw):])
+	}
+	if r.PathLen > pathMax || r.Path2Len > pathMax {
+		return nil, fmt.Errorf("path length %d/%d past %d", r.PathLen, r.Path2Len, pathMax)
+	}
+	need := filePathOff + int(r.PathLen) + 1
+	if r.Path2Kind != uint16(bpf.SensorPathKindPATH_NONE) {
+		need = filePath2Off + int(r.Path2Len) + 1
+	}
+	if len(raw) < need {
+		return nil, fmt.Errorf("%w: %d bytes, its paths need %d", ErrShort, len(raw), need)
+	}
+	return r, nil
 }
 
 func (d *Decoder) fileFields(e *event.Event, r *bpf.SensorFileEvent) {
