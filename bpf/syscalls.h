@@ -212,6 +212,7 @@ static __always_inline __u16 absolute_path(const char *p, char *buf, __u32 *len)
 static __always_inline __u16 read_user_path(const struct sc_args *args, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
 {
 	*len = 0;
+	buf[0] = 0; /* the record ends at this NUL when nothing is read into it */
 	*dirfd = di >= 0 ? (__s32)sc_arg(args, di) : AT_FDCWD;
 	const char *p = pi >= 0 ? (const char *)sc_arg(args, pi) : 0;
 	if (p) {

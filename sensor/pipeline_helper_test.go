@@ -53,7 +53,8 @@ func fileRecords(n int) [][]byte {
 		}
 		setInt8(r.Hdr.Comm[:], "worker")
 		r.PathLen = setInt8(r.Path[:], fmt.Sprintf("/var/lib/app/data/%06d.db", i))
-		raw := make([]byte, unsafe.Sizeof(r))
+		// Up to the path's NUL, as the kernel copies it into the ring.
+		raw := make([]byte, unsafe.Offsetof(r.Path)+uintptr(r.PathLen)+1)
 		copy(raw, unsafe.Slice((*byte)(unsafe.Pointer(&r)), len(raw)))
 		out[i] = raw
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encode(f, &bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), PathLen: 1 << 31, PathKind: 7, Path2Kind: 2}))
 	f.Add(encode(f, &bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 2}))
 	f.Add([]byte{1, 2, 3})
+	trimmed := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), PathKind: uint16(bpf.SensorPathKindPATH_RELATIVE), Dirfd: -100}
+	trimmed.PathLen = setStr(trimmed.Path[:], "etc/hosts")
+	f.Add(encode(f, &trimmed)[:filePathOff+int(trimmed.PathLen)+1])
 	d := New(time.Unix(0, 0), fakeResolver{-100: "/"})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, _, err := d.Decode(raw)
@@ -270,6 +274,15 @@ func FuzzDecode(f *testing.F) {
 		// Lengths in a record are never trusted beyond their arrays.
 		if len(e.Binary) > 256 || len(e.Path) > 1024 || len(e.Target) > 1024 {
 			t.Fatalf("decoded field past its array: %+v", e)
+		}
+		// A trimmed file record means what the whole struct with a zero
+		// tail means.
+		if h, _ := view[bpf.SensorEventHdr](raw, hdrSize); h.Kind == uint16(bpf.SensorEventKindKIND_FILE) && len(raw) < fileSize {
+			padded := append(append([]byte(nil), raw...), make([]byte, fileSize-len(raw))...)
+			whole, _, err := d.Decode(padded)
+			if err != nil || !reflect.DeepEqual(e, whole) {
+				t.Fatalf("trimmed record: %+v; padded: %+v, %v", e, whole, err)
+			}
 		}
 	})
 }

@@ -71,7 +71,7 @@ func (d *Decoder) fileRecord(raw []byte) (*bpf.SensorFileEvent, error) {
 			return nil, err
 		}
 	} else {
-		b := unsafe.Slice((*byte)(unsafe.Pointer(r)), fileSize)
+		b := unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
 		clear(b[copy(b, raw):])
 	}
 	if r.PathLen > pathMax || r.Path2Len > pathMax {
