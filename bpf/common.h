@@ -24,10 +24,15 @@ static __always_inline void count_drop(__u32 cause)
 		(*n)++;
 }
 
-/* current_watched returns the cgroup id of the current task when it is watched, else 0. */
+/* current_watched returns the cgroup id of the current task when it is
+ * watched, else 0. Every caller is a tracing or LSM program, on every
+ * syscall of the node for sys_enter: the id is read directly from the
+ * task (what bpf_get_current_cgroup_id reads: its css_set's default
+ * hierarchy cgroup's kernfs node), guarded loads rather than a helper
+ * call. */
 static __always_inline __u64 current_watched(void)
 {
-	__u64 cg = bpf_get_current_cgroup_id();
+	__u64 cg = bpf_get_current_task_btf()->cgroups->dfl_cgrp->kn->id;
 	if (!bpf_map_lookup_elem(&watched, &cg))
 		return 0;
 	return cg;
@@ -42,9 +47,16 @@ static __always_inline int in_compat_syscall(void)
 	return (BPF_CORE_READ(task, thread_info.status) & TS_COMPAT) != 0;
 }
 
-static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, __u16 source)
+/* in_compat_syscall_traced is in_compat_syscall for tracing and LSM
+ * programs, which may read the current task directly (guarded loads, no
+ * helper call per field). */
+static __always_inline int in_compat_syscall_traced(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT) != 0;
+}
+
+static __always_inline void fill_hdr_ppid(struct event_hdr *h, __u64 cg, __u16 kind, __u16 source, __u32 ppid)
+{
 	__u64 pidtgid = bpf_get_current_pid_tgid();
 	__u64 uidgid = bpf_get_current_uid_gid();
 
@@ -52,7 +64,7 @@ static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, 
 	h->cgroup_id = cg;
 	h->pid = pidtgid >> 32;
 	h->tid = (__u32)pidtgid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->ppid = ppid;
 	h->uid = (__u32)uidgid;
 	h->gid = uidgid >> 32;
 	h->kind = kind;
@@ -60,6 +72,20 @@ static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, 
 	h->pending = bpf_map_lookup_elem(&pending, &cg) != 0;
 	h->_pad = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* fill_hdr fills the header of a record about the current task. */
+static __always_inline void fill_hdr(struct event_hdr *h, __u64 cg, __u16 kind, __u16 source)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	fill_hdr_ppid(h, cg, kind, source, BPF_CORE_READ(task, real_parent, tgid));
+}
+
+/* fill_hdr_traced is fill_hdr for tracing and LSM programs: the parent is
+ * read directly, not through two helper calls. */
+static __always_inline void fill_hdr_traced(struct event_hdr *h, __u64 cg, __u16 kind, __u16 source)
+{
+	fill_hdr_ppid(h, cg, kind, source, bpf_get_current_task_btf()->real_parent->tgid);
 }
 
 static __always_inline struct enforce_scratch *enforce_scratch_get(void)

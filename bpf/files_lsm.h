@@ -30,7 +30,7 @@ static __always_inline struct file_event *file_event_start(__u32 op)
 	if (!sc)
 		return 0;
 	struct file_event *e = &sc->fe;
-	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_LSM);
+	fill_hdr_traced(&e->hdr, cg, KIND_FILE, SOURCE_LSM);
 	e->op = op;
 	e->flags = 0;
 	e->mode = 0;

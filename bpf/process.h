@@ -86,7 +86,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	struct exec_event *e = RESERVE(struct exec_event, DROP_RING_EXEC);
 	if (!e)
 		return 0;
-	fill_hdr(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
+	fill_hdr_traced(&e->hdr, cg, KIND_EXEC, SOURCE_TRACEPOINT);
 	e->held = held;
 	e->exe_ino = exe_ino;
 	e->exe_dev = exe_dev;
@@ -147,7 +147,7 @@ static __always_inline int on_exit(struct task_struct *task)
 	struct exit_event *e = RESERVE(struct exit_event, DROP_RING_EXIT);
 	if (!e)
 		return 0;
-	fill_hdr(&e->hdr, cg, KIND_EXIT, SOURCE_TRACEPOINT);
+	fill_hdr_traced(&e->hdr, cg, KIND_EXIT, SOURCE_TRACEPOINT);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->_pad = 0;
 	bpf_ringbuf_submit(e, 0);

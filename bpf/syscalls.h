@@ -160,21 +160,24 @@ struct sc_args {
 	unsigned long v[5];
 };
 
+/* regs is the tracepoint's own argument, typed by BTF: its fields are read
+ * directly (the verifier makes each a guarded load), not through a helper
+ * call each. x86-64 passes the fourth argument in r10, not rcx. */
 static __always_inline void read_sc_args(struct pt_regs *regs, int compat, struct sc_args *s)
 {
 	if (compat) {
-		s->v[0] = (__u32)BPF_CORE_READ(regs, bx);
-		s->v[1] = (__u32)BPF_CORE_READ(regs, cx);
-		s->v[2] = (__u32)BPF_CORE_READ(regs, dx);
-		s->v[3] = (__u32)BPF_CORE_READ(regs, si);
-		s->v[4] = (__u32)BPF_CORE_READ(regs, di);
+		s->v[0] = (__u32)regs->bx;
+		s->v[1] = (__u32)regs->cx;
+		s->v[2] = (__u32)regs->dx;
+		s->v[3] = (__u32)regs->si;
+		s->v[4] = (__u32)regs->di;
 		return;
 	}
-	s->v[0] = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	s->v[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	s->v[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	s->v[3] = PT_REGS_PARM4_CORE_SYSCALL(regs);
-	s->v[4] = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	s->v[0] = regs->di;
+	s->v[1] = regs->si;
+	s->v[2] = regs->dx;
+	s->v[3] = regs->r10;
+	s->v[4] = regs->r8;
 }
 
 static __always_inline unsigned long sc_arg(const struct sc_args *s, int i)
@@ -196,12 +199,17 @@ static __always_inline unsigned long sc_arg(const struct sc_args *s, int i)
 static __always_inline __u16 absolute_path(const char *p, char *buf, __u32 *len)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct dentry *rd = BPF_CORE_READ(task, fs, root.dentry);
-	struct vfsmount *rm = BPF_CORE_READ(task, fs, root.mnt);
-	struct mount *mnt = (struct mount *)((__u64)rm - bpf_core_field_offset(struct mount, mnt));
-	if (rd == BPF_CORE_READ(rm, mnt_root) && BPF_CORE_READ(mnt, mnt_parent) == mnt)
-		return PATH_ABSOLUTE; /* the namespace's root: as given */
-	*len = dir_then_user(rd, rm, p + 1, buf);
+	struct path_scratch *s = scratch();
+	if (!s)
+		return PATH_ABSOLUTE;
+	__u32 off = path_walk(s, (__u64)BPF_CORE_READ(task, fs, root.dentry), (__u64)BPF_CORE_READ(task, fs, root.mnt));
+	/* The root is "/" of the namespace, as nearly every process's is
+	 * (mounted on the root of another mount, as pivot_root and an
+	 * initramfs's switch_root leave it, is the same): the path as given,
+	 * already in buf. */
+	if (off <= 1)
+		return PATH_ABSOLUTE;
+	*len = copy_out(s, path_append_user(s, off, (__u64)(p + 1)), buf);
 	return PATH_ABSOLUTE;
 }
 
@@ -287,7 +295,7 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	if (!sc)
 		return 0;
 	struct file_event *e = &sc->fe;
-	fill_hdr(&e->hdr, cg, KIND_FILE, SOURCE_TRACEPOINT);
+	fill_hdr_traced(&e->hdr, cg, KIND_FILE, SOURCE_TRACEPOINT);
 	e->op = op;
 	e->flags = flags;
 	e->mode = a.mode >= 0 ? (__u32)sc_arg(&args, a.mode) : 0;
@@ -345,7 +353,7 @@ static __always_inline int on_sys_enter(struct pt_regs *regs, long nr)
 	__u64 cg = current_watched();
 	if (!cg)
 		return 0;
-	int compat = in_compat_syscall();
+	int compat = in_compat_syscall_traced();
 	/* ia32 numbers are counted apart: the same number is another syscall.
 	 * x32 syscalls use the x86-64 numbers, with a bit set. */
 	count_syscall(cg, compat ? nr : nr & ~X32_SYSCALL_BIT, compat);
