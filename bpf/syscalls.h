@@ -202,7 +202,9 @@ static __always_inline __u16 absolute_path(const char *p, char *buf, __u32 *len)
 	struct path_scratch *s = scratch();
 	if (!s)
 		return PATH_ABSOLUTE;
-	__u32 off = path_walk(s, (__u64)BPF_CORE_READ(task, fs, root.dentry), (__u64)BPF_CORE_READ(task, fs, root.mnt));
+	struct path root = {};
+	BPF_CORE_READ_INTO(&root, task, fs, root); /* the task's fs once, its root whole */
+	__u32 off = path_walk(s, (__u64)root.dentry, (__u64)root.mnt);
 	/* The root is "/" of the namespace, as nearly every process's is
 	 * (mounted on the root of another mount, as pivot_root and an
 	 * initramfs's switch_root leave it, is the same): the path as given,
