@@ -6,9 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/ringfence/ringfence/sensor/hostfs"
-	"github.com/ringfence/ringfence/test/testenv"
 )
 
 // TestPrivilegedExemptBelow: a cgroup made below an exempt one (a restarted
@@ -17,32 +14,9 @@ import (
 // the exempt cgroup is pending as every new container; exemption goes with
 // the cgroup.
 func TestPrivilegedExemptBelow(t *testing.T) {
-	testenv.Privileged(t)
-	p, err := ProbeTier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(p, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	s, p := loadCommitted(t)
 	parent := fmt.Sprintf("ringfence-exempt-test-%d", os.Getpid())
-	mk := func(dir string) uint64 {
-		t.Helper()
-		if err := hostfs.CreateCgroup(p.Cgroup2Root, dir); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Remove(filepath.Join(p.Cgroup2Root, dir)) })
-		id, err := hostfs.CgroupID(p.Cgroup2Root, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	mk := func(dir string) uint64 { return testCgroup(t, p, dir) }
 	parentID := mk(parent)
 	if err := s.AddRuntimeParent(parentID); err != nil {
 		t.Fatal(err)

@@ -14,8 +14,6 @@ import (
 
 	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/sensor/decode"
-	"github.com/ringfence/ringfence/sensor/hostfs"
-	"github.com/ringfence/ringfence/test/testenv"
 )
 
 // TestPrivilegedFileRecords: the kernel writes a file record only up to the
@@ -23,28 +21,9 @@ import (
 // chose (the syscall tracepoint or the LSM hooks), and the records decode
 // to the paths the process wrote.
 func TestPrivilegedFileRecords(t *testing.T) {
-	testenv.Privileged(t)
-	p, err := ProbeTier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(p, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	s, p := loadCommitted(t)
 	cg := fmt.Sprintf("ringfence-records-test-%d", os.Getpid())
-	if err := hostfs.CreateCgroup(p.Cgroup2Root, cg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(filepath.Join(p.Cgroup2Root, cg)) })
-	id, err := hostfs.CgroupID(p.Cgroup2Root, cg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := testCgroup(t, p, cg)
 	if err := s.Watch(id); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/sensor/hostfs"
-	"github.com/ringfence/ringfence/test/testenv"
 )
 
 // TestPrivilegedRuntimeReexecNotHeld: in a pending container cgroup the
@@ -23,19 +22,7 @@ import (
 // container's setup completes while no daemon runs; the same file with
 // other arguments, or another file with "init", is held.
 func TestPrivilegedRuntimeReexecNotHeld(t *testing.T) {
-	testenv.Privileged(t)
-	p, err := ProbeTier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(p, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	s, p := loadCommitted(t)
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		t.Fatal(err)
@@ -78,14 +65,7 @@ func TestPrivilegedRuntimeReexecNotHeld(t *testing.T) {
 	memfdPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), memfd)
 
 	parent := fmt.Sprintf("ringfence-runtime-test-%d", os.Getpid())
-	if err := hostfs.CreateCgroup(p.Cgroup2Root, parent); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(filepath.Join(p.Cgroup2Root, parent)) })
-	parentID, err := hostfs.CgroupID(p.Cgroup2Root, parent)
-	if err != nil {
-		t.Fatal(err)
-	}
+	parentID := testCgroup(t, p, parent)
 	if err := s.AddRuntimeParent(parentID); err != nil {
 		t.Fatal(err)
 	}
