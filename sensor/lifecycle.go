@@ -68,7 +68,16 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 		// Another pod of the sensor's own DaemonSet (the next agent of a
 		// rolling update): exempt like the sensor's own container, and
 		// taken off any policy it was put under before its pod was known.
-		if err := s.kern.Exempt(info.CgroupID); err != nil {
+		// Its pod's cgroup too, as the sensor's own: a container the
+		// kubelet makes there later (a restart of the next agent, after
+		// this one has gone) is exempt from its creation, daemon or not.
+		ids := []uint64{info.CgroupID}
+		if pod, ok, err := podCgroup(s.probe.Cgroup2Root, info.CgroupPath, s.cfg.RuntimeParents); err != nil {
+			s.cfg.Logger.Warn("the pod cgroup of a container of the sensor's own DaemonSet is not exempt", "container", info.ID, "error", err)
+		} else if ok {
+			ids = append(ids, pod)
+		}
+		if err := s.kern.Exempt(ids...); err != nil {
 			return enforce.Member{}, fmt.Errorf("container %s: %w", info.ID, err)
 		}
 		s.cfg.Logger.Info("a container of the sensor's own DaemonSet is exempt from policies", "container", info.ID, "pod", info.Labels[container.LabelPodUID])

@@ -277,14 +277,25 @@ func ownCgroups(cgroup2 string, runtimeParents, watched []string) ([]uint64, err
 		return nil, err
 	}
 	ids := []uint64{self}
-	if pod := path.Dir(rel); podBelowParent(pod, runtimeParents) {
-		id, err := hostfs.CgroupID(cgroup2, pod)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
+	if pod, ok, err := podCgroup(cgroup2, rel, runtimeParents); err != nil {
+		return nil, err
+	} else if ok {
+		ids = append(ids, pod)
 	}
 	return ids, nil
+}
+
+// podCgroup returns the id of the pod's cgroup of the container whose
+// cgroup is rel: its parent, when that is strictly below a runtime parent
+// (a pod's, where the kubelet makes the pod's containers and their
+// restarts), not a runtime parent itself.
+func podCgroup(cgroup2, rel string, runtimeParents []string) (uint64, bool, error) {
+	pod := path.Dir(path.Clean("/" + rel))
+	if !podBelowParent(pod, runtimeParents) {
+		return 0, false, nil
+	}
+	id, err := hostfs.CgroupID(cgroup2, pod)
+	return id, err == nil, err
 }
 
 // exemptable refuses to exempt the cgroup rel when that would exempt what
