@@ -20,6 +20,7 @@ commands:
   posture    CIS Docker Benchmark checks of each running container's OCI spec
   policy     check policy files: ringfence policy check FILE...
   uninstall  detach the pinned programs, remove the pins, let go every held process
+  health     ask a daemon's --health-socket whether it is alive or ready (the DaemonSet's probes)
   version    print the version
 `
 
@@ -40,6 +41,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		"posture":    postureCmd,
 		"policy":     policyCmd,
 		"uninstall":  uninstallCmd,
+		"health":     healthCmd,
 		"version":    func([]string, io.Writer, io.Writer) int { fmt.Fprintln(stdout, "ringfence", version); return 0 },
 	}
 	cmd, ok := cmds[args[0]]

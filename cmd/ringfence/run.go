@@ -45,6 +45,7 @@ type runFlags struct {
 	storeMaxBytes int64
 	apiSocket     string
 	metricsAddr   string
+	healthSocket  string
 	ringMiB       uint
 	stdout        bool
 	interval      time.Duration
@@ -80,6 +81,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.holdTimeout, "hold-timeout", 2*time.Second, "longest a new container's first exec waits for the runtime to name the container; after it, a container its cgroup path names runs under its policies, one nobody names stays held until it is named")
 	fs.StringVar(&f.apiSocket, "api-socket", api.DefaultSocket, "unix socket of the daemon API (mode 0600)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "Prometheus metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&f.healthSocket, "health-socket", "", "unix socket `PATH` where this process alone answers /healthz and /readyz, in standby too (`ringfence health`; the DaemonSet's probes): unlike --metrics-addr, never shared with another daemon (empty: off)")
 	fs.StringVar(&f.bpffs, "bpffs", kernel.DefaultPinDir, "bpffs `DIR` where the programs and maps are pinned: the rules stay in force while no daemon runs, and the next daemon adopts them (empty: nothing pinned, the rules go with the process)")
 	fs.BoolVar(&f.standby, "standby", false, "when another daemon holds the --bpffs pins, wait for it to stop and take over (a rolling update) instead of exiting with an error")
 	fs.UintVar(&f.mapEntries, "kernel-map-entries", kernel.DefaultMapEntries, "capacity of each kernel map that grows with containers and cgroups (watched and pending cgroups, members, roots, addresses, syscall counters); status and /metrics show their use")
@@ -178,11 +180,20 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 	hup := make(chan os.Signal, 1) // also in standby: a SIGHUP must not end it
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	// The pins' lock first, before the store and the sockets, which the
+	// The health socket first: it says what this process is doing, from
+	// its start (its path is the pod's own, not the daemon's in charge).
+	var health *healthSwitch
+	if f.healthSocket != "" {
+		health = newHealthSwitch()
+		if err := serveHealth(ctx, f.healthSocket, health); err != nil {
+			return fmt.Errorf("--health-socket: %w", err)
+		}
+	}
+	// The pins' lock next, before the store and the sockets, which the
 	// daemon holding it (the one a rolling update replaces) still uses.
 	var lock *kernel.PinLock
 	if f.bpffs != "" {
-		if lock, err = takePins(ctx, f, log); err != nil || lock == nil {
+		if lock, err = takePins(ctx, f, health, log); err != nil || lock == nil {
 			return err // lock nil: stopped in standby, nothing touched
 		}
 		defer func() { err = errors.Join(err, lock.Release()) }()
@@ -295,6 +306,7 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		}
 		ready, collectors = readyWhen{s, agent.Ready}, agent.Collectors()
 	}
+	health.set(metrics.HealthHandler(ready.Ready))
 	wg.Go(func() {
 		if err := api.NewServer(s, hub, f.storeDir, log).Serve(ctx, ln); err != nil {
 			log.Error("api server", "error", err)
@@ -340,7 +352,7 @@ func uninstallPins(dir string, lock *kernel.PinLock, log *slog.Logger) error {
 // ready while the pinned set enforces, and takes the lock when the other
 // stops. It returns a nil lock
 // when stopped while waiting.
-func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLock, error) {
+func takePins(ctx context.Context, f *runFlags, health *healthSwitch, log *slog.Logger) (*kernel.PinLock, error) {
 	lock, err := kernel.LockPins(ctx, f.bpffs, false)
 	if !errors.Is(err, kernel.ErrPinsInUse) {
 		return lock, err
@@ -351,7 +363,11 @@ func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLo
 	if _, err := kernel.ProbeTier(); err != nil {
 		return nil, fmt.Errorf("capability probe: %w", err)
 	}
+	if err := kernel.ProbeLoad(); err != nil {
+		return nil, fmt.Errorf("capability probe: %w", err)
+	}
 	log.Info("standby: another daemon holds the pins; waiting for it to stop", "bpffs", f.bpffs, "error", err)
+	health.set(standbyHandler(f.bpffs, "standby"))
 	if f.metricsAddr != "" {
 		// The address is the other daemon's too: both listen (SO_REUSEPORT)
 		// and either answers for what is in force.
@@ -359,7 +375,7 @@ func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLo
 		if err != nil {
 			log.Warn("standby: --metrics-addr taken, the daemon in charge answers on it", "error", err)
 		} else {
-			srv := &http.Server{Handler: standbyHandler(f.bpffs), ReadHeaderTimeout: 5 * time.Second}
+			srv := &http.Server{Handler: standbyHandler(f.bpffs, "standby"), ReadHeaderTimeout: 5 * time.Second}
 			go srv.Serve(ln)
 			defer srv.Close()
 		}
@@ -374,22 +390,28 @@ func takePins(ctx context.Context, f *runFlags, log *slog.Logger) (*kernel.PinLo
 		return nil, err
 	}
 	log.Info("the daemon that held the pins stopped: taking over", "standby", time.Since(start).Round(time.Millisecond))
+	health.set(standbyHandler(f.bpffs, "taking over"))
 	return lock, nil
 }
 
-// standbyHandler is the HTTP side of a daemon in standby.
-func standbyHandler(bpffs string) http.Handler {
+// standbyHandler is the HTTP side of a daemon in standby, or taking over
+// (stage): ready while the pinned set enforces.
+func standbyHandler(bpffs, stage string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok: standby, waiting for the daemon holding the pins to stop\n"))
+		if stage == "standby" {
+			w.Write([]byte("ok: standby, waiting for the daemon holding the pins to stop\n"))
+			return
+		}
+		fmt.Fprintf(w, "ok: %s\n", stage)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := kernel.PinnedInForce(bpffs)
 		if !ok {
-			http.Error(w, "not ready: standby, "+why, http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+stage+", "+why, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintf(w, "ok: standby, %s\n", why)
+		fmt.Fprintf(w, "ok: %s, %s\n", stage, why)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")

@@ -12,7 +12,7 @@ import (
 // pinned set is in force (here: a directory that holds none), and says
 // it is in standby.
 func TestStandbyHandler(t *testing.T) {
-	h := standbyHandler(t.TempDir())
+	h := standbyHandler(t.TempDir(), "standby")
 	get := func(path string) (int, string) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))

@@ -25,6 +25,9 @@ func TestPrivilegedProbeAndLoad(t *testing.T) {
 	if p.Reason == "" {
 		t.Fatal("probe gave no reason")
 	}
+	if err := ProbeLoad(); err != nil {
+		t.Fatalf("ProbeLoad as root: %v", err)
+	}
 	s, err := Load(p, Options{})
 	if err != nil {
 		t.Fatal(err)

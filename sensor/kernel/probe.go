@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 
 	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/sensor/hostfs"
@@ -103,4 +104,32 @@ func loadProbeProgram() error {
 		return fmt.Errorf("BPF_PROG_LOAD of an lsm program: %w", err)
 	}
 	return prog.Close()
+}
+
+// ProbeLoad checks that this process may load the kinds of program every
+// tier attaches: a tracing program (CAP_BPF and CAP_PERFMON, or
+// CAP_SYS_ADMIN) and a cgroup socket program (CAP_BPF and CAP_NET_ADMIN,
+// or CAP_SYS_ADMIN). A daemon in standby asks it before it says it is
+// ready, so that one which could not take over never replaces the one in
+// charge. Each program is two instructions, closed at once.
+func ProbeLoad() error {
+	for _, p := range []struct {
+		what string
+		spec *ebpf.ProgramSpec
+	}{
+		{"a tracing program (CAP_BPF and CAP_PERFMON)", &ebpf.ProgramSpec{Type: ebpf.RawTracepoint}},
+		{"a cgroup socket program (CAP_BPF and CAP_NET_ADMIN)", &ebpf.ProgramSpec{Type: ebpf.CGroupSockAddr, AttachType: ebpf.AttachCGroupInet4Bind}},
+	} {
+		p.spec.License = "GPL"
+		p.spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}
+		prog, err := ebpf.NewProgram(p.spec)
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return fmt.Errorf("BPF_PROG_LOAD of %s: operation not permitted", p.what)
+			}
+			return fmt.Errorf("BPF_PROG_LOAD of %s: %w", p.what, err)
+		}
+		prog.Close()
+	}
+	return nil
 }

@@ -38,9 +38,20 @@ func NewRegistry(src Source, version string) *prometheus.Registry {
 func Handler(reg *prometheus.Registry, src Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	health := HealthHandler(src.Ready)
+	mux.Handle("GET /healthz", health)
+	mux.Handle("GET /readyz", health)
+	return mux
+}
+
+// HealthHandler serves /healthz (the process answers) and /readyz (ready
+// says the sensor is attached and reading events) alone: what the daemon's
+// own health socket answers.
+func HealthHandler(ready func() bool) http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !src.Ready() {
+		if !ready() {
 			http.Error(w, "not ready: programs not attached or not reading", http.StatusServiceUnavailable)
 			return
 		}
