@@ -162,7 +162,8 @@ func TestHostSecondDaemon(t *testing.T) {
 		t.Fatal("the refused daemon made its store")
 	}
 
-	second := exec.Command(bin, append(args, "--standby")...)
+	health := dir + "/health.sock"
+	second := exec.Command(bin, append(args, "--standby", "--health-socket", health)...)
 	stderr, err := second.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +202,10 @@ func TestHostSecondDaemon(t *testing.T) {
 		t.Fatal("the daemon in standby opened its API socket")
 	}
 	first.statusNow(t) // the first one still answers
+	// Its own health socket says standby, whatever the one in charge says.
+	if out, err := exec.Command(bin, "health", "--socket", health, "readyz").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "ok: standby") {
+		t.Errorf("ringfence health of the daemon in standby: %v %q, want ok: standby", err, out)
+	}
 
 	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -212,6 +217,10 @@ func TestHostSecondDaemon(t *testing.T) {
 		snap, err := api.NewClient(dir + "/api.sock").Status(c)
 		cancel()
 		if err == nil && snap.Ready {
+			out, err := exec.Command(bin, "health", "--socket", health, "readyz").CombinedOutput()
+			if err != nil || string(out) != "ok\n" {
+				t.Errorf("ringfence health of the daemon that took over: %v %q, want ok", err, out)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -18,23 +18,54 @@ import (
 // testLeastPrivilege removes each capability the DaemonSet adds, in turn,
 // and requires the agent to show the loss: it never becomes ready, or it
 // runs with a rule degraded (web's allowed bind refused: the bind rule
-// fails closed), the log saying why. The test says which for each. Then
-// the DaemonSet as shipped is back, and web's allowed bind is served again.
+// fails closed), the log saying why. The test says which for each. An
+// agent that never becomes ready must never replace the one in charge: its
+// pod is not counted ready on the other agent's word (the probes ask each
+// process on its own socket). Then the DaemonSet as shipped is back (also
+// when a step fails), and web's allowed bind is served again.
 func testLeastPrivilege(t *testing.T, e *env) {
 	ctx := timeout(t, 8*time.Minute)
 	caps := e.addedCapabilities(ctx, t)
 	if len(caps) == 0 {
 		t.Fatal("the DaemonSet adds no capability: nothing to prove")
 	}
+	restored := false
+	t.Cleanup(func() {
+		if restored {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if _, err := e.c.Run(ctx, "apply", "-k", e.overlay); err != nil {
+			t.Errorf("restoring the DaemonSet: %v", err)
+		} else if err := e.c.WaitRollout(ctx, "ringfence", "ringfence", 2*time.Minute); err != nil {
+			t.Errorf("restoring the DaemonSet: %v\n%s", err, e.agentLogs(ctx))
+		}
+	})
 	for _, c := range caps {
 		t.Run(c, func(t *testing.T) {
 			rest := slices.DeleteFunc(slices.Clone(caps), func(x string) bool { return x == c })
+			before, err := e.agentPods(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
 			e.setCapabilities(ctx, t, rest)
-			err := e.c.WaitRollout(ctx, "ringfence", "ringfence", 45*time.Second)
+			err = e.c.WaitRollout(ctx, "ringfence", "ringfence", 45*time.Second)
 			logs := e.agentLogs(ctx)
 			if err != nil {
 				if !strings.Contains(logs, "operation not permitted") {
 					t.Errorf("without %s the agent is not ready, but its log does not say why:\n%s", c, logs)
+				}
+				// The agent in charge stays: nothing counted the new pod
+				// ready, so the DaemonSet did not delete the old one.
+				now, err := e.agentPods(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range before {
+					if i := slices.IndexFunc(now, func(q agentPod) bool { return q.Name == p.Name }); i < 0 || now[i].Deleting || !now[i].Ready {
+						t.Errorf("without %s the agent in charge (%s) was replaced by one that never became ready: pods before %+v, now %+v", c, p.Name, before, now)
+					}
 				}
 				t.Logf("without %s: the agent never becomes ready: %s", c, lastLine(logs, "ringfence run:"))
 				return
@@ -62,6 +93,7 @@ func testLeastPrivilege(t *testing.T, e *env) {
 	if err := e.c.WaitRollout(ctx, "ringfence", "ringfence", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	restored = true
 	if _, err := e.waitInCharge(ctx); err != nil {
 		t.Fatal(err)
 	}
