@@ -21,6 +21,8 @@ type podLabels struct {
 	mu      sync.Mutex
 	labeler func(container.Info) map[string]string
 	exempt  func(container.Info) bool
+	// pods are the exempt pods' cgroups, by pod uid (PodExempt).
+	pods map[string]uint64
 }
 
 // SetPodLabels makes selectors match the labels labeler gives for a
@@ -49,6 +51,32 @@ func (s *Sensor) exemptPod(info container.Info) bool {
 	exempt := s.podLabels.exempt
 	s.podLabels.mu.Unlock()
 	return exempt != nil && exempt(info)
+}
+
+// exemptedPod records that the cgroup of the pod uid is exempt, and
+// forgets the pods whose cgroups are not any more (removed).
+func (s *Sensor) exemptedPod(uid string, cgroup uint64) {
+	s.podLabels.mu.Lock()
+	defer s.podLabels.mu.Unlock()
+	for u, id := range s.podLabels.pods {
+		if !s.kern.IsExempt(id) {
+			delete(s.podLabels.pods, u)
+		}
+	}
+	if s.podLabels.pods == nil {
+		s.podLabels.pods = map[string]uint64{}
+	}
+	s.podLabels.pods[uid] = cgroup
+}
+
+// PodExempt reports whether the cgroup of the pod uid, one of the
+// sensor's own DaemonSet, is exempt in the kernel: a container made there
+// from now on is exempt from its creation, whether a daemon runs or not.
+func (s *Sensor) PodExempt(uid string) bool {
+	s.podLabels.mu.Lock()
+	id, ok := s.podLabels.pods[uid]
+	s.podLabels.mu.Unlock()
+	return ok && s.kern.IsExempt(id)
 }
 
 // labelsOf are the labels selectors match for a container.

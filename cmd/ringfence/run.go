@@ -175,8 +175,13 @@ func flagError(err error) error {
 // runDaemon wires the sensor, the container runtime, the store, the API and
 // the metrics, and runs them until SIGTERM or SIGINT.
 func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	sig, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+	// ctx is the daemon's life: SIGTERM or SIGINT ends it at once, but for
+	// an agent whose pod is deleted, which hands over first (handOver).
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	stopAtOnce := context.AfterFunc(sig, stop)
 	hup := make(chan os.Signal, 1) // also in standby: a SIGHUP must not end it
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -305,6 +310,12 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 			return err
 		}
 		ready, collectors = readyWhen{s, agent.Ready}, agent.Collectors()
+		if lock != nil && f.kube.PodUID != "" && stopAtOnce() {
+			context.AfterFunc(sig, func() {
+				handOver(agent, s, f, log)
+				stop()
+			})
+		}
 	}
 	health.set(metrics.HealthHandler(ready.Ready))
 	wg.Go(func() {
@@ -333,6 +344,26 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		}
 	}
 	return err
+}
+
+// handOver runs when the agent is told to stop: unless its DaemonSet is
+// being deleted (an uninstall), its pod is going (deleted, evicted, a
+// rolling update) and the DaemonSet makes the next one on this node at
+// once. The agent keeps enforcing until that pod is exempt, at most
+// --handover-wait: a pod made once no daemon runs would be held by the
+// pinned programs, the next agent's own containers with it, and nothing
+// would let them go.
+func handOver(agent *kube.Agent, s *sensor.Sensor, f *runFlags, log *slog.Logger) {
+	if del, _ := agent.UninstallOnStop(context.Background()); del {
+		return
+	}
+	start := time.Now()
+	ok, saw := agent.AwaitSuccessor(context.Background(), f.kube.PodUID, f.kube.HandoverWait, s.PodExempt)
+	if ok {
+		log.Info("stopping: handed over: "+saw, "waited", time.Since(start).Round(time.Millisecond))
+		return
+	}
+	log.Warn("stopping: "+saw+": a pod of the DaemonSet made after this agent has gone is held until a daemon runs (ringfence uninstall on the node lets it go)", "waited", time.Since(start).Round(time.Millisecond))
 }
 
 // uninstallPins removes what the daemon pinned (it holds the lock) and lets

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,6 +87,34 @@ func (a *Agent) UninstallOnStop(ctx context.Context) (bool, string) {
 		return false, "--pod-uid not given: the agent does not know its DaemonSet, the pins stay"
 	}
 	return a.owner.decide(ctx)
+}
+
+// AwaitSuccessor keeps a stopping agent (its pod deleted or evicted, its
+// DaemonSet in place) until the DaemonSet's next pod on this node is
+// exempt (exempt reports whether the sensor exempted a pod's cgroup), at
+// most wait: the DaemonSet makes that pod as soon as this one is being
+// deleted, and a pod made once no daemon runs would be held by the pinned
+// programs with nobody to let it go. It reports whether it saw one, and
+// what it saw.
+func (a *Agent) AwaitSuccessor(ctx context.Context, self string, wait time.Duration, exempt func(uid string) bool) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		succ := a.Pods.Successors(self)
+		for _, p := range succ {
+			if exempt(p.UID) {
+				return true, fmt.Sprintf("the next pod of the DaemonSet on this node (%s/%s) is exempt", p.Namespace, p.Name)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if len(succ) == 0 {
+				return false, fmt.Sprintf("no next pod of the DaemonSet on this node after %s", wait)
+			}
+			return false, fmt.Sprintf("the next pod of the DaemonSet on this node (%s) has no container exempt yet after %s", succ[0].Name, wait)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Ready reports whether the objects as first listed have been applied.

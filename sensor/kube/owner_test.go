@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +183,51 @@ func TestOwnerWatchDecides(t *testing.T) {
 	}
 	if del, why := o.decide(ctx); !del || !strings.Contains(why, "deleted") {
 		t.Errorf("DaemonSet deleted: uninstall %v (%s)", del, why)
+	}
+}
+
+// TestAwaitSuccessor: a stopping agent waits for the next pod of its own
+// DaemonSet on the node (not one being deleted, not a look-alike) until
+// that pod is exempt, and says what it saw when the wait ends first.
+func TestAwaitSuccessor(t *testing.T) {
+	deleting := ownedPod("ringfence-old", "ringfence", "old", ds("d1"))
+	now := metav1.Now()
+	deleting.SetDeletionTimestamp(&now)
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{podResource: "PodList"},
+		ownedPod("ringfence-a", "ringfence", "self", ds("d1")),
+		ownedPod("ringfence-b", "ringfence", "next", ds("d1")),
+		ownedPod("ringfence-c", "ringfence", "copy", nil),
+		deleting)
+	informer := newInformer(dyn, podResource, nil)
+	idx, err := newPodIndex(informer, 100*time.Millisecond, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go informer.RunWithContext(ctx)
+	cache.WaitForCacheSync(ctx.Done(), informer.HasSynced)
+	var succ []string
+	for _, p := range idx.Successors("self") {
+		succ = append(succ, p.UID)
+	}
+	if len(succ) != 1 || succ[0] != "next" {
+		t.Fatalf("Successors = %v, want [next] (not self, a look-alike, or a pod being deleted)", succ)
+	}
+	a := &Agent{Pods: idx}
+	var exempt atomic.Bool
+	ok, why := a.AwaitSuccessor(ctx, "self", 300*time.Millisecond, func(uid string) bool { return uid == "next" && exempt.Load() })
+	if ok || !strings.Contains(why, "ringfence-b") {
+		t.Errorf("next not exempt: %v %q, want false naming the pod", ok, why)
+	}
+	time.AfterFunc(200*time.Millisecond, func() { exempt.Store(true) })
+	start := time.Now()
+	ok, why = a.AwaitSuccessor(ctx, "self", 5*time.Second, func(uid string) bool { return uid == "next" && exempt.Load() })
+	if !ok || time.Since(start) > 3*time.Second {
+		t.Errorf("next exempt after 200 ms: %v %q after %s, want true at once", ok, why, time.Since(start))
+	}
+	if ok, why := a.AwaitSuccessor(ctx, "unknown", 100*time.Millisecond, func(string) bool { return true }); ok || !strings.Contains(why, "no next pod") {
+		t.Errorf("the agent's own pod unknown: %v %q, want no successor", ok, why)
 	}
 }

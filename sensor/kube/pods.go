@@ -20,6 +20,8 @@ type Pod struct {
 	// Controller is the owner that manages the pod (its ownerReference
 	// with controller set), if any.
 	Controller *Controller
+	// Deleting: the pod's deletionTimestamp is set.
+	Deleting bool
 }
 
 // Controller is a pod's managing owner.
@@ -85,6 +87,7 @@ func slimPod(obj any) (any, error) {
 	if c := metav1.GetControllerOfNoCopy(p); c != nil {
 		slim.SetOwnerReferences([]metav1.OwnerReference{*c})
 	}
+	slim.SetDeletionTimestamp(p.GetDeletionTimestamp())
 	slim.SetResourceVersion(p.GetResourceVersion())
 	return slim, nil
 }
@@ -100,7 +103,8 @@ func (x *PodIndex) Lookup(uid string) (Pod, bool) {
 
 // podOf is what the index answers of a pod object.
 func podOf(p *unstructured.Unstructured) Pod {
-	pod := Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels()}
+	pod := Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels(),
+		Deleting: p.GetDeletionTimestamp() != nil}
 	if c := metav1.GetControllerOfNoCopy(p); c != nil {
 		pod.Controller = &Controller{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, UID: string(c.UID)}
 	}
@@ -163,6 +167,27 @@ func (x *PodIndex) Sibling(self string, info container.Info) bool {
 	}
 	other, ok := x.waitFor(uid)
 	return ok && sameDaemonSet(me, other)
+}
+
+// Successors lists the pods of self's DaemonSet on this node (the index
+// holds the node's pods only) other than self and not being deleted: the
+// agent that replaces self is among them.
+func (x *PodIndex) Successors(self string) []Pod {
+	me, ok := x.Lookup(self)
+	if !ok {
+		return nil
+	}
+	var out []Pod
+	for _, obj := range x.informer.GetStore().List() {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		if p := podOf(u); p.UID != self && !p.Deleting && sameDaemonSet(me, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // sameDaemonSet is Sibling's decision: other is managed by the very

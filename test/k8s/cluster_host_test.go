@@ -29,6 +29,7 @@ func TestHostCluster(t *testing.T) {
 		{"MetricsScrape", testMetricsScrape},
 		{"LeastPrivilege", testLeastPrivilege},
 		{"RollingUpdate", testRollingUpdate},
+		{"AgentPodDeleted", testAgentPodDeleted},
 		{"Uninstall", testUninstall},
 	}
 	for _, s := range steps {

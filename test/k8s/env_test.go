@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -235,27 +236,36 @@ func (e *env) agentPods(ctx context.Context) ([]agentPod, error) {
 func (e *env) waitInCharge(ctx context.Context) (agentPod, error) {
 	var in agentPod
 	err := poll(ctx, "the new agent in charge", func() (string, bool) {
-		want, err := e.c.Run(ctx, "-n", "ringfence", "get", "ds", "ringfence", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+		p, err := e.waitInChargeOnce(ctx)
 		if err != nil {
 			return err.Error(), false
 		}
-		pods, err := e.agentPods(ctx)
-		if err != nil {
-			return err.Error(), false
-		}
-		seen := fmt.Sprintf("DaemonSet image %s, pods %+v", want, pods)
-		if len(pods) != 1 || !pods[0].Ready || pods[0].Deleting || pods[0].Image != want {
-			return seen, false
-		}
-		body, code := httpGet(ctx, "http://"+cluster.NodeIP+":9464/readyz")
-		seen += fmt.Sprintf("; /readyz %d %q", code, body)
-		if code != 200 || strings.Contains(body, "standby") {
-			return seen, false
-		}
-		in = pods[0]
-		return seen, true
+		in = p
+		return "", true
 	})
 	return in, err
+}
+
+// waitInChargeOnce is one look of waitInCharge: the agent in charge, or
+// what was seen instead.
+func (e *env) waitInChargeOnce(ctx context.Context) (agentPod, error) {
+	want, err := e.c.Run(ctx, "-n", "ringfence", "get", "ds", "ringfence", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	if err != nil {
+		return agentPod{}, err
+	}
+	pods, err := e.agentPods(ctx)
+	if err != nil {
+		return agentPod{}, err
+	}
+	seen := fmt.Sprintf("DaemonSet image %s, pods %+v", want, pods)
+	if len(pods) != 1 || !pods[0].Ready || pods[0].Deleting || pods[0].Image != want {
+		return agentPod{}, errors.New(seen)
+	}
+	body, code := httpGet(ctx, "http://"+cluster.NodeIP+":9464/readyz")
+	if code != 200 || strings.Contains(body, "standby") {
+		return agentPod{}, fmt.Errorf("%s; /readyz %d %q", seen, code, body)
+	}
+	return pods[0], nil
 }
 
 // httpGet returns the body and status of a GET (status 0: no answer).

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -112,4 +113,76 @@ func (e *env) secondImage(ctx context.Context, t *testing.T) string {
 		t.Fatal(err)
 	}
 	return e.version + "-next"
+}
+
+// testAgentPodDeleted deletes the agent's pod, as an operator restarting
+// it would, while web binds a forbidden address every 5 ms: the
+// DaemonSet's next pod is made at once, the stopping agent exempts it
+// before it goes (a pod made once no daemon runs would be held by the
+// pinned programs, the next agent with it, and nothing would let it go),
+// the next agent takes charge, and no attempt succeeds meanwhile.
+func testAgentPodDeleted(t *testing.T, e *env) {
+	ctx := timeout(t, 4*time.Minute)
+	old, err := e.waitInCharge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const span = 60 * time.Second
+	type result struct {
+		c   loopCounts
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := e.runBindLoop(ctx, "web", "0.0.0.0:9092", span)
+		done <- result{c, err}
+	}()
+	time.Sleep(2 * time.Second) // the loop is running
+	start := time.Now()
+	if _, err := e.c.Run(ctx, "-n", "ringfence", "delete", "pod", old.Name, "--wait=false"); err != nil {
+		t.Fatal(err)
+	}
+	var in agentPod
+	err = poll(ctx, "the next agent in charge", func() (string, bool) {
+		p, err := e.waitInChargeOnce(ctx)
+		if err != nil {
+			return err.Error() + "; held ringfence processes: " + strings.Join(heldAgents(), ", "), false
+		}
+		in = p
+		return "", p.Name != old.Name
+	})
+	if err != nil {
+		t.Fatalf("after the agent's pod was deleted: %v\n%s", err, e.agentLogs(ctx))
+	}
+	t.Logf("pod %s deleted, %s in charge after %s", old.Name, in.Name, time.Since(start).Round(time.Millisecond))
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("web's forbidden binds across the pod's replacement: %+v", r.c)
+	if r.c.Attempts < 1000 || r.c.Succeeded != 0 {
+		t.Errorf("during the pod's replacement: %+v; want every forbidden bind refused", r.c)
+	}
+	if held := heldAgents(); len(held) > 0 {
+		t.Errorf("agent processes stopped by the pinned programs: %v", held)
+	}
+}
+
+// heldAgents lists the agent processes on the host that are stopped (the
+// pinned programs hold a new container's first exec so).
+func heldAgents() []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmd, err := os.ReadFile(p)
+		if err != nil || !strings.HasPrefix(string(cmd), "/usr/bin/ringfence\x00run\x00") {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
+		// pid (comm) STATE ...
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'T' {
+			out = append(out, filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return out
 }
