@@ -71,18 +71,11 @@ func (s *Sensor) applyPolicy(info container.Info, pid uint32) (enforce.Member, e
 		// Its pod's cgroup too, as the sensor's own: a container the
 		// kubelet makes there later (a restart of the next agent, after
 		// this one has gone) is exempt from its creation, daemon or not.
-		ids := []uint64{info.CgroupID}
-		pod, ok, err := podCgroup(s.probe.Cgroup2Root, info.CgroupPath, s.cfg.RuntimeParents)
-		if err != nil {
-			s.cfg.Logger.Warn("the pod cgroup of a container of the sensor's own DaemonSet is not exempt", "container", info.ID, "error", err)
-		} else if ok {
-			ids = append(ids, pod)
-		}
-		if err := s.kern.Exempt(ids...); err != nil {
+		if err := s.kern.Exempt(info.CgroupID); err != nil {
 			return enforce.Member{}, fmt.Errorf("container %s: %w", info.ID, err)
 		}
-		if uid := info.Labels[container.LabelPodUID]; ok && uid != "" {
-			s.exemptedPod(uid, pod)
+		if err := s.exemptPodCgroup(info); err != nil {
+			s.cfg.Logger.Warn("the pod cgroup of a container of the sensor's own DaemonSet is not exempt: a container made there while no daemon runs will be held", "container", info.ID, "error", err)
 		}
 		s.cfg.Logger.Info("a container of the sensor's own DaemonSet is exempt from policies", "container", info.ID, "pod", info.Labels[container.LabelPodUID])
 		return enforce.Member{}, s.engine.Remove(info.CgroupID)

@@ -34,18 +34,42 @@ func TestPrivilegedPodCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, ok, err := podCgroup(root, ctr, []string{parent}); err != nil || !ok || id != want {
+	if id, ok, err := podCgroup(root, ctr, []string{parent}, ""); err != nil || !ok || id != want {
 		t.Errorf("podCgroup(%s) = %d %v %v, want the pod's cgroup %d", ctr, id, ok, err, want)
 	}
-	if id, ok, err := podCgroup(root, "/"+ctr, []string{"/" + parent + "/"}); err != nil || !ok || id != want {
-		t.Errorf("absolute forms: %d %v %v, want %d", id, ok, err, want)
+	if id, ok, err := podCgroup(root, "/"+ctr, []string{"/" + parent + "/"}, "1"); err != nil || !ok || id != want {
+		t.Errorf("absolute forms, the pod's uid: %d %v %v, want %d", id, ok, err, want)
+	}
+	// Another pod's uid: refused, whatever the layout says.
+	if _, ok, err := podCgroup(root, ctr, []string{parent}, "2"); ok || err == nil {
+		t.Errorf("the cgroup of pod 1 for pod 2: %v %v, want refused", ok, err)
 	}
 	// The container's parent is the runtime parent itself: no pod cgroup
 	// (exempting it would exempt every container).
-	if _, ok, err := podCgroup(root, filepath.Join(parent, "pod1"), []string{parent}); ok || err != nil {
+	if _, ok, err := podCgroup(root, filepath.Join(parent, "pod1"), []string{parent}, ""); ok || err != nil {
 		t.Errorf("a container directly below the runtime parent: pod cgroup %v %v, want none", ok, err)
 	}
-	if _, ok, err := podCgroup(root, "", []string{parent}); ok || err != nil {
+	if _, ok, err := podCgroup(root, "", []string{parent}, ""); ok || err != nil {
 		t.Errorf("no cgroup path: %v %v, want none", ok, err)
+	}
+}
+
+// TestPodCgroupOf: the kubelet's pod cgroup names, cgroupfs and systemd
+// drivers; a QoS class's cgroup, or another pod's, is not the pod's.
+func TestPodCgroupOf(t *testing.T) {
+	const uid = "8f1b2c3d-0000-4a5b-9c8d-112233445566"
+	for name, want := range map[string]bool{
+		"pod" + uid: true,
+		"kubepods-burstable-pod8f1b2c3d_0000_4a5b_9c8d_112233445566.slice": true,
+		"kubepods-pod8f1b2c3d_0000_4a5b_9c8d_112233445566.slice":           true,
+		"burstable":                    false,
+		"kubepods-burstable.slice":     false,
+		"pod" + uid + "x":              false,
+		"podaaaa":                      false,
+		"kubepods-burstable-pod.slice": false,
+	} {
+		if got := podCgroupOf(name, uid); got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
 	}
 }

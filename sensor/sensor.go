@@ -277,7 +277,7 @@ func ownCgroups(cgroup2 string, runtimeParents, watched []string) ([]uint64, err
 		return nil, err
 	}
 	ids := []uint64{self}
-	if pod, ok, err := podCgroup(cgroup2, rel, runtimeParents); err != nil {
+	if pod, ok, err := podCgroup(cgroup2, rel, runtimeParents, ""); err != nil {
 		return nil, err
 	} else if ok {
 		ids = append(ids, pod)
@@ -288,14 +288,26 @@ func ownCgroups(cgroup2 string, runtimeParents, watched []string) ([]uint64, err
 // podCgroup returns the id of the pod's cgroup of the container whose
 // cgroup is rel: its parent, when that is strictly below a runtime parent
 // (a pod's, where the kubelet makes the pod's containers and their
-// restarts), not a runtime parent itself.
-func podCgroup(cgroup2, rel string, runtimeParents []string) (uint64, bool, error) {
+// restarts), not a runtime parent itself; and, when the pod's uid is
+// given, when its name is the kubelet's cgroup of that pod (never a QoS
+// class's cgroup, below which every pod of the class is made).
+func podCgroup(cgroup2, rel string, runtimeParents []string, uid string) (uint64, bool, error) {
 	pod := path.Dir(path.Clean("/" + rel))
 	if !podBelowParent(pod, runtimeParents) {
 		return 0, false, nil
 	}
+	if uid != "" && !podCgroupOf(path.Base(pod), uid) {
+		return 0, false, fmt.Errorf("%s is not the cgroup of pod %s", pod, uid)
+	}
 	id, err := hostfs.CgroupID(cgroup2, pod)
 	return id, err == nil, err
+}
+
+// podCgroupOf reports whether name is the kubelet's cgroup of the pod uid:
+// pod<uid> (cgroupfs driver) or <qos slice>-pod<uid, "-" as "_">.slice
+// (systemd driver).
+func podCgroupOf(name, uid string) bool {
+	return name == "pod"+uid || strings.HasSuffix(name, "-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
 }
 
 // exemptable refuses to exempt the cgroup rel when that would exempt what

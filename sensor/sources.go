@@ -2,6 +2,8 @@ package sensor
 
 import (
 	"errors"
+	"fmt"
+	"path"
 	"sync"
 
 	"github.com/ringfence/ringfence/enforce"
@@ -21,8 +23,6 @@ type podLabels struct {
 	mu      sync.Mutex
 	labeler func(container.Info) map[string]string
 	exempt  func(container.Info) bool
-	// pods are the exempt pods' cgroups, by pod uid (PodExempt).
-	pods map[string]uint64
 }
 
 // SetPodLabels makes selectors match the labels labeler gives for a
@@ -53,30 +53,41 @@ func (s *Sensor) exemptPod(info container.Info) bool {
 	return exempt != nil && exempt(info)
 }
 
-// exemptedPod records that the cgroup of the pod uid is exempt, and
-// forgets the pods whose cgroups are not any more (removed).
-func (s *Sensor) exemptedPod(uid string, cgroup uint64) {
-	s.podLabels.mu.Lock()
-	defer s.podLabels.mu.Unlock()
-	for u, id := range s.podLabels.pods {
-		if !s.kern.IsExempt(id) {
-			delete(s.podLabels.pods, u)
-		}
+// exemptPodCgroup exempts the pod cgroup of a container of another pod of
+// the sensor's own DaemonSet (podCgroup, checked against the pod's uid and
+// never one that holds what the sensor watches).
+func (s *Sensor) exemptPodCgroup(info container.Info) error {
+	uid := info.Labels[container.LabelPodUID]
+	if uid == "" {
+		return errors.New("no pod uid label")
 	}
-	if s.podLabels.pods == nil {
-		s.podLabels.pods = map[string]uint64{}
+	id, ok, err := podCgroup(s.probe.Cgroup2Root, info.CgroupPath, s.cfg.RuntimeParents, uid)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("its cgroup %s is not below a pod's", info.CgroupPath)
 	}
-	s.podLabels.pods[uid] = cgroup
+	if err := exemptable(path.Dir(path.Clean("/"+info.CgroupPath)), s.cfg.RuntimeParents, s.cfg.WatchCgroups); err != nil {
+		return err
+	}
+	return s.kern.Exempt(id)
 }
 
 // PodExempt reports whether the cgroup of the pod uid, one of the
 // sensor's own DaemonSet, is exempt in the kernel: a container made there
 // from now on is exempt from its creation, whether a daemon runs or not.
+// It asks of the pod's live containers the runtime named.
 func (s *Sensor) PodExempt(uid string) bool {
-	s.podLabels.mu.Lock()
-	id, ok := s.podLabels.pods[uid]
-	s.podLabels.mu.Unlock()
-	return ok && s.kern.IsExempt(id)
+	for _, c := range s.Containers() {
+		if c.Gone() || c.Labels[container.LabelPodUID] != uid {
+			continue
+		}
+		if id, ok, err := podCgroup(s.probe.Cgroup2Root, c.CgroupPath, s.cfg.RuntimeParents, uid); err == nil && ok && s.kern.IsExempt(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // labelsOf are the labels selectors match for a container.

@@ -48,12 +48,17 @@ func (s *healthSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveHealth listens on the unix socket path (a socket left there by an
-// earlier process of the same pod is replaced; any other file is refused)
-// and serves sw until ctx ends.
+// earlier process of the same pod, which nothing answers, is replaced; a
+// socket another process answers on, or any other file, is refused) and
+// serves sw until ctx ends.
 func serveHealth(ctx context.Context, path string, sw *healthSwitch) error {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("%s: another process answers on it", path)
 		}
 		if err := os.Remove(path); err != nil {
 			return err

@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // TestHealthSocket: the socket answers for the stage the daemon is in
@@ -26,18 +26,26 @@ func TestHealthSocket(t *testing.T) {
 	if code, _, errs := ask(); code != 1 || !strings.Contains(errs, sock) {
 		t.Errorf("nothing listening: exit %d, %q; want 1 and the socket named", code, errs)
 	}
-	// A socket left by an earlier process of the pod is replaced.
-	ctx, cancel := context.WithCancel(context.Background())
-	sw := newHealthSwitch()
-	if err := serveHealth(ctx, sock, sw); err != nil {
+	// A socket left by an earlier process of the pod (killed: the file
+	// stays, nothing answers) is replaced.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	time.Sleep(50 * time.Millisecond)
-	ctx, cancel = context.WithCancel(context.Background())
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	if _, err := os.Lstat(sock); err != nil {
+		t.Fatalf("the stale socket file: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	sw := newHealthSwitch()
 	if err := serveHealth(ctx, sock, sw); err != nil {
 		t.Fatalf("a stale socket was not replaced: %v", err)
+	}
+	// One another process answers on is not taken from it.
+	if err := serveHealth(ctx, sock, newHealthSwitch()); err == nil || !strings.Contains(err.Error(), "another process answers") {
+		t.Errorf("a live socket: %v, want refused", err)
 	}
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode: %v %v, want 0600", fi, err)

@@ -311,10 +311,12 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 		}
 		ready, collectors = readyWhen{s, agent.Ready}, agent.Collectors()
 		if lock != nil && f.kube.PodUID != "" && stopAtOnce() {
-			context.AfterFunc(sig, func() {
+			stopHandOver := context.AfterFunc(sig, func() {
 				handOver(agent, s, f, log)
 				stop()
 			})
+			// Not on a return without a signal (stopSignals ends sig).
+			defer stopHandOver()
 		}
 	}
 	health.set(metrics.HealthHandler(ready.Ready))
@@ -353,12 +355,26 @@ func runDaemon(f *runFlags, stdout io.Writer, log *slog.Logger) (err error) {
 // --handover-wait: a pod made once no daemon runs would be held by the
 // pinned programs, the next agent's own containers with it, and nothing
 // would let them go.
+//
+// --handover-wait bounds it whole; a second SIGTERM or SIGINT ends it.
 func handOver(agent *kube.Agent, s *sensor.Sensor, f *runFlags, log *slog.Logger) {
-	if del, _ := agent.UninstallOnStop(context.Background()); del {
+	ctx, cancel := context.WithTimeout(context.Background(), f.kube.HandoverWait)
+	defer cancel()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if del, _ := agent.UninstallOnStop(ctx); del {
 		return
 	}
 	start := time.Now()
-	ok, saw := agent.AwaitSuccessor(context.Background(), f.kube.PodUID, f.kube.HandoverWait, s.PodExempt)
+	ok, saw := agent.AwaitSuccessor(ctx, f.kube.PodUID, f.kube.HandoverWait, s.PodExempt)
 	if ok {
 		log.Info("stopping: handed over: "+saw, "waited", time.Since(start).Round(time.Millisecond))
 		return
@@ -397,8 +413,8 @@ func takePins(ctx context.Context, f *runFlags, health *healthSwitch, log *slog.
 	if err := kernel.ProbeLoad(); err != nil {
 		return nil, fmt.Errorf("capability probe: %w", err)
 	}
-	log.Info("standby: another daemon holds the pins; waiting for it to stop", "bpffs", f.bpffs, "error", err)
 	health.set(standbyHandler(f.bpffs, "standby"))
+	log.Info("standby: another daemon holds the pins; waiting for it to stop", "bpffs", f.bpffs, "error", err)
 	if f.metricsAddr != "" {
 		// The address is the other daemon's too: both listen (SO_REUSEPORT)
 		// and either answers for what is in force.

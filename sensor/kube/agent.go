@@ -96,10 +96,25 @@ func (a *Agent) UninstallOnStop(ctx context.Context) (bool, string) {
 // deleted, and a pod made once no daemon runs would be held by the pinned
 // programs with nobody to let it go. It reports whether it saw one, and
 // what it saw.
+//
+// It returns at once when there is nothing to wait for: the agent's own
+// pod unknown, or not being deleted within a second (its container
+// restarted or stopped in place: the pod's cgroup is exempt, so is the
+// restart), or its DaemonSet deleted meanwhile (an uninstall).
 func (a *Agent) AwaitSuccessor(ctx context.Context, self string, wait time.Duration, exempt func(uid string) bool) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	deleting := time.Now().Add(time.Second)
 	for {
+		me, ok := a.Pods.Lookup(self)
+		switch {
+		case !ok:
+			return false, "the agent's own pod is not known: no next pod to wait for"
+		case !me.Deleting && time.Now().After(deleting):
+			return false, "the agent's pod is not being deleted (its container stops in place): no next pod to wait for"
+		case a.owner != nil && a.owner.gone():
+			return false, "the DaemonSet is being deleted: no next pod"
+		}
 		succ := a.Pods.Successors(self)
 		for _, p := range succ {
 			if exempt(p.UID) {

@@ -36,7 +36,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.NodeName, "node-name", "", "this node's name for --kubernetes (in a pod: the downward API's spec.nodeName)")
 	fs.StringVar(&f.PodUID, "pod-uid", "", "the agent's own pod uid for --kubernetes (in a pod: the downward API's metadata.uid): the other pods of its DaemonSet are never held or judged, and when its DaemonSet is deleted a stopping agent removes its pins")
 	fs.DurationVar(&f.PodWait, "pod-wait", time.Second, "longest a new container waits for its pod's labels to be known (--kubernetes)")
-	fs.DurationVar(&f.HandoverWait, "handover-wait", 20*time.Second, "when the agent's pod is deleted or evicted while its DaemonSet stays, how long the stopping agent keeps enforcing until the DaemonSet's next pod on this node is exempt, so that pod is never held waiting for a daemon (--kubernetes with --pod-uid; keep it below the pod's terminationGracePeriodSeconds)")
+	fs.DurationVar(&f.HandoverWait, "handover-wait", 20*time.Second, "when the agent's pod is deleted while its DaemonSet stays (kubectl delete pod, a drain), how long the stopping agent keeps enforcing until the DaemonSet's next pod on this node is exempt, so that pod is never held waiting for a daemon (--kubernetes with --pod-uid; keep it below the pod's terminationGracePeriodSeconds)")
 }
 
 // Validate checks the flags once parsed.

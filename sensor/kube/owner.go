@@ -100,6 +100,27 @@ func (o *ownerWatch) run(ctx context.Context) {
 	inf.RunWithContext(ctx)
 }
 
+// gone reports whether the watch has seen the DaemonSet deleted or being
+// deleted (no request made).
+func (o *ownerWatch) gone() bool {
+	o.mu.Lock()
+	owner, ns, inf := o.owner, o.ns, o.informer
+	o.mu.Unlock()
+	if owner == nil || inf == nil || !inf.HasSynced() {
+		return false
+	}
+	obj, ok, err := inf.GetStore().GetByKey(ns + "/" + owner.Name)
+	if err != nil {
+		return false
+	}
+	seen := dsSeen{}
+	if ok {
+		seen = seenOf(obj.(*unstructured.Unstructured))
+	}
+	del, _ := uninstallDecision(owner, seen)
+	return del
+}
+
 // decide is uninstallDecision on what the watch saw, confirmed by a
 // request when the watch saw the DaemonSet in place (a deletion the watch
 // has not delivered yet); a failed request leaves the watch's view.

@@ -186,19 +186,20 @@ func TestOwnerWatchDecides(t *testing.T) {
 	}
 }
 
-// TestAwaitSuccessor: a stopping agent waits for the next pod of its own
-// DaemonSet on the node (not one being deleted, not a look-alike) until
-// that pod is exempt, and says what it saw when the wait ends first.
+// TestAwaitSuccessor: an agent whose pod is being deleted waits for the
+// next pod of its own DaemonSet on the node (not one being deleted, not a
+// look-alike) until that pod is exempt, and says what it saw when the wait
+// ends first; an agent whose pod stays (its container restarted) does not
+// wait.
 func TestAwaitSuccessor(t *testing.T) {
-	deleting := ownedPod("ringfence-old", "ringfence", "old", ds("d1"))
 	now := metav1.Now()
-	deleting.SetDeletionTimestamp(&now)
+	deleted := func(u *unstructured.Unstructured) *unstructured.Unstructured { u.SetDeletionTimestamp(&now); return u }
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{podResource: "PodList"},
-		ownedPod("ringfence-a", "ringfence", "self", ds("d1")),
+		deleted(ownedPod("ringfence-a", "ringfence", "self", ds("d1"))),
 		ownedPod("ringfence-b", "ringfence", "next", ds("d1")),
 		ownedPod("ringfence-c", "ringfence", "copy", nil),
-		deleting)
+		deleted(ownedPod("ringfence-old", "ringfence", "old", ds("d1"))))
 	informer := newInformer(dyn, podResource, nil)
 	idx, err := newPodIndex(informer, 100*time.Millisecond, func(string) {})
 	if err != nil {
@@ -227,7 +228,13 @@ func TestAwaitSuccessor(t *testing.T) {
 	if !ok || time.Since(start) > 3*time.Second {
 		t.Errorf("next exempt after 200 ms: %v %q after %s, want true at once", ok, why, time.Since(start))
 	}
-	if ok, why := a.AwaitSuccessor(ctx, "unknown", 100*time.Millisecond, func(string) bool { return true }); ok || !strings.Contains(why, "no next pod") {
-		t.Errorf("the agent's own pod unknown: %v %q, want no successor", ok, why)
+	if ok, why := a.AwaitSuccessor(ctx, "unknown", 5*time.Second, func(string) bool { return true }); ok || !strings.Contains(why, "not known") {
+		t.Errorf("the agent's own pod unknown: %v %q, want no wait", ok, why)
+	}
+	// The pod that stays (next's own view: it is not being deleted): a
+	// second, not the whole wait.
+	start = time.Now()
+	if ok, why := a.AwaitSuccessor(ctx, "next", 5*time.Second, func(string) bool { return false }); ok || !strings.Contains(why, "not being deleted") || time.Since(start) > 3*time.Second {
+		t.Errorf("the agent's pod not being deleted: %v %q after %s, want no wait", ok, why, time.Since(start))
 	}
 }
