@@ -98,13 +98,13 @@ func (a *Agent) UninstallOnStop(ctx context.Context) (bool, string) {
 // what it saw.
 //
 // It returns at once when there is nothing to wait for: the agent's own
-// pod unknown, or not being deleted within a second (its container
+// pod unknown, or not being deleted within 3 s (its container
 // restarted or stopped in place: the pod's cgroup is exempt, so is the
 // restart), or its DaemonSet deleted meanwhile (an uninstall).
 func (a *Agent) AwaitSuccessor(ctx context.Context, self string, wait time.Duration, exempt func(uid string) bool) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	deleting := time.Now().Add(time.Second)
+	deleting := time.Now().Add(3 * time.Second)
 	for {
 		me, ok := a.Pods.Lookup(self)
 		switch {
