@@ -102,7 +102,7 @@ vmtest: deps build ## run the TestPrivileged tests inside qemu VMs on Debian ker
 	CGO_ENABLED=0 go build -ldflags "-X main.version=$(VERSION)-b" -o $(BIN)-b ./cmd/ringfence
 	@echo "$(BIN)-b:/opt/ringfence/ringfence-b" >>$(VMBIN)/runtime.files
 	@echo "$$(command -v bpftool):/usr/sbin/bpftool" >>$(VMBIN)/runtime.files
-	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 35m -run '$(value VMRUN)' \
+	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 60m -run '$(value VMRUN)' \
 		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
 
 .PHONY: demo
