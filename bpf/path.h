@@ -106,9 +106,20 @@ static long emit_step(__u64 i, void *ctx)
  * namespace (a chroot changes nothing); without one it stops at the root of
  * d's filesystem. Unlike bpf_d_path it works in any program type. The loops
  * run in bpf_loop so the verifier checks each step once. *truncated is set
- * when the path was deeper than MAX_DEPTH components. */
-static __always_inline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmount, __u32 *truncated)
+ * when the path was deeper than MAX_DEPTH components.
+ *
+ * A global function: the verifier checks it once per program, on its own,
+ * whatever state its callers are in, where an inlined copy at each of a
+ * program's call sites is checked again in every state that reaches it.
+ * Newer verifiers (6.12 and 6.18 here, not 6.1) also follow each bpf_loop
+ * callback until its states converge; inlined, that made rf_sys_enter cost
+ * 660,000 instructions on 6.18 and the file hooks 270,000-550,000 each on
+ * 6.12. The caller gets back a length it knows nothing of but what
+ * copy_out clamps. */
+__noinline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmount, __u32 *truncated)
 {
+	if (!s || !truncated)
+		return 0;
 	struct walk_state w = {
 		.d = dentry,
 		.vmnt = vfsmount,
@@ -116,6 +127,12 @@ static __always_inline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, _
 	};
 	if (vfsmount)
 		w.mnt = vfsmount - w.mnt_off;
+	/* The count of names starts at 0 through a read the verifier does not
+	 * follow. Known to be 0, it would be exact at every step, each step's
+	 * state unlike the last, and the verifier would follow both loops to
+	 * their end in every one (6.12: 270,000 instructions a walk). */
+	__u32 zero = 0;
+	bpf_probe_read_kernel(&w.n, sizeof(w.n), &zero);
 	bpf_loop(MAX_DEPTH + 8, walk_step, &w, 0);
 	bpf_loop(MAX_DEPTH, emit_step, &w, 0);
 	__u32 off = w.off;
@@ -140,13 +157,24 @@ static __always_inline __u32 path_append_user(struct path_scratch *s, __u32 off,
 	return append_str(s, off == 1 ? 0 : off, (const void *)uptr, 1);
 }
 
+/* scalar_of returns the address p holds as a number. A hook's own
+ * arguments are typed kernel pointers to the verifier, which a global
+ * function does not take; read back from the stack, the address is a plain
+ * scalar, as every address BPF_CORE_READ returns already is. */
+static __always_inline __u64 scalar_of(const void *p)
+{
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
 /* dentry_path writes the path of d inside its filesystem (no mount crossing). */
 static __always_inline __u32 dentry_path(struct dentry *d, char *dst)
 {
 	struct path_scratch *s = scratch();
 	if (!s)
 		return 0;
-	return copy_out(s, path_walk(s, (__u64)d, 0), dst);
+	return copy_out(s, path_walk(s, scalar_of(d), 0), dst);
 }
 
 /* object_path writes the path of d inside its filesystem, as dentry_path,
@@ -158,7 +186,7 @@ static __always_inline __u32 object_path(struct dentry *d, char *dst, __u32 *tru
 		*truncated = 1;
 		return 0;
 	}
-	return copy_out(s, path_walk_t(s, (__u64)d, 0, truncated), dst);
+	return copy_out(s, path_walk_t(s, scalar_of(d), 0, truncated), dst);
 }
 
 /* file_path writes the path of an open file in its mount namespace. */
