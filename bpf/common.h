@@ -88,10 +88,17 @@ static __always_inline void fill_hdr_traced(struct event_hdr *h, __u64 cg, __u16
 	fill_hdr_ppid(h, cg, kind, source, bpf_get_current_task_btf()->real_parent->tgid);
 }
 
+/* enforce_scratch_slot returns this CPU's working record for a context. */
+static __always_inline struct enforce_scratch *enforce_scratch_slot(__u32 slot)
+{
+	return bpf_map_lookup_elem(&enforce_scratch, &slot);
+}
+
+/* enforce_scratch_get returns this CPU's working record of the process
+ * context (every hook but the packet program). */
 static __always_inline struct enforce_scratch *enforce_scratch_get(void)
 {
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&enforce_scratch, &zero);
+	return enforce_scratch_slot(SCRATCH_TASK);
 }
 
 /* file_event_output copies e into the ring up to the end of its last path,

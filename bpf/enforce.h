@@ -75,10 +75,10 @@ static __always_inline struct member *skb_member(struct __sk_buff *skb, __u64 cg
 
 /* violation_start_ctx prepares the scratch violation record. Outside
  * process context (in_task 0: a packet) there is no acting task, only the
- * socket's cgroup. */
+ * socket's cgroup, and the record is the packet context's own. */
 static __always_inline struct violation_event *violation_start_ctx(__u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action, int in_task)
 {
-	struct enforce_scratch *sc = enforce_scratch_get();
+	struct enforce_scratch *sc = enforce_scratch_slot(in_task ? SCRATCH_TASK : SCRATCH_PACKET);
 	if (!sc)
 		return 0;
 	struct violation_event *v = &sc->ve;

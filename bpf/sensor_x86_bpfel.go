@@ -343,6 +343,14 @@ const (
 	SensorRuleRULE_DENY_PRIVILEGED    SensorRule = 4
 )
 
+type SensorScratchSlot uint32
+
+const (
+	SensorScratchSlotSCRATCH_TASK   SensorScratchSlot = 0
+	SensorScratchSlotSCRATCH_PACKET SensorScratchSlot = 1
+	SensorScratchSlotSCRATCH_SLOTS  SensorScratchSlot = 2
+)
+
 type SensorSyscallKey struct {
 	_        structs.HostLayout
 	CgroupId uint64
@@ -490,6 +498,7 @@ const (
 	SensorVarUnusedRootKey          = "unused_root_key"
 	SensorVarUnusedRootValue        = "unused_root_value"
 	SensorVarUnusedRule             = "unused_rule"
+	SensorVarUnusedScratchSlot      = "unused_scratch_slot"
 	SensorVarUnusedUdpFlag          = "unused_udp_flag"
 	SensorVarUnusedViolationEvent   = "unused_violation_event"
 )
@@ -634,6 +643,7 @@ type SensorVariableSpecs struct {
 	UnusedRootKey        *ebpf.VariableSpec `ebpf:"unused_root_key"`
 	UnusedRootValue      *ebpf.VariableSpec `ebpf:"unused_root_value"`
 	UnusedRule           *ebpf.VariableSpec `ebpf:"unused_rule"`
+	UnusedScratchSlot    *ebpf.VariableSpec `ebpf:"unused_scratch_slot"`
 	UnusedUdpFlag        *ebpf.VariableSpec `ebpf:"unused_udp_flag"`
 	UnusedViolationEvent *ebpf.VariableSpec `ebpf:"unused_violation_event"`
 }
@@ -749,6 +759,7 @@ type SensorVariables struct {
 	UnusedRootKey        *ebpf.Variable `ebpf:"unused_root_key"`
 	UnusedRootValue      *ebpf.Variable `ebpf:"unused_root_value"`
 	UnusedRule           *ebpf.Variable `ebpf:"unused_rule"`
+	UnusedScratchSlot    *ebpf.Variable `ebpf:"unused_scratch_slot"`
 	UnusedUdpFlag        *ebpf.Variable `ebpf:"unused_udp_flag"`
 	UnusedViolationEvent *ebpf.Variable `ebpf:"unused_violation_event"`
 }

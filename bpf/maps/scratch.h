@@ -26,9 +26,21 @@ struct {
 	__type(value, struct path_scratch);
 } path_scratch SEC(".maps");
 
+/* One working record per CPU for each context a program can run in. A
+ * packet program runs in a softirq, which can interrupt a hook of the
+ * process context on the same CPU between building its record and
+ * reporting it: sharing one record, the packet's violation would overwrite
+ * it midway. */
+enum scratch_slot {
+	SCRATCH_TASK = 0,
+	SCRATCH_PACKET = 1,
+	SCRATCH_SLOTS = 2,
+};
+const enum scratch_slot *unused_scratch_slot __attribute__((unused));
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct enforce_scratch);
 } enforce_scratch SEC(".maps");

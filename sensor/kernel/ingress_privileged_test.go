@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/hostfs"
 	"github.com/ringfence/ringfence/test/testenv"
@@ -20,29 +21,7 @@ import (
 // before the TCP header; what carries no TCP header, or its later
 // fragments, is not its business.
 func TestPrivilegedIngressHeaders(t *testing.T) {
-	testenv.Privileged(t)
-	p, err := ProbeTier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(p, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	cg := selfCgroup(t)
-	if err := s.PutPolicy(1, enforce.KernelPolicy{Bind: true, BindAction: enforce.ActionDeny, Ports: []enforce.PortRange{{From: 80, To: 80}}, Interfaces: []string{"eth0"}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"fd00::1", "10.0.0.1"} {
-		if err := s.PutBindAddr(cg, 1, netip.MustParseAddr(a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.PutMember(cg, enforce.Member{Owner: cg, Bind: true, Policies: []uint32{1}}); err != nil {
-		t.Fatal(err)
-	}
-	defer s.DeleteMember(cg)
+	s, _ := ingressRule(t)
 	prog := s.progs["rf_skb_ingress"]
 	allowed6, other6 := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
 	hbh := []byte{6, 0, 1, 4, 0, 0, 0, 0}      // hop-by-hop, next TCP, one PadN
@@ -76,6 +55,87 @@ func TestPrivilegedIngressHeaders(t *testing.T) {
 				t.Fatalf("verdict %d, want pass %v", ret, c.pass)
 			}
 		})
+	}
+}
+
+// ingressRule loads the tier's programs with this test's cgroup under a
+// rule allowing fd00::1 and 10.0.0.1 on port 80 (deny) and returns them
+// and the cgroup.
+func ingressRule(t *testing.T) (*Sensor, uint64) {
+	t.Helper()
+	testenv.Privileged(t)
+	p, err := ProbeTier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cg := selfCgroup(t)
+	if err := s.PutPolicy(1, enforce.KernelPolicy{Bind: true, BindAction: enforce.ActionDeny, Ports: []enforce.PortRange{{From: 80, To: 80}}, Interfaces: []string{"eth0"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"fd00::1", "10.0.0.1"} {
+		if err := s.PutBindAddr(cg, 1, netip.MustParseAddr(a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutMember(cg, enforce.Member{Owner: cg, Bind: true, Policies: []uint32{1}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.DeleteMember(cg) })
+	return s, cg
+}
+
+// TestPrivilegedIngressOwnScratch: the packet program, which runs in a
+// softirq that may interrupt a hook of the process context on the same
+// CPU, builds its violation in a working record of its own: the process
+// context's record (marked here on every CPU) is left as it was.
+func TestPrivilegedIngressOwnScratch(t *testing.T) {
+	s, cg := ingressRule(t)
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := make([]bpf.SensorEnforceScratch, n)
+	for i := range marked {
+		marked[i].Ve.PolicyId = 0xdeadbeef
+		marked[i].Ve.Port = 4242
+		marked[i].Ve.Hdr.CgroupId = 77
+	}
+	task := uint32(bpf.SensorScratchSlotSCRATCH_TASK)
+	if err := s.maps.EnforceScratch.Put(task, marked); err != nil {
+		t.Fatal(err)
+	}
+	ret, err := s.progs["rf_skb_ingress"].Run(&ebpf.RunOptions{Data: ipv4(netip.MustParseAddr("10.0.0.2"), syn(80))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ret != 0 {
+		t.Fatalf("a connection request outside the rule: verdict %d, want 0 (dropped)", ret)
+	}
+	var got []bpf.SensorEnforceScratch
+	if err := s.maps.EnforceScratch.Lookup(task, &got); err != nil {
+		t.Fatal(err)
+	}
+	for cpu, r := range got {
+		if r.Ve.PolicyId != 0xdeadbeef || r.Ve.Port != 4242 || r.Ve.Hdr.CgroupId != 77 {
+			t.Fatalf("CPU %d: the process context's record was overwritten by the packet's violation: policy %#x port %d cgroup %d",
+				cpu, r.Ve.PolicyId, r.Ve.Port, r.Ve.Hdr.CgroupId)
+		}
+	}
+	packet := uint32(bpf.SensorScratchSlotSCRATCH_PACKET)
+	if err := s.maps.EnforceScratch.Lookup(packet, &got); err != nil {
+		t.Fatal(err)
+	}
+	built := false
+	for _, r := range got {
+		built = built || (r.Ve.Rule == uint16(bpf.SensorRuleRULE_BIND_INTERFACES) && r.Ve.Op == uint32(bpf.SensorBindOpBIND_OP_CONNECTION) && r.Ve.Port == 80 && r.Ve.Hdr.CgroupId == cg)
+	}
+	if !built {
+		t.Fatal("no CPU's packet record holds the violation")
 	}
 }
 
