@@ -374,7 +374,7 @@ func handOver(agent *kube.Agent, s *sensor.Sensor, f *runFlags, log *slog.Logger
 		return
 	}
 	start := time.Now()
-	ok, saw := agent.AwaitSuccessor(ctx, f.kube.PodUID, f.kube.HandoverWait, s.PodExempt)
+	ok, saw := agent.AwaitSuccessor(ctx, f.kube.PodUID, s.PodExempt)
 	if ok {
 		log.Info("stopping: handed over: "+saw, "waited", time.Since(start).Round(time.Millisecond))
 		return

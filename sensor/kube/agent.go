@@ -92,7 +92,7 @@ func (a *Agent) UninstallOnStop(ctx context.Context) (bool, string) {
 // AwaitSuccessor keeps a stopping agent (its pod deleted or evicted, its
 // DaemonSet in place) until the DaemonSet's next pod on this node is
 // exempt (exempt reports whether the sensor exempted a pod's cgroup), at
-// most wait: the DaemonSet makes that pod as soon as this one is being
+// most until ctx ends: the DaemonSet makes that pod as soon as this one is being
 // deleted, and a pod made once no daemon runs would be held by the pinned
 // programs with nobody to let it go. It reports whether it saw one, and
 // what it saw.
@@ -101,10 +101,9 @@ func (a *Agent) UninstallOnStop(ctx context.Context) (bool, string) {
 // pod unknown, or not being deleted within 3 s (its container
 // restarted or stopped in place: the pod's cgroup is exempt, so is the
 // restart), or its DaemonSet deleted meanwhile (an uninstall).
-func (a *Agent) AwaitSuccessor(ctx context.Context, self string, wait time.Duration, exempt func(uid string) bool) (bool, string) {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	deleting := time.Now().Add(3 * time.Second)
+func (a *Agent) AwaitSuccessor(ctx context.Context, self string, exempt func(uid string) bool) (bool, string) {
+	start := time.Now()
+	deleting := start.Add(3 * time.Second)
 	for {
 		me, ok := a.Pods.Lookup(self)
 		switch {
@@ -123,10 +122,11 @@ func (a *Agent) AwaitSuccessor(ctx context.Context, self string, wait time.Durat
 		}
 		select {
 		case <-ctx.Done():
+			waited := time.Since(start).Round(100 * time.Millisecond)
 			if len(succ) == 0 {
-				return false, fmt.Sprintf("no next pod of the DaemonSet on this node after %s", wait)
+				return false, fmt.Sprintf("no next pod of the DaemonSet on this node after %s", waited)
 			}
-			return false, fmt.Sprintf("the next pod of the DaemonSet on this node (%s) has no container exempt yet after %s", succ[0].Name, wait)
+			return false, fmt.Sprintf("the next pod of the DaemonSet on this node (%s) has no container exempt yet after %s", succ[0].Name, waited)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/ringfence/ringfence/enforce"
@@ -181,18 +180,9 @@ func podObject(uid string, labels map[string]string) *unstructured.Unstructured 
 // waits a bounded time for a pod the index does not have yet, and reports
 // a label change.
 func TestPodLabels(t *testing.T) {
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{podResource: "PodList"}, podObject("u1", map[string]string{"app": "web"}))
-	informer := newInformer(dyn, podResource, nil)
 	changed := make(chan string, 10)
-	idx, err := newPodIndex(informer, 300*time.Millisecond, func(uid string) { changed <- uid })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go informer.RunWithContext(ctx)
-	cache.WaitForCacheSync(ctx.Done(), informer.HasSynced)
+	idx, dyn := syncedPodIndex(t, 300*time.Millisecond, func(uid string) { changed <- uid }, podObject("u1", map[string]string{"app": "web"}))
+	ctx := t.Context()
 
 	info := container.Info{Labels: map[string]string{container.LabelPodUID: "u1", "io.kubernetes.container.name": "main"}}
 	got := idx.Labels(info)

@@ -70,26 +70,37 @@ func ownedPod(name, ns, uid string, owner *Controller) *unstructured.Unstructure
 	return u
 }
 
+// syncedPodIndex returns a pod index over a fake API holding pods, once
+// its informer has synced, and the fake API; the informer stops when the
+// test ends.
+func syncedPodIndex(t *testing.T, wait time.Duration, onLabels func(uid string), pods ...runtime.Object) (*PodIndex, *dynamicfake.FakeDynamicClient) {
+	t.Helper()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{podResource: "PodList"}, pods...)
+	informer := newInformer(dyn, podResource, nil)
+	idx, err := newPodIndex(informer, wait, onLabels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go informer.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		t.Fatal("the pod informer never synced")
+	}
+	return idx, dyn
+}
+
 // TestSibling: through the pod index (the informer's slim pods keep the
 // controller reference), a container of the next agent's pod is a
 // sibling, one of a pod that copies the agent's name and labels is not,
 // and without the agent's own pod nothing is.
 func TestSibling(t *testing.T) {
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{podResource: "PodList"},
+	idx, _ := syncedPodIndex(t, 100*time.Millisecond, func(string) {},
 		ownedPod("ringfence-a", "ringfence", "self", ds("d1")),
 		ownedPod("ringfence-b", "ringfence", "next", ds("d1")),
 		ownedPod("ringfence-c", "ringfence", "copy", nil),
 		ownedPod("ringfence-d", "other", "elsewhere", ds("d1")))
-	informer := newInformer(dyn, podResource, nil)
-	idx, err := newPodIndex(informer, 100*time.Millisecond, func(string) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go informer.RunWithContext(ctx)
-	cache.WaitForCacheSync(ctx.Done(), informer.HasSynced)
 	of := func(uid string) container.Info {
 		return container.Info{Labels: map[string]string{container.LabelPodUID: uid}}
 	}
@@ -194,21 +205,12 @@ func TestOwnerWatchDecides(t *testing.T) {
 func TestAwaitSuccessor(t *testing.T) {
 	now := metav1.Now()
 	deleted := func(u *unstructured.Unstructured) *unstructured.Unstructured { u.SetDeletionTimestamp(&now); return u }
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{podResource: "PodList"},
+	idx, _ := syncedPodIndex(t, 100*time.Millisecond, func(string) {},
 		deleted(ownedPod("ringfence-a", "ringfence", "self", ds("d1"))),
 		ownedPod("ringfence-b", "ringfence", "next", ds("d1")),
 		ownedPod("ringfence-c", "ringfence", "copy", nil),
 		deleted(ownedPod("ringfence-old", "ringfence", "old", ds("d1"))))
-	informer := newInformer(dyn, podResource, nil)
-	idx, err := newPodIndex(informer, 100*time.Millisecond, func(string) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go informer.RunWithContext(ctx)
-	cache.WaitForCacheSync(ctx.Done(), informer.HasSynced)
+	ctx := t.Context()
 	var succ []string
 	for _, p := range idx.Successors("self") {
 		succ = append(succ, p.UID)
@@ -217,24 +219,29 @@ func TestAwaitSuccessor(t *testing.T) {
 		t.Fatalf("Successors = %v, want [next] (not self, a look-alike, or a pod being deleted)", succ)
 	}
 	a := &Agent{Pods: idx}
+	within := func(ctx context.Context, d time.Duration) context.Context {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		t.Cleanup(cancel)
+		return ctx
+	}
 	var exempt atomic.Bool
-	ok, why := a.AwaitSuccessor(ctx, "self", 300*time.Millisecond, func(uid string) bool { return uid == "next" && exempt.Load() })
+	ok, why := a.AwaitSuccessor(within(ctx, 300*time.Millisecond), "self", func(uid string) bool { return uid == "next" && exempt.Load() })
 	if ok || !strings.Contains(why, "ringfence-b") {
 		t.Errorf("next not exempt: %v %q, want false naming the pod", ok, why)
 	}
 	time.AfterFunc(200*time.Millisecond, func() { exempt.Store(true) })
 	start := time.Now()
-	ok, why = a.AwaitSuccessor(ctx, "self", 5*time.Second, func(uid string) bool { return uid == "next" && exempt.Load() })
+	ok, why = a.AwaitSuccessor(within(ctx, 5*time.Second), "self", func(uid string) bool { return uid == "next" && exempt.Load() })
 	if !ok || time.Since(start) > 3*time.Second {
 		t.Errorf("next exempt after 200 ms: %v %q after %s, want true at once", ok, why, time.Since(start))
 	}
-	if ok, why := a.AwaitSuccessor(ctx, "unknown", 5*time.Second, func(string) bool { return true }); ok || !strings.Contains(why, "not known") {
+	if ok, why := a.AwaitSuccessor(within(ctx, 5*time.Second), "unknown", func(string) bool { return true }); ok || !strings.Contains(why, "not known") {
 		t.Errorf("the agent's own pod unknown: %v %q, want no wait", ok, why)
 	}
 	// The pod that stays (next's own view: it is not being deleted): a
 	// few seconds, not the whole wait.
 	start = time.Now()
-	if ok, why := a.AwaitSuccessor(ctx, "next", 30*time.Second, func(string) bool { return false }); ok || !strings.Contains(why, "not being deleted") || time.Since(start) > 6*time.Second {
+	if ok, why := a.AwaitSuccessor(within(ctx, 30*time.Second), "next", func(string) bool { return false }); ok || !strings.Contains(why, "not being deleted") || time.Since(start) > 6*time.Second {
 		t.Errorf("the agent's pod not being deleted: %v %q after %s, want no wait", ok, why, time.Since(start))
 	}
 }
