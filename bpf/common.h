@@ -17,11 +17,14 @@ volatile const __u32 cfg_setattr_has_idmap = 0;  /* inode_setattr(idmap, dentry,
 volatile const __u32 cfg_exec_from_lsm = 0;      /* full tier: exec denials in bprm_check_security */
 
 
+/* count_drop counts a record lost. Atomic although the counter is this
+ * CPU's: the packet program, in a softirq, can interrupt a hook's
+ * increment on the same CPU. */
 static __always_inline void count_drop(__u32 cause)
 {
 	__u64 *n = bpf_map_lookup_elem(&drops, &cause);
 	if (n)
-		(*n)++;
+		__sync_fetch_and_add(n, 1);
 }
 
 /* current_watched returns the cgroup id of the current task when it is

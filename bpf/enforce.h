@@ -139,13 +139,13 @@ static __always_inline __u32 object_hash(struct violation_event *v)
  * and the next report carries the count. The decision itself never
  * depends on this. */
 /* count_violation counts a violation by rule and action, whether or not
- * anyone reads the ring. */
+ * anyone reads the ring; atomically, as count_drop. */
 static __always_inline void count_violation(__u16 rule, __u16 action)
 {
 	__u32 i = (__u32)(rule & 7) * 4 + (action & 3);
 	__u64 *n = bpf_map_lookup_elem(&violation_counts, &i);
 	if (n)
-		(*n)++;
+		__sync_fetch_and_add(n, 1);
 }
 
 static __always_inline void violation_submit(struct violation_event *v, __u64 owner)

@@ -146,7 +146,7 @@ __noinline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmoun
 
 static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u64 vfsmount)
 {
-	__u32 truncated;
+	__u32 truncated = 0; /* initialised: a global function's pointer argument is read */
 	return path_walk_t(s, dentry, vfsmount, &truncated);
 }
 
