@@ -110,9 +110,10 @@ func (n *node) args() []string {
 }
 
 // start runs bin as the daemon and returns its status once it is ready.
-// readyWait is how long a daemon may take to be ready: the Debian 6.12
-// kernel of the test VMs verifies the full program set in about 30 s on
-// one vCPU, and an upgrade loads a second set beside the pinned one.
+// readyWait is how long a daemon may take to be ready: the test VMs'
+// kernels verify the full program set in 3-5 s on one emulated vCPU (a
+// minute on 6.12 when the set's path walks exploded the verifier's states),
+// and an upgrade loads a second set beside the pinned one.
 const readyWait = 3 * time.Minute
 
 // pinnedState names the pinned state a snapshot reports.
