@@ -51,6 +51,7 @@ static __always_inline __u32 copy_out(struct path_scratch *s, __u32 len, char *d
 }
 
 struct walk_state {
+	struct path_scratch *s; /* the walk's buffer, looked up once */
 	__u64 d, vmnt, mnt, mnt_off;
 	__u32 n, off;
 	/* the walk stopped before the root: too deep, its path incomplete */
@@ -62,9 +63,7 @@ struct walk_state {
 static long walk_step(__u64 i, void *ctx)
 {
 	struct walk_state *w = ctx;
-	struct path_scratch *s = scratch();
-	if (!s)
-		return 1;
+	struct path_scratch *s = w->s;
 	struct dentry *d = (struct dentry *)w->d;
 	struct vfsmount *vmnt = (struct vfsmount *)w->vmnt;
 	if (vmnt && d == BPF_CORE_READ(vmnt, mnt_root)) {
@@ -94,8 +93,8 @@ static long walk_step(__u64 i, void *ctx)
 static long emit_step(__u64 i, void *ctx)
 {
 	struct walk_state *w = ctx;
-	struct path_scratch *s = scratch();
-	if (!s || i >= w->n)
+	struct path_scratch *s = w->s;
+	if (i >= w->n)
 		return 1;
 	w->off = append_name(s, w->off, (const unsigned char *)s->names[(w->n - 1 - i) & (MAX_DEPTH - 1)]);
 	return 0;
@@ -118,9 +117,14 @@ static long emit_step(__u64 i, void *ctx)
  * copy_out clamps. */
 __noinline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmount, __u32 *truncated)
 {
-	if (!s || !truncated)
+	if (!truncated)
 		return 0;
+	if (!s) {
+		*truncated = 1; /* no path known: judged as one too deep */
+		return 0;
+	}
 	struct walk_state w = {
+		.s = s,
 		.d = dentry,
 		.vmnt = vfsmount,
 		.mnt_off = bpf_core_field_offset(struct mount, mnt),
