@@ -9,9 +9,9 @@ import (
 	"github.com/ringfence/ringfence/test/testenv"
 )
 
-// loadCommitted loads and commits the tier the probe chooses, closed when
-// the test ends.
-func loadCommitted(t *testing.T) (*Sensor, Probe) {
+// loaded loads the tier the probe chooses, its programs not attached,
+// closed when the test ends.
+func loaded(t *testing.T) (*Sensor, Probe) {
 	t.Helper()
 	testenv.Privileged(t)
 	p, err := ProbeTier()
@@ -23,6 +23,14 @@ func loadCommitted(t *testing.T) (*Sensor, Probe) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	return s, p
+}
+
+// loadCommitted loads and commits the tier the probe chooses, closed when
+// the test ends.
+func loadCommitted(t *testing.T) (*Sensor, Probe) {
+	t.Helper()
+	s, p := loaded(t)
 	if err := s.Commit(); err != nil {
 		t.Fatal(err)
 	}

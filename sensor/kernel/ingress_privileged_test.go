@@ -11,7 +11,6 @@ import (
 	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/hostfs"
-	"github.com/ringfence/ringfence/test/testenv"
 )
 
 // TestPrivilegedIngressHeaders runs the ingress program on packets built
@@ -63,16 +62,7 @@ func TestPrivilegedIngressHeaders(t *testing.T) {
 // and the cgroup.
 func ingressRule(t *testing.T) (*Sensor, uint64) {
 	t.Helper()
-	testenv.Privileged(t)
-	p, err := ProbeTier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Load(p, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, _ := loaded(t)
 	cg := selfCgroup(t)
 	if err := s.PutPolicy(1, enforce.KernelPolicy{Bind: true, BindAction: enforce.ActionDeny, Ports: []enforce.PortRange{{From: 80, To: 80}}, Interfaces: []string{"eth0"}}, nil); err != nil {
 		t.Fatal(err)
