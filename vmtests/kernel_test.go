@@ -84,3 +84,18 @@ func TestSelectPackage(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelCmdline: 6.12 and later boot with preempt=full, earlier series
+// with their default preemption; the console and panic settings are on
+// every line.
+func TestKernelCmdline(t *testing.T) {
+	for series, full := range map[string]bool{"6.1": false, "5.15": false, "6.12": true, "6.18": true, "7.0": true, "bad": false} {
+		line := KernelCmdline(series)
+		if got := strings.Contains(line, "preempt=full"); got != full {
+			t.Errorf("%s: %q, preempt=full %v, want %v", series, line, got, full)
+		}
+		if !strings.HasPrefix(line, "console=ttyS0 quiet panic=-1") {
+			t.Errorf("%s: %q lacks the console and panic settings", series, line)
+		}
+	}
+}

@@ -11,9 +11,32 @@ import (
 	"time"
 )
 
-// KernelCmdline is the kernel command line of every VM. The kernel's own
-// default LSM list is kept: bpf is active by default on Debian's kernels.
-const KernelCmdline = "console=ttyS0 quiet panic=-1"
+// KernelCmdline returns the kernel command line of a VM of the series. The
+// kernel's own default LSM list is kept: bpf is active by default on
+// Debian's kernels.
+//
+// Kernels from 6.12 on boot with preempt=full (Debian's are built with
+// PREEMPT_DYNAMIC and default to voluntary preemption): there, a task can
+// be preempted in the middle of a BPF hook, as on kernels built to
+// preempt, PREEMPT_RT ones, and those defaulting to lazy preemption (6.13
+// on). The sensor's hooks must stay right in both worlds, and the two VMs
+// between them test both.
+func KernelCmdline(series string) string {
+	line := "console=ttyS0 quiet panic=-1"
+	if PreemptFull(series) {
+		line += " preempt=full"
+	}
+	return line
+}
+
+// PreemptFull reports whether VMs of the series boot with preempt=full.
+func PreemptFull(series string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(series, "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 6 || major == 6 && minor >= 12
+}
 
 // powerOffGrace is how long a VM may take to power off after RINGFENCE-DONE
 // before it is killed.
@@ -27,12 +50,12 @@ const powerOffGrace = 30 * time.Second
 // while the other vCPU may run it) wedged the 6.1 guest in about half of
 // the full runs (both vCPUs in soft lockup) and made the 6.12 guest oops
 // now and then, under emulation only: see the notes in docs/kernel.md.
-func QEMUArgs(kernel, initrd string) []string {
+func QEMUArgs(kernel, initrd, cmdline string) []string {
 	return []string{
 		"-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "1",
 		"-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", kernel, "-initrd", initrd,
-		"-append", KernelCmdline,
+		"-append", cmdline,
 	}
 }
 
@@ -41,6 +64,7 @@ type bootSpec struct {
 	qemu        string
 	kernel      string
 	initrd      string
+	cmdline     string
 	timeout     time.Duration
 	bootTimeout time.Duration
 	// console receives every line qemu prints, stdout and stderr alike;
@@ -91,7 +115,7 @@ func boot(ctx context.Context, spec bootSpec) (bootResult, error) {
 		stderr.WriteString(line + "\n")
 		stderrMu.Unlock()
 	}}
-	cmd := exec.Command(spec.qemu, QEMUArgs(spec.kernel, spec.initrd)...)
+	cmd := exec.Command(spec.qemu, QEMUArgs(spec.kernel, spec.initrd, spec.cmdline)...)
 	cmd.Stdout, cmd.Stderr = out, errOut
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -185,12 +185,13 @@ func runKernel(ctx context.Context, cfg Config, k Kernel, initrd Initramfs) Kern
 
 	spec := bootSpec{
 		qemu: cfg.QEMU, kernel: k.Image, initrd: initrd.Path,
+		cmdline: KernelCmdline(k.Series),
 		timeout: cfg.Timeout, bootTimeout: cfg.BootTimeout,
 		console: con.line,
 	}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		con.note(fmt.Sprintf("vmtest: boot %d of %s with %s", attempt, k.Package, filepath.Base(initrd.Path)))
+		con.note(fmt.Sprintf("vmtest: boot %d of %s with %s: %s", attempt, k.Package, filepath.Base(initrd.Path), spec.cmdline))
 		b, err := boot(ctx, spec)
 		res.Duration = time.Since(start)
 		res.BootTime, res.TestTime = b.bootTime, b.testTime
