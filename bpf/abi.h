@@ -91,7 +91,8 @@ enum drop_cause {
 	DROP_SYSCALL_MAP_FULL = 4,
 	DROP_WATCH_MAP_FULL = 5,
 	DROP_RING_VIOLATION = 6,
-	DROP_CAUSE_MAX = 7,
+	DROP_NO_RECORD = 7,        /* every working record of the CPU held (see maps/scratch.h) */
+	DROP_CAUSE_MAX = 8,
 };
 
 struct event_hdr {

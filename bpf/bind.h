@@ -132,9 +132,10 @@ static __always_inline int on_bind6(struct bpf_sock_addr *ctx)
 static __always_inline void device_violation(__u64 cg, struct member *m, __u16 source, __u32 policy, __u16 verdict,
 					     union ifname *name, __u32 ifindex)
 {
-	struct violation_event *v = violation_start(cg, source, policy, RULE_BIND_INTERFACES, verdict);
-	if (!v)
+	struct enforce_scratch *sc = report_record(1, RULE_BIND_INTERFACES, verdict);
+	if (!sc)
 		return;
+	struct violation_event *v = violation_start(sc, cg, source, policy, RULE_BIND_INTERFACES, verdict, 1);
 	v->op = BIND_OP_DEVICE;
 	v->port = 0;
 	if (ifindex) {
@@ -149,6 +150,7 @@ static __always_inline void device_violation(__u64 cg, struct member *m, __u16 s
 		v->path_len = n;
 	}
 	violation_submit(v, m->owner);
+	report_done(sc, 1);
 }
 
 /* strictest_bind is the strictest bind action of m's policies: what a

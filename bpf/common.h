@@ -91,17 +91,33 @@ static __always_inline void fill_hdr_traced(struct event_hdr *h, __u64 cg, __u16
 	fill_hdr_ppid(h, cg, kind, source, bpf_get_current_task_btf()->real_parent->tgid);
 }
 
-/* enforce_scratch_slot returns this CPU's working record for a context. */
+/* enforce_scratch_slot returns this CPU's working record in slot. */
 static __always_inline struct enforce_scratch *enforce_scratch_slot(__u32 slot)
 {
 	return bpf_map_lookup_elem(&enforce_scratch, &slot);
 }
 
-/* enforce_scratch_get returns this CPU's working record of the process
- * context (every hook but the packet program). */
-static __always_inline struct enforce_scratch *enforce_scratch_get(void)
+/* record_claim claims one of this CPU's working records of the process
+ * context for the running hook, which gives it back (record_release)
+ * before it returns; NULL, counted, when every one is held by a hook
+ * another task was preempted in (see maps/scratch.h). */
+static __always_inline struct enforce_scratch *record_claim(void)
 {
-	return enforce_scratch_slot(SCRATCH_TASK);
+	for (__u32 i = SCRATCH_TASK; i < SCRATCH_TASK + SCRATCH_TASKS; i++) {
+		struct enforce_scratch *sc = enforce_scratch_slot(i);
+		if (sc && __sync_lock_test_and_set(&sc->busy, 1) == 0)
+			return sc;
+	}
+	count_drop(DROP_NO_RECORD);
+	return 0;
+}
+
+/* record_release gives back a record record_claim gave, after every use
+ * of it. */
+static __always_inline void record_release(struct enforce_scratch *sc)
+{
+	asm volatile("" ::: "memory");
+	*(volatile __u64 *)&sc->busy = 0;
 }
 
 /* file_event_output copies e into the ring up to the end of its last path,

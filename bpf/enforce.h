@@ -73,14 +73,11 @@ static __always_inline struct member *skb_member(struct __sk_buff *skb, __u64 cg
 	return 0;
 }
 
-/* violation_start_ctx prepares the scratch violation record. Outside
- * process context (in_task 0: a packet) there is no acting task, only the
- * socket's cgroup, and the record is the packet context's own. */
-static __always_inline struct violation_event *violation_start_ctx(__u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action, int in_task)
+/* violation_start prepares the violation record of sc. Outside process
+ * context (in_task 0: a packet) there is no acting task, only the
+ * socket's cgroup. */
+static __always_inline struct violation_event *violation_start(struct enforce_scratch *sc, __u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action, int in_task)
 {
-	struct enforce_scratch *sc = enforce_scratch_slot(in_task ? SCRATCH_TASK : SCRATCH_PACKET);
-	if (!sc)
-		return 0;
 	struct violation_event *v = &sc->ve;
 	if (in_task) {
 		fill_hdr(&v->hdr, cg, KIND_VIOLATION, source);
@@ -111,11 +108,6 @@ static __always_inline struct violation_event *violation_start_ctx(__u64 cg, __u
 	return v;
 }
 
-static __always_inline struct violation_event *violation_start(__u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action)
-{
-	return violation_start_ctx(cg, source, policy, rule, action, 1);
-}
-
 /* object_hash is FNV-1a over the first HASHED_BYTES of v's path and over
  * its address and port: what tells identical violations apart. */
 #define HASHED_BYTES 128
@@ -134,10 +126,6 @@ static __always_inline __u32 object_hash(struct violation_event *v)
 	return (h ^ v->port) * 16777619u;
 }
 
-/* violation_submit reports v unless an identical violation has had
- * VIOLATION_BURST reports in the current second: then it is only counted,
- * and the next report carries the count. The decision itself never
- * depends on this. */
 /* count_violation counts a violation by rule and action, whether or not
  * anyone reads the ring; atomically, as count_drop. */
 static __always_inline void count_violation(__u16 rule, __u16 action)
@@ -148,6 +136,10 @@ static __always_inline void count_violation(__u16 rule, __u16 action)
 		__sync_fetch_and_add(n, 1);
 }
 
+/* violation_submit reports v unless an identical violation has had
+ * VIOLATION_BURST reports in the current second: then it is only counted,
+ * and the next report carries the count. The decision itself never
+ * depends on this. */
 static __always_inline void violation_submit(struct violation_event *v, __u64 owner)
 {
 	count_violation(v->rule, v->action);
@@ -174,6 +166,27 @@ static __always_inline void violation_submit(struct violation_event *v, __u64 ow
 	}
 	if (bpf_ringbuf_output(&events, v, sizeof(*v), 0))
 		count_drop(DROP_RING_VIOLATION);
+}
+
+/* report_record returns the working record a violation decided outside the
+ * file hooks is reported from: a record claimed in process context, the
+ * packet program's own (in_task 0). With none free the report is lost,
+ * counted with the violation; the decision stands. */
+static __always_inline struct enforce_scratch *report_record(int in_task, __u16 rule, __u16 action)
+{
+	if (!in_task)
+		return enforce_scratch_slot(SCRATCH_PACKET);
+	struct enforce_scratch *sc = record_claim();
+	if (!sc)
+		count_violation(rule, action);
+	return sc;
+}
+
+/* report_done gives back what report_record gave. */
+static __always_inline void report_done(struct enforce_scratch *sc, int in_task)
+{
+	if (in_task)
+		record_release(sc);
 }
 
 /* --- read-only root filesystem ------------------------------------------ */
@@ -254,7 +267,7 @@ static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *
 	if (!bpf_map_lookup_elem(&ro_devs, &dev))
 		return;
 	__u32 truncated = 0;
-	__u32 len = object_path(d, sc->opath, &truncated);
+	__u32 len = object_path(&sc->ps, d, sc->opath, &truncated);
 	struct root_value *r = root_of(sc, dev, len);
 	if (!r)
 		return; /* on the device of a root, but below none */
@@ -391,13 +404,14 @@ static __always_inline void ipv4_mapped(__u8 *addr, __u32 ip)
 	__builtin_memcpy(&addr[12], &ip, 4);
 }
 
-/* bind_violation reports a bind-rule violation on the scratch record. */
+/* bind_violation reports a bind-rule violation. */
 static __always_inline void bind_violation(__u64 cg, struct member *m, __u16 source, __u32 policy, __u16 verdict,
 					   __u32 op, __u16 family, const __u8 *addr, __u16 port, __u16 proto, int in_task)
 {
-	struct violation_event *v = violation_start_ctx(cg, source, policy, RULE_BIND_INTERFACES, verdict, in_task);
-	if (!v)
+	struct enforce_scratch *sc = report_record(in_task, RULE_BIND_INTERFACES, verdict);
+	if (!sc)
 		return;
+	struct violation_event *v = violation_start(sc, cg, source, policy, RULE_BIND_INTERFACES, verdict, in_task);
 	v->op = op;
 	v->family = family;
 	v->port = port;
@@ -405,6 +419,7 @@ static __always_inline void bind_violation(__u64 cg, struct member *m, __u16 sou
 	if (addr)
 		__builtin_memcpy(v->addr, addr, 16);
 	violation_submit(v, m->owner);
+	report_done(sc, in_task);
 }
 
 /* --- executing anything ------------------------------------------------- */
@@ -413,11 +428,13 @@ static __always_inline void bind_violation(__u64 cg, struct member *m, __u16 sou
  * anything, with the executed file as its object. */
 static __always_inline void exec_violation(__u64 cg, struct member *m, __u16 source, const char *filename)
 {
-	struct violation_event *v = violation_start(cg, source, m->exec_policy, m->exec_rule, m->exec_action);
-	if (!v)
+	struct enforce_scratch *sc = report_record(1, m->exec_rule, m->exec_action);
+	if (!sc)
 		return;
+	struct violation_event *v = violation_start(sc, cg, source, m->exec_policy, m->exec_rule, m->exec_action, 1);
 	long n = bpf_probe_read_kernel_str(v->path, PATH_LEN, filename);
 	v->path_kind = PATH_ABSOLUTE;
 	v->path_len = n > 0 ? n - 1 : 0;
 	violation_submit(v, m->owner);
+	report_done(sc, 1);
 }

@@ -2,8 +2,9 @@
  * path lookup on every route into the VFS (syscalls, io_uring, nfsd alike),
  * so unlike the syscall tracepoint they cannot be sidestepped and see the
  * resolved path. They also enforce the read-only root filesystem rule: each
- * builds its event in a per-CPU record, judges it, then reports it (and
- * the violation) and answers 0 or -EPERM. */
+ * claims a working record (maps/scratch.h), builds its event there, judges
+ * it, reports it (and the violation), gives the record back and answers 0
+ * or -EPERM. */
 #pragma once
 #include "path.h"
 #include "enforce.h"
@@ -21,14 +22,37 @@
 #define LSM_S_IFMT 0170000
 #define LSM_S_IFREG 0100000
 
-static __always_inline struct file_event *file_event_start(__u32 op)
+/* unjudged answers a write to d (and d2) no working record was free to
+ * judge: refused when either object is on a device that holds a read-only
+ * container root, whose rule it may fall under (fail closed, counted as a
+ * read-only denial and, for the event lost, as no_working_record); let
+ * through elsewhere, where no read-only rule reaches. */
+static __always_inline int unjudged(struct dentry *d, struct dentry *d2)
 {
+	__u32 dev = d ? BPF_CORE_READ(d, d_sb, s_dev) : 0;
+	__u32 dev2 = d2 ? BPF_CORE_READ(d2, d_sb, s_dev) : 0;
+	if ((d && bpf_map_lookup_elem(&ro_devs, &dev)) || (d2 && bpf_map_lookup_elem(&ro_devs, &dev2))) {
+		count_violation(RULE_READ_ONLY, ACTION_DENY);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* file_event_start claims a working record for a file hook of a watched
+ * task and starts its event there; the objects are d and d2 (the second
+ * of a rename or link, or NULL). NULL when the task is not watched (*ret
+ * 0) or when no record is free (*ret what unjudged answers). */
+static __always_inline struct enforce_scratch *file_event_start(__u32 op, struct dentry *d, struct dentry *d2, int *ret)
+{
+	*ret = 0;
 	__u64 cg = current_watched();
 	if (!cg)
 		return 0;
-	struct enforce_scratch *sc = enforce_scratch_get();
-	if (!sc)
+	struct enforce_scratch *sc = record_claim();
+	if (!sc) {
+		*ret = unjudged(d, d2);
 		return 0;
+	}
 	struct file_event *e = &sc->fe;
 	fill_hdr_traced(&e->hdr, cg, KIND_FILE, SOURCE_LSM);
 	e->op = op;
@@ -42,18 +66,16 @@ static __always_inline struct file_event *file_event_start(__u32 op)
 	e->path_len = 0;
 	e->path2_kind = PATH_NONE;
 	e->path2_len = 0;
-	return e;
+	return sc;
 }
 
-/* file_event_end judges the write e describes, to the object d (and d2,
- * the second object of a rename or link, or NULL), reports what happened
- * and returns the hook's answer. A write is refused when either object
- * belongs to a read-only root filesystem that does not allow it. */
-static __always_inline int file_event_end(struct file_event *e, struct dentry *d, struct dentry *d2)
+/* file_judge judges the write sc's event describes, to the object d (and
+ * d2, or NULL), reports what happened and returns the hook's answer. A
+ * write is refused when either object belongs to a read-only root
+ * filesystem that does not allow it. */
+static __always_inline int file_judge(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
 {
-	struct enforce_scratch *sc = enforce_scratch_get();
-	if (!sc)
-		return 0;
+	struct file_event *e = &sc->fe;
 	struct violation_event *v = &sc->ve;
 	struct ro_judgement j1 = {}, j2 = {};
 	ro_judge(sc, d, v->path, &j1);
@@ -65,30 +87,36 @@ static __always_inline int file_event_end(struct file_event *e, struct dentry *d
 		__u32 policy = j->policy;
 		__u32 len1 = j1.len, len2 = j2.len;
 		int on_root1 = j1.owner != 0, on_root2 = j2.owner != 0;
-		v = violation_start(e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict);
-		if (v) {
-			/* The objects' paths from their container's root, as judged;
-			 * an object on no root keeps the path the event has. */
-			v->op = e->op;
-			v->path_kind = PATH_ABSOLUTE;
-			v->path_len = len1;
-			if (!on_root1) {
-				v->path_len = e->path_len;
-				bpf_probe_read_kernel(v->path, PATH_LEN, e->path);
-			}
-			v->path2_kind = e->path2_kind;
-			v->path2_len = len2;
-			if (e->path2_kind != PATH_NONE && !on_root2) {
-				v->path2_len = e->path2_len;
-				bpf_probe_read_kernel(v->path2, PATH_LEN, e->path2);
-			}
-			violation_submit(v, owner);
+		v = violation_start(sc, e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict, 1);
+		/* The objects' paths from their container's root, as judged;
+		 * an object on no root keeps the path the event has. */
+		v->op = e->op;
+		v->path_kind = PATH_ABSOLUTE;
+		v->path_len = len1;
+		if (!on_root1) {
+			v->path_len = e->path_len;
+			bpf_probe_read_kernel(v->path, PATH_LEN, e->path);
 		}
+		v->path2_kind = e->path2_kind;
+		v->path2_len = len2;
+		if (e->path2_kind != PATH_NONE && !on_root2) {
+			v->path2_len = e->path2_len;
+			bpf_probe_read_kernel(v->path2, PATH_LEN, e->path2);
+		}
+		violation_submit(v, owner);
 		if (verdict == ACTION_DENY)
 			return -EPERM; /* it did not happen: no file event */
 	}
 	file_event_output(e);
 	return 0;
+}
+
+/* file_event_end is file_judge, then gives the record back. */
+static __always_inline int file_event_end(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
+{
+	int ret = file_judge(sc, d, d2);
+	record_release(sc);
+	return ret;
 }
 
 /* lsm_file_open reports opens for write, and judges them. A creation was
@@ -113,16 +141,19 @@ static __always_inline int lsm_file_open(struct file *file)
 	} else if (!(fmode & FMODE_WRITE)) {
 		return 0;
 	}
-	struct file_event *e = file_event_start(op);
-	if (!e)
-		return 0;
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(op, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
 	e->flags = fflags;
-	e->path_len = d_path_child((struct path *)&file->f_path, 0, e->path);
-	int ret = file_event_end(e, BPF_CORE_READ(file, f_path.dentry), 0);
+	e->path_len = d_path_child(&sc->ps, (struct path *)&file->f_path, 0, e->path);
+	ret = file_event_end(sc, d, 0);
 	if (trunc && ret == 0) {
 		__u64 id = bpf_get_current_pid_tgid();
-		__u64 d = (__u64)BPF_CORE_READ(file, f_path.dentry);
-		bpf_map_update_elem(&open_truncs, &id, &d, BPF_ANY);
+		__u64 dv = (__u64)d;
+		bpf_map_update_elem(&open_truncs, &id, &dv, BPF_ANY);
 	}
 	return ret;
 }
@@ -143,72 +174,86 @@ static __always_inline int truncate_of_open(struct dentry *d)
 /* path_op reports an operation on dir/child (child may be NULL: dir is the object). */
 static __always_inline int path_op(__u32 op, const struct path *dir, struct dentry *child, __u32 mode)
 {
-	struct file_event *e = file_event_start(op);
-	if (!e)
-		return 0;
+	struct dentry *d = child ? child : BPF_CORE_READ(dir, dentry);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(op, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
 	e->mode = mode;
-	e->path_len = d_path_child((struct path *)dir, child, e->path);
-	return file_event_end(e, child ? child : BPF_CORE_READ(dir, dentry), 0);
+	e->path_len = d_path_child(&sc->ps, (struct path *)dir, child, e->path);
+	return file_event_end(sc, d, 0);
 }
 
 static __always_inline int lsm_path_rename(const struct path *old_dir, struct dentry *old_dentry,
 					   const struct path *new_dir, struct dentry *new_dentry, __u32 flags)
 {
-	struct file_event *e = file_event_start(FILE_OP_RENAME);
-	if (!e)
-		return 0;
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_RENAME, old_dentry, new_dentry, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
 	e->flags = flags;
-	e->path_len = d_path_child((struct path *)old_dir, old_dentry, e->path);
+	e->path_len = d_path_child(&sc->ps, (struct path *)old_dir, old_dentry, e->path);
 	e->path2_kind = PATH_ABSOLUTE;
-	e->path2_len = d_path_child((struct path *)new_dir, new_dentry, e->path2);
-	return file_event_end(e, old_dentry, new_dentry);
+	e->path2_len = d_path_child(&sc->ps, (struct path *)new_dir, new_dentry, e->path2);
+	return file_event_end(sc, old_dentry, new_dentry);
 }
 
 /* link: path is the new name; path2 the existing file, inside its filesystem. */
 static __always_inline int lsm_path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry)
 {
-	struct file_event *e = file_event_start(FILE_OP_LINK);
-	if (!e)
-		return 0;
-	e->path_len = d_path_child((struct path *)new_dir, new_dentry, e->path);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_LINK, new_dentry, old_dentry, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
+	e->path_len = d_path_child(&sc->ps, (struct path *)new_dir, new_dentry, e->path);
 	e->path2_kind = PATH_FS;
-	e->path2_len = dentry_path(old_dentry, e->path2);
-	return file_event_end(e, new_dentry, old_dentry);
+	e->path2_len = dentry_path(&sc->ps, old_dentry, e->path2);
+	return file_event_end(sc, new_dentry, old_dentry);
 }
 
 static __always_inline int lsm_path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)
 {
-	struct file_event *e = file_event_start(FILE_OP_SYMLINK);
-	if (!e)
-		return 0;
-	e->path_len = d_path_child((struct path *)dir, dentry, e->path);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_SYMLINK, dentry, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
+	e->path_len = d_path_child(&sc->ps, (struct path *)dir, dentry, e->path);
 	long n = bpf_probe_read_kernel_str(e->path2, PATH_LEN, old_name);
 	e->path2_kind = PATH_RELATIVE; /* a symlink target is stored as given */
 	e->path2_len = n > 0 ? n - 1 : 0;
-	return file_event_end(e, dentry, 0);
+	return file_event_end(sc, dentry, 0);
 }
 
 static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __u32 gid)
 {
-	struct file_event *e = file_event_start(FILE_OP_CHOWN);
-	if (!e)
-		return 0;
+	struct dentry *d = BPF_CORE_READ(path, dentry);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_CHOWN, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
 	e->owner_uid = uid;
 	e->owner_gid = gid;
-	e->path_len = d_path_child((struct path *)path, 0, e->path);
-	return file_event_end(e, BPF_CORE_READ(path, dentry), 0);
+	e->path_len = d_path_child(&sc->ps, (struct path *)path, 0, e->path);
+	return file_event_end(sc, d, 0);
 }
 
 /* dentry_op reports an operation known only by its dentry. */
 static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 {
-	struct file_event *e = file_event_start(op);
-	if (!e)
-		return 0;
+	int ret;
+	struct enforce_scratch *sc = file_event_start(op, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
 	e->flags = flags;
 	e->path_kind = PATH_FS;
-	e->path_len = dentry_path(d, e->path);
-	return file_event_end(e, d, 0);
+	e->path_len = dentry_path(&sc->ps, d, e->path);
+	return file_event_end(sc, d, 0);
 }
 
 /* path_mknod also sees every creation of a regular file (open with O_CREAT,
@@ -243,11 +288,14 @@ static __always_inline int lsm_path_truncate(const struct path *path)
  * it is not among the hooks where bpf_d_path is allowed, so walk the path. */
 static __always_inline int lsm_file_truncate(struct file *file)
 {
-	if (!current_watched() || truncate_of_open(BPF_CORE_READ(file, f_path.dentry)))
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	if (!current_watched() || truncate_of_open(d))
 		return 0;
-	struct file_event *e = file_event_start(FILE_OP_TRUNCATE);
-	if (!e)
-		return 0;
-	e->path_len = file_path(file, e->path);
-	return file_event_end(e, BPF_CORE_READ(file, f_path.dentry), 0);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_TRUNCATE, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
+	e->path_len = file_path(&sc->ps, file, e->path);
+	return file_event_end(sc, d, 0);
 }

@@ -1,4 +1,5 @@
-/* Turning kernel path objects into strings, in a per-CPU scratch buffer.
+/* Turning kernel path objects into strings, in the path buffer of the
+ * hook's working record (maps/scratch.h).
  * Two views, neither of them the acting process's own: hooks with a struct
  * path (or an open file) get the path in the mount namespace, crossing
  * mounts up to the namespace's root whatever root the process chrooted
@@ -6,12 +7,6 @@
  * from the dentries alone, whatever mounts lead to it. */
 #pragma once
 #include "common.h"
-
-static __always_inline struct path_scratch *scratch(void)
-{
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&path_scratch, &zero);
-}
 
 /* append_str writes "/" and the string at src (user or kernel memory) at off
  * in s->buf and returns the new length, never past PATH_LEN - 1. */
@@ -51,7 +46,7 @@ static __always_inline __u32 copy_out(struct path_scratch *s, __u32 len, char *d
 }
 
 struct walk_state {
-	struct path_scratch *s; /* the walk's buffer, looked up once */
+	struct path_scratch *s; /* the walk's buffer, in the hook's record */
 	__u64 d, vmnt, mnt, mnt_off;
 	__u32 n, off;
 	/* the walk stopped before the root: too deep, its path incomplete */
@@ -173,32 +168,21 @@ static __always_inline __u64 scalar_of(const void *p)
 }
 
 /* dentry_path writes the path of d inside its filesystem (no mount crossing). */
-static __always_inline __u32 dentry_path(struct dentry *d, char *dst)
+static __always_inline __u32 dentry_path(struct path_scratch *s, struct dentry *d, char *dst)
 {
-	struct path_scratch *s = scratch();
-	if (!s)
-		return 0;
 	return copy_out(s, path_walk(s, scalar_of(d), 0), dst);
 }
 
 /* object_path writes the path of d inside its filesystem, as dentry_path,
  * and says whether it was too deep to be whole. */
-static __always_inline __u32 object_path(struct dentry *d, char *dst, __u32 *truncated)
+static __always_inline __u32 object_path(struct path_scratch *s, struct dentry *d, char *dst, __u32 *truncated)
 {
-	struct path_scratch *s = scratch();
-	if (!s) {
-		*truncated = 1;
-		return 0;
-	}
 	return copy_out(s, path_walk_t(s, scalar_of(d), 0, truncated), dst);
 }
 
 /* file_path writes the path of an open file in its mount namespace. */
-static __always_inline __u32 file_path(struct file *f, char *dst)
+static __always_inline __u32 file_path(struct path_scratch *s, struct file *f, char *dst)
 {
-	struct path_scratch *s = scratch();
-	if (!s)
-		return 0;
 	return copy_out(s, path_walk(s, (__u64)BPF_CORE_READ(f, f_path.dentry), (__u64)BPF_CORE_READ(f, f_path.mnt)), dst);
 }
 
@@ -218,11 +202,8 @@ static __always_inline struct file *fd_file(int fd)
 
 /* dir_then_user writes dir's path, "/", then the user string rel: a
  * relative path resolved against a directory. Returns the length. */
-static __always_inline __u32 dir_then_user(struct dentry *d, struct vfsmount *m, const char *rel, char *dst)
+static __always_inline __u32 dir_then_user(struct path_scratch *s, struct dentry *d, struct vfsmount *m, const char *rel, char *dst)
 {
-	struct path_scratch *s = scratch();
-	if (!s)
-		return 0;
 	__u32 off = path_walk(s, (__u64)d, (__u64)m);
 	return copy_out(s, path_append_user(s, off, (__u64)rel), dst);
 }
@@ -230,11 +211,8 @@ static __always_inline __u32 dir_then_user(struct dentry *d, struct vfsmount *m,
 /* d_path_child writes the path of dir (a struct path) followed by child's
  * name when given. bpf_d_path would do for some hooks only (path_mknod, for
  * one, is not on its allow list), so every hook walks the same way. */
-static __always_inline __u32 d_path_child(struct path *dir, struct dentry *child, char *dst)
+static __always_inline __u32 d_path_child(struct path_scratch *s, struct path *dir, struct dentry *child, char *dst)
 {
-	struct path_scratch *s = scratch();
-	if (!s)
-		return 0;
 	__u32 off = path_walk(s, (__u64)BPF_CORE_READ(dir, dentry), (__u64)BPF_CORE_READ(dir, mnt));
 	if (child) {
 		if (off == 1)

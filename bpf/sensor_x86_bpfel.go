@@ -101,11 +101,18 @@ const (
 	SensorDropCauseDROP_SYSCALL_MAP_FULL SensorDropCause = 4
 	SensorDropCauseDROP_WATCH_MAP_FULL   SensorDropCause = 5
 	SensorDropCauseDROP_RING_VIOLATION   SensorDropCause = 6
-	SensorDropCauseDROP_CAUSE_MAX        SensorDropCause = 7
+	SensorDropCauseDROP_NO_RECORD        SensorDropCause = 7
+	SensorDropCauseDROP_CAUSE_MAX        SensorDropCause = 8
 )
 
 type SensorEnforceScratch struct {
-	_     structs.HostLayout
+	_    structs.HostLayout
+	Busy uint64
+	Ps   struct {
+		_     structs.HostLayout
+		Buf   [1024]int8
+		Names [32]uint64
+	}
 	Fe    SensorFileEvent
 	Ve    SensorViolationEvent
 	Key   SensorAllowKey
@@ -281,12 +288,6 @@ const (
 	SensorPathKindPATH_HANDLE   SensorPathKind = 5
 )
 
-type SensorPathScratch struct {
-	_     structs.HostLayout
-	Buf   [1024]int8
-	Names [32]uint64
-}
-
 type SensorPinMeta struct {
 	_          structs.HostLayout
 	Abi        uint32
@@ -347,8 +348,9 @@ type SensorScratchSlot uint32
 
 const (
 	SensorScratchSlotSCRATCH_TASK   SensorScratchSlot = 0
-	SensorScratchSlotSCRATCH_PACKET SensorScratchSlot = 1
-	SensorScratchSlotSCRATCH_SLOTS  SensorScratchSlot = 2
+	SensorScratchSlotSCRATCH_TASKS  SensorScratchSlot = 4
+	SensorScratchSlotSCRATCH_PACKET SensorScratchSlot = 4
+	SensorScratchSlotSCRATCH_SLOTS  SensorScratchSlot = 5
 )
 
 type SensorSyscallKey struct {
@@ -425,7 +427,6 @@ const (
 	SensorMapMeta                   = "meta"
 	SensorMapOpenTruncs             = "open_truncs"
 	SensorMapOwners                 = "owners"
-	SensorMapPathScratch            = "path_scratch"
 	SensorMapPending                = "pending"
 	SensorMapPolicies               = "policies"
 	SensorMapRoDevs                 = "ro_devs"
@@ -596,7 +597,6 @@ type SensorMapSpecs struct {
 	Meta               *ebpf.MapSpec `ebpf:"meta"`
 	OpenTruncs         *ebpf.MapSpec `ebpf:"open_truncs"`
 	Owners             *ebpf.MapSpec `ebpf:"owners"`
-	PathScratch        *ebpf.MapSpec `ebpf:"path_scratch"`
 	Pending            *ebpf.MapSpec `ebpf:"pending"`
 	Policies           *ebpf.MapSpec `ebpf:"policies"`
 	RoDevs             *ebpf.MapSpec `ebpf:"ro_devs"`
@@ -681,7 +681,6 @@ type SensorMaps struct {
 	Meta               *ebpf.Map `ebpf:"meta"`
 	OpenTruncs         *ebpf.Map `ebpf:"open_truncs"`
 	Owners             *ebpf.Map `ebpf:"owners"`
-	PathScratch        *ebpf.Map `ebpf:"path_scratch"`
 	Pending            *ebpf.Map `ebpf:"pending"`
 	Policies           *ebpf.Map `ebpf:"policies"`
 	RoDevs             *ebpf.Map `ebpf:"ro_devs"`
@@ -711,7 +710,6 @@ func (m *SensorMaps) Close() error {
 		m.Meta,
 		m.OpenTruncs,
 		m.Owners,
-		m.PathScratch,
 		m.Pending,
 		m.Policies,
 		m.RoDevs,

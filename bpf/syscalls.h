@@ -196,12 +196,9 @@ static __always_inline unsigned long sc_arg(const struct sc_args *s, int i)
  * buf) as the kernel will resolve it: from the process's root, which after
  * a chroot is not its mount namespace's. The path then starts with where
  * that root is in the namespace, as every path in events does. */
-static __always_inline __u16 absolute_path(const char *p, char *buf, __u32 *len)
+static __always_inline __u16 absolute_path(struct path_scratch *s, const char *p, char *buf, __u32 *len)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct path_scratch *s = scratch();
-	if (!s)
-		return PATH_ABSOLUTE;
 	struct path root = {};
 	BPF_CORE_READ_INTO(&root, task, fs, root); /* the task's fs once, its root whole */
 	__u32 off = path_walk(s, (__u64)root.dentry, (__u64)root.mnt);
@@ -219,7 +216,7 @@ static __always_inline __u16 absolute_path(const char *p, char *buf, __u32 *len)
  * and bare descriptors are resolved here in the kernel, against the cwd or
  * the directory descriptor, while the process and its descriptors surely
  * still exist. */
-static __always_inline __u16 read_user_path(const struct sc_args *args, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
+static __always_inline __u16 read_user_path(struct path_scratch *s, const struct sc_args *args, int pi, int di, char *buf, __u32 *len, __s32 *dirfd)
 {
 	*len = 0;
 	buf[0] = 0; /* the record ends at this NUL when nothing is read into it */
@@ -231,7 +228,7 @@ static __always_inline __u16 read_user_path(const struct sc_args *args, int pi, 
 			return PATH_NONE;
 		*len = n - 1;
 		if (buf[0] == '/')
-			return absolute_path(p, buf, len);
+			return absolute_path(s, p, buf, len);
 		if (di == NO_RESOLVE) /* a symlink's contents, stored as given */
 			return PATH_RELATIVE;
 	}
@@ -248,14 +245,10 @@ static __always_inline __u16 read_user_path(const struct sc_args *args, int pi, 
 		d = BPF_CORE_READ(f, f_path.dentry);
 		m = BPF_CORE_READ(f, f_path.mnt);
 	}
-	if (!p || *len == 0) { /* the descriptor itself (NULL path, AT_EMPTY_PATH) */
-		struct path_scratch *s = scratch();
-		if (!s)
-			return PATH_FD;
+	if (!p || *len == 0) /* the descriptor itself (NULL path, AT_EMPTY_PATH) */
 		*len = copy_out(s, path_walk(s, (__u64)d, (__u64)m), buf);
-	} else {
-		*len = dir_then_user(d, m, p, buf);
-	}
+	else
+		*len = dir_then_user(s, d, m, p, buf);
 	return PATH_ABSOLUTE;
 }
 
@@ -291,9 +284,10 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	if (op == FILE_OP_UNLINK && (flags & AT_REMOVEDIR))
 		op = FILE_OP_RMDIR;
 
-	/* Built in the per-CPU record and copied to the ring only as long as
-	 * its paths: reserving the whole struct would take PATH_LEN twice. */
-	struct enforce_scratch *sc = enforce_scratch_get();
+	/* Built in a working record and copied to the ring only as long as
+	 * its paths: reserving the whole struct would take PATH_LEN twice.
+	 * With no record free the event is lost, counted (no_working_record). */
+	struct enforce_scratch *sc = record_claim();
 	if (!sc)
 		return 0;
 	struct file_event *e = &sc->fe;
@@ -311,14 +305,15 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	e->path2_len = 0;
 	e->dirfd2 = 0;
 	if (a.fd >= 0) /* the object is an open descriptor */
-		e->path_kind = read_user_path(&args, -1, a.fd, e->path, &e->path_len, &e->dirfd);
+		e->path_kind = read_user_path(&sc->ps, &args, -1, a.fd, e->path, &e->path_len, &e->dirfd);
 	else
-		e->path_kind = read_user_path(&args, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
+		e->path_kind = read_user_path(&sc->ps, &args, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
 	if (a.handle) /* the path is the mount's: the object is a handle below it */
 		e->path_kind = PATH_HANDLE;
 	if (a.path2 >= 0)
-		e->path2_kind = read_user_path(&args, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
+		e->path2_kind = read_user_path(&sc->ps, &args, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
 	file_event_output(e);
+	record_release(sc);
 	return 0;
 }
 

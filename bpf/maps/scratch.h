@@ -7,9 +7,14 @@ struct path_scratch {
 	__u64 names[MAX_DEPTH]; /* const unsigned char *, as integers for the Go bindings */
 };
 
-/* Working records, off the 512-byte stack and independent of the ring:
+/* A working record, off the 512-byte stack and independent of the ring:
  * a decision never waits on ring space. */
 struct enforce_scratch {
+	/* Held by a hook running on this CPU (records of the process
+	 * context): taken with an atomic exchange, given back before the
+	 * hook returns. */
+	__u64 busy;
+	struct path_scratch ps;
 	struct file_event fe;
 	struct violation_event ve;
 	struct allow_key key;
@@ -19,22 +24,24 @@ struct enforce_scratch {
 	char opath[PATH_LEN * 2];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct path_scratch);
-} path_scratch SEC(".maps");
-
-/* One working record per CPU for each context a program can run in. A
- * packet program runs in a softirq, which can interrupt a hook of the
- * process context on the same CPU between building its record and
- * reporting it: sharing one record, the packet's violation would overwrite
- * it midway. */
+/* Working records per CPU: SCRATCH_TASKS for the hooks of the process
+ * context and one for the packet program.
+ *
+ * Hooks run with migration disabled but not always preemption: on a kernel
+ * that preempts (preempt=full, PREEMPT_RT, lazy preemption) a task can be
+ * switched out in the middle of a hook and another task's hook run on the
+ * same CPU before it resumes. Each hook of the process context therefore
+ * claims a record of its own (record_claim) for as long as it runs; with
+ * one shared record, the second hook would rewrite the path the first is
+ * judging. A hook that finds every record held refuses what it cannot
+ * judge (fail closed) and counts the loss. The packet program runs in a
+ * softirq, which no other packet program interrupts on its CPU: it has
+ * its own record, which it never claims. */
 enum scratch_slot {
-	SCRATCH_TASK = 0,
-	SCRATCH_PACKET = 1,
-	SCRATCH_SLOTS = 2,
+	SCRATCH_TASK = 0,   /* the first record of the process context */
+	SCRATCH_TASKS = 4,
+	SCRATCH_PACKET = 4,
+	SCRATCH_SLOTS = 5,
 };
 const enum scratch_slot *unused_scratch_slot __attribute__((unused));
 

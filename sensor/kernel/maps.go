@@ -28,6 +28,8 @@ func DropCause(i int) string {
 		return "watch_map_full"
 	case bpf.SensorDropCauseDROP_RING_VIOLATION:
 		return "ring_full_violation"
+	case bpf.SensorDropCauseDROP_NO_RECORD:
+		return "no_working_record"
 	}
 	return fmt.Sprintf("cause_%d", i)
 }

@@ -244,11 +244,11 @@ func (p *pinDir) pinnedLinks() (map[string]link.Link, error) {
 	return out, nil
 }
 
-// isDataMap reports whether a map is state to carry over (the scratch maps
-// are per-CPU working space, and a daemon writes its own meta).
+// isDataMap reports whether a map is state to carry over (the working
+// records are per-CPU working space, and a daemon writes its own meta).
 func isDataMap(name string) bool {
 	switch name {
-	case bpf.SensorMapPathScratch, bpf.SensorMapEnforceScratch, bpf.SensorMapMeta, bpf.SensorMapMapLayouts, ".rodata", ".data", ".bss":
+	case bpf.SensorMapEnforceScratch, bpf.SensorMapMeta, bpf.SensorMapMapLayouts, ".rodata", ".data", ".bss":
 		return false
 	}
 	return !strings.HasPrefix(name, ".")
