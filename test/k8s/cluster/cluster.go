@@ -179,7 +179,5 @@ func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
 
 // LogTail is the end of a component's log, for a failure message.
 func (c *Cluster) LogTail(name string, lines int) string {
-	data, _ := os.ReadFile(c.path("logs/" + name + ".log"))
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	return strings.Join(all[max(0, len(all)-lines):], "\n")
+	return tail(c.path("logs/"+name+".log"), lines)
 }

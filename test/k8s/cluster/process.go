@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -15,6 +16,7 @@ import (
 // output in LOGDIR/NAME.log.
 type proc struct {
 	name string
+	log  string // its output
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -22,7 +24,8 @@ type proc struct {
 
 // start runs bin with args, logging to dir/name.log.
 func start(dir, name, bin string, args ...string) (*proc, error) {
-	log, err := os.Create(filepath.Join(dir, name+".log"))
+	logPath := filepath.Join(dir, name+".log")
+	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +38,7 @@ func start(dir, name, bin string, args ...string) (*proc, error) {
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		log.Close()
@@ -68,6 +71,13 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
+// tail returns the last lines of the file at path.
+func tail(path string, lines int) string {
+	data, _ := os.ReadFile(path)
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
 // waitFor polls check until it succeeds, the process dies or ctx ends.
 func waitFor(ctx context.Context, p *proc, what string, check func() error) error {
 	var last error
@@ -76,7 +86,9 @@ func waitFor(ctx context.Context, p *proc, what string, check func() error) erro
 			return nil
 		}
 		if ok, err := p.exited(); ok {
-			return fmt.Errorf("%s exited (%v) before %s; see %s.log", p.name, err, what, p.name)
+			// The log goes with the cluster's directory: its end is
+			// all that tells why.
+			return fmt.Errorf("%s exited (%v) before %s; the end of %s:\n%s", p.name, err, what, p.log, tail(p.log, 30))
 		}
 		select {
 		case <-ctx.Done():
