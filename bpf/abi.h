@@ -80,6 +80,8 @@ enum path_kind {
 	PATH_FD = 3,       /* no name: the object is the open file dirfd */
 	PATH_FS = 4,       /* resolved from the dentry: relative to its filesystem root */
 	PATH_HANDLE = 5,   /* a file handle (open_by_handle_at) on the filesystem mounted at path (or dirfd) */
+	PATH_TRUNCATED = 6, /* cut short (deeper than MAX_DEPTH names, longer than PATH_LEN - 1 bytes,
+			     * or a walk out of steps): the first bytes of the path, or its deepest names */
 };
 
 /* Why an event was not delivered. Indexes the drops map. */

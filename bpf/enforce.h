@@ -210,7 +210,7 @@ struct ro_judgement {
 	__u64 owner;
 	__u32 policy;
 	__u16 action;
-	__u16 _pad;
+	__u16 cut; /* the path was cut short (path.h) */
 	__u32 len; /* of the path written to the caller's buffer */
 };
 
@@ -259,7 +259,7 @@ static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *
 	j->owner = 0;
 	j->policy = 0;
 	j->action = ACTION_NONE;
-	j->_pad = 0;
+	j->cut = 0;
 	j->len = 0;
 	if (!d)
 		return;
@@ -268,6 +268,7 @@ static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *
 		return;
 	__u32 truncated = 0;
 	__u32 len = object_path(&sc->ps, d, sc->opath, &truncated);
+	__u16 cut = sc->ps.cut != 0;
 	struct root_value *r = root_of(sc, dev, len);
 	if (!r)
 		return; /* on the device of a root, but below none */
@@ -277,6 +278,7 @@ static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *
 	if (!m || !(m->flags & POLICY_READ_ONLY))
 		return;
 	j->owner = owner;
+	j->cut = cut;
 	if (skip > len)
 		skip = len;
 	__u32 rel = len - skip;

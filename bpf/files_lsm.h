@@ -91,14 +91,17 @@ static __always_inline int file_judge(struct enforce_scratch *sc, struct dentry 
 		/* The objects' paths from their container's root, as judged;
 		 * an object on no root keeps the path the event has. */
 		v->op = e->op;
-		v->path_kind = PATH_ABSOLUTE;
+		v->path_kind = j1.cut ? PATH_TRUNCATED : PATH_ABSOLUTE;
 		v->path_len = len1;
 		if (!on_root1) {
+			v->path_kind = e->path_kind;
 			v->path_len = e->path_len;
 			bpf_probe_read_kernel(v->path, PATH_LEN, e->path);
 		}
 		v->path2_kind = e->path2_kind;
 		v->path2_len = len2;
+		if (e->path2_kind != PATH_NONE && on_root2 && j2.cut)
+			v->path2_kind = PATH_TRUNCATED;
 		if (e->path2_kind != PATH_NONE && !on_root2) {
 			v->path2_len = e->path2_len;
 			bpf_probe_read_kernel(v->path2, PATH_LEN, e->path2);
@@ -149,6 +152,7 @@ static __always_inline int lsm_file_open(struct file *file)
 	struct file_event *e = &sc->fe;
 	e->flags = fflags;
 	e->path_len = d_path_child(&sc->ps, (struct path *)&file->f_path, 0, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	ret = file_event_end(sc, d, 0);
 	if (trunc && ret == 0) {
 		__u64 id = bpf_get_current_pid_tgid();
@@ -182,6 +186,7 @@ static __always_inline int path_op(__u32 op, const struct path *dir, struct dent
 	struct file_event *e = &sc->fe;
 	e->mode = mode;
 	e->path_len = d_path_child(&sc->ps, (struct path *)dir, child, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	return file_event_end(sc, d, 0);
 }
 
@@ -195,8 +200,9 @@ static __always_inline int lsm_path_rename(const struct path *old_dir, struct de
 	struct file_event *e = &sc->fe;
 	e->flags = flags;
 	e->path_len = d_path_child(&sc->ps, (struct path *)old_dir, old_dentry, e->path);
-	e->path2_kind = PATH_ABSOLUTE;
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	e->path2_len = d_path_child(&sc->ps, (struct path *)new_dir, new_dentry, e->path2);
+	e->path2_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	return file_event_end(sc, old_dentry, new_dentry);
 }
 
@@ -209,8 +215,9 @@ static __always_inline int lsm_path_link(struct dentry *old_dentry, const struct
 		return ret;
 	struct file_event *e = &sc->fe;
 	e->path_len = d_path_child(&sc->ps, (struct path *)new_dir, new_dentry, e->path);
-	e->path2_kind = PATH_FS;
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	e->path2_len = dentry_path(&sc->ps, old_dentry, e->path2);
+	e->path2_kind = path_kind_of(&sc->ps, PATH_FS);
 	return file_event_end(sc, new_dentry, old_dentry);
 }
 
@@ -222,6 +229,7 @@ static __always_inline int lsm_path_symlink(const struct path *dir, struct dentr
 		return ret;
 	struct file_event *e = &sc->fe;
 	e->path_len = d_path_child(&sc->ps, (struct path *)dir, dentry, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	long n = bpf_probe_read_kernel_str(e->path2, PATH_LEN, old_name);
 	e->path2_kind = PATH_RELATIVE; /* a symlink target is stored as given */
 	e->path2_len = n > 0 ? n - 1 : 0;
@@ -239,6 +247,7 @@ static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __
 	e->owner_uid = uid;
 	e->owner_gid = gid;
 	e->path_len = d_path_child(&sc->ps, (struct path *)path, 0, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	return file_event_end(sc, d, 0);
 }
 
@@ -251,8 +260,8 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 		return ret;
 	struct file_event *e = &sc->fe;
 	e->flags = flags;
-	e->path_kind = PATH_FS;
 	e->path_len = dentry_path(&sc->ps, d, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_FS);
 	return file_event_end(sc, d, 0);
 }
 
@@ -297,5 +306,6 @@ static __always_inline int lsm_file_truncate(struct file *file)
 		return ret;
 	struct file_event *e = &sc->fe;
 	e->path_len = file_path(&sc->ps, file, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
 	return file_event_end(sc, d, 0);
 }

@@ -9,11 +9,14 @@
 #include "common.h"
 
 /* append_str writes "/" and the string at src (user or kernel memory) at off
- * in s->buf and returns the new length, never past PATH_LEN - 1. */
+ * in s->buf and returns the new length, never past PATH_LEN - 1; a string
+ * that does not fit whole marks the path cut. */
 static __always_inline __u32 append_str(struct path_scratch *s, __u32 off, const void *src, int user)
 {
-	if (off >= PATH_LEN - 1)
+	if (off >= PATH_LEN - 1) {
+		s->cut = 1;
 		return off;
+	}
 	/* Keep clang from dropping the masks: the verifier needs them. */
 	barrier_var(off);
 	s->buf[off & (PATH_LEN - 1)] = '/';
@@ -24,8 +27,10 @@ static __always_inline __u32 append_str(struct path_scratch *s, __u32 off, const
 	if (n > 1)
 		off += n - 1;
 	/* One range for every outcome, so the verifier can prune the loop. */
-	if (off > PATH_LEN - 1)
+	if (off > PATH_LEN - 1) {
 		off = PATH_LEN - 1;
+		s->cut = 1;
+	}
 	return off;
 }
 
@@ -51,6 +56,8 @@ struct walk_state {
 	__u32 n, off;
 	/* the walk stopped before the root: too deep, its path incomplete */
 	__u32 truncated;
+	/* the walk reached the root */
+	__u32 done;
 };
 
 /* walk_step moves one step towards the root: up one dentry, recording its
@@ -64,16 +71,20 @@ static long walk_step(__u64 i, void *ctx)
 	if (vmnt && d == BPF_CORE_READ(vmnt, mnt_root)) {
 		struct mount *mnt = (struct mount *)w->mnt;
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-		if (!up || up == mnt)
-			return 1; /* the root of the mount tree */
+		if (!up || up == mnt) {
+			w->done = 1; /* the root of the mount tree */
+			return 1;
+		}
 		w->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = (__u64)up;
 		w->vmnt = (__u64)up + w->mnt_off;
 		return 0;
 	}
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	if (!parent || parent == d)
+	if (!parent || parent == d) {
+		w->done = 1;
 		return 1;
+	}
 	if (w->n >= MAX_DEPTH) {
 		w->truncated = 1;
 		return 1;
@@ -100,7 +111,9 @@ static long emit_step(__u64 i, void *ctx)
  * namespace (a chroot changes nothing); without one it stops at the root of
  * d's filesystem. Unlike bpf_d_path it works in any program type. The loops
  * run in bpf_loop so the verifier checks each step once. *truncated is set
- * when the path was deeper than MAX_DEPTH components.
+ * when the path was deeper than MAX_DEPTH components; s->cut when it was
+ * cut short in any way (too deep, out of steps, too long), until the
+ * next walk.
  *
  * A global function: the verifier checks it once per program, on its own,
  * whatever state its callers are in, where an inlined copy at each of a
@@ -132,8 +145,13 @@ __noinline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmoun
 	 * their end in every one (6.12: 270,000 instructions a walk). */
 	__u32 zero = 0;
 	bpf_probe_read_kernel(&w.n, sizeof(w.n), &zero);
+	s->cut = 0;
 	bpf_loop(MAX_DEPTH + 8, walk_step, &w, 0);
 	bpf_loop(MAX_DEPTH, emit_step, &w, 0);
+	/* Too deep, or out of steps before the root (mounts crossed take
+	 * steps too): the deepest names only, from no root. */
+	if (w.truncated || !w.done)
+		s->cut = 1;
 	__u32 off = w.off;
 	if (off == 0)
 		s->buf[off++] = '/';
@@ -147,6 +165,13 @@ static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u
 {
 	__u32 truncated = 0; /* initialised: a global function's pointer argument is read */
 	return path_walk_t(s, dentry, vfsmount, &truncated);
+}
+
+/* path_kind_of is kind for the path just built in s, PATH_TRUNCATED when it
+ * was cut short. */
+static __always_inline __u16 path_kind_of(struct path_scratch *s, __u16 kind)
+{
+	return s->cut ? PATH_TRUNCATED : kind;
 }
 
 /* path_append_user appends "/" and the user string at uptr to the off bytes

@@ -112,6 +112,7 @@ type SensorEnforceScratch struct {
 		_     structs.HostLayout
 		Buf   [1024]int8
 		Names [32]uint64
+		Cut   uint64
 	}
 	Fe    SensorFileEvent
 	Ve    SensorViolationEvent
@@ -280,12 +281,13 @@ type SensorParentStep struct {
 type SensorPathKind uint32
 
 const (
-	SensorPathKindPATH_NONE     SensorPathKind = 0
-	SensorPathKindPATH_ABSOLUTE SensorPathKind = 1
-	SensorPathKindPATH_RELATIVE SensorPathKind = 2
-	SensorPathKindPATH_FD       SensorPathKind = 3
-	SensorPathKindPATH_FS       SensorPathKind = 4
-	SensorPathKindPATH_HANDLE   SensorPathKind = 5
+	SensorPathKindPATH_NONE      SensorPathKind = 0
+	SensorPathKindPATH_ABSOLUTE  SensorPathKind = 1
+	SensorPathKindPATH_RELATIVE  SensorPathKind = 2
+	SensorPathKindPATH_FD        SensorPathKind = 3
+	SensorPathKindPATH_FS        SensorPathKind = 4
+	SensorPathKindPATH_HANDLE    SensorPathKind = 5
+	SensorPathKindPATH_TRUNCATED SensorPathKind = 6
 )
 
 type SensorPinMeta struct {

@@ -209,7 +209,7 @@ static __always_inline __u16 absolute_path(struct path_scratch *s, const char *p
 	if (off <= 1)
 		return PATH_ABSOLUTE;
 	*len = copy_out(s, path_append_user(s, off, (__u64)(p + 1)), buf);
-	return PATH_ABSOLUTE;
+	return path_kind_of(s, PATH_ABSOLUTE);
 }
 
 /* read_user_path fills one path field and returns its kind. Relative paths
@@ -227,8 +227,14 @@ static __always_inline __u16 read_user_path(struct path_scratch *s, const struct
 		if (n <= 0)
 			return PATH_NONE;
 		*len = n - 1;
-		if (buf[0] == '/')
-			return absolute_path(s, p, buf, len);
+		/* Longer than the buffer when a byte follows what it holds. */
+		char next = 0;
+		if (n == PATH_LEN)
+			bpf_probe_read_user(&next, 1, p + PATH_LEN - 1);
+		if (buf[0] == '/') {
+			__u16 kind = absolute_path(s, p, buf, len);
+			return next ? PATH_TRUNCATED : kind;
+		}
 		if (di == NO_RESOLVE) /* a symlink's contents, stored as given */
 			return PATH_RELATIVE;
 	}
@@ -249,7 +255,7 @@ static __always_inline __u16 read_user_path(struct path_scratch *s, const struct
 		*len = copy_out(s, path_walk(s, (__u64)d, (__u64)m), buf);
 	else
 		*len = dir_then_user(s, d, m, p, buf);
-	return PATH_ABSOLUTE;
+	return path_kind_of(s, PATH_ABSOLUTE);
 }
 
 static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __u64 cg, int compat)
@@ -308,7 +314,7 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 		e->path_kind = read_user_path(&sc->ps, &args, -1, a.fd, e->path, &e->path_len, &e->dirfd);
 	else
 		e->path_kind = read_user_path(&sc->ps, &args, a.path, a.dirfd, e->path, &e->path_len, &e->dirfd);
-	if (a.handle) /* the path is the mount's: the object is a handle below it */
+	if (a.handle && e->path_kind != PATH_TRUNCATED) /* the path is the mount's: the object is a handle below it */
 		e->path_kind = PATH_HANDLE;
 	if (a.path2 >= 0)
 		e->path2_kind = read_user_path(&sc->ps, &args, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);

@@ -331,15 +331,16 @@ func (e *Engine) HoldsRoots() bool { return e.roots.Load() > 0 }
 
 // readOnlyBreach names the strictest read-only policy of the container of
 // cgroup whose rule a write of path (from the container's root) breaks,
-// with its mode.
-func (e *Engine) readOnlyBreach(cgroup uint64, path string) (policy, mode string, ok bool) {
+// with its mode. unplaced is a write whose path is not known whole: no
+// allowWrites entry can be said to hold it.
+func (e *Engine) readOnlyBreach(cgroup uint64, path string, unplaced bool) (policy, mode string, ok bool) {
 	a, found := e.containers[cgroup]
-	if !found || !a.member.ReadOnly || path == "" || path[0] != '/' {
+	if !found || !a.member.ReadOnly || !unplaced && (path == "" || path[0] != '/') {
 		return "", "", false
 	}
 	best := ActionNone
 	for _, c := range e.byID(a.member.Policies) {
-		if c.kp.ReadOnly && !allows(c.allow, path) && c.action > best {
+		if c.kp.ReadOnly && (unplaced || !allows(c.allow, path)) && c.action > best {
 			best, policy, mode = c.action, c.policy.Name, c.policy.Spec.Mode
 		}
 	}
@@ -360,14 +361,32 @@ type Breach struct {
 func (e *Engine) AuditWrite(cgroup uint64, path, target string) (Breach, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	policy, mode, ok := e.readOnlyBreach(cgroup, path)
+	policy, mode, ok := e.readOnlyBreach(cgroup, path, false)
 	if !ok && target != "" {
-		policy, mode, ok = e.readOnlyBreach(cgroup, target)
+		policy, mode, ok = e.readOnlyBreach(cgroup, target, false)
 	}
+	return breach(policy, mode, RuleReadOnly.Reason(), ok)
+}
+
+// AuditUnplaced is AuditWrite for a write by the container of cgroup whose
+// object cannot be placed: its path was cut short (deeper or longer than
+// the kernel reads). No allowWrites entry can be said to hold it, so it
+// breaks the container's strictest read-only rule: fail closed, as the
+// kernel's own judgement of a path too deep to know.
+func (e *Engine) AuditUnplaced(cgroup uint64) (Breach, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	policy, mode, ok := e.readOnlyBreach(cgroup, "", true)
+	return breach(policy, mode, RuleReadOnly.Reason()+" (its path cut short, too deep or too long to place)", ok)
+}
+
+// breach is the would-deny of policy in mode, when ok, its reason saying
+// when the tier cannot enforce it.
+func breach(policy, mode, reason string, ok bool) (Breach, bool) {
 	if !ok {
 		return Breach{}, false
 	}
-	b := Breach{Policy: policy, Mode: mode, Reason: RuleReadOnly.Reason()}
+	b := Breach{Policy: policy, Mode: mode, Reason: reason}
 	if mode == ModeEnforce {
 		b.Reason += ": " + Unenforceable
 	}

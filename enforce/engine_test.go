@@ -171,16 +171,16 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 		t.Errorf("db member = %+v", m)
 	}
 	// The strictest read-only verdict: web's enforce rule forbids /tmp too.
-	if p, mode, ok := e.readOnlyBreach(10, "/tmp/x"); !ok || p != "web" || mode != "enforce" {
+	if p, mode, ok := e.readOnlyBreach(10, "/tmp/x", false); !ok || p != "web" || mode != "enforce" {
 		t.Errorf("web /tmp/x: %q %q %v", p, mode, ok)
 	}
-	if _, _, ok := e.readOnlyBreach(11, "/tmp/x"); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/tmp/x", false); ok {
 		t.Error("db /tmp/x: breach under an allowWrites prefix")
 	}
-	if _, _, ok := e.readOnlyBreach(11, "/run/app.pid"); ok {
+	if _, _, ok := e.readOnlyBreach(11, "/run/app.pid", false); ok {
 		t.Error("db /run/app.pid: breach of an exact allowWrites entry")
 	}
-	if p, _, ok := e.readOnlyBreach(11, "/run/app.pid2"); !ok || p != "ro-audit" {
+	if p, _, ok := e.readOnlyBreach(11, "/run/app.pid2", false); !ok || p != "ro-audit" {
 		t.Errorf("db /run/app.pid2: %q %v", p, ok)
 	}
 	for _, c := range []struct {
@@ -202,6 +202,22 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 				t.Errorf("AuditWrite = %+v %v, want %+v %v", got, ok, c.want, c.breach)
 			}
 		})
+	}
+	// A write whose path was cut short: the strictest read-only rule, even
+	// for the db, whose allowWrites hold /tmp and /run/app.pid.
+	cut := "write to the container's read-only root filesystem (its path cut short, too deep or too long to place)"
+	for _, c := range []struct {
+		cgroup uint64
+		want   Breach
+		breach bool
+	}{
+		{10, Breach{"web", "enforce", cut + ": not enforceable on this kernel"}, true},
+		{11, Breach{"ro-audit", "audit", cut}, true},
+		{99, Breach{}, false},
+	} {
+		if got, ok := e.AuditUnplaced(c.cgroup); got != c.want || ok != c.breach {
+			t.Errorf("AuditUnplaced(%d) = %+v %v, want %+v %v", c.cgroup, got, ok, c.want, c.breach)
+		}
 	}
 }
 

@@ -174,7 +174,7 @@ func (s *Sensor) auditFile(e *event.Event) *event.Event {
 	if s.probe.Tier == kernel.TierFull || e.Kind != event.KindFile || !s.engine.HoldsRoots() {
 		return nil
 	}
-	return s.violations.AuditFile(e, s.locate(e))
+	return s.violations.AuditFile(e, s.locate(e), s.containerCgroup(e.CgroupID))
 }
 
 // mountPoints lists the mount points of the container of cgroup, from its

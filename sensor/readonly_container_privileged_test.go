@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ringfence/ringfence/enforce"
+	"github.com/ringfence/ringfence/sensor/decode"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/test/testenv"
 )
@@ -244,4 +245,45 @@ func digestOf(out, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestPrivilegedReadOnlyCutPath writes /etc/passwd in a container under an
+// enforcing read-only policy through a path longer than the kernel reads
+// whole: /tmp/d, 300 "./", then "../../etc/passwd". Its first bytes alone
+// name /tmp/d, which allowWrites holds. With BPF LSM (the VMs) the object
+// is judged and the write refused; on this host the syscall's path is cut
+// short, marked so, and judged as one no allowWrites entry holds: reported,
+// never passed as a write to /tmp.
+func TestPrivilegedReadOnlyCutPath(t *testing.T) {
+	testenv.Privileged(t)
+	h, _ := newContainerHarness(t, readOnlyContainerPolicies)
+	full := testenv.InVM()
+	long := "/tmp/d/" + strings.Repeat("./", 300) + "../../etc/passwd"
+	ops := [][]string{
+		{"dir", "mkdir", "/tmp/d"},
+		{"cut", "append", long},
+	}
+	id := h.rt.NewID(t, "roe")
+	res := parseResults(h.helperRunner(len(ops)).Run(t, id, append([]string{"/rf-helper", "-test.run=^$"}, batchArgs(ops...)...)...))
+	want := "ok"
+	if full {
+		want = "EPERM"
+	}
+	if res["dir"] != "ok" || res["cut"] != want {
+		t.Fatalf("mkdir /tmp/d: %s; the write through a %d-byte path: %s, want %s", res["dir"], len(long), res["cut"], want)
+	}
+	h.rec.waitFor(t, "violation of the write through a cut path", func(e *event.Event) bool {
+		if e.Kind != event.KindViolation || e.Container == nil || e.Container.ID != id || e.Rule != "readOnlyRootFilesystem" || e.Policy != "ro-enforce" {
+			return false
+		}
+		if full {
+			return e.Verdict == event.VerdictDeny && e.Path == "/etc/passwd" && e.PathScope == ""
+		}
+		return e.Verdict == event.VerdictAudit && e.PathScope == decode.ScopeTruncated && strings.Contains(e.Reason, "cut short")
+	})
+	for _, e := range h.violationsOf(id) {
+		if e.Path == "/tmp/d" {
+			t.Errorf("the write judged as one to /tmp/d: %+v", e)
+		}
+	}
 }

@@ -38,10 +38,7 @@ func (s *Sensor) rootOf(info container.Info, pid uint32) *enforce.RootFS {
 // Canonical) through the container's root as the host sees it.
 func (s *Sensor) locate(e *event.Event) violation.Locate {
 	return func(p string, follow bool) (uint64, string, bool) {
-		cg := e.CgroupID
-		if s.identity != nil {
-			cg = s.identity.ContainerCgroup(cg)
-		}
+		cg := s.containerCgroup(e.CgroupID)
 		root, ok := s.engine.Root(cg)
 		if !ok || root.Host == "" || s.inHostMountNS(e.PID, p, root.Host) {
 			// A path of the host's mount namespace: the object is on a
@@ -64,6 +61,15 @@ func (s *Sensor) locate(e *event.Event) violation.Locate {
 		}
 		return cg, c, true
 	}
+}
+
+// containerCgroup returns the container cgroup the cgroup cg belongs to
+// (cg itself without container identities).
+func (s *Sensor) containerCgroup(cg uint64) uint64 {
+	if s.identity != nil {
+		return s.identity.ContainerCgroup(cg)
+	}
+	return cg
 }
 
 // inHostMountNS reports whether process pid is in the mount namespace of

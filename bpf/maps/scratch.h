@@ -5,6 +5,9 @@
 struct path_scratch {
 	char buf[PATH_LEN * 2];
 	__u64 names[MAX_DEPTH]; /* const unsigned char *, as integers for the Go bindings */
+	/* The path last built was cut short: set by the walk (too deep, out
+	 * of steps) and by every append that reached PATH_LEN - 1 bytes. */
+	__u64 cut;
 };
 
 /* A working record, off the 512-byte stack and independent of the ring:

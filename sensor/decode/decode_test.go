@@ -67,6 +67,16 @@ func TestDecode(t *testing.T) {
 	fd := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_CHOWN), Dirfd: 3, PathKind: uint16(bpf.SensorPathKindPATH_FD), OwnerUid: 5, OwnerGid: 6}
 	gone := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_CHMOD), Dirfd: 9, PathKind: uint16(bpf.SensorPathKindPATH_FD)}
 
+	cut := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_OPEN), PathKind: uint16(bpf.SensorPathKindPATH_TRUNCATED)}
+	cut.PathLen = setStr(cut.Path[:], "/d9/d10/f")
+	cutTarget := bpf.SensorFileEvent{Hdr: hdr(bpf.SensorEventKindKIND_FILE), Op: uint32(bpf.SensorFileOpFILE_OP_RENAME),
+		PathKind: uint16(bpf.SensorPathKindPATH_ABSOLUTE), Path2Kind: uint16(bpf.SensorPathKindPATH_TRUNCATED)}
+	cutTarget.PathLen = setStr(cutTarget.Path[:], "/tmp/a")
+	cutTarget.Path2Len = setStr(cutTarget.Path2[:], "/tmp/./././.")
+	cutViolation := bpf.SensorViolationEvent{Hdr: hdr(bpf.SensorEventKindKIND_VIOLATION), Rule: uint16(bpf.SensorRuleRULE_READ_ONLY),
+		Action: 2, Op: uint32(bpf.SensorFileOpFILE_OP_OPEN), PathKind: uint16(bpf.SensorPathKindPATH_TRUNCATED)}
+	cutViolation.PathLen = setStr(cutViolation.Path[:], "/d30/d31/f")
+
 	bind := bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 10, Port: 8080, Protocol: 6}
 	bind.Addr[15] = 1
 	bind4 := bpf.SensorBindEvent{Hdr: hdr(bpf.SensorEventKindKIND_BIND), Family: 2, Port: 53, Protocol: 17,
@@ -96,6 +106,21 @@ func TestDecode(t *testing.T) {
 		}},
 		{"unresolvable fd", encode(t, &gone), func(t *testing.T, e event.Event) {
 			if e.Path != "fd:9" || e.PathScope != "unresolved" {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"path cut short", encode(t, &cut), func(t *testing.T, e event.Event) {
+			if e.Path != "/d9/d10/f" || e.PathScope != ScopeTruncated {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"second path cut short", encode(t, &cutTarget), func(t *testing.T, e event.Event) {
+			if e.Path != "/tmp/a" || e.Target != "/tmp/./././." || e.PathScope != ScopeTruncated {
+				t.Fatalf("%+v", e)
+			}
+		}},
+		{"violation's path cut short", encode(t, &cutViolation), func(t *testing.T, e event.Event) {
+			if e.Kind != event.KindViolation || e.Path != "/d30/d31/f" || e.PathScope != ScopeTruncated {
 				t.Fatalf("%+v", e)
 			}
 		}},

@@ -105,10 +105,21 @@ func (d *Decoder) fileFields(e *event.Event, r *bpf.SensorFileEvent) {
 		if r.Op == uint32(bpf.SensorFileOpFILE_OP_SYMLINK) {
 			e.Target = target // a symlink's contents are not resolved
 		} else {
-			e.Target, _ = d.path(e.PID, kind, r.Dirfd2, target)
+			var scope2 string
+			e.Target, scope2 = d.path(e.PID, kind, r.Dirfd2, target)
+			if scope2 == ScopeTruncated {
+				e.PathScope = scope2 // the event's paths are not whole
+			}
 		}
 	}
 }
+
+// ScopeTruncated is the path_scope of an event a path of which the kernel
+// cut short: deeper than its walk goes (32 names), longer than 511 bytes,
+// or across more mounts than its walk takes steps. The path is the first
+// bytes of the real one, or its deepest names, and names no object for
+// certain.
+const ScopeTruncated = "truncated"
 
 // path resolves one path field and says how far it could.
 func (d *Decoder) path(pid uint32, kind bpf.SensorPathKind, dirfd int32, p string) (string, string) {
@@ -117,6 +128,8 @@ func (d *Decoder) path(pid uint32, kind bpf.SensorPathKind, dirfd int32, p strin
 		return p, ""
 	case bpf.SensorPathKindPATH_FS:
 		return p, "filesystem"
+	case bpf.SensorPathKindPATH_TRUNCATED:
+		return p, ScopeTruncated
 	case bpf.SensorPathKindPATH_HANDLE:
 		// open_by_handle_at names no path: p is where the handle's
 		// filesystem is mounted (its mount_fd).

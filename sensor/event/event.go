@@ -117,7 +117,9 @@ type Event struct {
 	// for one relative to its filesystem's root, "unresolved" for a
 	// relative path or descriptor that could not be resolved, and
 	// "file-handle" for a file opened by handle (open_by_handle_at), whose
-	// path is then where the handle's filesystem is mounted.
+	// path is then where the handle's filesystem is mounted, and
+	// "truncated" when the kernel cut the path (or target) short: its first
+	// bytes or deepest names, no object for certain.
 	PathScope string  `json:"path_scope,omitempty"`
 	Flags     uint32  `json:"flags,omitempty"`
 	FileMode  uint32  `json:"file_mode,omitempty"`

@@ -27,6 +27,7 @@ const DefaultTracked = 32768
 type Policies interface {
 	PolicyName(id uint32) (name, mode string)
 	AuditWrite(cgroup uint64, path, target string) (enforce.Breach, bool)
+	AuditUnplaced(cgroup uint64) (enforce.Breach, bool)
 }
 
 // key identifies identical violations, as the kernel's rate limiter does.
@@ -166,11 +167,25 @@ type Locate func(path string, follow bool) (container uint64, rel string, ok boo
 // AuditFile judges, where the kernel cannot (the cgroup-only tier), a file
 // write seen at the syscall against the read-only rules of the container
 // whose root filesystem holds the object, and returns the would-deny to
-// report beside it, or nil.
-func (s *Stage) AuditFile(e *event.Event, locate Locate) *event.Event {
+// report beside it, or nil. actor is the writer's container cgroup: a write
+// whose path the kernel cut short names no object for certain, and is
+// judged under the writer's own container's read-only rules as one no
+// allowWrites entry holds (fail closed: a path made too deep or too long
+// hides nothing).
+func (s *Stage) AuditFile(e *event.Event, locate Locate, actor uint64) *event.Event {
 	// A path the kernel could not resolve is not judged; a pending event is
 	// the runtime's setup of the container, before its first exec.
-	if e.Kind != event.KindFile || e.PathScope != "" || e.Pending {
+	if e.Kind != event.KindFile || e.Pending {
+		return nil
+	}
+	if e.PathScope == decode.ScopeTruncated {
+		b, ok := s.policies.AuditUnplaced(actor)
+		if !ok {
+			return nil
+		}
+		return auditViolation(e, b) // the paths as the event has them, and its scope
+	}
+	if e.PathScope != "" {
 		return nil
 	}
 	owner, rel, b, ok := s.judge(locate, e.Path, follows(e.Op))
@@ -182,9 +197,7 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate) *event.Event {
 	if !ok {
 		return nil
 	}
-	v := *e
-	v.Kind, v.Verdict, v.Rule = event.KindViolation, event.VerdictAudit, enforce.RuleReadOnly.String()
-	v.Policy, v.Mode, v.Reason = b.Policy, b.Mode, b.Reason
+	v := auditViolation(e, b)
 	// The written object, and the operation's other name (a rename's or
 	// link's), both from the root that holds the object.
 	v.Path, v.Target = rel, ""
@@ -196,6 +209,14 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate) *event.Event {
 	if owner != e.CgroupID {
 		v.ObjectCgroupID = owner
 	}
+	return v
+}
+
+// auditViolation is the would-deny b of the write e.
+func auditViolation(e *event.Event, b enforce.Breach) *event.Event {
+	v := *e
+	v.Kind, v.Verdict, v.Rule = event.KindViolation, event.VerdictAudit, enforce.RuleReadOnly.String()
+	v.Policy, v.Mode, v.Reason = b.Policy, b.Mode, b.Reason
 	return &v
 }
 

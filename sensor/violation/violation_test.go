@@ -37,6 +37,13 @@ func (fakePolicies) AuditWrite(cgroup uint64, path, target string) (enforce.Brea
 	return enforce.Breach{}, false
 }
 
+func (fakePolicies) AuditUnplaced(cgroup uint64) (enforce.Breach, bool) {
+	if cgroup != 7 {
+		return enforce.Breach{}, false
+	}
+	return enforce.Breach{Policy: "web", Mode: enforce.ModeEnforce, Reason: "ro, cut"}, true
+}
+
 // locate is a Locate for tests: paths below /c8 are in the root filesystem
 // of container 8, /vol is none's, everything else container 7's; a final
 // /link is followed to /etc/linked.
@@ -190,12 +197,44 @@ func TestAuditFile(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.e.PID, c.e.CgroupID = 3, 7
-			v := s.AuditFile(&c.e, locate)
+			v := s.AuditFile(&c.e, locate, 7)
 			if (v != nil) != c.want {
 				t.Fatalf("violation %+v, want one: %v", v, c.want)
 			}
 			if v != nil && (v.Kind != event.KindViolation || v.Verdict != event.VerdictAudit || v.Rule != "readOnlyRootFilesystem" ||
 				v.Policy != "web" || v.Reason != "ro" || v.Path != c.path || v.Target != c.target || v.PID != 3 || v.ObjectCgroupID != c.objectCg) {
+				t.Fatalf("violation %+v", v)
+			}
+		})
+	}
+}
+
+// TestAuditFileCut: a write whose path (or second path) the kernel cut
+// short names no object for certain, wherever its first bytes point (an
+// allowed /tmp, a volume, another container's root): it is judged under
+// the writer's own container's read-only rules, never let pass unjudged.
+func TestAuditFileCut(t *testing.T) {
+	s := New(fakePolicies{}, 0)
+	for _, c := range []struct {
+		name  string
+		e     event.Event
+		actor uint64
+		want  bool
+	}{
+		{"cut inside /tmp", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/aaaa/./././."}, 7, true},
+		{"cut on a volume's path", event.Event{Kind: event.KindFile, Op: "open", Path: "/vol/d1/d2"}, 7, true},
+		{"cut target of a rename", event.Event{Kind: event.KindFile, Op: "rename", Path: "/tmp/a", Target: "/tmp/././."}, 7, true},
+		{"writer under no read-only rule", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/x/./."}, 8, false},
+		{"runtime setup before the first exec", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/x/./.", Pending: true}, 7, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.e.PID, c.e.CgroupID, c.e.PathScope = 3, 9, decode.ScopeTruncated
+			v := s.AuditFile(&c.e, locate, c.actor)
+			if (v != nil) != c.want {
+				t.Fatalf("violation %+v, want one: %v", v, c.want)
+			}
+			if v != nil && (v.Kind != event.KindViolation || v.Verdict != event.VerdictAudit || v.Rule != "readOnlyRootFilesystem" ||
+				v.Policy != "web" || v.Reason != "ro, cut" || v.Path != c.e.Path || v.Target != c.e.Target || v.PathScope != decode.ScopeTruncated) {
 				t.Fatalf("violation %+v", v)
 			}
 		})

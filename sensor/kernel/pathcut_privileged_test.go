@@ -1,0 +1,163 @@
+package kernel
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/sensor/decode"
+	"github.com/ringfence/ringfence/sensor/event"
+)
+
+// TestPrivilegedPathsCutShort: a file event whose path the kernel could not
+// read whole says so (path_scope "truncated") rather than pass its first
+// bytes or its deepest names for the path: a path deeper than the walk
+// goes, one longer than the buffer, one across more mounts than the walk
+// takes steps. A whole path is not marked.
+func TestPrivilegedPathsCutShort(t *testing.T) {
+	s, p := loadCommitted(t)
+	name := fmt.Sprintf("ringfence-pathcut-%d", os.Getpid())
+	cg := testCgroup(t, p, name)
+	if err := s.Watch(cg); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := s.OpenRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgFD, err := os.Open(filepath.Join(p.Cgroup2Root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgFD.Close()
+	full := s.Tier() == TierFull
+
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 40 names below base: deeper than the walk's 32.
+	deep := base
+	for i := range 40 {
+		deep = filepath.Join(deep, fmt.Sprintf("d%d", i))
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// 24 mounts one below the other: fewer names than 32, but with the
+	// mounts crossed more steps than the walk takes.
+	mounts := filepath.Join(base, "m")
+	if err := os.Mkdir(mounts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nested := mounts
+	for i := range 24 {
+		if err := unix.Mount("tmpfs", nested, "tmpfs", 0, "size=64k"); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			t.Cleanup(func() { unix.Unmount(mounts, unix.MNT_DETACH) })
+		}
+		nested = filepath.Join(nested, "m")
+		if err := os.Mkdir(nested, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := filepath.Join(base, "whole")
+	long := filepath.Join(base, "long")
+	// The long file named by a path of 700 bytes: "./" over and over.
+	longPath := base + strings.Repeat("/.", 350) + "/long"
+
+	for _, w := range []struct{ dir, script string }{
+		{deep, `echo x >f`},
+		{nested, `echo x >f`},
+		{base, `echo x >"$1"`},
+		{base, `echo x >whole`},
+	} {
+		cmd := exec.Command("/bin/sh", "-c", w.script, "sh", longPath)
+		cmd.Dir = w.dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s in %s: %v: %s", w.script, w.dir, err, out)
+		}
+	}
+
+	// The first record of each write, by the file written.
+	var (
+		mu   sync.Mutex
+		got  = map[string]event.Event{}
+		last = time.Now()
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dec := decode.New(time.Now(), nil)
+	done := make(chan error, 1)
+	go func() {
+		done <- ring.Run(ctx, func(raw []byte) {
+			e, _, err := dec.Decode(raw)
+			if err != nil || e.CgroupID != cg || e.Kind != event.KindFile {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			last = time.Now()
+			for _, k := range []string{"/d39/f", "/m/m/f", "/long", "/whole"} {
+				// The long path's record: its end, or its first bytes.
+				match := strings.HasSuffix(e.Path, k) || k == "/long" && strings.HasPrefix(e.Path, base+"/./.")
+				if _, seen := got[k]; !seen && match {
+					got[k] = e
+				}
+			}
+		})
+	}()
+	for {
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		enough := len(got) == 4 || time.Since(last) > 2*time.Second
+		mu.Unlock()
+		if enough || ctx.Err() != nil {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+
+	check := func(key, what, scope, path string) {
+		e, ok := got[key]
+		if !ok {
+			t.Errorf("%s: no file record ending in %s", what, key)
+			return
+		}
+		if e.PathScope != scope {
+			t.Errorf("%s: %s of %q, path_scope %q, want %q", what, e.Op, e.Path, e.PathScope, scope)
+		}
+		if path != "" && e.Path != path {
+			t.Errorf("%s: path %q, want %q", what, e.Path, path)
+		}
+		if scope == decode.ScopeTruncated && e.Path == filepath.Join(deep, "f") {
+			t.Errorf("%s: path %q whole although marked cut", what, e.Path)
+		}
+	}
+	check("/d39/f", "a file 41 names deep", decode.ScopeTruncated, "")
+	check("/m/m/f", "a file below 24 mounts", decode.ScopeTruncated, "")
+	if full {
+		// The LSM hooks read the path the kernel resolved: whole.
+		check("/long", "a file named by a 700-byte path", "", long)
+	} else {
+		check("/long", "a file named by a 700-byte path", decode.ScopeTruncated, "")
+	}
+	check("/whole", "a file named whole", "", whole)
+}
