@@ -132,10 +132,10 @@ static __always_inline int on_bind6(struct bpf_sock_addr *ctx)
 static __always_inline void device_violation(__u64 cg, struct member *m, __u16 source, __u32 policy, __u16 verdict,
 					     union ifname *name, __u32 ifindex)
 {
-	struct enforce_scratch *sc = report_record(1, RULE_BIND_INTERFACES, verdict);
-	if (!sc)
+	struct report_record *r = report_record(1, RULE_BIND_INTERFACES, verdict);
+	if (!r)
 		return;
-	struct violation_event *v = violation_start(sc, cg, source, policy, RULE_BIND_INTERFACES, verdict, 1);
+	struct violation_event *v = violation_start(&r->ve, cg, source, policy, RULE_BIND_INTERFACES, verdict, 1);
 	v->op = BIND_OP_DEVICE;
 	v->port = 0;
 	if (ifindex) {
@@ -150,7 +150,7 @@ static __always_inline void device_violation(__u64 cg, struct member *m, __u16 s
 		v->path_len = n;
 	}
 	violation_submit(v, m->owner);
-	report_done(sc, 1);
+	report_done(r, 1);
 }
 
 /* strictest_bind is the strictest bind action of m's policies: what a

@@ -91,22 +91,22 @@ static __always_inline void fill_hdr_traced(struct event_hdr *h, __u64 cg, __u16
 	fill_hdr_ppid(h, cg, kind, source, bpf_get_current_task_btf()->real_parent->tgid);
 }
 
-/* enforce_scratch_slot returns this CPU's working record in slot. */
-static __always_inline struct enforce_scratch *enforce_scratch_slot(__u32 slot)
+/* report_slot returns this CPU's report record in slot. */
+static __always_inline struct report_record *report_slot(__u32 slot)
 {
-	return bpf_map_lookup_elem(&enforce_scratch, &slot);
+	return bpf_map_lookup_elem(&report_records, &slot);
 }
 
-/* record_claim claims one of this CPU's working records of the process
+/* record_claim claims one of this CPU's report records of the process
  * context for the running hook, which gives it back (record_release)
  * before it returns; NULL, counted, when every one is held by a hook
  * another task was preempted in (see maps/scratch.h). */
-static __always_inline struct enforce_scratch *record_claim(void)
+static __always_inline struct report_record *record_claim(void)
 {
 	for (__u32 i = SCRATCH_TASK; i < SCRATCH_TASK + SCRATCH_TASKS; i++) {
-		struct enforce_scratch *sc = enforce_scratch_slot(i);
-		if (sc && __sync_lock_test_and_set(&sc->busy, 1) == 0)
-			return sc;
+		struct report_record *r = report_slot(i);
+		if (r && __sync_lock_test_and_set(&r->busy, 1) == 0)
+			return r;
 	}
 	count_drop(DROP_NO_RECORD);
 	return 0;
@@ -114,10 +114,22 @@ static __always_inline struct enforce_scratch *record_claim(void)
 
 /* record_release gives back a record record_claim gave, after every use
  * of it. */
-static __always_inline void record_release(struct enforce_scratch *sc)
+static __always_inline void record_release(struct report_record *r)
 {
 	asm volatile("" ::: "memory");
-	*(volatile __u64 *)&sc->busy = 0;
+	*(volatile __u64 *)&r->busy = 0;
+}
+
+/* task_record returns the current task's own working record, made at its
+ * first use (maps/scratch.h); NULL, counted, when it cannot be made. For
+ * tracing and LSM programs: the helpers of task storage are theirs. */
+static __always_inline struct enforce_scratch *task_record(void)
+{
+	struct enforce_scratch *sc = bpf_task_storage_get(&task_records, bpf_get_current_task_btf(), 0,
+							  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!sc)
+		count_drop(DROP_NO_RECORD);
+	return sc;
 }
 
 /* file_event_output copies e into the ring up to the end of its last path,

@@ -73,12 +73,11 @@ static __always_inline struct member *skb_member(struct __sk_buff *skb, __u64 cg
 	return 0;
 }
 
-/* violation_start prepares the violation record of sc. Outside process
+/* violation_start prepares the violation record v. Outside process
  * context (in_task 0: a packet) there is no acting task, only the
  * socket's cgroup. */
-static __always_inline struct violation_event *violation_start(struct enforce_scratch *sc, __u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action, int in_task)
+static __always_inline struct violation_event *violation_start(struct violation_event *v, __u64 cg, __u16 source, __u32 policy, __u16 rule, __u16 action, int in_task)
 {
-	struct violation_event *v = &sc->ve;
 	if (in_task) {
 		fill_hdr(&v->hdr, cg, KIND_VIOLATION, source);
 	} else {
@@ -168,25 +167,25 @@ static __always_inline void violation_submit(struct violation_event *v, __u64 ow
 		count_drop(DROP_RING_VIOLATION);
 }
 
-/* report_record returns the working record a violation decided outside the
- * file hooks is reported from: a record claimed in process context, the
- * packet program's own (in_task 0). With none free the report is lost,
- * counted with the violation; the decision stands. */
-static __always_inline struct enforce_scratch *report_record(int in_task, __u16 rule, __u16 action)
+/* report_record returns the record a violation decided outside the file
+ * hooks is reported from: a record claimed in process context, the packet
+ * program's own (in_task 0). With none free the report is lost, counted
+ * with the violation; the decision stands. */
+static __always_inline struct report_record *report_record(int in_task, __u16 rule, __u16 action)
 {
 	if (!in_task)
-		return enforce_scratch_slot(SCRATCH_PACKET);
-	struct enforce_scratch *sc = record_claim();
-	if (!sc)
+		return report_slot(SCRATCH_PACKET);
+	struct report_record *r = record_claim();
+	if (!r)
 		count_violation(rule, action);
-	return sc;
+	return r;
 }
 
 /* report_done gives back what report_record gave. */
-static __always_inline void report_done(struct enforce_scratch *sc, int in_task)
+static __always_inline void report_done(struct report_record *r, int in_task)
 {
 	if (in_task)
-		record_release(sc);
+		record_release(r);
 }
 
 /* --- read-only root filesystem ------------------------------------------ */
@@ -410,10 +409,10 @@ static __always_inline void ipv4_mapped(__u8 *addr, __u32 ip)
 static __always_inline void bind_violation(__u64 cg, struct member *m, __u16 source, __u32 policy, __u16 verdict,
 					   __u32 op, __u16 family, const __u8 *addr, __u16 port, __u16 proto, int in_task)
 {
-	struct enforce_scratch *sc = report_record(in_task, RULE_BIND_INTERFACES, verdict);
-	if (!sc)
+	struct report_record *r = report_record(in_task, RULE_BIND_INTERFACES, verdict);
+	if (!r)
 		return;
-	struct violation_event *v = violation_start(sc, cg, source, policy, RULE_BIND_INTERFACES, verdict, in_task);
+	struct violation_event *v = violation_start(&r->ve, cg, source, policy, RULE_BIND_INTERFACES, verdict, in_task);
 	v->op = op;
 	v->family = family;
 	v->port = port;
@@ -421,7 +420,7 @@ static __always_inline void bind_violation(__u64 cg, struct member *m, __u16 sou
 	if (addr)
 		__builtin_memcpy(v->addr, addr, 16);
 	violation_submit(v, m->owner);
-	report_done(sc, in_task);
+	report_done(r, in_task);
 }
 
 /* --- executing anything ------------------------------------------------- */
@@ -430,13 +429,13 @@ static __always_inline void bind_violation(__u64 cg, struct member *m, __u16 sou
  * anything, with the executed file as its object. */
 static __always_inline void exec_violation(__u64 cg, struct member *m, __u16 source, const char *filename)
 {
-	struct enforce_scratch *sc = report_record(1, m->exec_rule, m->exec_action);
-	if (!sc)
+	struct report_record *r = report_record(1, m->exec_rule, m->exec_action);
+	if (!r)
 		return;
-	struct violation_event *v = violation_start(sc, cg, source, m->exec_policy, m->exec_rule, m->exec_action, 1);
+	struct violation_event *v = violation_start(&r->ve, cg, source, m->exec_policy, m->exec_rule, m->exec_action, 1);
 	long n = bpf_probe_read_kernel_str(v->path, PATH_LEN, filename);
 	v->path_kind = PATH_ABSOLUTE;
 	v->path_len = n > 0 ? n - 1 : 0;
 	violation_submit(v, m->owner);
-	report_done(sc, 1);
+	report_done(r, 1);
 }

@@ -2,9 +2,8 @@
  * path lookup on every route into the VFS (syscalls, io_uring, nfsd alike),
  * so unlike the syscall tracepoint they cannot be sidestepped and see the
  * resolved path. They also enforce the read-only root filesystem rule: each
- * claims a working record (maps/scratch.h), builds its event there, judges
- * it, reports it (and the violation), gives the record back and answers 0
- * or -EPERM. */
+ * builds its event in the task's working record (maps/scratch.h), judges
+ * it, reports it (and the violation) and answers 0 or -EPERM. */
 #pragma once
 #include "path.h"
 #include "enforce.h"
@@ -22,8 +21,9 @@
 #define LSM_S_IFMT 0170000
 #define LSM_S_IFREG 0100000
 
-/* unjudged answers a write to d (and d2) no working record was free to
- * judge: refused when either object is on a device that holds a read-only
+/* unjudged answers a write to d (and d2) the task's working record could
+ * not be made to judge: refused when either object is on a device that
+ * holds a read-only
  * container root, whose rule it may fall under (fail closed, counted as a
  * read-only denial and, for the event lost, as no_working_record); let
  * through elsewhere, where no read-only rule reaches. */
@@ -38,17 +38,17 @@ static __always_inline int unjudged(struct dentry *d, struct dentry *d2)
 	return 0;
 }
 
-/* file_event_start claims a working record for a file hook of a watched
- * task and starts its event there; the objects are d and d2 (the second
- * of a rename or link, or NULL). NULL when the task is not watched (*ret
- * 0) or when no record is free (*ret what unjudged answers). */
+/* file_event_start starts the event of a file hook of a watched task in
+ * the task's working record; the objects are d and d2 (the second of a
+ * rename or link, or NULL). NULL when the task is not watched (*ret 0) or
+ * when its record cannot be made (*ret what unjudged answers). */
 static __always_inline struct enforce_scratch *file_event_start(__u32 op, struct dentry *d, struct dentry *d2, int *ret)
 {
 	*ret = 0;
 	__u64 cg = current_watched();
 	if (!cg)
 		return 0;
-	struct enforce_scratch *sc = record_claim();
+	struct enforce_scratch *sc = task_record();
 	if (!sc) {
 		*ret = unjudged(d, d2);
 		return 0;
@@ -69,11 +69,11 @@ static __always_inline struct enforce_scratch *file_event_start(__u32 op, struct
 	return sc;
 }
 
-/* file_judge judges the write sc's event describes, to the object d (and
- * d2, or NULL), reports what happened and returns the hook's answer. A
- * write is refused when either object belongs to a read-only root
- * filesystem that does not allow it. */
-static __always_inline int file_judge(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
+/* file_event_end judges the write sc's event describes, to the object d
+ * (and d2, the second object of a rename or link, or NULL), reports what
+ * happened and returns the hook's answer. A write is refused when either
+ * object belongs to a read-only root filesystem that does not allow it. */
+static __always_inline int file_event_end(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
 {
 	struct file_event *e = &sc->fe;
 	struct violation_event *v = &sc->ve;
@@ -87,7 +87,7 @@ static __always_inline int file_judge(struct enforce_scratch *sc, struct dentry 
 		__u32 policy = j->policy;
 		__u32 len1 = j1.len, len2 = j2.len;
 		int on_root1 = j1.owner != 0, on_root2 = j2.owner != 0;
-		v = violation_start(sc, e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict, 1);
+		v = violation_start(&sc->ve, e->hdr.cgroup_id, SOURCE_LSM, policy, RULE_READ_ONLY, verdict, 1);
 		/* The objects' paths from their container's root, as judged;
 		 * an object on no root keeps the path the event has. */
 		v->op = e->op;
@@ -112,14 +112,6 @@ static __always_inline int file_judge(struct enforce_scratch *sc, struct dentry 
 	}
 	file_event_output(e);
 	return 0;
-}
-
-/* file_event_end is file_judge, then gives the record back. */
-static __always_inline int file_event_end(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
-{
-	int ret = file_judge(sc, d, d2);
-	record_release(sc);
-	return ret;
 }
 
 /* lsm_file_open reports opens for write, and judges them. A creation was

@@ -106,9 +106,8 @@ const (
 )
 
 type SensorEnforceScratch struct {
-	_    structs.HostLayout
-	Busy uint64
-	Ps   struct {
+	_  structs.HostLayout
+	Ps struct {
 		_     structs.HostLayout
 		Buf   [1024]int8
 		Names [32]uint64
@@ -323,6 +322,12 @@ const (
 	SensorPolicyFlagPOLICY_BIND      SensorPolicyFlag = 2
 )
 
+type SensorReportRecord struct {
+	_    structs.HostLayout
+	Busy uint64
+	Ve   SensorViolationEvent
+}
+
 type SensorRootKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -421,7 +426,6 @@ const (
 	SensorMapBindIfindexes          = "bind_ifindexes"
 	SensorMapDrops                  = "drops"
 	SensorMapDropsReported          = "drops_reported"
-	SensorMapEnforceScratch         = "enforce_scratch"
 	SensorMapEvents                 = "events"
 	SensorMapExempt                 = "exempt"
 	SensorMapMapLayouts             = "map_layouts"
@@ -431,6 +435,7 @@ const (
 	SensorMapOwners                 = "owners"
 	SensorMapPending                = "pending"
 	SensorMapPolicies               = "policies"
+	SensorMapReportRecords          = "report_records"
 	SensorMapRoDevs                 = "ro_devs"
 	SensorMapRoRoots                = "ro_roots"
 	SensorMapRuntimeExes            = "runtime_exes"
@@ -438,6 +443,7 @@ const (
 	SensorMapRuntimeParentParts     = "runtime_parent_parts"
 	SensorMapRuntimeParents         = "runtime_parents"
 	SensorMapSyscallCounts          = "syscall_counts"
+	SensorMapTaskRecords            = "task_records"
 	SensorMapViolationCounts        = "violation_counts"
 	SensorMapViolationLimits        = "violation_limits"
 	SensorMapWatched                = "watched"
@@ -591,7 +597,6 @@ type SensorMapSpecs struct {
 	BindIfindexes      *ebpf.MapSpec `ebpf:"bind_ifindexes"`
 	Drops              *ebpf.MapSpec `ebpf:"drops"`
 	DropsReported      *ebpf.MapSpec `ebpf:"drops_reported"`
-	EnforceScratch     *ebpf.MapSpec `ebpf:"enforce_scratch"`
 	Events             *ebpf.MapSpec `ebpf:"events"`
 	Exempt             *ebpf.MapSpec `ebpf:"exempt"`
 	MapLayouts         *ebpf.MapSpec `ebpf:"map_layouts"`
@@ -601,6 +606,7 @@ type SensorMapSpecs struct {
 	Owners             *ebpf.MapSpec `ebpf:"owners"`
 	Pending            *ebpf.MapSpec `ebpf:"pending"`
 	Policies           *ebpf.MapSpec `ebpf:"policies"`
+	ReportRecords      *ebpf.MapSpec `ebpf:"report_records"`
 	RoDevs             *ebpf.MapSpec `ebpf:"ro_devs"`
 	RoRoots            *ebpf.MapSpec `ebpf:"ro_roots"`
 	RuntimeExes        *ebpf.MapSpec `ebpf:"runtime_exes"`
@@ -608,6 +614,7 @@ type SensorMapSpecs struct {
 	RuntimeParentParts *ebpf.MapSpec `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.MapSpec `ebpf:"runtime_parents"`
 	SyscallCounts      *ebpf.MapSpec `ebpf:"syscall_counts"`
+	TaskRecords        *ebpf.MapSpec `ebpf:"task_records"`
 	ViolationCounts    *ebpf.MapSpec `ebpf:"violation_counts"`
 	ViolationLimits    *ebpf.MapSpec `ebpf:"violation_limits"`
 	Watched            *ebpf.MapSpec `ebpf:"watched"`
@@ -675,7 +682,6 @@ type SensorMaps struct {
 	BindIfindexes      *ebpf.Map `ebpf:"bind_ifindexes"`
 	Drops              *ebpf.Map `ebpf:"drops"`
 	DropsReported      *ebpf.Map `ebpf:"drops_reported"`
-	EnforceScratch     *ebpf.Map `ebpf:"enforce_scratch"`
 	Events             *ebpf.Map `ebpf:"events"`
 	Exempt             *ebpf.Map `ebpf:"exempt"`
 	MapLayouts         *ebpf.Map `ebpf:"map_layouts"`
@@ -685,6 +691,7 @@ type SensorMaps struct {
 	Owners             *ebpf.Map `ebpf:"owners"`
 	Pending            *ebpf.Map `ebpf:"pending"`
 	Policies           *ebpf.Map `ebpf:"policies"`
+	ReportRecords      *ebpf.Map `ebpf:"report_records"`
 	RoDevs             *ebpf.Map `ebpf:"ro_devs"`
 	RoRoots            *ebpf.Map `ebpf:"ro_roots"`
 	RuntimeExes        *ebpf.Map `ebpf:"runtime_exes"`
@@ -692,6 +699,7 @@ type SensorMaps struct {
 	RuntimeParentParts *ebpf.Map `ebpf:"runtime_parent_parts"`
 	RuntimeParents     *ebpf.Map `ebpf:"runtime_parents"`
 	SyscallCounts      *ebpf.Map `ebpf:"syscall_counts"`
+	TaskRecords        *ebpf.Map `ebpf:"task_records"`
 	ViolationCounts    *ebpf.Map `ebpf:"violation_counts"`
 	ViolationLimits    *ebpf.Map `ebpf:"violation_limits"`
 	Watched            *ebpf.Map `ebpf:"watched"`
@@ -704,7 +712,6 @@ func (m *SensorMaps) Close() error {
 		m.BindIfindexes,
 		m.Drops,
 		m.DropsReported,
-		m.EnforceScratch,
 		m.Events,
 		m.Exempt,
 		m.MapLayouts,
@@ -714,6 +721,7 @@ func (m *SensorMaps) Close() error {
 		m.Owners,
 		m.Pending,
 		m.Policies,
+		m.ReportRecords,
 		m.RoDevs,
 		m.RoRoots,
 		m.RuntimeExes,
@@ -721,6 +729,7 @@ func (m *SensorMaps) Close() error {
 		m.RuntimeParentParts,
 		m.RuntimeParents,
 		m.SyscallCounts,
+		m.TaskRecords,
 		m.ViolationCounts,
 		m.ViolationLimits,
 		m.Watched,

@@ -292,8 +292,9 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 
 	/* Built in a working record and copied to the ring only as long as
 	 * its paths: reserving the whole struct would take PATH_LEN twice.
-	 * With no record free the event is lost, counted (no_working_record). */
-	struct enforce_scratch *sc = record_claim();
+	 * The task's own record: with none the event is lost, counted
+	 * (no_working_record). */
+	struct enforce_scratch *sc = task_record();
 	if (!sc)
 		return 0;
 	struct file_event *e = &sc->fe;
@@ -319,7 +320,6 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	if (a.path2 >= 0)
 		e->path2_kind = read_user_path(&sc->ps, &args, a.path2, a.dirfd2, e->path2, &e->path2_len, &e->dirfd2);
 	file_event_output(e);
-	record_release(sc);
 	return 0;
 }
 

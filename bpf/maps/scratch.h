@@ -1,4 +1,4 @@
-/* Per-CPU working records, off the 512-byte stack: paths, events and decisions are built here, never in ring space. */
+/* Working records, off the 512-byte stack: paths, events and decisions are built here, never in ring space. */
 #pragma once
 #include "../abi.h"
 
@@ -10,13 +10,9 @@ struct path_scratch {
 	__u64 cut;
 };
 
-/* A working record, off the 512-byte stack and independent of the ring:
- * a decision never waits on ring space. */
+/* A task's working record, off the 512-byte stack and independent of the
+ * ring: a decision never waits on ring space. */
 struct enforce_scratch {
-	/* Held by a hook running on this CPU (records of the process
-	 * context): taken with an atomic exchange, given back before the
-	 * hook returns. */
-	__u64 busy;
 	struct path_scratch ps;
 	struct file_event fe;
 	struct violation_event ve;
@@ -27,19 +23,42 @@ struct enforce_scratch {
 	char opath[PATH_LEN * 2];
 };
 
-/* Working records per CPU: SCRATCH_TASKS for the hooks of the process
- * context and one for the packet program.
+/* Each task's own working record, for the file hooks (LSM) and the syscall
+ * tracepoint: made at its first use (task storage) and gone with the task.
  *
  * Hooks run with migration disabled but not always preemption: on a kernel
  * that preempts (preempt=full, PREEMPT_RT, lazy preemption) a task can be
  * switched out in the middle of a hook and another task's hook run on the
- * same CPU before it resumes. Each hook of the process context therefore
- * claims a record of its own (record_claim) for as long as it runs; with
- * one shared record, the second hook would rewrite the path the first is
- * judging. A hook that finds every record held refuses what it cannot
- * judge (fail closed) and counts the loss. The packet program runs in a
- * softirq, which no other packet program interrupts on its CPU: it has
- * its own record, which it never claims. */
+ * same CPU before it resumes. A record per CPU would then be rewritten
+ * under the first hook, which would judge the other task's path; a
+ * task's own record no other hook can reach, and no number of preempted
+ * hooks can use them all up. A task runs one hook at a time. The map grows
+ * with the tasks of watched containers that write, 5.1 KB each (a task's
+ * own kernel stack is 16 KB); a record that cannot be made leaves the
+ * write unjudged, refused where a read-only rule may reach (fail closed). */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct enforce_scratch);
+} task_records SEC(".maps");
+
+/* A record a violation report is built in, by programs that have no task
+ * storage (the cgroup programs, the packet program) and by the exec hooks. */
+struct report_record {
+	/* Held by a hook running on this CPU: taken with an atomic exchange,
+	 * given back before the hook returns. */
+	__u64 busy;
+	struct violation_event ve;
+};
+
+/* Report records per CPU: SCRATCH_TASKS claimed by the hooks of the
+ * process context (record_claim), which a preempted hook keeps held, and
+ * one for the packet program. A hook that finds every one held loses its
+ * report and counts it (the decision stands). The packet program runs in
+ * a softirq, which no other packet program interrupts on its CPU but which
+ * can interrupt a hook of the process context: its record is its own,
+ * never claimed. */
 enum scratch_slot {
 	SCRATCH_TASK = 0,   /* the first record of the process context */
 	SCRATCH_TASKS = 4,
@@ -52,8 +71,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
-	__type(value, struct enforce_scratch);
-} enforce_scratch SEC(".maps");
+	__type(value, struct report_record);
+} report_records SEC(".maps");
 
 /* Threads whose O_TRUNC open file_open has just judged and reported, with
  * the file's dentry: the truncate hook the kernel calls next for that open

@@ -89,14 +89,14 @@ func TestPrivilegedIngressOwnScratch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marked := make([]bpf.SensorEnforceScratch, n)
+	marked := make([]bpf.SensorReportRecord, n)
 	for i := range marked {
 		marked[i].Ve.PolicyId = 0xdeadbeef
 		marked[i].Ve.Port = 4242
 		marked[i].Ve.Hdr.CgroupId = 77
 	}
 	task := uint32(bpf.SensorScratchSlotSCRATCH_TASK)
-	if err := s.maps.EnforceScratch.Put(task, marked); err != nil {
+	if err := s.maps.ReportRecords.Put(task, marked); err != nil {
 		t.Fatal(err)
 	}
 	ret, err := s.progs["rf_skb_ingress"].Run(&ebpf.RunOptions{Data: ipv4(netip.MustParseAddr("10.0.0.2"), syn(80))})
@@ -106,8 +106,8 @@ func TestPrivilegedIngressOwnScratch(t *testing.T) {
 	if ret != 0 {
 		t.Fatalf("a connection request outside the rule: verdict %d, want 0 (dropped)", ret)
 	}
-	var got []bpf.SensorEnforceScratch
-	if err := s.maps.EnforceScratch.Lookup(task, &got); err != nil {
+	var got []bpf.SensorReportRecord
+	if err := s.maps.ReportRecords.Lookup(task, &got); err != nil {
 		t.Fatal(err)
 	}
 	for cpu, r := range got {
@@ -117,7 +117,7 @@ func TestPrivilegedIngressOwnScratch(t *testing.T) {
 		}
 	}
 	packet := uint32(bpf.SensorScratchSlotSCRATCH_PACKET)
-	if err := s.maps.EnforceScratch.Lookup(packet, &got); err != nil {
+	if err := s.maps.ReportRecords.Lookup(packet, &got); err != nil {
 		t.Fatal(err)
 	}
 	built := false

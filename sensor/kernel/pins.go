@@ -248,7 +248,7 @@ func (p *pinDir) pinnedLinks() (map[string]link.Link, error) {
 // records are per-CPU working space, and a daemon writes its own meta).
 func isDataMap(name string) bool {
 	switch name {
-	case bpf.SensorMapEnforceScratch, bpf.SensorMapMeta, bpf.SensorMapMapLayouts, ".rodata", ".data", ".bss":
+	case bpf.SensorMapReportRecords, bpf.SensorMapTaskRecords, bpf.SensorMapMeta, bpf.SensorMapMapLayouts, ".rodata", ".data", ".bss":
 		return false
 	}
 	return !strings.HasPrefix(name, ".")
