@@ -247,6 +247,15 @@ static __always_inline __u16 strictest_ro(struct member *m, __u32 *policy)
 	return verdict;
 }
 
+/* task_owner_t is the container (its cgroup id) whose rules the current
+ * task, of cgroup cg, is under: task_member's, 0 for none. A global
+ * function, verified once per program rather than at each judgement. */
+__noinline __u64 task_owner_t(__u64 cg)
+{
+	struct member *m = task_member(cg);
+	return m ? m->owner : 0;
+}
+
 /* ro_judge judges a write to the object d (a dentry; negative for a name
  * about to be made) against the read-only rule of the container whose
  * root filesystem holds it, whoever writes, and writes the object's path
@@ -269,10 +278,23 @@ static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *
 	__u32 len = object_path(&sc->ps, d, sc->opath, &truncated);
 	__u16 cut = sc->ps.cut != 0;
 	struct root_value *r = root_of(sc, dev, len);
-	if (!r)
+	/* Too deep, the path is the object's deepest names: a root at "/" of
+	 * its device holds it whatever they are, a root below "/" would only
+	 * match their look. Such an object, on a root's device but placed
+	 * below none, is judged under the writer's own container's rules
+	 * (fail closed), its deepest names for a path. */
+	if (r && truncated && r->root_len > 1)
+		r = 0;
+	__u64 owner;
+	__u32 skip = 0;
+	if (r) {
+		owner = r->owner;
+		skip = r->root_len - 1; /* the root's path, but its final '/' */
+	} else if (truncated) {
+		owner = task_owner_t(sc->fe.hdr.cgroup_id);
+	} else {
 		return; /* on the device of a root, but below none */
-	__u64 owner = r->owner;
-	__u32 skip = r->root_len - 1; /* the root's path, but its final '/' */
+	}
 	struct member *m = bpf_map_lookup_elem(&members, &owner);
 	if (!m || !(m->flags & POLICY_READ_ONLY))
 		return;

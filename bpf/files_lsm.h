@@ -100,8 +100,8 @@ static __always_inline int file_event_end(struct enforce_scratch *sc, struct den
 		}
 		v->path2_kind = e->path2_kind;
 		v->path2_len = len2;
-		if (e->path2_kind != PATH_NONE && on_root2 && j2.cut)
-			v->path2_kind = PATH_TRUNCATED;
+		if (e->path2_kind != PATH_NONE && on_root2) /* from the root, as path */
+			v->path2_kind = j2.cut ? PATH_TRUNCATED : PATH_ABSOLUTE;
 		if (e->path2_kind != PATH_NONE && !on_root2) {
 			v->path2_len = e->path2_len;
 			bpf_probe_read_kernel(v->path2, PATH_LEN, e->path2);

@@ -53,10 +53,13 @@ static __always_inline __u32 copy_out(struct path_scratch *s, __u32 len, char *d
 struct walk_state {
 	struct path_scratch *s; /* the walk's buffer, in the hook's record */
 	__u64 d, vmnt, mnt, mnt_off;
+	/* the root mount of the current task's mount namespace, 0 unknown */
+	__u64 ns_root;
 	__u32 n, off;
 	/* the walk stopped before the root: too deep, its path incomplete */
 	__u32 truncated;
-	/* the walk reached the root */
+	/* the walk reached the root: of the filesystem (no vfsmount), or of
+	 * the mount namespace */
 	__u32 done;
 };
 
@@ -72,7 +75,10 @@ static long walk_step(__u64 i, void *ctx)
 		struct mount *mnt = (struct mount *)w->mnt;
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 		if (!up || up == mnt) {
-			w->done = 1; /* the root of the mount tree */
+			/* The root of the mount tree: the namespace's, or that of a
+			 * tree detached from it (umount -l, open_tree), whose path
+			 * names nothing in the namespace. */
+			w->done = !w->ns_root || (__u64)mnt == w->ns_root;
 			return 1;
 		}
 		w->d = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
@@ -82,7 +88,9 @@ static long walk_step(__u64 i, void *ctx)
 	}
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 	if (!parent || parent == d) {
-		w->done = 1;
+		/* The filesystem's root. Below a vfsmount (not its root,
+		 * handled above) a disconnected dentry: no path from a root. */
+		w->done = !vmnt;
 		return 1;
 	}
 	if (w->n >= MAX_DEPTH) {
@@ -112,8 +120,9 @@ static long emit_step(__u64 i, void *ctx)
  * d's filesystem. Unlike bpf_d_path it works in any program type. The loops
  * run in bpf_loop so the verifier checks each step once. *truncated is set
  * when the path was deeper than MAX_DEPTH components; s->cut when it was
- * cut short in any way (too deep, out of steps, too long), until the
- * next walk.
+ * cut short in any way (too deep, out of steps, too long) or is not from
+ * the namespace's root (a detached tree, a disconnected dentry), until
+ * the next walk.
  *
  * A global function: the verifier checks it once per program, on its own,
  * whatever state its callers are in, where an inlined copy at each of a
@@ -137,8 +146,11 @@ __noinline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmoun
 		.vmnt = vfsmount,
 		.mnt_off = bpf_core_field_offset(struct mount, mnt),
 	};
-	if (vfsmount)
+	if (vfsmount) {
 		w.mnt = vfsmount - w.mnt_off;
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		w.ns_root = (__u64)BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	}
 	/* The count of names starts at 0 through a read the verifier does not
 	 * follow. Known to be 0, it would be exact at every step, each step's
 	 * state unlike the last, and the verifier would follow both loops to

@@ -206,6 +206,8 @@ static __always_inline __u16 absolute_path(struct path_scratch *s, const char *p
 	 * (mounted on the root of another mount, as pivot_root and an
 	 * initramfs's switch_root leave it, is the same): the path as given,
 	 * already in buf. */
+	if (s->cut) /* the root itself could not be placed */
+		return PATH_TRUNCATED;
 	if (off <= 1)
 		return PATH_ABSOLUTE;
 	*len = copy_out(s, path_append_user(s, off, (__u64)(p + 1)), buf);
@@ -222,13 +224,12 @@ static __always_inline __u16 read_user_path(struct path_scratch *s, const struct
 	buf[0] = 0; /* the record ends at this NUL when nothing is read into it */
 	*dirfd = di >= 0 ? (__s32)sc_arg(args, di) : AT_FDCWD;
 	const char *p = pi >= 0 ? (const char *)sc_arg(args, pi) : 0;
+	char next = 0; /* the byte after what buf holds: the path is longer */
 	if (p) {
 		long n = bpf_probe_read_user_str(buf, PATH_LEN, p);
 		if (n <= 0)
 			return PATH_NONE;
 		*len = n - 1;
-		/* Longer than the buffer when a byte follows what it holds. */
-		char next = 0;
 		if (n == PATH_LEN)
 			bpf_probe_read_user(&next, 1, p + PATH_LEN - 1);
 		if (buf[0] == '/') {
@@ -247,7 +248,7 @@ static __always_inline __u16 read_user_path(struct path_scratch *s, const struct
 	} else {
 		struct file *f = fd_file(*dirfd);
 		if (!f)
-			return p ? PATH_RELATIVE : PATH_FD;
+			return p ? (next ? PATH_TRUNCATED : PATH_RELATIVE) : PATH_FD;
 		d = BPF_CORE_READ(f, f_path.dentry);
 		m = BPF_CORE_READ(f, f_path.mnt);
 	}
@@ -337,7 +338,7 @@ static __always_inline void count_syscall(__u64 cg, long nr, int compat)
 	struct syscall_key k = { .cgroup_id = cg, .nr = (__u32)nr | (compat ? SYSCALL_KEY_IA32 : 0) };
 	__u64 *n = bpf_map_lookup_elem(&syscall_counts, &k);
 	if (n) {
-		(*n)++;
+		__sync_fetch_and_add(n, 1); /* shared by every CPU, and preemptible */
 		return;
 	}
 	__u64 one = 1;
@@ -345,7 +346,7 @@ static __always_inline void count_syscall(__u64 cg, long nr, int compat)
 	if (err == -17 /* EEXIST: another CPU inserted it first */) {
 		n = bpf_map_lookup_elem(&syscall_counts, &k);
 		if (n)
-			(*n)++;
+			__sync_fetch_and_add(n, 1);
 	} else if (err) {
 		count_drop(DROP_SYSCALL_MAP_FULL);
 	}

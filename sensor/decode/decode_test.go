@@ -115,7 +115,7 @@ func TestDecode(t *testing.T) {
 			}
 		}},
 		{"second path cut short", encode(t, &cutTarget), func(t *testing.T, e event.Event) {
-			if e.Path != "/tmp/a" || e.Target != "/tmp/./././." || e.PathScope != ScopeTruncated {
+			if e.Path != "/tmp/a" || e.Target != "/tmp/./././." || e.PathScope != "" || e.TargetScope != ScopeTruncated {
 				t.Fatalf("%+v", e)
 			}
 		}},

@@ -108,7 +108,7 @@ func (d *Decoder) fileFields(e *event.Event, r *bpf.SensorFileEvent) {
 			var scope2 string
 			e.Target, scope2 = d.path(e.PID, kind, r.Dirfd2, target)
 			if scope2 == ScopeTruncated {
-				e.PathScope = scope2 // the event's paths are not whole
+				e.TargetScope = scope2
 			}
 		}
 	}

@@ -48,7 +48,7 @@ func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) V
 				var scope2 string
 				t, scope2 = d.path(e.PID, bpf.SensorPathKind(r.Path2Kind), 0, t)
 				if scope2 == ScopeTruncated {
-					e.PathScope = scope2
+					e.TargetScope = scope2
 				}
 			}
 			e.Target = t

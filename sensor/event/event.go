@@ -118,13 +118,16 @@ type Event struct {
 	// relative path or descriptor that could not be resolved, and
 	// "file-handle" for a file opened by handle (open_by_handle_at), whose
 	// path is then where the handle's filesystem is mounted, and
-	// "truncated" when the kernel cut the path (or target) short: its first
-	// bytes or deepest names, no object for certain.
-	PathScope string  `json:"path_scope,omitempty"`
-	Flags     uint32  `json:"flags,omitempty"`
-	FileMode  uint32  `json:"file_mode,omitempty"`
-	OwnerUID  *uint32 `json:"owner_uid,omitempty"`
-	OwnerGID  *uint32 `json:"owner_gid,omitempty"`
+	// "truncated" when the kernel cut the path short (or could not place
+	// it: a detached mount, a disconnected dentry): its first bytes or
+	// deepest names, no object for certain.
+	PathScope string `json:"path_scope,omitempty"`
+	// TargetScope is "truncated" when the target was cut short so.
+	TargetScope string  `json:"target_scope,omitempty"`
+	Flags       uint32  `json:"flags,omitempty"`
+	FileMode    uint32  `json:"file_mode,omitempty"`
+	OwnerUID    *uint32 `json:"owner_uid,omitempty"`
+	OwnerGID    *uint32 `json:"owner_gid,omitempty"`
 
 	// bind
 	Family string `json:"family,omitempty"`

@@ -45,6 +45,7 @@ func (e *Event) AppendLine(b []byte) ([]byte, error) {
 	w.optStr("op", e.Op)
 	w.optStr("target", e.Target)
 	w.optStr("path_scope", e.PathScope)
+	w.optStr("target_scope", e.TargetScope)
 	w.optUint("flags", uint64(e.Flags))
 	w.optUint("file_mode", uint64(e.FileMode))
 	if e.OwnerUID != nil {

@@ -3,6 +3,7 @@ package kernel
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,4 +161,186 @@ func TestPrivilegedPathsCutShort(t *testing.T) {
 		check("/long", "a file named by a 700-byte path", decode.ScopeTruncated, "")
 	}
 	check("/whole", "a file named whole", "", whole)
+}
+
+// TestPrivilegedDeepObjectBelowRoot: a container root below the top of its
+// filesystem (a bind mount, a directory snapshotter) and an object in it
+// deeper than the walk goes, whose deepest names alone cannot be placed
+// below any root. With the LSM hooks a write to it is judged under the
+// writer's container's strictest read-only rule and refused, its
+// violation's path marked cut; it was let through as "below no root".
+// Without them nothing is refused here (the kernel judges nothing).
+func TestPrivilegedDeepObjectBelowRoot(t *testing.T) {
+	s, root, cgFD, _ := recordRuleAt(t, "containers/c1/rootfs")
+	deep := root
+	for i := range 40 {
+		deep = filepath.Join(deep, fmt.Sprintf("d%d", i))
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(deep, "f")
+	if err := os.WriteFile(target, []byte("original"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.ViolationCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := s.OpenRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := writeIn(t, cgFD, target)[target]
+	if s.Tier() != TierFull {
+		if got != "ok" {
+			t.Fatalf("a write without the LSM hooks: %s", got)
+		}
+		return
+	}
+	if !strings.Contains(got, "not permitted") {
+		t.Fatalf("a write 41 names below a root that is not its filesystem's top: %s, want refused", got)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "original" {
+		t.Errorf("the file changed: %q", b)
+	}
+	after, err := s.ViolationCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := "readOnlyRootFilesystem/deny"; after[k] <= before[k] {
+		t.Errorf("%s %d before, %d after", k, before[k], after[k])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dec := decode.New(time.Now(), nil)
+	var v *event.Event
+	ring.Run(ctx, func(raw []byte) {
+		if e, _, err := dec.Decode(raw); err == nil && e.Kind == event.KindViolation && strings.HasSuffix(e.Path, "/d39/f") {
+			v = &e
+			cancel()
+		}
+	})
+	if v == nil || v.PathScope != decode.ScopeTruncated || v.Verdict != event.VerdictDeny {
+		t.Errorf("the violation: %+v, want a denial with its path marked cut", v)
+	}
+}
+
+// detachedWriteEnv makes the test binary, run as a helper, the writer of
+// TestPrivilegedPathsDetached: it waits for a line on stdin, then writes
+// /abs and rel (relative to its cwd) and exits.
+const detachedWriteEnv = "RINGFENCE_KERNEL_TEST_DETACHED_WRITE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(detachedWriteEnv) == "1" {
+		os.Exit(detachedWrite())
+	}
+	os.Exit(m.Run())
+}
+
+func detachedWrite() int {
+	if _, err := io.ReadAll(io.LimitReader(os.Stdin, 1)); err != nil {
+		return 2
+	}
+	for _, p := range []string{"/abs", "rel"} {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// TestPrivilegedPathsDetached: a process chrooted into a mount, and with its
+// cwd there, that the mount namespace then loses (umount -l): the paths
+// its writes resolve to name nothing in the namespace. Both writes' records
+// say so (path_scope "truncated") rather than pass "/abs" and "/rel" for
+// the namespace's own /abs and /rel.
+func TestPrivilegedPathsDetached(t *testing.T) {
+	s, p := loadCommitted(t)
+	name := fmt.Sprintf("ringfence-detached-%d", os.Getpid())
+	cg := testCgroup(t, p, name)
+	if err := s.Watch(cg); err != nil {
+		t.Fatal(err)
+	}
+	cgFD, err := os.Open(filepath.Join(p.Cgroup2Root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgFD.Close()
+	mp := t.TempDir()
+	if err := unix.Mount("tmpfs", mp, "tmpfs", 0, "size=128m"); err != nil {
+		t.Fatal(err)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			unix.Unmount(mp, unix.MNT_DETACH)
+		}
+	})
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "helper"), self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := s.OpenRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/helper")
+	cmd.Env = append(os.Environ(), detachedWriteEnv+"=1")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: mp, UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	mounted = false
+	stdin.Write([]byte("\n"))
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("writer: %v: %s", err, out.String())
+	}
+	pid := uint32(cmd.Process.Pid)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dec := decode.New(time.Now(), nil)
+	got := map[string]event.Event{}
+	ring.Run(ctx, func(raw []byte) {
+		e, _, err := dec.Decode(raw)
+		if err != nil || e.PID != pid || e.Kind != event.KindFile {
+			return
+		}
+		for _, k := range []string{"abs", "rel"} {
+			if _, seen := got[k]; !seen && strings.HasSuffix(e.Path, "/"+k) {
+				got[k] = e
+			}
+		}
+		if len(got) == 2 {
+			cancel()
+		}
+	})
+	for _, k := range []string{"abs", "rel"} {
+		e, ok := got[k]
+		if !ok {
+			t.Errorf("no file record of %s", k)
+			continue
+		}
+		if e.PathScope != decode.ScopeTruncated {
+			t.Errorf("%s in a detached mount: %s of %q, path_scope %q, want %q", k, e.Op, e.Path, e.PathScope, decode.ScopeTruncated)
+		}
+	}
 }

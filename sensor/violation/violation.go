@@ -178,30 +178,40 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate, actor uint64) *event.Ev
 	if e.Kind != event.KindFile || e.Pending {
 		return nil
 	}
-	if e.PathScope == decode.ScopeTruncated {
-		b, ok := s.policies.AuditUnplaced(actor)
-		if !ok {
-			return nil
-		}
-		return auditViolation(e, b) // the paths as the event has them, and its scope
-	}
-	if e.PathScope != "" {
+	pathCut := e.PathScope == decode.ScopeTruncated
+	targetCut := e.TargetScope == decode.ScopeTruncated && e.Op != "symlink" // a symlink's target is its contents
+	if e.PathScope != "" && !pathCut {
 		return nil
 	}
-	owner, rel, b, ok := s.judge(locate, e.Path, follows(e.Op))
-	other, otherFollows := e.Target, false
-	if !ok && e.Target != "" && e.Op != "symlink" { // a symlink's target is its contents
+	// Each whole name is placed and judged as ever; a cut one cannot be.
+	var (
+		owner uint64
+		rel   string
+		b     enforce.Breach
+		ok    bool
+	)
+	if !pathCut {
+		owner, rel, b, ok = s.judge(locate, e.Path, follows(e.Op))
+	}
+	other, otherFollows, otherCut := e.Target, false, targetCut
+	if !ok && e.Target != "" && e.Op != "symlink" && !targetCut {
 		owner, rel, b, ok = s.judge(locate, e.Target, false)
-		other, otherFollows = e.Path, follows(e.Op)
+		other, otherFollows, otherCut = e.Path, follows(e.Op), pathCut
 	}
 	if !ok {
-		return nil
+		if !pathCut && !targetCut {
+			return nil
+		}
+		if b, ok = s.policies.AuditUnplaced(actor); !ok {
+			return nil
+		}
+		return auditViolation(e, b) // the paths as the event has them, and their scopes
 	}
 	v := auditViolation(e, b)
 	// The written object, and the operation's other name (a rename's or
 	// link's), both from the root that holds the object.
-	v.Path, v.Target = rel, ""
-	if other != "" && e.Op != "symlink" {
+	v.Path, v.Target, v.PathScope, v.TargetScope = rel, "", "", ""
+	if other != "" && e.Op != "symlink" && !otherCut {
 		if o, orel, ok := locate(other, otherFollows); ok && o == owner {
 			v.Target = orel
 		}

@@ -209,32 +209,38 @@ func TestAuditFile(t *testing.T) {
 	}
 }
 
-// TestAuditFileCut: a write whose path (or second path) the kernel cut
-// short names no object for certain, wherever its first bytes point (an
-// allowed /tmp, a volume, another container's root): it is judged under
-// the writer's own container's read-only rules, never let pass unjudged.
+// TestAuditFileCut: a name (path or target) the kernel cut short names no
+// object for certain, wherever its first bytes point (an allowed /tmp, a
+// volume, another container's root): with no whole name to judge, the
+// write is judged under the writer's own container's read-only rules,
+// never let pass unjudged. A whole name is still placed and judged where
+// it lies, whoever writes.
 func TestAuditFileCut(t *testing.T) {
 	s := New(fakePolicies{}, 0)
+	cut := decode.ScopeTruncated
 	for _, c := range []struct {
-		name  string
-		e     event.Event
-		actor uint64
-		want  bool
+		name              string
+		e                 event.Event
+		actor             uint64
+		want              bool
+		reason, path, tgt string
 	}{
-		{"cut inside /tmp", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/aaaa/./././."}, 7, true},
-		{"cut on a volume's path", event.Event{Kind: event.KindFile, Op: "open", Path: "/vol/d1/d2"}, 7, true},
-		{"cut target of a rename", event.Event{Kind: event.KindFile, Op: "rename", Path: "/tmp/a", Target: "/tmp/././."}, 7, true},
-		{"writer under no read-only rule", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/x/./."}, 8, false},
-		{"runtime setup before the first exec", event.Event{Kind: event.KindFile, Op: "open", Path: "/tmp/x/./.", Pending: true}, 7, false},
+		{"cut inside /tmp", event.Event{Op: "open", Path: "/tmp/aaaa/./././.", PathScope: cut}, 7, true, "ro, cut", "/tmp/aaaa/./././.", ""},
+		{"cut on a volume's path", event.Event{Op: "open", Path: "/vol/d1/d2", PathScope: cut}, 7, true, "ro, cut", "/vol/d1/d2", ""},
+		{"whole allowed path, cut target", event.Event{Op: "rename", Path: "/tmp/a", Target: "/tmp/././.", TargetScope: cut}, 7, true, "ro, cut", "/tmp/a", "/tmp/././."},
+		{"whole path in a read-only root, cut target, another writer", event.Event{Op: "rename", Path: "/etc/passwd", Target: "/tmp/././.", TargetScope: cut}, 8, true, "ro", "/etc/passwd", ""},
+		{"cut path, whole target in a read-only root", event.Event{Op: "rename", Path: "/tmp/././.", Target: "/etc/x", PathScope: cut}, 8, true, "ro", "/etc/x", ""},
+		{"writer under no read-only rule", event.Event{Op: "open", Path: "/tmp/x/./.", PathScope: cut}, 8, false, "", "", ""},
+		{"runtime setup before the first exec", event.Event{Op: "open", Path: "/tmp/x/./.", PathScope: cut, Pending: true}, 7, false, "", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			c.e.PID, c.e.CgroupID, c.e.PathScope = 3, 9, decode.ScopeTruncated
+			c.e.Kind, c.e.PID, c.e.CgroupID = event.KindFile, 3, 9
 			v := s.AuditFile(&c.e, locate, c.actor)
 			if (v != nil) != c.want {
 				t.Fatalf("violation %+v, want one: %v", v, c.want)
 			}
 			if v != nil && (v.Kind != event.KindViolation || v.Verdict != event.VerdictAudit || v.Rule != "readOnlyRootFilesystem" ||
-				v.Policy != "web" || v.Reason != "ro, cut" || v.Path != c.e.Path || v.Target != c.e.Target || v.PathScope != decode.ScopeTruncated) {
+				v.Policy != "web" || v.Reason != c.reason || v.Path != c.path || v.Target != c.tgt) {
 				t.Fatalf("violation %+v", v)
 			}
 		})
