@@ -72,8 +72,10 @@ static __always_inline struct enforce_scratch *file_event_start(__u32 op, struct
 /* file_event_end judges the write sc's event describes, to the object d
  * (and d2, the second object of a rename or link, or NULL), reports what
  * happened and returns the hook's answer. A write is refused when either
- * object belongs to a read-only root filesystem that does not allow it. */
-static __always_inline int file_event_end(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
+ * object belongs to a read-only root filesystem that does not allow it.
+ * file_event_judge without report judges as ever but reports only a
+ * refusal. */
+static __always_inline int file_event_judge(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2, int report)
 {
 	struct file_event *e = &sc->fe;
 	struct violation_event *v = &sc->ve;
@@ -82,7 +84,9 @@ static __always_inline int file_event_end(struct enforce_scratch *sc, struct den
 	ro_judge(sc, d2, v->path2, &j2);
 	struct ro_judgement *j = j2.action > j1.action ? &j2 : &j1;
 	__u16 verdict = j->action;
-	if (verdict != ACTION_NONE) {
+	/* Unreported, an audited write was reported already; a refusal is
+	 * reported whatever. */
+	if (verdict != ACTION_NONE && (report || verdict == ACTION_DENY)) {
 		__u64 owner = j->owner;
 		__u32 policy = j->policy;
 		__u32 len1 = j1.len, len2 = j2.len;
@@ -110,8 +114,14 @@ static __always_inline int file_event_end(struct enforce_scratch *sc, struct den
 		if (verdict == ACTION_DENY)
 			return -EPERM; /* it did not happen: no file event */
 	}
-	file_event_output(e);
+	if (report)
+		file_event_output(e);
 	return 0;
+}
+
+static __always_inline int file_event_end(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
+{
+	return file_event_judge(sc, d, d2, 1);
 }
 
 /* lsm_file_open reports opens for write, and judges them. A creation was
@@ -155,7 +165,10 @@ static __always_inline int lsm_file_open(struct file *file)
 }
 
 /* truncate_of_open reports whether this truncation of dentry d is the one
- * of an O_TRUNC open that file_open reported, and forgets that open. */
+ * of an O_TRUNC open that file_open reported, and forgets that open. It
+ * only spares the event: the truncation is judged all the same, for an
+ * entry left by an open that failed after file_open may name a freed
+ * dentry whose address another one now has. */
 static __always_inline int truncate_of_open(struct dentry *d)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -167,8 +180,9 @@ static __always_inline int truncate_of_open(struct dentry *d)
 	return same;
 }
 
-/* path_op reports an operation on dir/child (child may be NULL: dir is the object). */
-static __always_inline int path_op(__u32 op, const struct path *dir, struct dentry *child, __u32 mode)
+/* path_op_as judges an operation on dir/child (child may be NULL: dir is
+ * the object), and reports it when report is set; path_op always does. */
+static __always_inline int path_op_as(__u32 op, const struct path *dir, struct dentry *child, __u32 mode, int report)
 {
 	struct dentry *d = child ? child : BPF_CORE_READ(dir, dentry);
 	int ret;
@@ -179,7 +193,12 @@ static __always_inline int path_op(__u32 op, const struct path *dir, struct dent
 	e->mode = mode;
 	e->path_len = d_path_child(&sc->ps, (struct path *)dir, child, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
-	return file_event_end(sc, d, 0);
+	return file_event_judge(sc, d, 0, report);
+}
+
+static __always_inline int path_op(__u32 op, const struct path *dir, struct dentry *child, __u32 mode)
+{
+	return path_op_as(op, dir, child, mode, 1);
 }
 
 static __always_inline int lsm_path_rename(const struct path *old_dir, struct dentry *old_dentry,
@@ -280,9 +299,10 @@ static __always_inline int lsm_inode_setattr(struct dentry *d, struct iattr *att
  * O_TRUNC opens. */
 static __always_inline int lsm_path_truncate(const struct path *path)
 {
-	if (!current_watched() || truncate_of_open(BPF_CORE_READ(path, dentry)))
+	if (!current_watched())
 		return 0;
-	return path_op(FILE_OP_TRUNCATE, path, 0, 0);
+	int reported = truncate_of_open(BPF_CORE_READ(path, dentry));
+	return path_op_as(FILE_OP_TRUNCATE, path, 0, 0, !reported);
 }
 
 /* file_truncate (6.2+) is the ftruncate and O_TRUNC route on newer kernels;
@@ -290,8 +310,9 @@ static __always_inline int lsm_path_truncate(const struct path *path)
 static __always_inline int lsm_file_truncate(struct file *file)
 {
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
-	if (!current_watched() || truncate_of_open(d))
+	if (!current_watched())
 		return 0;
+	int reported = truncate_of_open(d);
 	int ret;
 	struct enforce_scratch *sc = file_event_start(FILE_OP_TRUNCATE, d, 0, &ret);
 	if (!sc)
@@ -299,5 +320,5 @@ static __always_inline int lsm_file_truncate(struct file *file)
 	struct file_event *e = &sc->fe;
 	e->path_len = file_path(&sc->ps, file, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
-	return file_event_end(sc, d, 0);
+	return file_event_judge(sc, d, 0, !reported);
 }

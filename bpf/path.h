@@ -88,9 +88,15 @@ static long walk_step(__u64 i, void *ctx)
 	}
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 	if (!parent || parent == d) {
-		/* The filesystem's root. Below a vfsmount (not its root,
-		 * handled above) a disconnected dentry: no path from a root. */
-		w->done = !vmnt;
+		/* The filesystem's root, or a disconnected dentry (a file
+		 * opened by handle, say): no path from a root. Below a
+		 * vfsmount only a disconnected one ends here (its root is
+		 * handled above); without one, it is not its superblock's
+		 * root. Such a path is as unknown as one too deep. */
+		if (vmnt || d != BPF_CORE_READ(d, d_sb, s_root))
+			w->truncated = 1;
+		else
+			w->done = 1;
 		return 1;
 	}
 	if (w->n >= MAX_DEPTH) {

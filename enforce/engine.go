@@ -377,7 +377,7 @@ func (e *Engine) AuditUnplaced(cgroup uint64) (Breach, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	policy, mode, ok := e.readOnlyBreach(cgroup, "", true)
-	return breach(policy, mode, RuleReadOnly.Reason()+" (its path cut short, too deep or too long to place)", ok)
+	return breach(policy, mode, RuleReadOnly.Reason()+" (its path not known whole: too deep, too long or out of the mount namespace)", ok)
 }
 
 // breach is the would-deny of policy in mode, when ok, its reason saying

@@ -205,7 +205,7 @@ func TestEngineCombinesToStrictest(t *testing.T) {
 	}
 	// A write whose path was cut short: the strictest read-only rule, even
 	// for the db, whose allowWrites hold /tmp and /run/app.pid.
-	cut := "write to the container's read-only root filesystem (its path cut short, too deep or too long to place)"
+	cut := "write to the container's read-only root filesystem (its path not known whole: too deep, too long or out of the mount namespace)"
 	for _, c := range []struct {
 		cgroup uint64
 		want   Breach

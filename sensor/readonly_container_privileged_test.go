@@ -279,7 +279,7 @@ func TestPrivilegedReadOnlyCutPath(t *testing.T) {
 		if full {
 			return e.Verdict == event.VerdictDeny && e.Path == "/etc/passwd" && e.PathScope == ""
 		}
-		return e.Verdict == event.VerdictAudit && e.PathScope == decode.ScopeTruncated && strings.Contains(e.Reason, "cut short")
+		return e.Verdict == event.VerdictAudit && e.PathScope == decode.ScopeTruncated && strings.Contains(e.Reason, "not known whole")
 	})
 	for _, e := range h.violationsOf(id) {
 		if e.Path == "/tmp/d" {

@@ -105,11 +105,7 @@ func (d *Decoder) fileFields(e *event.Event, r *bpf.SensorFileEvent) {
 		if r.Op == uint32(bpf.SensorFileOpFILE_OP_SYMLINK) {
 			e.Target = target // a symlink's contents are not resolved
 		} else {
-			var scope2 string
-			e.Target, scope2 = d.path(e.PID, kind, r.Dirfd2, target)
-			if scope2 == ScopeTruncated {
-				e.TargetScope = scope2
-			}
+			e.Target, e.TargetScope = d.path(e.PID, kind, r.Dirfd2, target)
 		}
 	}
 }

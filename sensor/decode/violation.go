@@ -45,11 +45,7 @@ func (d *Decoder) violationFields(e *event.Event, r *bpf.SensorViolationEvent) V
 		if r.Path2Kind != uint16(bpf.SensorPathKindPATH_NONE) {
 			t := cString(r.Path2[:], int(r.Path2Len))
 			if r.Op != uint32(bpf.SensorFileOpFILE_OP_SYMLINK) {
-				var scope2 string
-				t, scope2 = d.path(e.PID, bpf.SensorPathKind(r.Path2Kind), 0, t)
-				if scope2 == ScopeTruncated {
-					e.TargetScope = scope2
-				}
+				t, e.TargetScope = d.path(e.PID, bpf.SensorPathKind(r.Path2Kind), 0, t)
 			}
 			e.Target = t
 		}

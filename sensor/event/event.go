@@ -122,7 +122,7 @@ type Event struct {
 	// it: a detached mount, a disconnected dentry): its first bytes or
 	// deepest names, no object for certain.
 	PathScope string `json:"path_scope,omitempty"`
-	// TargetScope is "truncated" when the target was cut short so.
+	// TargetScope is the target's, as PathScope is the path's.
 	TargetScope string  `json:"target_scope,omitempty"`
 	Flags       uint32  `json:"flags,omitempty"`
 	FileMode    uint32  `json:"file_mode,omitempty"`

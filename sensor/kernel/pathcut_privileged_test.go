@@ -1,20 +1,25 @@
 package kernel
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/bpf"
 	"github.com/ringfence/ringfence/sensor/decode"
 	"github.com/ringfence/ringfence/sensor/event"
 )
@@ -231,11 +236,41 @@ func TestPrivilegedDeepObjectBelowRoot(t *testing.T) {
 // /abs and rel (relative to its cwd) and exits.
 const detachedWriteEnv = "RINGFENCE_KERNEL_TEST_DETACHED_WRITE"
 
+// staleTruncEnv makes the test binary, run as a helper, the writer of
+// TestPrivilegedTruncateJudgedWhateverTheOpen, on the file it names.
+const staleTruncEnv = "RINGFENCE_KERNEL_TEST_STALE_TRUNCATE"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(detachedWriteEnv) == "1" {
 		os.Exit(detachedWrite())
 	}
+	if p := os.Getenv(staleTruncEnv); p != "" {
+		os.Exit(staleTruncate(p))
+	}
 	os.Exit(m.Run())
+}
+
+// staleTruncate prints its thread id, waits for a line, opens p for
+// writing (its hooks walk p, and refuse it), says so, waits for another
+// line, truncates p by its path and prints how that went: every syscall
+// from the one thread.
+func staleTruncate(p string) int {
+	runtime.LockOSThread()
+	in := bufio.NewReader(os.Stdin)
+	fmt.Println(unix.Gettid())
+	in.ReadString('\n')
+	_, err := unix.Open(p, unix.O_WRONLY, 0)
+	fmt.Println("open", resultOf(err))
+	in.ReadString('\n')
+	fmt.Println("truncate", resultOf(unix.Truncate(p, 0)))
+	return 0
+}
+
+func resultOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return unix.ErrnoName(err.(syscall.Errno))
 }
 
 func detachedWrite() int {
@@ -342,5 +377,106 @@ func TestPrivilegedPathsDetached(t *testing.T) {
 		if e.PathScope != decode.ScopeTruncated {
 			t.Errorf("%s in a detached mount: %s of %q, path_scope %q, want %q", k, e.Op, e.Path, e.PathScope, decode.ScopeTruncated)
 		}
+	}
+}
+
+// TestPrivilegedTruncateJudgedWhateverTheOpen: the truncate hooks stay
+// quiet about the truncation of an O_TRUNC open that file_open reported
+// (open_truncs: the thread and the file's dentry), but judge it all the
+// same. An entry an open left behind (it failed after file_open) names a
+// dentry that may be freed and its address reused by another file's:
+// here the test puts in the thread's entry the dentry of a file the
+// read-only rule forbids, as such a reuse would. With the LSM hooks the
+// truncation is refused; it was let through unjudged. (Without them
+// nothing is refused here.)
+func TestPrivilegedTruncateJudgedWhateverTheOpen(t *testing.T) {
+	s, root, cgFD := recordRule(t)
+	target := filepath.Join(root, "t")
+	if err := os.WriteFile(target, []byte("original"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), staleTruncEnv+"="+target)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out := bufio.NewReader(stdout)
+	line := func() string {
+		l, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("helper: %v", err)
+		}
+		return strings.TrimSpace(l)
+	}
+	tid, err := strconv.Atoi(line())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write([]byte("\n"))
+	opened := line()
+	full := s.Tier() == TierFull
+	if !full {
+		stdin.Write([]byte("\n"))
+		if got := line(); got != "truncate ok" {
+			t.Fatalf("without the LSM hooks: %s", got)
+		}
+		return
+	}
+	if opened != "open EPERM" {
+		t.Fatalf("opening the forbidden file for writing: %s", opened)
+	}
+	// The name its hooks walked first is the file's own: inline in its
+	// dentry (a short name), which gives the dentry's address.
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	var r bpf.SensorEnforceScratch
+	if err := s.maps.TaskRecords.Lookup(uint32(pidfd), &r); err != nil {
+		t.Fatal(err)
+	}
+	kernelBTF, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dentry *btf.Struct
+	if err := kernelBTF.TypeByName("dentry", &dentry); err != nil {
+		t.Fatal(err)
+	}
+	off := -1
+	for _, m := range dentry.Members {
+		if m.Name == "d_iname" || m.Name == "d_shortname" {
+			off = int(m.Offset.Bytes())
+		}
+	}
+	if off < 0 {
+		t.Fatal("struct dentry has no inline name")
+	}
+	key := uint64(cmd.Process.Pid)<<32 | uint64(tid)
+	addr := r.Ps.Names[0] - uint64(off)
+	if err := s.maps.OpenTruncs.Put(key, addr); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write([]byte("\n"))
+	if got := line(); got != "truncate EPERM" {
+		t.Errorf("truncating the forbidden file with an open's entry naming its dentry: %s, want EPERM", got)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "original" {
+		t.Errorf("the file changed: %q", b)
 	}
 }

@@ -178,25 +178,27 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate, actor uint64) *event.Ev
 	if e.Kind != event.KindFile || e.Pending {
 		return nil
 	}
+	// Each whole name is placed and judged as ever; a cut one cannot be,
+	// nor one the kernel could not resolve (an unresolved name is not
+	// judged). A symlink's target is its contents, no name.
+	symlink := e.Op == "symlink"
 	pathCut := e.PathScope == decode.ScopeTruncated
-	targetCut := e.TargetScope == decode.ScopeTruncated && e.Op != "symlink" // a symlink's target is its contents
-	if e.PathScope != "" && !pathCut {
-		return nil
-	}
-	// Each whole name is placed and judged as ever; a cut one cannot be.
+	targetCut := e.TargetScope == decode.ScopeTruncated && !symlink
+	pathWhole := e.PathScope == ""
+	targetWhole := e.Target != "" && e.TargetScope == "" && !symlink
 	var (
 		owner uint64
 		rel   string
 		b     enforce.Breach
 		ok    bool
 	)
-	if !pathCut {
+	if pathWhole {
 		owner, rel, b, ok = s.judge(locate, e.Path, follows(e.Op))
 	}
-	other, otherFollows, otherCut := e.Target, false, targetCut
-	if !ok && e.Target != "" && e.Op != "symlink" && !targetCut {
+	other, otherFollows, otherWhole := e.Target, false, targetWhole
+	if !ok && targetWhole {
 		owner, rel, b, ok = s.judge(locate, e.Target, false)
-		other, otherFollows, otherCut = e.Path, follows(e.Op), pathCut
+		other, otherFollows, otherWhole = e.Path, follows(e.Op), pathWhole
 	}
 	if !ok {
 		if !pathCut && !targetCut {
@@ -211,7 +213,7 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate, actor uint64) *event.Ev
 	// The written object, and the operation's other name (a rename's or
 	// link's), both from the root that holds the object.
 	v.Path, v.Target, v.PathScope, v.TargetScope = rel, "", "", ""
-	if other != "" && e.Op != "symlink" && !otherCut {
+	if other != "" && !symlink && otherWhole {
 		if o, orel, ok := locate(other, otherFollows); ok && o == owner {
 			v.Target = orel
 		}

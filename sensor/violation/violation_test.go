@@ -231,6 +231,8 @@ func TestAuditFileCut(t *testing.T) {
 		{"whole path in a read-only root, cut target, another writer", event.Event{Op: "rename", Path: "/etc/passwd", Target: "/tmp/././.", TargetScope: cut}, 8, true, "ro", "/etc/passwd", ""},
 		{"cut path, whole target in a read-only root", event.Event{Op: "rename", Path: "/tmp/././.", Target: "/etc/x", PathScope: cut}, 8, true, "ro", "/etc/x", ""},
 		{"writer under no read-only rule", event.Event{Op: "open", Path: "/tmp/x/./.", PathScope: cut}, 8, false, "", "", ""},
+		{"unresolved path, whole target in a read-only root", event.Event{Op: "rename", Path: "fd:3", PathScope: "unresolved", Target: "/etc/x"}, 8, true, "ro", "/etc/x", ""},
+		{"whole allowed path, unresolved target", event.Event{Op: "rename", Path: "/tmp/a", Target: "x", TargetScope: "unresolved"}, 7, false, "", "", ""},
 		{"runtime setup before the first exec", event.Event{Op: "open", Path: "/tmp/x/./.", PathScope: cut, Pending: true}, 7, false, "", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
