@@ -8,8 +8,26 @@ import (
 )
 
 // WriteReport prints one table row per kernel: series, package, PASS or
-// FAIL with the reason, boot time, test time and total duration.
+// FAIL with the reason, boot time, test time and total duration. Under the
+// table come the failed tests of each kernel with their last lines, so the
+// end of a long run's output says what failed and why.
 func WriteReport(w io.Writer, results []KernelResult) error {
+	if err := writeTable(w, results); err != nil {
+		return err
+	}
+	for _, r := range results {
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "\n[%s] --- FAIL: %s (the console log: %s)\n", r.Series, f.Test, r.Log)
+			for _, l := range f.Lines {
+				fmt.Fprintf(w, "[%s]     %s\n", r.Series, l)
+			}
+		}
+	}
+	return nil
+}
+
+// writeTable prints the table of kernels.
+func writeTable(w io.Writer, results []KernelResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KERNEL\tPACKAGE\tRESULT\tBOOT\tTESTS\tDURATION")
 	for _, r := range results {

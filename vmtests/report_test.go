@@ -37,6 +37,39 @@ func TestWriteReport(t *testing.T) {
 	}
 }
 
+func TestWriteReportFailures(t *testing.T) {
+	results := []KernelResult{
+		{Series: "6.1", Pass: true, Reason: "1/1 test binaries passed"},
+		{Series: "6.12", Reason: "sensor.test exit 1", Log: "/cache/logs/6.12.log", Failures: []Failure{
+			{Test: "TestB/sub", Lines: []string{"b_test.go:21: got 3, want 4"}},
+			{Test: "TestB"},
+		}},
+	}
+	var b strings.Builder
+	if err := WriteReport(&b, results); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	table, tail, ok := strings.Cut(out, "\n\n")
+	if !ok {
+		t.Fatalf("no failures after the table:\n%s", out)
+	}
+	if strings.Contains(table, "--- FAIL") {
+		t.Errorf("failures inside the table:\n%s", out)
+	}
+	for _, want := range []string{
+		"[6.12] --- FAIL: TestB/sub (the console log: /cache/logs/6.12.log)\n[6.12]     b_test.go:21: got 3, want 4\n",
+		"[6.12] --- FAIL: TestB (",
+	} {
+		if !strings.Contains(tail, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(tail, "[6.1]") {
+		t.Errorf("a passing kernel's lines in the failures:\n%s", out)
+	}
+}
+
 func TestAllPassed(t *testing.T) {
 	tests := []struct {
 		name    string

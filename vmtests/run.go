@@ -37,6 +37,8 @@ type KernelResult struct {
 	Duration time.Duration
 	// Log is the console log file.
 	Log string
+	// Failures are the failed tests of the last boot, with their last lines.
+	Failures []Failure
 }
 
 // AllPassed reports whether every kernel passed; it is false for none.
@@ -202,6 +204,7 @@ func runKernel(ctx context.Context, cfg Config, k Kernel, initrd Initramfs) Kern
 		}
 		v := Judge(b.transcript, initrd.Tests, b.end)
 		res.Pass, res.Reason = v.Pass, v.Reason
+		res.Failures = b.transcript.Failures
 		con.note(fmt.Sprintf("vmtest: boot %d ended (%s) after %.1fs: %s", attempt, b.end, b.elapsed.Seconds(), v.Reason))
 		if v.Retry() && attempt == 1 && ctx.Err() == nil {
 			res.Retried = true

@@ -51,6 +51,65 @@ type Transcript struct {
 	Lockup string
 	// LastLine is the last non-empty console line.
 	LastLine string
+	// Failures are the tests that printed "--- FAIL", each with the last
+	// lines it printed, so that a report's tail says what failed and why.
+	Failures []Failure
+
+	current string              // the test whose output the console shows
+	output  map[string][]string // each running test's last lines
+}
+
+// Failure is one failed test and the last lines it printed.
+type Failure struct {
+	// Test is the test's name, such as "TestX/sub".
+	Test string
+	// Lines are up to failureLines of its last output lines.
+	Lines []string
+}
+
+// failureLines bounds the lines kept for each running test; maxFailures
+// bounds the failures kept for a boot.
+const (
+	failureLines = 12
+	maxFailures  = 10
+)
+
+// feedTest follows go test -v's output: "=== RUN", "=== CONT" and
+// "=== NAME" say whose lines follow, "--- PASS/SKIP" ends a test, and
+// "--- FAIL" records it with its last lines. Kernel messages ("[  1.2]")
+// are nobody's output.
+func (t *Transcript) feedTest(line string) {
+	if t.output == nil {
+		t.output = map[string][]string{}
+	}
+	switch {
+	case strings.HasPrefix(line, "=== RUN") || strings.HasPrefix(line, "=== CONT") || strings.HasPrefix(line, "=== NAME"):
+		if f := strings.Fields(line); len(f) >= 3 {
+			t.current = f[2]
+		}
+	case strings.HasPrefix(line, "--- FAIL: "):
+		name, _, _ := strings.Cut(strings.TrimPrefix(line, "--- FAIL: "), " ")
+		if len(t.Failures) < maxFailures {
+			t.Failures = append(t.Failures, Failure{Test: name, Lines: t.output[name]})
+		}
+		delete(t.output, name)
+	case strings.HasPrefix(line, "--- PASS: ") || strings.HasPrefix(line, "--- SKIP: "):
+		name, _, _ := strings.Cut(line[len("--- PASS: "):], " ")
+		delete(t.output, name)
+	case strings.HasPrefix(line, "panic: ") && t.current != "":
+		// A panic or go test's timeout ends the binary without "--- FAIL".
+		if len(t.Failures) < maxFailures {
+			t.Failures = append(t.Failures, Failure{Test: t.current, Lines: append(t.output[t.current], line)})
+		}
+		delete(t.output, t.current)
+	case strings.HasPrefix(line, "=== ") || isKernelMessage(line) || t.current == "":
+	default:
+		lines := append(t.output[t.current], line)
+		if len(lines) > failureLines {
+			lines = append(lines[:0], lines[len(lines)-failureLines:]...)
+		}
+		t.output[t.current] = lines
+	}
 }
 
 // Feed adds one console line to the transcript and returns the marker it
@@ -70,6 +129,7 @@ func (t *Transcript) Feed(line string) string {
 	if strings.HasPrefix(line, "=== RUN ") {
 		t.Ran++
 	}
+	t.feedTest(line)
 	marker, rest, _ := strings.Cut(line, " ")
 	rest = strings.TrimSpace(rest)
 	switch marker {
@@ -102,6 +162,18 @@ func (t *Transcript) Feed(line string) string {
 		return ""
 	}
 	return marker
+}
+
+// isKernelMessage reports whether a console line is the kernel's: it
+// starts with a bracketed timestamp such as "[ 1192.672039]".
+func isKernelMessage(line string) bool {
+	stamp, _, ok := strings.Cut(line, "]")
+	if !ok || !strings.HasPrefix(stamp, "[") {
+		return false
+	}
+	stamp = strings.TrimSpace(stamp[1:])
+	_, err := strconv.ParseFloat(stamp, 64)
+	return err == nil
 }
 
 // HasLSM reports whether name is in the active LSM list.

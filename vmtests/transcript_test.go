@@ -1,6 +1,8 @@
 package vmtests
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -215,5 +217,60 @@ func TestCleanLine(t *testing.T) {
 				t.Errorf("cleanLine(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestTranscriptFailures(t *testing.T) {
+	log := strings.Join([]string{
+		"=== RUN   TestA",
+		"    a_test.go:10: fine",
+		"--- PASS: TestA (0.10s)",
+		"=== RUN   TestB",
+		"=== RUN   TestB/sub",
+		"    b_test.go:20: started",
+		"[  12.345678] a kernel line in the middle",
+		"=== RUN   TestC",
+		"=== PAUSE TestC",
+		"=== NAME  TestB/sub",
+		"    b_test.go:21: got 3, want 4",
+		"    --- FAIL: TestB/sub (1.00s)",
+		"--- FAIL: TestB (1.10s)",
+		"=== CONT  TestC",
+		"    c_test.go:5: waiting",
+		"panic: test timed out after 10m0s",
+		"",
+	}, "\r\n")
+	tr, err := ParseTranscript(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Failure{
+		{Test: "TestB/sub", Lines: []string{"b_test.go:20: started", "b_test.go:21: got 3, want 4"}},
+		{Test: "TestB"},
+		{Test: "TestC", Lines: []string{"c_test.go:5: waiting", "panic: test timed out after 10m0s"}},
+	}
+	if !reflect.DeepEqual(tr.Failures, want) {
+		t.Errorf("failures = %q\nwant %q", tr.Failures, want)
+	}
+}
+
+func TestTranscriptFailureLinesBounded(t *testing.T) {
+	var tr Transcript
+	tr.Feed("=== RUN   TestLoud")
+	for i := 0; i < 100; i++ {
+		tr.Feed(fmt.Sprintf("    loud_test.go:1: line %d", i))
+	}
+	tr.Feed("--- FAIL: TestLoud (2.00s)")
+	if len(tr.Failures) != 1 || len(tr.Failures[0].Lines) != failureLines {
+		t.Fatalf("failures = %q, want one with %d lines", tr.Failures, failureLines)
+	}
+	if got := tr.Failures[0].Lines[failureLines-1]; got != "loud_test.go:1: line 99" {
+		t.Errorf("last line kept = %q, want the last printed", got)
+	}
+	for i := 0; i < 2*maxFailures; i++ {
+		tr.Feed(fmt.Sprintf("--- FAIL: TestN%d (0.00s)", i))
+	}
+	if len(tr.Failures) != maxFailures {
+		t.Errorf("%d failures kept, want at most %d", len(tr.Failures), maxFailures)
 	}
 }
