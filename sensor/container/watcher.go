@@ -57,6 +57,13 @@ type WatcherConfig struct {
 	Logger *slog.Logger
 }
 
+// The status's reason before the first attempt ends, and once Run has
+// returned.
+const (
+	notYetConnected = "not connected yet: the first attempt has not ended"
+	stoppedReason   = "stopped: the watcher's context ended"
+)
+
 // Status is the watcher's connection state, for the daemon's status.
 type Status struct {
 	Socket    string `json:"socket"`
@@ -127,7 +134,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		cfg:    cfg,
 		cache:  cfg.Cache,
 		log:    cfg.Logger.With("containerd", cfg.Socket),
-		status: Status{Socket: cfg.Socket},
+		status: Status{Socket: cfg.Socket, LastError: notYetConnected},
 		live:   map[ref]uint64{},
 	}, nil
 }
@@ -166,7 +173,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for {
 		connected, err := w.session(ctx)
 		if ctx.Err() != nil {
-			w.setDisconnected(nil)
+			w.setDisconnected(errors.New(stoppedReason))
 			return nil
 		}
 		w.setDisconnected(err)
@@ -276,13 +283,16 @@ func (w *Watcher) setConnected(version string) {
 	w.status.Version = version
 }
 
+// setDisconnected records why the watcher is not connected: a status that
+// says "disconnected" always says why.
 func (w *Watcher) setDisconnected(err error) {
+	if err == nil {
+		err = errors.New("connection ended without an error")
+	}
 	w.mu.Lock()
 	w.status.Connected = false
-	if err != nil {
-		w.status.LastError = err.Error()
-		w.status.LastErrorAt = time.Now()
-	}
+	w.status.LastError = err.Error()
+	w.status.LastErrorAt = time.Now()
 	w.mu.Unlock()
 	if w.cfg.OnDisconnect != nil {
 		w.cfg.OnDisconnect()

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,13 +18,33 @@ func TestWatcherUnreachable(t *testing.T) {
 		MinBackoff: 10 * time.Millisecond,
 		MaxBackoff: 20 * time.Millisecond,
 	})
-	waitFor(t, "an error in the status", func() bool { return w.Status().LastError != "" })
+	waitFor(t, "an error in the status", func() bool { return !w.Status().LastErrorAt.IsZero() })
 	st := w.Status()
-	if st.Connected || st.Socket != sock || st.Reconnects != 0 {
-		t.Errorf("status = %+v", st)
+	if st.Connected || st.Socket != sock || st.Reconnects != 0 || !strings.Contains(st.LastError, sock) {
+		t.Errorf("status = %+v, want disconnected with the dial's error on %s", st, sock)
 	}
 	first := st.LastErrorAt
 	waitFor(t, "another attempt", func() bool { return w.Status().LastErrorAt.After(first) })
+}
+
+// TestWatcherStatusSaysWhy checks that a disconnected status always has a
+// reason: before the first attempt ends, and after Run returns.
+func TestWatcherStatusSaysWhy(t *testing.T) {
+	w, err := NewWatcher(WatcherConfig{Socket: filepath.Join(t.TempDir(), "absent.sock"), Cgroup2: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Status(); st.Connected || st.LastError != notYetConnected {
+		t.Errorf("before Run: status = %+v, want the reason %q", st, notYetConnected)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := w.Status(); st.Connected || st.LastError != stoppedReason || st.LastErrorAt.IsZero() {
+		t.Errorf("after Run: status = %+v, want the reason %q with its time", st, stoppedReason)
+	}
 }
 
 func TestNewWatcher(t *testing.T) {
