@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -65,8 +64,6 @@ func readBounded(p string) ([]byte, error) {
 	return data, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
-
 // Parse reads the policies of one YAML file (several documents may be
 // separated by ---). name is used in problems. Parsing never stops at the
 // first problem.
@@ -84,11 +81,7 @@ func Parse(name string, data []byte) ([]RuntimePolicy, Problems) {
 			break
 		}
 		if err != nil {
-			line := 0
-			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-				line, _ = strconv.Atoi(m[1])
-			}
-			w.problems = append(w.problems, Problem{File: name, Line: line, Message: "not valid YAML: " + err.Error()})
+			w.problems = append(w.problems, Problem{File: name, Line: yamlErrorLine(err.Error()), Message: "not valid YAML: " + err.Error()})
 			break
 		}
 		if len(doc.Content) == 0 {

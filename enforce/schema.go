@@ -3,17 +3,10 @@ package enforce
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
-)
-
-var (
-	dnsName   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-	registry  = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:[0-9]{1,5})?$`)
-	ifaceName = regexp.MustCompile(`^[^/\s:]{1,15}$`)
 )
 
 // policy walks one document.
@@ -37,7 +30,7 @@ func (w *walker) policy(doc *yaml.Node) (RuntimePolicy, bool) {
 			w.fields(n, p, []string{"name"}, map[string]func(*yaml.Node, string){
 				"name": func(n *yaml.Node, p string) {
 					if v, ok := w.str(n, p); ok {
-						if !dnsName.MatchString(v) {
+						if !isDNSName(v) {
 							w.fail(n, p, "%q is not a valid name (lower-case letters, digits, '-' and '.')", v)
 						}
 						pol.Name = v
@@ -182,7 +175,7 @@ const MaxAllowWriteLen = 240
 
 func (w *walker) iface(n *yaml.Node, p string) (string, bool) {
 	v, ok := w.str(n, p)
-	if ok && (!ifaceName.MatchString(v) || v == "." || v == "..") {
+	if ok && (!isInterfaceName(v) || v == "." || v == "..") {
 		w.fail(n, p, "%q is not an interface name (1 to 15 characters, no '/', ':' or spaces)", v)
 		return "", false
 	}
@@ -191,7 +184,7 @@ func (w *walker) iface(n *yaml.Node, p string) (string, bool) {
 
 func (w *walker) registry(n *yaml.Node, p string) (string, bool) {
 	v, ok := w.str(n, p)
-	if ok && !registry.MatchString(v) {
+	if ok && !isRegistryHost(v) {
 		w.fail(n, p, "%q is not a registry host (host or host:port)", v)
 		return "", false
 	}
