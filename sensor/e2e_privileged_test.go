@@ -601,7 +601,7 @@ func TestPrivilegedRingFullIsCounted(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d delivered + %d lost != %d generated", delivered, lost["ring_full_file"], generated)
+			t.Fatalf("%d delivered + %d lost != %d generated (every loss counter: %v)", delivered, lost["ring_full_file"], generated, lost)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
