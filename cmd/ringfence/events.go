@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringfence/ringfence/sensor/api"
 	"github.com/ringfence/ringfence/sensor/event"
 	"github.com/ringfence/ringfence/sensor/store"
@@ -275,9 +277,9 @@ func detail(e *event.Event) string {
 	case event.KindExec:
 		return e.Binary + " " + strings.Join(e.Args, " ")
 	case event.KindExit:
-		if e.ExitCode != nil {
-			return fmt.Sprintf("exit code %d", *e.ExitCode)
-		}
+		return exitDetail(e)
+	case event.KindSyscalls:
+		return topSyscalls(e.Counts, topSyscallsShown)
 	case event.KindFile:
 		s := e.Op + " " + e.Path
 		if e.Target != "" {
@@ -306,6 +308,58 @@ func detail(e *event.Event) string {
 		return e.Message
 	}
 	return ""
+}
+
+// exitDetail says how a process ended: its exit status, or the signal
+// that killed it.
+func exitDetail(e *event.Event) string {
+	switch {
+	case e.ExitCode != nil:
+		return fmt.Sprintf("exit code %d", *e.ExitCode)
+	case e.Signal != 0:
+		s := fmt.Sprintf("killed by signal %d", e.Signal)
+		if name := unix.SignalName(syscall.Signal(e.Signal)); name != "" {
+			s += " (" + name + ")"
+		}
+		if e.CoreDumped {
+			s += ", core dumped"
+		}
+		return s
+	}
+	return ""
+}
+
+// topSyscallsShown is how many syscalls a table row names.
+const topSyscallsShown = 5
+
+// topSyscalls names the n most frequent syscalls of counts with their
+// counts, most frequent first (ties by name), and how many more there are.
+func topSyscalls(counts map[string]uint64, n int) string {
+	names := make([]string, 0, len(counts))
+	var total uint64
+	for name, c := range counts {
+		names = append(names, name)
+		total += c
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if counts[names[i]] != counts[names[j]] {
+			return counts[names[i]] > counts[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d syscalls:", total)
+	for i, name := range names {
+		if i == n {
+			fmt.Fprintf(&b, " (+%d more)", len(names)-n)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %s %d", name, counts[name])
+	}
+	return b.String()
 }
 
 // violationObject names what a violation was about: a file, an address, a

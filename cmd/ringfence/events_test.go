@@ -217,3 +217,28 @@ func TestFollowWarnsOfLosses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDetailOfExitsAndSyscalls(t *testing.T) {
+	one := int32(1)
+	many := map[string]uint64{"openat": 38, "close": 38, "read": 120, "write": 7, "ia32:5": 2, "mmap": 9, "0": 1}
+	tests := []struct {
+		name string
+		e    event.Event
+		want string
+	}{
+		{"exit status", event.Event{Kind: event.KindExit, ExitCode: &one}, "exit code 1"},
+		{"killed", event.Event{Kind: event.KindExit, Signal: 9}, "killed by signal 9 (SIGKILL)"},
+		{"core", event.Event{Kind: event.KindExit, Signal: 11, CoreDumped: true}, "killed by signal 11 (SIGSEGV), core dumped"},
+		{"unknown signal", event.Event{Kind: event.KindExit, Signal: 77}, "killed by signal 77"},
+		{"top syscalls", event.Event{Kind: event.KindSyscalls, Counts: many},
+			"215 syscalls: read 120, close 38, openat 38, mmap 9, write 7 (+2 more)"},
+		{"few syscalls", event.Event{Kind: event.KindSyscalls, Counts: map[string]uint64{"openat": 3}}, "3 syscalls: openat 3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := detail(&tc.e); got != tc.want {
+				t.Errorf("detail = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
