@@ -51,19 +51,22 @@ type Transcript struct {
 	Lockup string
 	// LastLine is the last non-empty console line.
 	LastLine string
-	// Failures are the tests that printed "--- FAIL", each with the last
-	// lines it printed, so that a report's tail says what failed and why.
+	// Failures are the tests that printed "--- FAIL", panicked, hung until
+	// go test's timeout, or a binary that exited non-zero without either,
+	// each with its last lines, so that a report's tail says what failed
+	// and why.
 	Failures []Failure
 
-	current string              // the test whose output the console shows
-	output  map[string][]string // each running test's last lines
+	tests testLog // go test -v's output, followed test by test
 }
 
 // Failure is one failed test and the last lines it printed.
 type Failure struct {
-	// Test is the test's name, such as "TestX/sub".
+	// Test is the test's name, such as "TestX/sub", or a test binary's
+	// name with what ended it.
 	Test string
-	// Lines are up to failureLines of its last output lines.
+	// Lines are up to failureLines of its last output lines, and then the
+	// panic's line and its first frame in a _test.go file, if any.
 	Lines []string
 }
 
@@ -74,41 +77,132 @@ const (
 	maxFailures  = 10
 )
 
+// testLog follows the output of the test binaries one after the other.
+type testLog struct {
+	current  string              // the test whose output the console shows
+	output   map[string][]string // each running test's last lines
+	tail     []string            // the binary's last lines, whoever printed them
+	first    int                 // len(Failures) when the binary started
+	lastFail bool                // the previous line was a "--- FAIL"
+	panicked int                 // the failure a panic's stack belongs to, or -1
+	frame    bool                // its _test.go frame was kept
+	timedOut string              // go test's timeout panic, while its running tests are listed
+	listed   bool                // a running test was listed after it
+}
+
+// running names the test the console shows, or says there is none.
+func (l *testLog) running() string {
+	if l.current == "" {
+		return "(outside any test)"
+	}
+	return l.current
+}
+
+// keep appends line to lines, keeping the last failureLines.
+func keep(lines []string, line string) []string {
+	lines = append(lines, line)
+	if len(lines) > failureLines {
+		lines = append(lines[:0], lines[len(lines)-failureLines:]...)
+	}
+	return lines
+}
+
+// fail records a failure while fewer than maxFailures are, and returns its
+// index, or -1.
+func (t *Transcript) fail(test string, lines []string) int {
+	if len(t.Failures) >= maxFailures {
+		return -1
+	}
+	t.Failures = append(t.Failures, Failure{Test: test, Lines: append([]string(nil), lines...)})
+	return len(t.Failures) - 1
+}
+
 // feedTest follows go test -v's output: "=== RUN", "=== CONT" and
-// "=== NAME" say whose lines follow, "--- PASS/SKIP" ends a test, and
-// "--- FAIL" records it with its last lines. Kernel messages ("[  1.2]")
-// are nobody's output.
+// "=== NAME" say whose lines follow; "--- PASS/SKIP" ends a test and
+// "--- FAIL" records it with its last lines. A panic or a runtime fatal
+// error is added to the test that just failed (Go prints "--- FAIL"
+// first), or else recorded for the running test; go test's timeout is
+// recorded for each test it lists as running. Kernel messages
+// ("[  1.2]") are nobody's output. A binary's RINGFENCE-RESULT ends it:
+// one that exited non-zero with no failure recorded is recorded with its
+// last lines.
 func (t *Transcript) feedTest(line string) {
-	if t.output == nil {
-		t.output = map[string][]string{}
+	l := &t.tests
+	if l.output == nil {
+		l.output = map[string][]string{}
+		l.panicked = -1
+	}
+	if isKernelMessage(line) {
+		return
+	}
+	wasFail := l.lastFail
+	l.lastFail = false
+	if l.timedOut != "" {
+		name, dur, ok := strings.Cut(line, " ")
+		switch {
+		case line == "running tests:":
+			return
+		case ok && strings.HasPrefix(dur, "(") && strings.HasSuffix(dur, ")") && !strings.Contains(name, ":"):
+			l.panicked = t.fail(name, keep(l.output[name], l.timedOut))
+			delete(l.output, name)
+			l.listed = true
+			return
+		default:
+			if !l.listed { // a go test that lists no running test
+				l.panicked = t.fail(l.running(), keep(l.output[l.current], l.timedOut))
+			}
+			l.timedOut, l.listed = "", false
+		}
+	}
+	if !strings.HasPrefix(line, MarkerResult+" ") {
+		l.tail = keep(l.tail, line)
 	}
 	switch {
 	case strings.HasPrefix(line, "=== RUN") || strings.HasPrefix(line, "=== CONT") || strings.HasPrefix(line, "=== NAME"):
 		if f := strings.Fields(line); len(f) >= 3 {
-			t.current = f[2]
+			l.current = f[2]
 		}
+	case strings.HasPrefix(line, "=== "):
 	case strings.HasPrefix(line, "--- FAIL: "):
 		name, _, _ := strings.Cut(strings.TrimPrefix(line, "--- FAIL: "), " ")
-		if len(t.Failures) < maxFailures {
-			t.Failures = append(t.Failures, Failure{Test: name, Lines: t.output[name]})
+		t.fail(name, l.output[name])
+		delete(l.output, name)
+		l.lastFail = true
+		if l.current == name {
+			l.current = ""
 		}
-		delete(t.output, name)
 	case strings.HasPrefix(line, "--- PASS: ") || strings.HasPrefix(line, "--- SKIP: "):
 		name, _, _ := strings.Cut(line[len("--- PASS: "):], " ")
-		delete(t.output, name)
-	case strings.HasPrefix(line, "panic: ") && t.current != "":
-		// A panic or go test's timeout ends the binary without "--- FAIL".
-		if len(t.Failures) < maxFailures {
-			t.Failures = append(t.Failures, Failure{Test: t.current, Lines: append(t.output[t.current], line)})
+		delete(l.output, name)
+		if l.current == name {
+			l.current = ""
 		}
-		delete(t.output, t.current)
-	case strings.HasPrefix(line, "=== ") || isKernelMessage(line) || t.current == "":
-	default:
-		lines := append(t.output[t.current], line)
-		if len(lines) > failureLines {
-			lines = append(lines[:0], lines[len(lines)-failureLines:]...)
+	case strings.HasPrefix(line, "panic: test timed out"):
+		l.timedOut = line
+	case strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: "):
+		switch {
+		case l.panicked >= 0:
+			// A panic repeated while unwinding: the first one is kept.
+		case wasFail && len(t.Failures) > l.first:
+			i := len(t.Failures) - 1
+			t.Failures[i].Lines = append(t.Failures[i].Lines, line)
+			l.panicked = i
+		default:
+			l.panicked = t.fail(l.running(), keep(l.output[l.current], line))
+			delete(l.output, l.current)
 		}
-		t.output[t.current] = lines
+	case strings.HasPrefix(line, MarkerResult+" "):
+		f := strings.Fields(line)
+		if len(f) == 3 && f[2] != "0" && len(t.Failures) == l.first {
+			t.fail(f[1]+" (exit "+f[2]+", no test failed)", l.tail)
+		}
+		*l = testLog{output: map[string][]string{}, first: len(t.Failures), panicked: -1}
+	case l.panicked >= 0 && !l.frame && strings.Contains(line, "_test.go:"):
+		// The panic's first frame in a test file: where it happened.
+		t.Failures[l.panicked].Lines = append(t.Failures[l.panicked].Lines, line)
+		l.frame = true
+	case l.current != "" && l.panicked < 0:
+		l.output[l.current] = keep(l.output[l.current], line)
 	}
 }
 

@@ -2,6 +2,7 @@ package vmtests
 
 import (
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -220,38 +221,42 @@ func TestCleanLine(t *testing.T) {
 	}
 }
 
+// TestTranscriptFailures reads the console of four real go test -v runs
+// (testdata/failures.log): a failed subtest, a panic, go test's timeout
+// with parallel tests, and an os.Exit(3) with no failed test.
 func TestTranscriptFailures(t *testing.T) {
-	log := strings.Join([]string{
-		"=== RUN   TestA",
-		"    a_test.go:10: fine",
-		"--- PASS: TestA (0.10s)",
-		"=== RUN   TestB",
-		"=== RUN   TestB/sub",
-		"    b_test.go:20: started",
-		"[  12.345678] a kernel line in the middle",
-		"=== RUN   TestC",
-		"=== PAUSE TestC",
-		"=== NAME  TestB/sub",
-		"    b_test.go:21: got 3, want 4",
-		"    --- FAIL: TestB/sub (1.00s)",
-		"--- FAIL: TestB (1.10s)",
-		"=== CONT  TestC",
-		"    c_test.go:5: waiting",
-		"panic: test timed out after 10m0s",
-		"",
-	}, "\r\n")
-	tr, err := ParseTranscript(strings.NewReader(log))
+	f, err := os.Open("testdata/failures.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, err := ParseTranscript(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Failure{
-		{Test: "TestB/sub", Lines: []string{"b_test.go:20: started", "b_test.go:21: got 3, want 4"}},
 		{Test: "TestB"},
-		{Test: "TestC", Lines: []string{"c_test.go:5: waiting", "panic: test timed out after 10m0s"}},
+		{Test: "TestB/sub", Lines: []string{"a_test.go:11: started", "a_test.go:11: got 3, want 4"}},
+		{Test: "TestPanic", Lines: []string{"a_test.go:15: before the panic",
+			"panic: assignment to entry in nil map [recovered, repanicked]", "/src/x/a_test.go:17 +0x90"}},
+		{Test: "TestPar1", Lines: []string{"a_test.go:19: p1", "a_test.go:19: p1 failed"}},
+		{Test: "TestPar2", Lines: []string{"a_test.go:20: p2 start", "panic: test timed out after 2s", "/src/x/a_test.go:20 +0x94"}},
+		{Test: "exit.test (exit 3, no test failed)", Lines: []string{"=== RUN   TestExit", "b_test.go:12: about to exit"}},
 	}
 	if !reflect.DeepEqual(tr.Failures, want) {
-		t.Errorf("failures = %q\nwant %q", tr.Failures, want)
+		t.Errorf("failures:\n%s\nwant:\n%s", failuresText(tr.Failures), failuresText(want))
 	}
+}
+
+func failuresText(fs []Failure) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "  %s\n", f.Test)
+		for _, l := range f.Lines {
+			fmt.Fprintf(&b, "    %q\n", l)
+		}
+	}
+	return b.String()
 }
 
 func TestTranscriptFailureLinesBounded(t *testing.T) {
