@@ -114,6 +114,9 @@ func TestPrivilegedWatcherReconnect(t *testing.T) {
 		MaxBackoff: 100 * time.Millisecond,
 	})
 	waitFor(t, "connection", func() bool { return w.Status().Connected })
+	if st := w.Status(); st.LastError != "" {
+		t.Errorf("connected at the first attempt, yet an error: %+v", st)
+	}
 	before := rt.RunDetached(t, rt.NewID(t, "before"), "sleep", "60")
 	rec.waitStarted(t, before.ID)
 
@@ -121,7 +124,7 @@ func TestPrivilegedWatcherReconnect(t *testing.T) {
 	px.stopAccepting(t)
 	rt.Down(t)
 	waitFor(t, "the disconnection", func() bool { return !w.Status().Connected })
-	if st := w.Status(); st.LastError == "" {
+	if st := w.Status(); st.LastError == "" || st.LastErrorAt.IsZero() {
 		t.Errorf("disconnected without an error: %+v", st)
 	}
 	rt.Up(t)

@@ -185,6 +185,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			w.setDisconnected(errors.New(stoppedReason))
 			return nil
 		case <-time.After(backoff):
 		}
@@ -281,6 +282,11 @@ func (w *Watcher) setConnected(version string) {
 	w.connects++
 	w.status.Connected = true
 	w.status.Version = version
+	if w.status.LastError == notYetConnected {
+		// Only a disconnected status is waiting for its first attempt;
+		// a real error stays, as the cause of the last disconnection.
+		w.status.LastError = ""
+	}
 }
 
 // setDisconnected records why the watcher is not connected: a status that

@@ -27,6 +27,27 @@ func TestWatcherUnreachable(t *testing.T) {
 	waitFor(t, "another attempt", func() bool { return w.Status().LastErrorAt.After(first) })
 }
 
+// TestWatcherStopsInItsBackoff ends Run while it waits to retry an absent
+// containerd: the status says it stopped, not the last dial's error.
+func TestWatcherStopsInItsBackoff(t *testing.T) {
+	w, err := NewWatcher(WatcherConfig{Socket: filepath.Join(t.TempDir(), "absent.sock"), Cgroup2: t.TempDir(),
+		MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, "the first attempt's error", func() bool { return !w.Status().LastErrorAt.IsZero() })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := w.Status(); st.LastError != stoppedReason {
+		t.Errorf("stopped in its backoff: status = %+v, want the reason %q", st, stoppedReason)
+	}
+}
+
 // TestWatcherStatusSaysWhy checks that a disconnected status always has a
 // reason: before the first attempt ends, and after Run returns.
 func TestWatcherStatusSaysWhy(t *testing.T) {
