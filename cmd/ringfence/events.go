@@ -335,6 +335,9 @@ const topSyscallsShown = 5
 // topSyscalls names the n most frequent syscalls of counts with their
 // counts, most frequent first (ties by name), and how many more there are.
 func topSyscalls(counts map[string]uint64, n int) string {
+	if len(counts) == 0 {
+		return "no syscalls"
+	}
 	names := make([]string, 0, len(counts))
 	var total uint64
 	for name, c := range counts {

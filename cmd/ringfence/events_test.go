@@ -233,6 +233,7 @@ func TestDetailOfExitsAndSyscalls(t *testing.T) {
 		{"top syscalls", event.Event{Kind: event.KindSyscalls, Counts: many},
 			"215 syscalls: read 120, close 38, openat 38, mmap 9, write 7 (+2 more)"},
 		{"few syscalls", event.Event{Kind: event.KindSyscalls, Counts: map[string]uint64{"openat": 3}}, "3 syscalls: openat 3"},
+		{"no syscalls", event.Event{Kind: event.KindSyscalls}, "no syscalls"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
