@@ -7,23 +7,26 @@ import (
 	"time"
 )
 
-// WriteReport prints one table row per kernel: series, package, PASS or
-// FAIL with the reason, boot time, test time and total duration. Under the
-// table come the failed tests of each kernel with their last lines, so the
-// end of a long run's output says what failed and why.
+// WriteReport prints, for each kernel with failed tests, those tests with
+// their last lines, and then one table row per kernel: series, package,
+// PASS or FAIL with the reason, boot time, test time and total duration.
+// The table ends the output and the failures come just before it, so the
+// last lines of a long run say what failed and why.
 func WriteReport(w io.Writer, results []KernelResult) error {
-	if err := writeTable(w, results); err != nil {
-		return err
-	}
 	for _, r := range results {
+		if len(r.Failures) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "[%s] failed tests (the whole console log: %s):\n", r.Series, r.Log)
 		for _, f := range r.Failures {
-			fmt.Fprintf(w, "\n[%s] --- FAIL: %s (the console log: %s)\n", r.Series, f.Test, r.Log)
+			fmt.Fprintf(w, "[%s] --- FAIL: %s\n", r.Series, f.Test)
 			for _, l := range f.Lines {
 				fmt.Fprintf(w, "[%s]     %s\n", r.Series, l)
 			}
 		}
+		fmt.Fprintln(w)
 	}
-	return nil
+	return writeTable(w, results)
 }
 
 // writeTable prints the table of kernels.

@@ -73,7 +73,7 @@ type Failure struct {
 // failureLines bounds the lines kept for each running test; maxFailures
 // bounds the failures kept for a boot.
 const (
-	failureLines = 12
+	failureLines = 8
 	maxFailures  = 10
 )
 
