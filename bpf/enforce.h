@@ -222,8 +222,13 @@ static __always_inline struct root_value *root_of(struct enforce_scratch *sc, __
 	if (n > ROOT_PATH_LEN)
 		n = ROOT_PATH_LEN;
 	bpf_probe_read_kernel(sc->root.path, ROOT_PATH_LEN, sc->opath);
-	if (len < ROOT_PATH_LEN)
-		sc->root.path[len & (ROOT_PATH_LEN - 1)] = '/';
+	/* ROOT_PATH_LEN is no power of two: a mask would be no bound (248 - 1
+	 * clears bit 3 of the index), so the bound itself, kept through to
+	 * the store. */
+	__u32 at = len;
+	barrier_var(at);
+	if (at < ROOT_PATH_LEN)
+		sc->root.path[at] = '/';
 	sc->root.prefixlen = 32 + n * 8;
 	sc->root.dev = dev;
 	return bpf_map_lookup_elem(&ro_roots, &sc->root);

@@ -231,6 +231,41 @@ func TestPrivilegedDeepObjectBelowRoot(t *testing.T) {
 	}
 }
 
+// TestPrivilegedRootBelowTopEveryLength: a root below the top of its
+// filesystem holds the objects in it whatever the length of their paths.
+// Files named by 1 to 40 bytes are made in it (paths of 23 to 62 bytes from
+// the filesystem's root), each refused on the full tier; a file in its
+// allowed /tmp is not. The lookup of the root once wrote the '/' it
+// appends to a path at an index masked with ROOT_PATH_LEN - 1, which is no
+// power of two: paths whose length had bit 3 set were placed below no root
+// and let through.
+func TestPrivilegedRootBelowTopEveryLength(t *testing.T) {
+	s, root, cgFD, _ := recordRuleAt(t, "containers/c1/rootfs")
+	var paths []string
+	for n := 1; n <= 40; n++ {
+		paths = append(paths, filepath.Join(root, strings.Repeat("f", n)))
+	}
+	allowed := filepath.Join(root, "tmp", "ok")
+	got := writeIn(t, cgFD, append(paths, allowed)...)
+	if got[allowed] != "ok" {
+		t.Errorf("a write to the root's /tmp (allowed): %s", got[allowed])
+	}
+	for _, p := range paths {
+		rel := strings.TrimPrefix(p, filepath.Dir(filepath.Dir(filepath.Dir(root))))
+		if s.Tier() != TierFull {
+			if got[p] != "ok" {
+				t.Errorf("a write without the LSM hooks to %s: %s", rel, got[p])
+			}
+			continue
+		}
+		if !strings.Contains(got[p], "not permitted") {
+			t.Errorf("a write to %s (%d bytes from the filesystem's root), in a read-only root: %s, want refused", rel, len(rel), got[p])
+		} else if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was made", rel)
+		}
+	}
+}
+
 // detachedWriteEnv makes the test binary, run as a helper, the writer of
 // TestPrivilegedPathsDetached: it waits for a line on stdin, then writes
 // /abs and rel (relative to its cwd) and exits.
