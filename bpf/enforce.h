@@ -213,15 +213,15 @@ struct ro_judgement {
 	__u32 len; /* of the path written to the caller's buffer */
 };
 
-/* root_of finds the registered container root above the object whose path
- * inside its filesystem (len bytes) is in sc->opath, on device dev. */
-static __always_inline struct root_value *root_of(struct enforce_scratch *sc, __u32 dev, __u32 len)
+/* root_at finds the registered container root above the object whose path
+ * inside its filesystem (len bytes, or its top) is at path, on device dev. */
+static __always_inline struct root_value *root_at(struct enforce_scratch *sc, __u32 dev, const char *path, __u32 len)
 {
 	/* The path and a '/', so that the root "/a/b/" also holds "/a/b". */
 	__u32 n = len + 1;
 	if (n > ROOT_PATH_LEN)
 		n = ROOT_PATH_LEN;
-	bpf_probe_read_kernel(sc->root.path, ROOT_PATH_LEN, sc->opath);
+	bpf_probe_read_kernel(sc->root.path, ROOT_PATH_LEN, path);
 	/* ROOT_PATH_LEN is no power of two: a mask would be no bound (248 - 1
 	 * clears bit 3 of the index), so the bound itself, kept through to
 	 * the store. */
@@ -282,19 +282,35 @@ static __always_inline void ro_judge(struct enforce_scratch *sc, struct dentry *
 	__u32 truncated = 0;
 	__u32 len = object_path(&sc->ps, d, sc->opath, &truncated);
 	__u16 cut = sc->ps.cut != 0;
-	struct root_value *r = root_of(sc, dev, len);
-	/* Too deep, the path is the object's deepest names: a root at "/" of
-	 * its device holds it whatever they are, a root below "/" would only
-	 * match their look. Such an object, on a root's device but placed
-	 * below none, is judged under the writer's own container's rules
-	 * (fail closed), its deepest names for a path. */
-	if (r && truncated && r->root_len > 1)
-		r = 0;
+	/* Too deep, the path is the object's deepest names, which would match
+	 * a root below "/" by their look alone: such an object is placed by
+	 * the top of its path instead, whoever writes (roots are at most
+	 * MAX_DEPTH names deep: PutRoot), its path from that root not known.
+	 * One whose top cannot be reached either is held by a root at "/" of
+	 * its device whatever its names, and otherwise judged under the
+	 * writer's own container's rules (fail closed). Either way its
+	 * deepest names are its path. */
+	struct root_value *r;
+	if (truncated) {
+		__u32 top = top_path_t(&sc->ps, scalar_of(d));
+		if (top) {
+			r = root_at(sc, dev, sc->ps.buf, top);
+			if (!r)
+				return; /* below no root, known from its top */
+		} else {
+			r = root_at(sc, dev, sc->opath, len);
+			if (r && r->root_len > 1)
+				r = 0;
+		}
+	} else {
+		r = root_at(sc, dev, sc->opath, len);
+	}
 	__u64 owner;
 	__u32 skip = 0;
 	if (r) {
 		owner = r->owner;
-		skip = r->root_len - 1; /* the root's path, but its final '/' */
+		if (!truncated)
+			skip = r->root_len - 1; /* the root's path, but its final '/' */
 	} else if (truncated) {
 		owner = task_owner_t(sc->fe.hdr.cgroup_id);
 	} else {

@@ -185,6 +185,62 @@ static __always_inline __u32 path_walk(struct path_scratch *s, __u64 dentry, __u
 	return path_walk_t(s, dentry, vfsmount, &truncated);
 }
 
+/* MAX_CLIMB bounds top_path's climb: twice the names a path the kernel
+ * takes whole can hold (PATH_MAX, 4096 bytes, "a/" each). */
+#define MAX_CLIMB 4096
+
+struct climb_state {
+	struct path_scratch *s;
+	__u64 d;
+	__u32 n;
+	/* the climb reached its filesystem's root */
+	__u32 done;
+};
+
+/* climb_step moves one dentry up, keeping the names of the last MAX_DEPTH
+ * it left: at the end, the topmost. Returns 1 to stop. */
+static long climb_step(__u64 i, void *ctx)
+{
+	struct climb_state *c = ctx;
+	struct dentry *d = (struct dentry *)c->d;
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (!parent || parent == d) {
+		c->done = d == BPF_CORE_READ(d, d_sb, s_root); /* not a disconnected dentry */
+		return 1;
+	}
+	c->s->names[c->n & (MAX_DEPTH - 1)] = (__u64)BPF_CORE_READ(d, d_name.name);
+	c->n++;
+	c->d = (__u64)parent;
+	return 0;
+}
+
+/* top_path_t writes into s->buf the path inside its filesystem of the
+ * topmost MAX_DEPTH names above dentry (and its own, when it has no more):
+ * where a path too deep for path_walk starts, which is what tells which
+ * container root holds it. Returns its length; 0 when the climb does not
+ * reach the filesystem's root (deeper than MAX_CLIMB names, or a
+ * disconnected dentry). A global function, as path_walk_t. */
+__noinline __u32 top_path_t(struct path_scratch *s, __u64 dentry)
+{
+	if (!s)
+		return 0;
+	struct climb_state c = { .s = s, .d = dentry };
+	__u32 zero = 0; /* a count the verifier does not follow, as in path_walk_t */
+	bpf_probe_read_kernel(&c.n, sizeof(c.n), &zero);
+	bpf_loop(MAX_CLIMB, climb_step, &c, 0);
+	if (!c.done)
+		return 0;
+	struct walk_state w = { .s = s, .n = c.n };
+	s->cut = 0;
+	bpf_loop(MAX_DEPTH, emit_step, &w, 0);
+	__u32 off = w.off;
+	if (off == 0)
+		s->buf[off++] = '/';
+	if (off > PATH_LEN - 1)
+		off = PATH_LEN - 1;
+	return off;
+}
+
 /* path_kind_of is kind for the path just built in s, PATH_TRUNCATED when it
  * was cut short. */
 static __always_inline __u16 path_kind_of(struct path_scratch *s, __u16 kind)

@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/ringfence/ringfence/bpf"
+	"github.com/ringfence/ringfence/enforce"
 )
 
 func TestDecideTier(t *testing.T) {
@@ -109,6 +110,45 @@ func TestSyscallName(t *testing.T) {
 	for nr, want := range map[uint32]string{257: "257", 0: "0", 1<<31 | 5: "ia32:5", 1<<31 | 85: "ia32:85"} {
 		if got := SyscallName(nr); got != want {
 			t.Errorf("SyscallName(%#x) = %q, want %q", nr, got, want)
+		}
+	}
+}
+
+// TestRootKeyBounds: a root is registered as its path with a final '/', up
+// to the key's bytes and MAX_DEPTH names (the deepest an object too deep
+// to walk whole can be placed by its top); past either, an error names it.
+func TestRootKeyBounds(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("/d", n) }
+	for _, c := range []struct {
+		path    string
+		key     string
+		wantErr string
+	}{
+		{"/", "/", ""},
+		{"/var/lib/c/rootfs", "/var/lib/c/rootfs/", ""},
+		{"var/lib/../lib/c/", "/var/lib/c/", ""},
+		{deep(32), deep(32) + "/", ""},
+		{deep(33), "", "33 names deep, more than 32"},
+		{"/" + strings.Repeat("a", 246), "/" + strings.Repeat("a", 246) + "/", ""},
+		{"/" + strings.Repeat("a", 247), "", "longer than 248 bytes"},
+	} {
+		k, n, err := rootKey(enforce.RootFS{Dev: 7, Path: c.path})
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), c.path[:10]) {
+				t.Errorf("rootKey(%.20q...): %v, want an error naming it: %s", c.path, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("rootKey(%.20q...): %v", c.path, err)
+			continue
+		}
+		got := make([]byte, n)
+		for i := range n {
+			got[i] = byte(k.Path[i])
+		}
+		if string(got) != c.key || k.Dev != 7 || k.Prefixlen != uint32(32+8*n) {
+			t.Errorf("rootKey(%.20q...) = %q dev %d prefix %d, want %q dev 7 prefix %d", c.path, got, k.Dev, k.Prefixlen, c.key, 32+8*len(c.key))
 		}
 	}
 }

@@ -171,9 +171,10 @@ func TestPrivilegedPathsCutShort(t *testing.T) {
 // TestPrivilegedDeepObjectBelowRoot: a container root below the top of its
 // filesystem (a bind mount, a directory snapshotter) and an object in it
 // deeper than the walk goes, whose deepest names alone cannot be placed
-// below any root. With the LSM hooks a write to it is judged under the
-// writer's container's strictest read-only rule and refused, its
-// violation's path marked cut; it was let through as "below no root".
+// below any root. With the LSM hooks a write to it is placed by the top
+// of its path and refused under the root's owner's strictest read-only
+// rule, its violation's path marked cut; it was let through as "below no
+// root".
 // Without them nothing is refused here (the kernel judges nothing).
 func TestPrivilegedDeepObjectBelowRoot(t *testing.T) {
 	s, root, cgFD, _ := recordRuleAt(t, "containers/c1/rootfs")
@@ -263,6 +264,78 @@ func TestPrivilegedRootBelowTopEveryLength(t *testing.T) {
 		} else if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s was made", rel)
 		}
+	}
+}
+
+// TestPrivilegedDeepObjectOfAnotherRoot: an object deeper than the walk
+// goes, in a container root below the top of its filesystem, written by a
+// process of another watched container that has no read-only rule. The
+// object's deepest names cannot be placed, so its root is found by the top
+// of its path, and the write is refused under the root's owner's rule
+// whoever writes; it was judged under the writer's rules, none, and let
+// through. An object as deep in no root on the same device stays writable,
+// by the root's owner too: its top places it below none.
+func TestPrivilegedDeepObjectOfAnotherRoot(t *testing.T) {
+	s, root, ownerFD, _ := recordRuleAt(t, "containers/c1/rootfs")
+	p, err := ProbeTier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("ringfence-other-writer-%d", os.Getpid())
+	other := testCgroup(t, p, name)
+	if err := s.Watch(other); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(p.Cgroup2Root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	otherFD := int(f.Fd())
+	deepFile := func(top string) string {
+		d := top
+		for i := range 40 {
+			d = filepath.Join(d, fmt.Sprintf("d%d", i))
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(d, "f")
+		if err := os.WriteFile(f, []byte("original"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	inRoot := deepFile(root)
+	// Beside the containers' directory, on the same tmpfs.
+	outside := deepFile(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(root))), "elsewhere"))
+	before, err := s.ViolationCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := writeIn(t, otherFD, inRoot, outside)
+	ownerGot := writeIn(t, ownerFD, outside)
+	if ownerGot[outside] != "ok" || got[outside] != "ok" {
+		t.Errorf("writes 41 names deep in no container's root: by the other container %s, by the root's owner %s; want both ok", got[outside], ownerGot[outside])
+	}
+	if s.Tier() != TierFull {
+		if got[inRoot] != "ok" {
+			t.Fatalf("a write without the LSM hooks: %s", got[inRoot])
+		}
+		return
+	}
+	if !strings.Contains(got[inRoot], "not permitted") {
+		t.Fatalf("a write 41 names deep in a read-only root, by another container with no read-only rule: %s, want refused", got[inRoot])
+	}
+	if b, _ := os.ReadFile(inRoot); string(b) != "original" {
+		t.Errorf("the file changed: %q", b)
+	}
+	after, err := s.ViolationCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := "readOnlyRootFilesystem/deny"; after[k] != before[k]+1 {
+		t.Errorf("%s %d before, %d after, want one more", k, before[k], after[k])
 	}
 }
 

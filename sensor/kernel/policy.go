@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -188,6 +189,11 @@ func rootKey(r enforce.RootFS) (bpf.SensorRootKey, int, error) {
 	}
 	if len(p) > rootPathLen {
 		return k, 0, fmt.Errorf("root filesystem %q: longer than %d bytes", r.Path, rootPathLen)
+	}
+	// An object too deep to walk whole is placed by the topmost names of
+	// its path, MAX_DEPTH of them: a root below those could hold it unseen.
+	if names := strings.Count(p, "/") - 1; names > int(bpf.SensorAbiLimitMAX_DEPTH) {
+		return k, 0, fmt.Errorf("root filesystem %q: %d names deep, more than %d", r.Path, names, bpf.SensorAbiLimitMAX_DEPTH)
 	}
 	k.Prefixlen = uint32(32 + 8*len(p))
 	k.Dev = r.Dev
