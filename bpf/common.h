@@ -15,6 +15,7 @@
 volatile const __u32 cfg_files_from_lsm = 0;     /* full tier: LSM reports file writes */
 volatile const __u32 cfg_setattr_has_idmap = 0;  /* inode_setattr(idmap, dentry, attr) */
 volatile const __u32 cfg_exec_from_lsm = 0;      /* full tier: exec denials in bprm_check_security */
+volatile const __u32 cfg_overlay_known = 0;      /* the kernel's BTF describes overlayfs (struct ovl_fs) */
 
 
 /* count_drop counts a record lost. Atomic although the counter is this

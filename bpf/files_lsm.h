@@ -21,6 +21,52 @@
 #define LSM_S_IFMT 0170000
 #define LSM_S_IFREG 0100000
 
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+/* fs/mount.h: the namespace of a mount the kernel made for itself
+ * (kern_mount, clone_private_mount), ERR_PTR(-EINVAL) */
+#define MNT_NS_INTERNAL ((__u64)-22)
+
+/* overlay_work reports whether the current task runs with overlayfs's
+ * credentials for the overlay that is its root: the task is inside an
+ * operation on its root filesystem that a hook has judged and reported
+ * already, and overlayfs is doing its part on the layers below (copying a
+ * file up: its data, xattrs and times; opening the real file). Only the
+ * overlay takes those credentials, its own (struct ovl_fs); a task cannot
+ * put them on, where io_uring's personalities and a core dump's writer
+ * override credentials too. When the kernel's BTF does not describe
+ * overlayfs (cfg_overlay_known: a module not loaded when the programs
+ * were), this is never true. */
+static __always_inline int overlay_work(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct cred *cred = task->cred;
+	if (cred == task->real_cred)
+		return 0;
+	if (!cfg_overlay_known || !bpf_core_field_exists(struct ovl_fs, creator_cred))
+		return 0;
+	struct super_block *sb = BPF_CORE_READ(task, fs, root.mnt, mnt_sb);
+	if (BPF_CORE_READ(sb, s_magic) != OVERLAYFS_SUPER_MAGIC)
+		return 0;
+	struct ovl_fs *ofs = BPF_CORE_READ(sb, s_fs_info);
+	return BPF_CORE_READ(ofs, creator_cred) == cred;
+}
+
+/* internal_file reports whether file is one the kernel opened for itself
+ * under another file: its mount is the kernel's own (an overlay's private
+ * layer mount, as 6.8+ backing files have), or its path is not its inode's
+ * (a fake path: the overlay file's, as the real file opened under it has
+ * before 6.8). Such an open follows one of the file above it, which was
+ * reported (a pipe or memfd reopened through /proc is in the kernel's
+ * mounts too, and on no root filesystem). */
+static __always_inline int internal_file(struct file *file)
+{
+	__u64 vm = (__u64)BPF_CORE_READ(file, f_path.mnt);
+	struct mount *m = (struct mount *)(vm - bpf_core_field_offset(struct mount, mnt));
+	if ((__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL)
+		return 1;
+	return BPF_CORE_READ(file, f_inode) != BPF_CORE_READ(file, f_path.dentry, d_inode);
+}
+
 /* unjudged answers a write to d (and d2) the task's working record could
  * not be made to judge: refused when either object is on a device that
  * holds a read-only
@@ -69,12 +115,17 @@ static __always_inline struct enforce_scratch *file_event_start(__u32 op, struct
 	return sc;
 }
 
+/* What file_event_judge reports besides a refusal, always reported: the
+ * file event, and a violation the rule audits but lets happen. */
+#define REPORT_EVENT 1
+#define REPORT_AUDIT 2
+#define REPORT_ALL (REPORT_EVENT | REPORT_AUDIT)
+
 /* file_event_end judges the write sc's event describes, to the object d
  * (and d2, the second object of a rename or link, or NULL), reports what
  * happened and returns the hook's answer. A write is refused when either
  * object belongs to a read-only root filesystem that does not allow it.
- * file_event_judge without report judges as ever but reports only a
- * refusal. */
+ * file_event_judge judges as ever and reports what report says. */
 static __always_inline int file_event_judge(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2, int report)
 {
 	struct file_event *e = &sc->fe;
@@ -84,9 +135,7 @@ static __always_inline int file_event_judge(struct enforce_scratch *sc, struct d
 	ro_judge(sc, d2, v->path2, &j2);
 	struct ro_judgement *j = j2.action > j1.action ? &j2 : &j1;
 	__u16 verdict = j->action;
-	/* Unreported, an audited write was reported already; a refusal is
-	 * reported whatever. */
-	if (verdict != ACTION_NONE && (report || verdict == ACTION_DENY)) {
+	if (verdict != ACTION_NONE && ((report & REPORT_AUDIT) || verdict == ACTION_DENY)) {
 		__u64 owner = j->owner;
 		__u32 policy = j->policy;
 		__u32 len1 = j1.len, len2 = j2.len;
@@ -114,14 +163,23 @@ static __always_inline int file_event_judge(struct enforce_scratch *sc, struct d
 		if (verdict == ACTION_DENY)
 			return -EPERM; /* it did not happen: no file event */
 	}
-	if (report)
+	if (report & REPORT_EVENT)
 		file_event_output(e);
 	return 0;
 }
 
 static __always_inline int file_event_end(struct enforce_scratch *sc, struct dentry *d, struct dentry *d2)
 {
-	return file_event_judge(sc, d, d2, 1);
+	return file_event_judge(sc, d, d2, REPORT_ALL);
+}
+
+/* kernel_work_report is what to report of a write the kernel makes under
+ * one reported already (internal_file, overlay_work): its violations, not
+ * its event. Its object is judged on its own, and may lie in another
+ * root than the write it serves. */
+static __always_inline int kernel_work_report(int kernel_work)
+{
+	return kernel_work ? REPORT_AUDIT : REPORT_ALL;
 }
 
 /* lsm_file_open reports opens for write, and judges them. A creation was
@@ -155,7 +213,9 @@ static __always_inline int lsm_file_open(struct file *file)
 	e->flags = fflags;
 	e->path_len = d_path_child(&sc->ps, (struct path *)&file->f_path, 0, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
-	ret = file_event_end(sc, d, 0);
+	/* Judged whoever opens it; no event when the kernel opens it under a
+	 * file reported already. */
+	ret = file_event_judge(sc, d, 0, kernel_work_report(internal_file(file) || overlay_work()));
 	if (trunc && ret == 0) {
 		__u64 id = bpf_get_current_pid_tgid();
 		__u64 dv = (__u64)d;
@@ -181,7 +241,7 @@ static __always_inline int truncate_of_open(struct dentry *d)
 }
 
 /* path_op_as judges an operation on dir/child (child may be NULL: dir is
- * the object), and reports it when report is set; path_op always does. */
+ * the object), and reports what report says; path_op everything. */
 static __always_inline int path_op_as(__u32 op, const struct path *dir, struct dentry *child, __u32 mode, int report)
 {
 	struct dentry *d = child ? child : BPF_CORE_READ(dir, dentry);
@@ -198,7 +258,7 @@ static __always_inline int path_op_as(__u32 op, const struct path *dir, struct d
 
 static __always_inline int path_op(__u32 op, const struct path *dir, struct dentry *child, __u32 mode)
 {
-	return path_op_as(op, dir, child, mode, 1);
+	return path_op_as(op, dir, child, mode, REPORT_ALL);
 }
 
 static __always_inline int lsm_path_rename(const struct path *old_dir, struct dentry *old_dentry,
@@ -262,7 +322,9 @@ static __always_inline int lsm_path_chown(const struct path *path, __u32 uid, __
 	return file_event_end(sc, d, 0);
 }
 
-/* dentry_op reports an operation known only by its dentry. */
+/* dentry_op reports an operation known only by its dentry; of one
+ * overlayfs does on its layers, under a write to the overlay reported
+ * already, only its violations. */
 static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 {
 	int ret;
@@ -273,7 +335,7 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	e->flags = flags;
 	e->path_len = dentry_path(&sc->ps, d, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_FS);
-	return file_event_end(sc, d, 0);
+	return file_event_judge(sc, d, 0, kernel_work_report(overlay_work()));
 }
 
 /* path_mknod also sees every creation of a regular file (open with O_CREAT,
@@ -302,7 +364,7 @@ static __always_inline int lsm_path_truncate(const struct path *path)
 	if (!current_watched())
 		return 0;
 	int reported = truncate_of_open(BPF_CORE_READ(path, dentry));
-	return path_op_as(FILE_OP_TRUNCATE, path, 0, 0, !reported);
+	return path_op_as(FILE_OP_TRUNCATE, path, 0, 0, reported ? 0 : REPORT_ALL);
 }
 
 /* file_truncate (6.2+) is the ftruncate and O_TRUNC route on newer kernels;
@@ -320,5 +382,5 @@ static __always_inline int lsm_file_truncate(struct file *file)
 	struct file_event *e = &sc->fe;
 	e->path_len = file_path(&sc->ps, file, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
-	return file_event_judge(sc, d, 0, !reported);
+	return file_event_judge(sc, d, 0, reported ? 0 : REPORT_ALL);
 }

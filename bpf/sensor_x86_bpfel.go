@@ -481,6 +481,7 @@ const (
 	SensorProgRfSysEnter            = "rf_sys_enter"
 	SensorVarCfgExecFromLsm         = "cfg_exec_from_lsm"
 	SensorVarCfgFilesFromLsm        = "cfg_files_from_lsm"
+	SensorVarCfgOverlayKnown        = "cfg_overlay_known"
 	SensorVarCfgSetattrHasIdmap     = "cfg_setattr_has_idmap"
 	SensorVarUnusedAbiLimit         = "unused_abi_limit"
 	SensorVarUnusedAbiVersion       = "unused_abi_version"
@@ -626,6 +627,7 @@ type SensorMapSpecs struct {
 type SensorVariableSpecs struct {
 	CfgExecFromLsm       *ebpf.VariableSpec `ebpf:"cfg_exec_from_lsm"`
 	CfgFilesFromLsm      *ebpf.VariableSpec `ebpf:"cfg_files_from_lsm"`
+	CfgOverlayKnown      *ebpf.VariableSpec `ebpf:"cfg_overlay_known"`
 	CfgSetattrHasIdmap   *ebpf.VariableSpec `ebpf:"cfg_setattr_has_idmap"`
 	UnusedAbiLimit       *ebpf.VariableSpec `ebpf:"unused_abi_limit"`
 	UnusedAbiVersion     *ebpf.VariableSpec `ebpf:"unused_abi_version"`
@@ -742,6 +744,7 @@ func (m *SensorMaps) Close() error {
 type SensorVariables struct {
 	CfgExecFromLsm       *ebpf.Variable `ebpf:"cfg_exec_from_lsm"`
 	CfgFilesFromLsm      *ebpf.Variable `ebpf:"cfg_files_from_lsm"`
+	CfgOverlayKnown      *ebpf.Variable `ebpf:"cfg_overlay_known"`
 	CfgSetattrHasIdmap   *ebpf.Variable `ebpf:"cfg_setattr_has_idmap"`
 	UnusedAbiLimit       *ebpf.Variable `ebpf:"unused_abi_limit"`
 	UnusedAbiVersion     *ebpf.Variable `ebpf:"unused_abi_version"`

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/bpf"
 )
@@ -200,12 +202,51 @@ func prepare(p Probe, opts Options) (*ebpf.CollectionSpec, []Hook, error) {
 	for _, name := range MapsSized() {
 		spec.Maps[name].MaxEntries = entries
 	}
+	if p.Tier == TierFull {
+		requestOverlay()
+	}
 	kernelBTF, err := btf.LoadKernelSpec()
 	if err != nil {
 		return nil, nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
 	skipped, err := configure(spec, p.Tier, kernelBTF)
-	return spec, skipped, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := spec.Variables["cfg_overlay_known"].Set(boolU32(overlayKnown(kernelBTF))); err != nil {
+		return nil, nil, fmt.Errorf("set cfg_overlay_known: %w", err)
+	}
+	return spec, skipped, nil
+}
+
+// requestOverlay has the kernel load overlayfs if it is a module not
+// loaded yet (asking for the filesystem type loads it, as a mount would),
+// so that its BTF is there when the programs are relocated: the file hooks
+// tell overlayfs's own work below a write by its struct ovl_fs. Where it
+// cannot be had, nothing changes but that (overlayKnown says so).
+func requestOverlay() {
+	if fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC); err == nil {
+		unix.Close(fd)
+	}
+}
+
+// overlayKnown reports whether the kernel's BTF, vmlinux's or the overlay
+// module's, describes struct ovl_fs. It is a load-time constant of the
+// programs, so pinned programs loaded without it are not adopted by a
+// load that has it.
+func overlayKnown(kernelBTF *btf.Spec) bool {
+	const name = "ovl_fs"
+	var st *btf.Struct
+	if kernelBTF.TypeByName(name, &st) == nil {
+		return true
+	}
+	f, err := os.Open("/sys/kernel/btf/overlay")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	mod, err := btf.LoadSplitSpecFromReader(f, kernelBTF)
+	return err == nil && mod.TypeByName(name, &st) == nil
 }
 
 // programsHash identifies the programs a load attaches: the object, the
