@@ -70,6 +70,7 @@ enum file_op {
 	FILE_OP_REMOVEXATTR,
 	FILE_OP_UTIMES,
 	FILE_OP_FALLOCATE,
+	FILE_OP_IOCTL, /* an ioctl that changes the file (flags: its command) */
 };
 
 /* How to read a path field of a file event. */

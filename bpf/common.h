@@ -18,6 +18,28 @@ volatile const __u32 cfg_exec_from_lsm = 0;      /* full tier: exec denials in b
 volatile const __u32 cfg_overlay_known = 0;      /* the kernel's BTF describes overlayfs (struct ovl_fs) */
 
 
+/* writing_ioctl reports whether cmd is an ioctl that changes the file it
+ * is made on, which needs no descriptor open for writing: its attribute
+ * flags (chattr: FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR), its generation
+ * (FS_IOC_SETVERSION, ext4's EXT4_IOC_SETVERSION) or its becoming a
+ * verity file (FS_IOC_ENABLE_VERITY). The 32-bit forms are what an ia32
+ * process passes (and 6.1 hands file_ioctl as they are). */
+static __always_inline int writing_ioctl(__u32 cmd)
+{
+	switch (cmd) {
+	case 0x40086602: /* FS_IOC_SETFLAGS */
+	case 0x40046602: /* FS_IOC32_SETFLAGS */
+	case 0x401c5820: /* FS_IOC_FSSETXATTR */
+	case 0x40087602: /* FS_IOC_SETVERSION */
+	case 0x40047602: /* FS_IOC32_SETVERSION */
+	case 0x40086604: /* EXT4_IOC_SETVERSION */
+	case 0x40046604: /* EXT4_IOC32_SETVERSION */
+	case 0x40806685: /* FS_IOC_ENABLE_VERITY */
+		return 1;
+	}
+	return 0;
+}
+
 /* count_drop counts a record lost. Atomic although the counter is this
  * CPU's: the packet program, in a softirq, can interrupt a hook's
  * increment on the same CPU. */

@@ -338,6 +338,26 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	return file_event_judge(sc, d, 0, kernel_work_report(overlay_work()));
 }
 
+/* lsm_file_ioctl judges and reports an ioctl that changes the file, as
+ * op ioctl with the command in flags. overlayfs asks this hook again
+ * itself, for the real file it changes under one reported already (its
+ * ovl_security_fileattr): that one is judged, and not reported. */
+static __always_inline int lsm_file_ioctl(struct file *file, __u32 cmd)
+{
+	if (!writing_ioctl(cmd))
+		return 0;
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_IOCTL, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
+	e->flags = cmd;
+	e->path_len = file_path(&sc->ps, file, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
+	return file_event_judge(sc, d, 0, kernel_work_report(internal_file(file) || overlay_work()));
+}
+
 /* path_mknod also sees every creation of a regular file (open with O_CREAT,
  * creat, mknod of S_IFREG or of type 0): those are reported as create. */
 static __always_inline int lsm_path_mknod(const struct path *dir, struct dentry *dentry, __u32 mode)

@@ -203,6 +203,20 @@ int BPF_PROG(rf_lsm_inode_remove_acl, void *idmap, struct dentry *dentry)
 	return dentry_op(FILE_OP_REMOVEXATTR, dentry, 0);
 }
 
+SEC("lsm/file_ioctl")
+int BPF_PROG(rf_lsm_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg)
+{
+	return lsm_file_ioctl(file, cmd);
+}
+
+/* The ioctls of ia32 processes on kernels that have this hook (6.8, and
+ * stable kernels it was backported to); file_ioctl sees them elsewhere. */
+SEC("lsm/file_ioctl_compat")
+int BPF_PROG(rf_lsm_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg)
+{
+	return lsm_file_ioctl(file, cmd);
+}
+
 /* inode_setattr gained an idmap first argument in 6.3; the loader says which. */
 SEC("lsm/inode_setattr")
 int BPF_PROG(rf_lsm_inode_setattr, void *a0, void *a1, void *a2)

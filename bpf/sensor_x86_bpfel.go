@@ -226,6 +226,7 @@ const (
 	SensorFileOpFILE_OP_REMOVEXATTR SensorFileOp = 14
 	SensorFileOpFILE_OP_UTIMES      SensorFileOp = 15
 	SensorFileOpFILE_OP_FALLOCATE   SensorFileOp = 16
+	SensorFileOpFILE_OP_IOCTL       SensorFileOp = 17
 )
 
 type SensorIfindexKey struct {
@@ -454,6 +455,8 @@ const (
 	SensorProgRfExec                = "rf_exec"
 	SensorProgRfExit                = "rf_exit"
 	SensorProgRfLsmBprmCheck        = "rf_lsm_bprm_check"
+	SensorProgRfLsmFileIoctl        = "rf_lsm_file_ioctl"
+	SensorProgRfLsmFileIoctlCompat  = "rf_lsm_file_ioctl_compat"
 	SensorProgRfLsmFileOpen         = "rf_lsm_file_open"
 	SensorProgRfLsmFileTruncate     = "rf_lsm_file_truncate"
 	SensorProgRfLsmInodeRemoveAcl   = "rf_lsm_inode_remove_acl"
@@ -562,6 +565,8 @@ type SensorProgramSpecs struct {
 	RfExec                *ebpf.ProgramSpec `ebpf:"rf_exec"`
 	RfExit                *ebpf.ProgramSpec `ebpf:"rf_exit"`
 	RfLsmBprmCheck        *ebpf.ProgramSpec `ebpf:"rf_lsm_bprm_check"`
+	RfLsmFileIoctl        *ebpf.ProgramSpec `ebpf:"rf_lsm_file_ioctl"`
+	RfLsmFileIoctlCompat  *ebpf.ProgramSpec `ebpf:"rf_lsm_file_ioctl_compat"`
 	RfLsmFileOpen         *ebpf.ProgramSpec `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_file_truncate"`
 	RfLsmInodeRemoveAcl   *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_remove_acl"`
@@ -787,6 +792,8 @@ type SensorPrograms struct {
 	RfExec                *ebpf.Program `ebpf:"rf_exec"`
 	RfExit                *ebpf.Program `ebpf:"rf_exit"`
 	RfLsmBprmCheck        *ebpf.Program `ebpf:"rf_lsm_bprm_check"`
+	RfLsmFileIoctl        *ebpf.Program `ebpf:"rf_lsm_file_ioctl"`
+	RfLsmFileIoctlCompat  *ebpf.Program `ebpf:"rf_lsm_file_ioctl_compat"`
 	RfLsmFileOpen         *ebpf.Program `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.Program `ebpf:"rf_lsm_file_truncate"`
 	RfLsmInodeRemoveAcl   *ebpf.Program `ebpf:"rf_lsm_inode_remove_acl"`
@@ -823,6 +830,8 @@ func (p *SensorPrograms) Close() error {
 		p.RfExec,
 		p.RfExit,
 		p.RfLsmBprmCheck,
+		p.RfLsmFileIoctl,
+		p.RfLsmFileIoctlCompat,
 		p.RfLsmFileOpen,
 		p.RfLsmFileTruncate,
 		p.RfLsmInodeRemoveAcl,

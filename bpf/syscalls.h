@@ -89,6 +89,7 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 261: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, -1, -1, -1, -1); break;   /* futimesat */
 	case 280: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, 3, -1, -1, -1); break;    /* utimensat */
 	case 304: *a = A(FILE_OP_OPEN, -1, -1, -1, -1, 2, -1, 0, -1); a->handle = 1; break; /* open_by_handle_at */
+	case 16:  *a = A(FILE_OP_IOCTL, -1, -1, -1, -1, 1, -1, 0, -1); break;    /* ioctl: flags is the command */
 	default:
 		return 0;
 	}
@@ -105,6 +106,7 @@ static __always_inline int fileop_for_ia32(long nr, struct fileop_args *a)
 	case 295: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, 2, 3, -1, -1); break;       /* openat */
 	case 437: *a = A(FILE_OP_OPEN, 1, 0, -1, -1, -1, -1, -1, -1); a->how = 2; break; /* openat2 */
 	case 342: *a = A(FILE_OP_OPEN, -1, -1, -1, -1, 2, -1, 0, -1); a->handle = 1; break; /* open_by_handle_at */
+	case 54:  *a = A(FILE_OP_IOCTL, -1, -1, -1, -1, 1, -1, 0, -1); break;    /* ioctl */
 	case 92: case 193:
 		  *a = A(FILE_OP_TRUNCATE, 0, -1, -1, -1, -1, -1, -1, -1); break; /* truncate, truncate64 */
 	case 93: case 194:
@@ -290,6 +292,8 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	}
 	if (op == FILE_OP_UNLINK && (flags & AT_REMOVEDIR))
 		op = FILE_OP_RMDIR;
+	if (op == FILE_OP_IOCTL && !writing_ioctl(flags))
+		return 0; /* nearly every ioctl: not a write */
 
 	/* Built in a working record and copied to the ring only as long as
 	 * its paths: reserving the whole struct would take PATH_LEN twice.

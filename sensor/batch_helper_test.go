@@ -361,6 +361,9 @@ func treeDigest(name string, roots []string) (string, error) {
 				// business: overlayfs changes them when it copies one up.
 				entry += fmt.Sprintf(" %d %d", st.Size, st.Nlink)
 			}
+			if d.Type().IsRegular() {
+				entry += " flags=" + fileFlags(p)
+			}
 			fmt.Printf("TREE %s %s\n", name, entry)
 			fmt.Fprintln(h, entry)
 			switch {
@@ -492,4 +495,19 @@ func usernsBind(src, dst, file string) error {
 		return fmt.Errorf("child: %w: %s", err, out)
 	}
 	return childResult(out)
+}
+
+// fileFlags is a regular file's attribute flags (chattr's), or why they
+// could not be read.
+func fileFlags(p string) string {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return resultWord(err)
+	}
+	defer unix.Close(fd)
+	fl, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return resultWord(err)
+	}
+	return fmt.Sprintf("%#x", fl)
 }

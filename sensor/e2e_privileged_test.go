@@ -270,6 +270,8 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 		{"setacl", "setxattr", file, nil},
 		{"removeacl", "removexattr", withACL, nil},
 		{"utimes", "utimes", file, nil},
+		{"setflags", "ioctl", file, nil},
+		{"fssetxattr", "ioctl", file, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.helper, func(t *testing.T) {
@@ -287,6 +289,9 @@ func testFileWriteEvents(t *testing.T, h *harness) {
 			}
 			if c.op == "chown" && (e.OwnerUID == nil || e.OwnerGID == nil) {
 				t.Fatalf("chown without owner: %+v", e)
+			}
+			if cmd := map[string]uint32{"setflags": unix.FS_IOC_SETFLAGS, "fssetxattr": fsIocFssetxattr}[c.helper]; cmd != 0 && e.Flags != cmd {
+				t.Fatalf("%s: flags %#x, want the ioctl's command %#x", c.helper, e.Flags, cmd)
 			}
 			// Exactly one event per operation: once the helper's exit
 			// is reported, everything it did before is too.
@@ -378,7 +383,20 @@ func testIA32Syscalls(t *testing.T, h *harness) {
 	if evs := h.fileEventsOf(t, r); len(evs) != 0 {
 		t.Fatalf("an ia32 readlink gave file events: %+v", evs)
 	}
-	for _, nr := range []string{"ia32:5", "ia32:85"} {
+	// An ia32 ioctl that changes a file (its 32-bit command; file_ioctl_compat
+	// from 6.8, file_ioctl before).
+	flagged := filepath.Join(dir, "ia32-flagged")
+	if err := os.WriteFile(flagged, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startHelper(t, h.cgroupFD, "ia32-setflags", flagged)
+	e = h.rec.waitFor(t, "ia32 ioctl", func(e *event.Event) bool {
+		return e.Kind == event.KindFile && e.PID == c.Pid && e.Op == "ioctl" && e.Path == flagged
+	})
+	if e.Flags != 0x40046602 || e.Source != wantSource() {
+		t.Fatalf("ia32 FS_IOC32_SETFLAGS: flags %#x source %q, want 0x40046602 %q", e.Flags, e.Source, wantSource())
+	}
+	for _, nr := range []string{"ia32:5", "ia32:85", "ia32:54"} {
 		h.rec.waitFor(t, nr+" syscall count", func(e *event.Event) bool {
 			return e.Kind == event.KindSyscalls && e.CgroupID == h.cgroupID && e.Counts[nr] > 0
 		})

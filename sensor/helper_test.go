@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +26,16 @@ import (
 const (
 	helperEnv     = "RINGFENCE_TEST_HELPER"
 	helperArgcEnv = "RINGFENCE_TEST_HELPER_ARGC"
+)
+
+// The file attribute ioctls' values (uapi linux/fs.h) that x/sys/unix
+// does not name.
+const (
+	fsNodumpFl      = 0x40       // FS_NODUMP_FL
+	fsXflagNodump   = 0x80       // FS_XFLAG_NODUMP
+	fsIocFsgetxattr = 0x801c581f // FS_IOC_FSGETXATTR: _IOR('X', 31, struct fsxattr)
+	fsIocFssetxattr = 0x401c5820 // FS_IOC_FSSETXATTR: _IOW('X', 32, struct fsxattr)
+	fsIoc32Setflags = 0x40046602 // FS_IOC32_SETFLAGS: _IOW('f', 2, int)
 )
 
 func helperArgc() int {
@@ -91,6 +102,26 @@ func helperOp(op string, a []string) error {
 		return unix.Removexattr(a[0], aclXattr)
 	case "ia32-create": // open(O_CREAT) by the ia32 entry (number 5: fstat on x86-64)
 		return ia32Call(ia32.SysOpen, a[0], unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	case "ia32-setflags": // chattr +d by an ia32 ioctl (FS_IOC32_SETFLAGS), on a descriptor open for reading
+		return withFD(a[0], unix.O_RDONLY, func(fd int) error {
+			flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+			if err != nil {
+				return err
+			}
+			m, err := ia32.NewMem()
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			p, err := m.Uint32(flags | fsNodumpFl)
+			if err != nil {
+				return err
+			}
+			if _, err := ia32.Syscall(ia32.SysIoctl, uintptr(fd), fsIoc32Setflags, p); err != nil {
+				return fmt.Errorf("ia32 ioctl: %w", err)
+			}
+			return nil
+		})
 	case "ia32-readlink": // ia32 readlink is 85: creat on x86-64
 		return ia32Call(ia32.SysReadlink, a[0], 0, 64)
 	case "open-by-handle": // the file, and a descriptor of its directory as mount_fd
@@ -110,6 +141,26 @@ func helperOp(op string, a []string) error {
 		return unix.Close(fd)
 	case "utimes":
 		return unix.UtimesNano(a[0], []unix.Timespec{{Sec: 1}, {Sec: 2}})
+	case "setflags": // chattr +d, by a descriptor open for reading
+		return withFD(a[0], unix.O_RDONLY, func(fd int) error {
+			flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+			if err != nil {
+				return err
+			}
+			return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsNodumpFl))
+		})
+	case "fssetxattr": // the same through FS_IOC_FSSETXATTR
+		return withFD(a[0], unix.O_RDONLY, func(fd int) error {
+			var fa [28]byte // struct fsxattr: xflags first
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fa[0]))); e != 0 {
+				return e
+			}
+			binary.NativeEndian.PutUint32(fa[:], binary.NativeEndian.Uint32(fa[:])|fsXflagNodump)
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFssetxattr, uintptr(unsafe.Pointer(&fa[0]))); e != 0 {
+				return e
+			}
+			return nil
+		})
 	case "relative-create": // a path relative to the cwd
 		if err := os.Chdir(a[0]); err != nil {
 			return err

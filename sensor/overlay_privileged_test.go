@@ -33,6 +33,7 @@ func TestPrivilegedOneEventPerWrite(t *testing.T) {
 		{"utimes", []string{"/etc/group"}, "utimes", "/etc/group"},
 		{"chmod", []string{"/etc/passwd"}, "chmod", "/etc/passwd"},
 		{"chown", []string{"/etc/passwd"}, "chown", "/etc/passwd"},
+		{"setflags", []string{"/etc/hostname"}, "ioctl", "/etc/hostname"}, // copied up, then its flags set
 		{"create", []string{"/etc/rf-file"}, "create", "/etc/rf-file"},
 		{"link", []string{"/etc/passwd", "/etc/rf-link"}, "link", "/etc/rf-link"},
 		{"symlink", []string{"somewhere", "/etc/rf-sym"}, "symlink", "/etc/rf-sym"},

@@ -44,6 +44,8 @@ var containerWriteRoutes = []writeRoute{
 	{"chown", "chown", []string{"/etc/passwd"}, "/etc/passwd"},
 	{"fchown", "fchown", []string{"/etc/group"}, "/etc/group"},
 	{"utimes", "utimes", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"setflags", "setflags", []string{"/etc/passwd"}, "/etc/passwd"},
+	{"fssetxattr", "fssetxattr", []string{"/etc/group"}, "/etc/group"},
 	{"link", "link", []string{"/etc/passwd", "/etc/passwd-link"}, "/etc/passwd-link"},
 	{"create", "create", []string{"/etc/new-file"}, "/etc/new-file"},
 	{"tmpfile", "tmpfile", []string{"/etc"}, "/etc/#"},

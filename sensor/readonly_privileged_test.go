@@ -80,6 +80,8 @@ func writeRoutes() []writeRoute {
 		r("setacl", "setacl", "/w-setacl", "/w-setacl"),
 		r("removeacl", "removeacl", "/w-rmacl", "/w-rmacl"),
 		r("utimes", "utimes", "/w-utimes", "/w-utimes"),
+		r("setflags", "setflags", "/w-setflags", "/w-setflags"),
+		r("fssetxattr", "fssetxattr", "/w-fsxattr", "/w-fsxattr"),
 		r("io-uring-open-write", "io-uring-open-write", "/w-uring", "/w-uring"),
 		// allowWrites must not be a way around the rule.
 		r("link-into-allowed", "link", "/tmp/l-escape", "/w-escape", "/tmp/l-escape"),
@@ -112,7 +114,7 @@ func makeRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"w-open", "w-otrunc", "w-trunc", "w-ftrunc", "w-falloc", "w-unlink", "w-rename", "w-rnr", "w-xa", "w-xb", "w-wo",
-		"w-link", "w-chmod", "w-fchmod", "w-chown", "w-fchown", "w-setxattr", "w-rmxattr", "w-setacl", "w-rmacl", "w-utimes", "w-escape", "w-uring", "tmp/t-move"} {
+		"w-link", "w-chmod", "w-fchmod", "w-chown", "w-fchown", "w-setxattr", "w-rmxattr", "w-setacl", "w-rmacl", "w-utimes", "w-setflags", "w-fsxattr", "w-escape", "w-uring", "tmp/t-move"} {
 		if err := os.WriteFile(filepath.Join(root, f), []byte("original "+f), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -160,6 +162,7 @@ func treeState(t *testing.T, root string) string {
 			buf := make([]byte, 256)
 			n, _ := unix.Llistxattr(p, buf)
 			line += " xattrs=" + string(bytes.ReplaceAll(buf[:max(n, 0)], []byte{0}, []byte{','}))
+			line += " flags=" + fileFlags(p)
 		}
 		lines = append(lines, line)
 		return nil

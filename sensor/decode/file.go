@@ -45,6 +45,8 @@ func OpName(op bpf.SensorFileOp) string {
 		return "utimes"
 	case bpf.SensorFileOpFILE_OP_FALLOCATE:
 		return "fallocate"
+	case bpf.SensorFileOpFILE_OP_IOCTL:
+		return "ioctl"
 	}
 	return fmt.Sprintf("op_%d", op)
 }

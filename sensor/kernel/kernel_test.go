@@ -60,16 +60,17 @@ func fakeKernelBTF(t *testing.T, funcs ...string) *btf.Spec {
 }
 
 // TestOptionalHooksSkipped configures the full tier for a kernel without
-// the hooks added in 6.2 (as 6.1) and one with them: the missing ones are
-// dropped and returned with their reason, nothing else is.
+// the hooks added in 6.2 and 6.8 (as 6.1 without file_ioctl_compat's
+// backport) and one with them: the missing
+// ones are dropped and returned with their reason, nothing else is.
 func TestOptionalHooksSkipped(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		funcs   []string
 		skipped []string
 	}{
-		{"6.1", []string{"bpf_lsm_inode_setattr"}, []string{"lsm/file_truncate", "lsm/inode_remove_acl", "lsm/inode_set_acl"}},
-		{"6.12", []string{"bpf_lsm_inode_setattr", "bpf_lsm_file_truncate", "bpf_lsm_inode_set_acl", "bpf_lsm_inode_remove_acl"}, nil},
+		{"6.1", []string{"bpf_lsm_inode_setattr"}, []string{"lsm/file_ioctl_compat", "lsm/file_truncate", "lsm/inode_remove_acl", "lsm/inode_set_acl"}},
+		{"6.12", []string{"bpf_lsm_inode_setattr", "bpf_lsm_file_truncate", "bpf_lsm_inode_set_acl", "bpf_lsm_inode_remove_acl", "bpf_lsm_file_ioctl_compat"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec, err := bpf.LoadSensor()
@@ -83,7 +84,8 @@ func TestOptionalHooksSkipped(t *testing.T) {
 			var got []string
 			for _, h := range skipped {
 				got = append(got, h.Hook)
-				if h.Attached || !strings.Contains(h.Error, "absent from this kernel") || !strings.Contains(h.Error, "6.2") {
+				release := optionalHookRelease(strings.TrimPrefix(h.Hook, "lsm/"))
+				if h.Attached || release == "" || !strings.Contains(h.Error, "absent from this kernel") || !strings.Contains(h.Error, "added in "+release) {
 					t.Errorf("skipped hook %+v: want not attached, with its reason", h)
 				}
 				if _, ok := spec.Programs[h.Program]; ok {

@@ -71,6 +71,8 @@ func optionalHookRelease(hook string) string {
 	switch hook {
 	case "file_truncate", "inode_set_acl", "inode_remove_acl":
 		return "6.2"
+	case "file_ioctl_compat":
+		return "6.8"
 	}
 	return ""
 }
@@ -79,7 +81,9 @@ func optionalHookRelease(hook string) string {
 func optionalHook(hook string) bool { return optionalHookRelease(hook) != "" }
 
 // optionalHooks lists them.
-func optionalHooks() []string { return []string{"file_truncate", "inode_remove_acl", "inode_set_acl"} }
+func optionalHooks() []string {
+	return []string{"file_ioctl_compat", "file_truncate", "inode_remove_acl", "inode_set_acl"}
+}
 
 // skippedReason says why an optional hook is not attached.
 func skippedReason(hook string) string {

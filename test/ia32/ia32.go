@@ -8,6 +8,7 @@
 package ia32
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +17,7 @@ import (
 // Syscall numbers of the ia32 table used by the tests.
 const (
 	SysOpen       = 5
+	SysIoctl      = 54
 	SysReadlink   = 85
 	SysSetsockopt = 366
 )
@@ -71,5 +73,16 @@ func (m *Mem) String(s string) (uintptr, error) {
 		return 0, err
 	}
 	copy(m.b[start:], s)
+	return p, nil
+}
+
+// Uint32 stores v (native byte order) in it and returns its address.
+func (m *Mem) Uint32(v uint32) (uintptr, error) {
+	start := m.off
+	p, err := m.Alloc(4)
+	if err != nil {
+		return 0, err
+	}
+	binary.NativeEndian.PutUint32(m.b[start:], v)
 	return p, nil
 }
