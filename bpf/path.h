@@ -120,6 +120,19 @@ static long emit_step(__u64 i, void *ctx)
 	return 0;
 }
 
+/* emit_names appends to s->buf the names w's walk kept, from the top, and
+ * returns the path's length ("/" when none). */
+static __always_inline __u32 emit_names(struct walk_state *w)
+{
+	bpf_loop(MAX_DEPTH, emit_step, w, 0);
+	__u32 off = w->off;
+	if (off == 0)
+		w->s->buf[off++] = '/';
+	if (off > PATH_LEN - 1)
+		off = PATH_LEN - 1;
+	return off;
+}
+
 /* path_walk writes into s->buf the path of dentry d and returns its length.
  * With a vfsmount it crosses mount points up to the root of the mount
  * namespace (a chroot changes nothing); without one it stops at the root of
@@ -165,16 +178,11 @@ __noinline __u32 path_walk_t(struct path_scratch *s, __u64 dentry, __u64 vfsmoun
 	bpf_probe_read_kernel(&w.n, sizeof(w.n), &zero);
 	s->cut = 0;
 	bpf_loop(MAX_DEPTH + 8, walk_step, &w, 0);
-	bpf_loop(MAX_DEPTH, emit_step, &w, 0);
+	__u32 off = emit_names(&w);
 	/* Too deep, or out of steps before the root (mounts crossed take
 	 * steps too): the deepest names only, from no root. */
 	if (w.truncated || !w.done)
 		s->cut = 1;
-	__u32 off = w.off;
-	if (off == 0)
-		s->buf[off++] = '/';
-	if (off > PATH_LEN - 1)
-		off = PATH_LEN - 1;
 	*truncated = w.truncated;
 	return off;
 }
@@ -232,13 +240,7 @@ __noinline __u32 top_path_t(struct path_scratch *s, __u64 dentry)
 		return 0;
 	struct walk_state w = { .s = s, .n = c.n };
 	s->cut = 0;
-	bpf_loop(MAX_DEPTH, emit_step, &w, 0);
-	__u32 off = w.off;
-	if (off == 0)
-		s->buf[off++] = '/';
-	if (off > PATH_LEN - 1)
-		off = PATH_LEN - 1;
-	return off;
+	return emit_names(&w);
 }
 
 /* path_kind_of is kind for the path just built in s, PATH_TRUNCATED when it

@@ -217,7 +217,10 @@ func prepare(p Probe, opts Options) (*ebpf.CollectionSpec, []Hook, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := spec.Variables["cfg_overlay_known"].Set(boolU32(overlayKnown(kernelBTF))); err != nil {
+	// Only the LSM hooks use it: on the other tier it is no part of the
+	// programs, nor of their identity.
+	known := p.Tier == TierFull && overlayKnown(kernelBTF)
+	if err := spec.Variables["cfg_overlay_known"].Set(boolU32(known)); err != nil {
 		return nil, nil, fmt.Errorf("set cfg_overlay_known: %w", err)
 	}
 	return spec, skipped, nil
