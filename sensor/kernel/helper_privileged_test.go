@@ -51,3 +51,20 @@ func testCgroup(t *testing.T, p Probe, dir string) uint64 {
 	}
 	return id
 }
+
+// watchedCgroup makes the cgroup dir (testCgroup), has s watch it, and
+// returns its id and a descriptor of it to start processes in
+// (SysProcAttr.CgroupFD), closed when the test ends.
+func watchedCgroup(t *testing.T, s *Sensor, p Probe, dir string) (uint64, int) {
+	t.Helper()
+	id := testCgroup(t, p, dir)
+	if err := s.Watch(id); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(p.Cgroup2Root, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return id, int(f.Fd())
+}

@@ -31,20 +31,11 @@ import (
 // takes steps. A whole path is not marked.
 func TestPrivilegedPathsCutShort(t *testing.T) {
 	s, p := loadCommitted(t)
-	name := fmt.Sprintf("ringfence-pathcut-%d", os.Getpid())
-	cg := testCgroup(t, p, name)
-	if err := s.Watch(cg); err != nil {
-		t.Fatal(err)
-	}
+	cg, cgFD := watchedCgroup(t, s, p, fmt.Sprintf("ringfence-pathcut-%d", os.Getpid()))
 	ring, err := s.OpenRing()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cgFD, err := os.Open(filepath.Join(p.Cgroup2Root, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cgFD.Close()
 	full := s.Tier() == TierFull
 
 	base, err := filepath.EvalSymlinks(t.TempDir())
@@ -91,7 +82,7 @@ func TestPrivilegedPathsCutShort(t *testing.T) {
 	} {
 		cmd := exec.Command("/bin/sh", "-c", w.script, "sh", longPath)
 		cmd.Dir = w.dir
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s in %s: %v: %s", w.script, w.dir, err, out)
 		}
@@ -281,17 +272,7 @@ func TestPrivilegedDeepObjectOfAnotherRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("ringfence-other-writer-%d", os.Getpid())
-	other := testCgroup(t, p, name)
-	if err := s.Watch(other); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(filepath.Join(p.Cgroup2Root, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	otherFD := int(f.Fd())
+	_, otherFD := watchedCgroup(t, s, p, fmt.Sprintf("ringfence-other-writer-%d", os.Getpid()))
 	deepFile := func(top string) string {
 		d := top
 		for i := range 40 {
@@ -401,16 +382,7 @@ func detachedWrite() int {
 // the namespace's own /abs and /rel.
 func TestPrivilegedPathsDetached(t *testing.T) {
 	s, p := loadCommitted(t)
-	name := fmt.Sprintf("ringfence-detached-%d", os.Getpid())
-	cg := testCgroup(t, p, name)
-	if err := s.Watch(cg); err != nil {
-		t.Fatal(err)
-	}
-	cgFD, err := os.Open(filepath.Join(p.Cgroup2Root, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cgFD.Close()
+	_, cgFD := watchedCgroup(t, s, p, fmt.Sprintf("ringfence-detached-%d", os.Getpid()))
 	mp := t.TempDir()
 	if err := unix.Mount("tmpfs", mp, "tmpfs", 0, "size=128m"); err != nil {
 		t.Fatal(err)
@@ -435,7 +407,7 @@ func TestPrivilegedPathsDetached(t *testing.T) {
 	cmd := exec.Command("/helper")
 	cmd.Env = append(os.Environ(), detachedWriteEnv+"=1")
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: mp, UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: mp, UseCgroupFD: true, CgroupFD: cgFD}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -34,11 +34,7 @@ func recordRule(t *testing.T) (*Sensor, string, int) {
 func recordRuleAt(t *testing.T, sub string) (*Sensor, string, int, uint64) {
 	t.Helper()
 	s, p := loadCommitted(t)
-	name := fmt.Sprintf("ringfence-records-%d", os.Getpid())
-	cg := testCgroup(t, p, name)
-	if err := s.Watch(cg); err != nil {
-		t.Fatal(err)
-	}
+	cg, cgFD := watchedCgroup(t, s, p, fmt.Sprintf("ringfence-records-%d", os.Getpid()))
 	top := t.TempDir()
 	if err := unix.Mount("tmpfs", top, "tmpfs", 0, "size=1m,mode=0755"); err != nil {
 		t.Fatal(err)
@@ -64,12 +60,7 @@ func recordRuleAt(t *testing.T, sub string) (*Sensor, string, int, uint64) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.DeleteMember(cg); s.DeleteRoot(cg, rfs) })
-	f, err := os.Open(filepath.Join(p.Cgroup2Root, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return s, root, int(f.Fd()), cg
+	return s, root, cgFD, cg
 }
 
 // writeIn writes to each path from a shell in the cgroup open at cgFD and
