@@ -7,11 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ringfence/ringfence/sensor/container"
 )
@@ -37,46 +32,40 @@ type Agent struct {
 // configuration cannot be loaded; an unreachable API server is retried by
 // the informers, and the agent is not Ready until the objects are applied.
 func Start(ctx context.Context, f Flags, s Sensor, log *slog.Logger) (*Agent, error) {
-	cfg, err := restConfig(f.Kubeconfig)
+	c, err := newClient(f.Kubeconfig, "ringfence/"+f.NodeName)
 	if err != nil {
 		return nil, err
 	}
-	cfg.UserAgent = "ringfence/" + f.NodeName
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	policies := newInformer(dyn, PolicyResource, nil)
-	pw, err := newPolicyWatcher(policies, s, eventRecorder(ctx, dyn, f.NodeName), f.NodeName, log)
-	if err != nil {
-		return nil, err
-	}
+	return start(ctx, c, f, s, log), nil
+}
+
+// start is Start with a client.
+func start(ctx context.Context, c *client, f Flags, s Sensor, log *slog.Logger) *Agent {
+	policies := newInformer(c, PolicyResource, "", "", log)
+	rec := newRecorder(c, f.NodeName, log)
+	pw := newPolicyWatcher(policies, s, rec, f.NodeName, log)
 	// Only this node's pods: the API server filters, so the agent's memory
 	// and traffic do not grow with the cluster.
-	podInformer := newInformer(dyn, podResource, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", f.NodeName).String()
-	})
-	pods, err := newPodIndex(podInformer, f.PodWait, func(uid string) {
+	podInformer := newInformer(c, podResource, "", "spec.nodeName="+f.NodeName, log)
+	pods := newPodIndex(podInformer, f.PodWait, func(uid string) {
 		if err := s.ReapplyPod(uid); err != nil {
 			log.Error("pod labels changed: apply policy", "pod_uid", uid, "error", err)
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
 	s.SetPodLabels(pods.Labels)
 	a := &Agent{Policies: pw, Pods: pods}
 	if f.PodUID != "" {
 		// The next agent of a rolling update starts while this one runs:
 		// its containers are exempt, never held waiting for it.
 		s.SetExemptPods(func(info container.Info) bool { return pods.Sibling(f.PodUID, info) })
-		a.owner = &ownerWatch{dyn: dyn, pods: pods, selfUID: f.PodUID}
+		a.owner = &ownerWatch{c: c, pods: pods, selfUID: f.PodUID, log: log}
 		go a.owner.run(ctx)
 	}
-	go policies.RunWithContext(ctx)
-	go podInformer.RunWithContext(ctx)
+	go rec.run(ctx)
+	go policies.run(ctx)
+	go podInformer.run(ctx)
 	go pw.Run(ctx)
-	return a, nil
+	return a
 }
 
 // UninstallOnStop says whether the daemon, stopping, removes its pinned
@@ -133,25 +122,9 @@ func (a *Agent) AwaitSuccessor(ctx context.Context, self string, exempt func(uid
 }
 
 // Ready reports whether the objects as first listed have been applied.
-func (a *Agent) Ready() bool { return a.Policies.Synced() && a.Pods.informer.HasSynced() }
+func (a *Agent) Ready() bool { return a.Policies.Synced() && a.Pods.informer.hasSynced() }
 
 // Collectors are the agent's metrics.
 func (a *Agent) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{a.Policies.refused}
-}
-
-// restConfig loads kubeconfig, or the in-cluster configuration when empty.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("--kubernetes without --kubeconfig: in-cluster configuration: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig: %w", err)
-	}
-	return cfg, nil
 }

@@ -1,36 +1,43 @@
 package kube
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/container"
 )
 
-func policyObject(name, resourceVersion string, spec map[string]any) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{
+// policyDoc is a RuntimePolicy as the API server serves it.
+func policyDoc(name string, spec map[string]any) map[string]any {
+	u := map[string]any{
 		"apiVersion": "ringfence.dev/v1alpha1", "kind": "RuntimePolicy",
-		"metadata": map[string]any{"name": name, "resourceVersion": resourceVersion, "uid": "uid-" + name,
+		"metadata": map[string]any{"name": name, "uid": "uid-" + name,
 			"labels": map[string]any{"team": "a"}, "generation": int64(3)},
-	}}
+	}
 	if spec != nil {
-		u.Object["spec"] = spec
+		u["spec"] = spec
 	}
 	return u
+}
+
+// policyObject is a RuntimePolicy as the agent reads it.
+func policyObject(t *testing.T, name string, spec map[string]any) *Object {
+	t.Helper()
+	data, err := json.Marshal(policyDoc(name, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := new(Object)
+	if err := json.Unmarshal(data, o); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // TestConvert reads objects as the parser reads files: what the API server
@@ -49,7 +56,7 @@ func TestConvert(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, problems := Convert(policyObject(tt.name, "1", tt.spec))
+			p, problems := Convert(policyObject(t, tt.name, tt.spec))
 			if tt.path == "" {
 				if len(problems) > 0 {
 					t.Fatalf("problems: %v", problems)
@@ -85,55 +92,55 @@ func (f *fakeApplier) SetPolicies(source string, pols []enforce.RuntimePolicy, _
 
 // TestPolicyWatcher applies the objects, keeps a refused set out, raises
 // one Event per refused object version, on the object with the problem or,
-// when the set as a whole is refused, on the one that changed.
+// when the set as a whole is refused, on the one that changed: Events as
+// the API server receives them, in "default" for these cluster-scoped
+// objects.
 func TestPolicyWatcher(t *testing.T) {
 	ok := map[string]any{"mode": "audit", "denyPrivileged": true}
 	bad := map[string]any{"mode": "audit"}
-	scheme := runtime.NewScheme()
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{PolicyResource: "RuntimePolicyList"}, policyObject("a", "1", ok))
-	informer := newInformer(dyn, PolicyResource, nil)
+	api := newFakeAPI(t)
+	api.put(PolicyResource.Plural, policyDoc("a", ok))
+	c := api.client()
+	informer := newInformer(c, PolicyResource, "", "", quiet())
 	apply := &fakeApplier{got: make(chan []enforce.RuntimePolicy, 10)}
-	rec := record.NewFakeRecorder(10)
-	w, err := newPolicyWatcher(informer, apply, rec, "node1", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go informer.RunWithContext(ctx)
+	rec := newRecorder(c, "node1", quiet())
+	w := newPolicyWatcher(informer, apply, rec, "node1", quiet())
+	ctx := t.Context()
+	go rec.run(ctx)
+	go informer.run(ctx)
 	go w.Run(ctx)
 
 	if pols := next(t, apply.got); len(pols) != 1 || pols[0].Name != "a" {
 		t.Fatalf("first set: %v", pols)
 	}
-	res := dyn.Resource(PolicyResource)
-	if _, err := res.Create(ctx, policyObject("b", "2", bad), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api.put(PolicyResource.Plural, policyDoc("b", bad))
 	next(t, apply.got)
-	if ev := event(t, rec.Events); !strings.Contains(ev, ReasonRefused) || !strings.Contains(ev, "spec: no rule") || !strings.Contains(ev, "node1") {
-		t.Errorf("event %q", ev)
+	ev := recv(t, api.events, "event")
+	md, _ := ev["metadata"].(map[string]any)
+	obj, _ := ev["involvedObject"].(map[string]any)
+	src, _ := ev["source"].(map[string]any)
+	msg, _ := ev["message"].(string)
+	if ev["reason"] != ReasonRefused || ev["type"] != "Warning" || !strings.Contains(msg, "spec: no rule") || !strings.Contains(msg, "node1") ||
+		md["namespace"] != "default" || obj["kind"] != "RuntimePolicy" || obj["name"] != "b" || obj["uid"] != "uid-b" ||
+		obj["apiVersion"] != "ringfence.dev/v1alpha1" || src["host"] != "node1" || src["component"] != "ringfence" {
+		t.Errorf("event %v", ev)
 	}
 	if n := testutil.ToFloat64(w.refused); n != 1 {
 		t.Errorf("refused counter %v, want 1", n)
 	}
-	if err := res.Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api.del(PolicyResource.Plural, "b")
 	next(t, apply.got)
 
 	apply.refuse = errors.New("selected by 9 policies, at most 8")
-	if _, err := res.Create(ctx, policyObject("c", "3", ok), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api.put(PolicyResource.Plural, policyDoc("c", ok))
 	next(t, apply.got)
-	if ev := event(t, rec.Events); !strings.Contains(ev, "at most 8") {
-		t.Errorf("event %q, want the engine's refusal", ev)
+	ev = recv(t, api.events, "event")
+	if msg, _ := ev["message"].(string); !strings.Contains(msg, "at most 8") || ev["involvedObject"].(map[string]any)["name"] != "c" {
+		t.Errorf("event %v, want the engine's refusal on c", ev)
 	}
 	select {
-	case ev := <-rec.Events:
-		t.Errorf("a second event %q: only the changed object is blamed", ev)
+	case ev := <-api.events:
+		t.Errorf("a second event %v: only the changed object is blamed", ev)
 	case <-time.After(100 * time.Millisecond):
 	}
 	if !w.Synced() {
@@ -159,21 +166,15 @@ func next(t *testing.T, ch chan []enforce.RuntimePolicy) []enforce.RuntimePolicy
 	return recv(t, ch, "policy set handed over")
 }
 
-func event(t *testing.T, ch chan string) string {
-	t.Helper()
-	return recv(t, ch, "event")
-}
-
-// podObject is a pod as the dynamic client gives it.
-func podObject(uid string, labels map[string]string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"nodeName": "node1", "containers": []any{}}}}
-	u.SetAPIVersion("v1")
-	u.SetKind("Pod")
-	u.SetName("web")
-	u.SetNamespace("prod")
-	u.SetUID(types.UID(uid))
-	u.SetLabels(labels)
-	return u
+// podObject is a pod of node1 as the API server serves it.
+func podObject(uid string, labels map[string]string) map[string]any {
+	ls := map[string]any{}
+	for k, v := range labels {
+		ls[k] = v
+	}
+	return map[string]any{"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": "web", "namespace": "prod", "uid": uid, "labels": ls},
+		"spec":     map[string]any{"nodeName": "node1", "containers": []any{}}}
 }
 
 // TestPodLabels gives a container its pod's labels over its runtime ones,
@@ -181,8 +182,8 @@ func podObject(uid string, labels map[string]string) *unstructured.Unstructured 
 // a label change.
 func TestPodLabels(t *testing.T) {
 	changed := make(chan string, 10)
-	idx, dyn := syncedPodIndex(t, 300*time.Millisecond, func(uid string) { changed <- uid }, podObject("u1", map[string]string{"app": "web"}))
-	ctx := t.Context()
+	api := newFakeAPI(t)
+	idx := syncedPodIndex(t, api, 300*time.Millisecond, func(uid string) { changed <- uid }, podObject("u1", map[string]string{"app": "web"}))
 
 	info := container.Info{Labels: map[string]string{container.LabelPodUID: "u1", "io.kubernetes.container.name": "main"}}
 	got := idx.Labels(info)
@@ -203,9 +204,7 @@ func TestPodLabels(t *testing.T) {
 		t.Errorf("a container outside a pod: %v", got)
 	}
 	recv(t, changed, "report of the pod's arrival")
-	if _, err := dyn.Resource(podResource).Namespace("prod").Update(ctx, podObject("u1", map[string]string{"app": "api"}), metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	api.put("pods", podObject("u1", map[string]string{"app": "api"}))
 	if uid := recv(t, changed, "report of the label change"); uid != "u1" {
 		t.Errorf("changed %q", uid)
 	}

@@ -4,19 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sync"
 	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/cache"
 )
-
-var daemonSetResource = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
 
 // dsSeen is what the agent last saw of the DaemonSet that runs it.
 type dsSeen struct {
@@ -27,8 +19,8 @@ type dsSeen struct {
 	deleting bool // its deletionTimestamp is set
 }
 
-func seenOf(u *unstructured.Unstructured) dsSeen {
-	return dsSeen{found: true, uid: string(u.GetUID()), deleting: u.GetDeletionTimestamp() != nil}
+func seenOf(o *Object) dsSeen {
+	return dsSeen{found: true, uid: o.Metadata.UID, deleting: o.Metadata.DeletionTimestamp != nil}
 }
 
 // uninstallDecision decides, as the daemon stops, whether it removes the
@@ -58,14 +50,15 @@ func uninstallDecision(owner *Controller, seen dsSeen) (bool, string) {
 // decision does not rest on one request made while the agent's RBAC and
 // service account may already be deleted with it.
 type ownerWatch struct {
-	dyn     dynamic.Interface
+	c       *client
 	pods    *PodIndex
 	selfUID string
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	owner    *Controller
 	ns       string
-	informer cache.SharedIndexInformer
+	informer *informer
 }
 
 // run waits for the agent's pod in the index, then watches its DaemonSet
@@ -91,13 +84,11 @@ func (o *ownerWatch) run(ctx context.Context) {
 		o.mu.Unlock()
 		return
 	}
-	inf := newNamespacedInformer(o.dyn.Resource(daemonSetResource).Namespace(self.Namespace), o.dyn, func(lo *metav1.ListOptions) {
-		lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", c.Name).String()
-	})
+	inf := newInformer(o.c, daemonSetResource, self.Namespace, "metadata.name="+c.Name, o.log)
 	o.mu.Lock()
 	o.owner, o.ns, o.informer = c, self.Namespace, inf
 	o.mu.Unlock()
-	inf.RunWithContext(ctx)
+	inf.run(ctx)
 }
 
 // gone reports whether the watch has seen the DaemonSet deleted or being
@@ -106,16 +97,12 @@ func (o *ownerWatch) gone() bool {
 	o.mu.Lock()
 	owner, ns, inf := o.owner, o.ns, o.informer
 	o.mu.Unlock()
-	if owner == nil || inf == nil || !inf.HasSynced() {
-		return false
-	}
-	obj, ok, err := inf.GetStore().GetByKey(ns + "/" + owner.Name)
-	if err != nil {
+	if owner == nil || inf == nil || !inf.hasSynced() {
 		return false
 	}
 	seen := dsSeen{}
-	if ok {
-		seen = seenOf(obj.(*unstructured.Unstructured))
+	if obj, ok := inf.get(ns + "/" + owner.Name); ok {
+		seen = seenOf(obj)
 	}
 	del, _ := uninstallDecision(owner, seen)
 	return del
@@ -132,21 +119,19 @@ func (o *ownerWatch) decide(ctx context.Context) (bool, string) {
 		return uninstallDecision(owner, dsSeen{})
 	}
 	var seen dsSeen
-	if !inf.HasSynced() {
+	if !inf.hasSynced() {
 		seen.err = errors.New("its watch never listed it")
-	} else if obj, ok, err := inf.GetStore().GetByKey(ns + "/" + owner.Name); err != nil {
-		seen.err = err
-	} else if ok {
-		seen = seenOf(obj.(*unstructured.Unstructured))
+	} else if obj, ok := inf.get(ns + "/" + owner.Name); ok {
+		seen = seenOf(obj)
 	}
 	if del, _ := uninstallDecision(owner, seen); del {
 		return uninstallDecision(owner, seen)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	u, err := o.dyn.Resource(daemonSetResource).Namespace(ns).Get(ctx, owner.Name, metav1.GetOptions{})
+	u, err := o.c.get(ctx, daemonSetResource, ns, owner.Name)
 	switch {
-	case apierrors.IsNotFound(err):
+	case isStatus(err, http.StatusNotFound):
 		seen = dsSeen{}
 	case err == nil:
 		seen = seenOf(u)

@@ -7,14 +7,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/tools/cache"
-
 	"github.com/ringfence/ringfence/sensor/container"
 )
 
@@ -56,39 +48,32 @@ func TestSameDaemonSet(t *testing.T) {
 	}
 }
 
-func ownedPod(name, ns, uid string, owner *Controller) *unstructured.Unstructured {
+func ownedPod(name, ns, uid string, owner *Controller) map[string]any {
 	u := podObject(uid, map[string]string{"app.kubernetes.io/name": "ringfence"})
-	u.SetName(name)
-	u.SetNamespace(ns)
+	md := u["metadata"].(map[string]any)
+	md["name"], md["namespace"] = name, ns
 	if owner != nil {
-		yes := true
-		u.SetOwnerReferences([]metav1.OwnerReference{
-			{APIVersion: "v1", Kind: "Node", Name: "node1", UID: "n1"}, // an owner, not the controller
-			{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, UID: types.UID(owner.UID), Controller: &yes},
-		})
+		md["ownerReferences"] = []any{
+			map[string]any{"apiVersion": "v1", "kind": "Node", "name": "node1", "uid": "n1"}, // an owner, not the controller
+			map[string]any{"apiVersion": owner.APIVersion, "kind": owner.Kind, "name": owner.Name, "uid": owner.UID, "controller": true},
+		}
 	}
 	return u
 }
 
-// syncedPodIndex returns a pod index over a fake API holding pods, once
-// its informer has synced, and the fake API; the informer stops when the
+// syncedPodIndex returns a pod index of node1 over the fake API, given
+// pods first, once its informer has synced; the informer stops when the
 // test ends.
-func syncedPodIndex(t *testing.T, wait time.Duration, onLabels func(uid string), pods ...runtime.Object) (*PodIndex, *dynamicfake.FakeDynamicClient) {
+func syncedPodIndex(t *testing.T, api *fakeAPI, wait time.Duration, onLabels func(uid string), pods ...map[string]any) *PodIndex {
 	t.Helper()
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{podResource: "PodList"}, pods...)
-	informer := newInformer(dyn, podResource, nil)
-	idx, err := newPodIndex(informer, wait, onLabels)
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range pods {
+		api.put("pods", p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go informer.RunWithContext(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		t.Fatal("the pod informer never synced")
-	}
-	return idx, dyn
+	informer := newInformer(api.client(), podResource, "", "spec.nodeName=node1", quiet())
+	idx := newPodIndex(informer, wait, onLabels)
+	go informer.run(t.Context())
+	waitFor(t, "the pod informer's first list", informer.hasSynced)
+	return idx
 }
 
 // TestSibling: through the pod index (the informer's slim pods keep the
@@ -96,7 +81,7 @@ func syncedPodIndex(t *testing.T, wait time.Duration, onLabels func(uid string),
 // sibling, one of a pod that copies the agent's name and labels is not,
 // and without the agent's own pod nothing is.
 func TestSibling(t *testing.T) {
-	idx, _ := syncedPodIndex(t, 100*time.Millisecond, func(string) {},
+	idx := syncedPodIndex(t, newFakeAPI(t), 100*time.Millisecond, func(string) {},
 		ownedPod("ringfence-a", "ringfence", "self", ds("d1")),
 		ownedPod("ringfence-b", "ringfence", "next", ds("d1")),
 		ownedPod("ringfence-c", "ringfence", "copy", nil),
@@ -143,58 +128,49 @@ func TestUninstallDecision(t *testing.T) {
 	}
 }
 
-func dsObject(uid string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{}}
-	u.SetAPIVersion("apps/v1")
-	u.SetKind("DaemonSet")
-	u.SetName("ringfence")
-	u.SetNamespace("ringfence")
-	u.SetUID(types.UID(uid))
-	return u
+func dsObject(uid string) map[string]any {
+	return map[string]any{"apiVersion": "apps/v1", "kind": "DaemonSet",
+		"metadata": map[string]any{"name": "ringfence", "namespace": "ringfence", "uid": uid}}
 }
 
 // TestOwnerWatchDecides: the agent finds its DaemonSet from its own pod,
 // watches it, and decides from what it sees: in place keeps the pins, a
-// deletion removes them.
+// deletion removes them, and one it cannot look at keeps them.
 func TestOwnerWatchDecides(t *testing.T) {
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{podResource: "PodList", daemonSetResource: "DaemonSetList"},
-		ownedPod("ringfence-a", "ringfence", "self", ds("d1")), dsObject("d1"))
-	informer := newInformer(dyn, podResource, nil)
-	idx, err := newPodIndex(informer, 100*time.Millisecond, func(string) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go informer.RunWithContext(ctx)
-	o := &ownerWatch{dyn: dyn, pods: idx, selfUID: "self"}
+	api := newFakeAPI(t)
+	api.put("daemonsets", dsObject("d1"))
+	api.put("daemonsets", map[string]any{"metadata": map[string]any{"name": "other", "namespace": "ringfence", "uid": "d9"}})
+	informer := newInformer(api.client(), podResource, "", "", quiet())
+	idx := newPodIndex(informer, 100*time.Millisecond, func(string) {})
+	ctx := t.Context()
+	o := &ownerWatch{c: api.client(), pods: idx, selfUID: "self", log: quiet()}
 	if del, why := o.decide(ctx); del {
 		t.Errorf("before the agent's pod is known: uninstall (%s)", why)
 	}
+	api.put("pods", ownedPod("ringfence-a", "ringfence", "self", ds("d1")))
+	go informer.run(ctx)
 	go o.run(ctx)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, "the DaemonSet's watch", func() bool {
 		o.mu.Lock()
-		inf := o.informer
-		o.mu.Unlock()
-		if inf != nil && inf.HasSynced() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the DaemonSet's watch never synced")
-		}
-		time.Sleep(10 * time.Millisecond)
+		defer o.mu.Unlock()
+		return o.informer != nil && o.informer.hasSynced()
+	})
+	if n := len(o.informer.list()); n != 1 {
+		t.Errorf("the watch holds %d DaemonSets, want its own only (a field selector on its name)", n)
 	}
 	if del, why := o.decide(ctx); del || !strings.Contains(why, "in place") {
 		t.Errorf("DaemonSet in place: uninstall %v (%s)", del, why)
 	}
-	if err := dyn.Resource(daemonSetResource).Namespace("ringfence").Delete(ctx, "ringfence", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	api.failing("daemonsets", 500)
+	if del, why := o.decide(ctx); del || !strings.Contains(why, "in place") {
+		t.Errorf("DaemonSet in place, its request failing: uninstall %v (%s), want the watch's view", del, why)
 	}
+	api.failing("daemonsets", 0)
+	api.del("daemonsets", "ringfence/ringfence")
 	if del, why := o.decide(ctx); !del || !strings.Contains(why, "deleted") {
 		t.Errorf("DaemonSet deleted: uninstall %v (%s)", del, why)
 	}
+	waitFor(t, "the watch to see the deletion", o.gone)
 }
 
 // TestAwaitSuccessor: an agent whose pod is being deleted waits for the
@@ -203,9 +179,11 @@ func TestOwnerWatchDecides(t *testing.T) {
 // ends first; an agent whose pod stays (its container restarted) does not
 // wait.
 func TestAwaitSuccessor(t *testing.T) {
-	now := metav1.Now()
-	deleted := func(u *unstructured.Unstructured) *unstructured.Unstructured { u.SetDeletionTimestamp(&now); return u }
-	idx, _ := syncedPodIndex(t, 100*time.Millisecond, func(string) {},
+	deleted := func(u map[string]any) map[string]any {
+		u["metadata"].(map[string]any)["deletionTimestamp"] = "2026-12-07T10:00:00Z"
+		return u
+	}
+	idx := syncedPodIndex(t, newFakeAPI(t), 100*time.Millisecond, func(string) {},
 		deleted(ownedPod("ringfence-a", "ringfence", "self", ds("d1"))),
 		ownedPod("ringfence-b", "ringfence", "next", ds("d1")),
 		ownedPod("ringfence-c", "ringfence", "copy", nil),

@@ -5,10 +5,6 @@ import (
 	"maps"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/cache"
-
 	"github.com/ringfence/ringfence/sensor/container"
 )
 
@@ -29,84 +25,57 @@ type Controller struct {
 	APIVersion, Kind, Name, UID string
 }
 
-// uidIndex indexes pods by uid.
-const uidIndex = "uid"
-
 // PodIndex answers, for a container of this node, its pod's identity and
 // labels, from an informer on the node's pods.
 type PodIndex struct {
-	informer cache.SharedIndexInformer
+	informer *informer
 	wait     time.Duration
 }
 
 // newPodIndex indexes the pods informer lists (which the caller restricts
 // to the node). onLabels is called with a pod's uid when it appears or its
 // labels change, so that its containers are matched again.
-func newPodIndex(informer cache.SharedIndexInformer, wait time.Duration, onLabels func(uid string)) (*PodIndex, error) {
-	if err := informer.SetTransform(slimPod); err != nil {
-		return nil, err
-	}
-	if err := informer.AddIndexers(cache.Indexers{uidIndex: func(obj any) ([]string, error) {
-		if p, ok := obj.(*unstructured.Unstructured); ok {
-			return []string{string(p.GetUID())}, nil
-		}
-		return nil, nil
-	}}); err != nil {
-		return nil, err
-	}
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if p, ok := obj.(*unstructured.Unstructured); ok {
-				onLabels(string(p.GetUID()))
-			}
-		},
-		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*unstructured.Unstructured)
-			c, ok2 := cur.(*unstructured.Unstructured)
-			if ok1 && ok2 && !maps.Equal(o.GetLabels(), c.GetLabels()) {
-				onLabels(string(c.GetUID()))
+func newPodIndex(inf *informer, wait time.Duration, onLabels func(uid string)) *PodIndex {
+	inf.keep = slimPod
+	inf.addHandler(handler{
+		add: func(p *Object) { onLabels(p.Metadata.UID) },
+		update: func(old, cur *Object) {
+			if !maps.Equal(old.Metadata.Labels, cur.Metadata.Labels) {
+				onLabels(cur.Metadata.UID)
 			}
 		},
 	})
-	return &PodIndex{informer: informer, wait: wait}, err
+	return &PodIndex{informer: inf, wait: wait}
 }
 
 // slimPod keeps of a pod only what the index answers with.
-func slimPod(obj any) (any, error) {
-	p, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return obj, nil // a deletion tombstone
+func slimPod(p *Object) *Object {
+	slim := &Object{APIVersion: p.APIVersion, Kind: p.Kind, Metadata: Meta{
+		Name: p.Metadata.Name, Namespace: p.Metadata.Namespace, UID: p.Metadata.UID,
+		ResourceVersion: p.Metadata.ResourceVersion, Labels: p.Metadata.Labels,
+		DeletionTimestamp: p.Metadata.DeletionTimestamp,
+	}}
+	if c := p.controller(); c != nil {
+		slim.Metadata.OwnerReferences = []OwnerReference{*c}
 	}
-	slim := &unstructured.Unstructured{Object: map[string]any{}}
-	slim.SetAPIVersion("v1")
-	slim.SetKind("Pod")
-	slim.SetName(p.GetName())
-	slim.SetNamespace(p.GetNamespace())
-	slim.SetUID(p.GetUID())
-	slim.SetLabels(p.GetLabels())
-	if c := metav1.GetControllerOfNoCopy(p); c != nil {
-		slim.SetOwnerReferences([]metav1.OwnerReference{*c})
-	}
-	slim.SetDeletionTimestamp(p.GetDeletionTimestamp())
-	slim.SetResourceVersion(p.GetResourceVersion())
-	return slim, nil
+	return slim
 }
 
 // Lookup returns the pod with this uid, if the index has it.
 func (x *PodIndex) Lookup(uid string) (Pod, bool) {
-	objs, err := x.informer.GetIndexer().ByIndex(uidIndex, uid)
-	if err != nil || len(objs) == 0 {
+	p, ok := x.informer.getByUID(uid)
+	if !ok {
 		return Pod{}, false
 	}
-	return podOf(objs[0].(*unstructured.Unstructured)), true
+	return podOf(p), true
 }
 
 // podOf is what the index answers of a pod object.
-func podOf(p *unstructured.Unstructured) Pod {
-	pod := Pod{UID: string(p.GetUID()), Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels(),
-		Deleting: p.GetDeletionTimestamp() != nil}
-	if c := metav1.GetControllerOfNoCopy(p); c != nil {
-		pod.Controller = &Controller{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, UID: string(c.UID)}
+func podOf(p *Object) Pod {
+	m := p.Metadata
+	pod := Pod{UID: m.UID, Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, Deleting: m.DeletionTimestamp != nil}
+	if c := p.controller(); c != nil {
+		pod.Controller = &Controller{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, UID: c.UID}
 	}
 	return pod
 }
@@ -178,12 +147,8 @@ func (x *PodIndex) Successors(self string) []Pod {
 		return nil
 	}
 	var out []Pod
-	for _, obj := range x.informer.GetStore().List() {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			continue
-		}
-		if p := podOf(u); p.UID != self && !p.Deleting && sameDaemonSet(me, p) {
+	for _, obj := range x.informer.list() {
+		if p := podOf(obj); p.UID != self && !p.Deleting && sameDaemonSet(me, p) {
 			out = append(out, p)
 		}
 	}

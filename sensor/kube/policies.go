@@ -9,18 +9,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/ringfence/ringfence/enforce"
 )
 
 // PolicyResource is the RuntimePolicy objects' resource.
-var PolicyResource = schema.GroupVersionResource{Group: "ringfence.dev", Version: "v1alpha1", Resource: "runtimepolicies"}
+var PolicyResource = Resource{Group: "ringfence.dev", Version: "v1alpha1", Plural: "runtimepolicies"}
 
 // SourceName names the objects' policies in the sensor's policy set.
 const SourceName = "kubernetes"
@@ -37,9 +34,9 @@ type Applier interface {
 // PolicyWatcher applies the RuntimePolicy objects, all of them as one
 // source, each time one changes.
 type PolicyWatcher struct {
-	informer cache.SharedIndexInformer
+	informer *informer
 	apply    Applier
-	recorder record.EventRecorder
+	recorder eventRecorder
 	node     string
 	log      *slog.Logger
 	refused  prometheus.Counter
@@ -53,20 +50,25 @@ type PolicyWatcher struct {
 	accepted, reported map[string]string
 }
 
+// eventRecorder raises Events on objects (recorder).
+type eventRecorder interface {
+	Event(o *Object, typ, reason, message string)
+}
+
 // newPolicyWatcher returns a watcher of the objects informer lists.
-func newPolicyWatcher(informer cache.SharedIndexInformer, apply Applier, recorder record.EventRecorder, node string, log *slog.Logger) (*PolicyWatcher, error) {
+func newPolicyWatcher(informer *informer, apply Applier, recorder eventRecorder, node string, log *slog.Logger) *PolicyWatcher {
 	w := &PolicyWatcher{informer: informer, apply: apply, recorder: recorder, node: node, log: log,
 		kick: make(chan struct{}, 1), accepted: map[string]string{}, reported: map[string]string{},
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringfence_policy_objects_refused_total",
 			Help: "RuntimePolicy objects (one per version) the API server accepted and the agent refused; the set in force stayed.",
 		})}
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { w.changed() },
-		UpdateFunc: func(any, any) { w.changed() },
-		DeleteFunc: func(any) { w.changed() },
+	informer.addHandler(handler{
+		add:    func(*Object) { w.changed() },
+		update: func(_, _ *Object) { w.changed() },
+		del:    func(*Object) { w.changed() },
 	})
-	return w, err
+	return w
 }
 
 // changed asks for one more pass; passes asked for while one runs fold
@@ -85,8 +87,12 @@ func (w *PolicyWatcher) Synced() bool { return w.synced.Load() }
 // Run applies the objects once the informer has listed them, then again
 // after every change, until ctx ends.
 func (w *PolicyWatcher) Run(ctx context.Context) {
-	if !cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
-		return
+	for !w.informer.hasSynced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	w.changed()
 	for {
@@ -129,21 +135,16 @@ func (w *PolicyWatcher) sync() {
 }
 
 // objects are the informer's objects, by name.
-func (w *PolicyWatcher) objects() []*unstructured.Unstructured {
-	var out []*unstructured.Unstructured
-	for _, o := range w.informer.GetStore().List() {
-		if u, ok := o.(*unstructured.Unstructured); ok {
-			out = append(out, u)
-		}
-	}
-	slices.SortFunc(out, func(a, b *unstructured.Unstructured) int { return strings.Compare(a.GetName(), b.GetName()) })
+func (w *PolicyWatcher) objects() []*Object {
+	out := w.informer.list()
+	slices.SortFunc(out, func(a, b *Object) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	return out
 }
 
 // refuse reports a refused set on the objects it blames: those with
 // problems of their own, else (the set as a whole was refused) those that
 // changed since the last accepted set.
-func (w *PolicyWatcher) refuse(objs []*unstructured.Unstructured, problems enforce.Problems, err error) {
+func (w *PolicyWatcher) refuse(objs []*Object, problems enforce.Problems, err error) {
 	byObject := map[string][]string{}
 	for _, p := range problems {
 		byObject[p.File] = append(byObject[p.File], problemText(p))
@@ -151,18 +152,19 @@ func (w *PolicyWatcher) refuse(objs []*unstructured.Unstructured, problems enfor
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, o := range objs {
-		msgs := byObject[Origin(o.GetName())]
-		if len(problems) == 0 && w.accepted[o.GetName()] != o.GetResourceVersion() {
+		name, version := o.Metadata.Name, o.Metadata.ResourceVersion
+		msgs := byObject[Origin(name)]
+		if len(problems) == 0 && w.accepted[name] != version {
 			msgs = []string{err.Error()}
 		}
-		if len(msgs) == 0 || w.reported[o.GetName()] == o.GetResourceVersion() {
+		if len(msgs) == 0 || w.reported[name] == version {
 			continue
 		}
-		w.reported[o.GetName()] = o.GetResourceVersion()
+		w.reported[name] = version
 		msg := fmt.Sprintf("not applied on node %s, the policy set in force stays: %s", w.node, strings.Join(msgs, "; "))
 		w.recorder.Event(o, "Warning", ReasonRefused, msg)
 		w.refused.Inc()
-		w.log.Error("RuntimePolicy refused", "object", o.GetName(), "resourceVersion", o.GetResourceVersion(), "problems", msgs)
+		w.log.Error("RuntimePolicy refused", "object", name, "resourceVersion", version, "problems", msgs)
 	}
 }
 
@@ -175,10 +177,10 @@ func problemText(p enforce.Problem) string {
 	return p.Path + ": " + p.Message
 }
 
-func versions(objs []*unstructured.Unstructured) map[string]string {
+func versions(objs []*Object) map[string]string {
 	out := make(map[string]string, len(objs))
 	for _, o := range objs {
-		out[o.GetName()] = o.GetResourceVersion()
+		out[o.Metadata.Name] = o.Metadata.ResourceVersion
 	}
 	return out
 }
@@ -189,20 +191,20 @@ func Origin(name string) string { return "runtimepolicy/" + name }
 // Convert reads an object with the policy file parser, so that an object
 // means exactly what the same document in a file means: its apiVersion,
 // kind, name and spec, without what the API server adds to metadata.
-func Convert(o *unstructured.Unstructured) (enforce.RuntimePolicy, enforce.Problems) {
+func Convert(o *Object) (enforce.RuntimePolicy, enforce.Problems) {
 	doc := map[string]any{
-		"apiVersion": o.GetAPIVersion(),
-		"kind":       o.GetKind(),
-		"metadata":   map[string]any{"name": o.GetName()},
+		"apiVersion": o.APIVersion,
+		"kind":       o.Kind,
+		"metadata":   map[string]any{"name": o.Metadata.Name},
 	}
-	if spec, ok := o.Object["spec"]; ok {
-		doc["spec"] = spec
+	if o.Spec != nil {
+		doc["spec"] = o.Spec
 	}
 	data, err := json.Marshal(doc)
 	if err != nil {
-		return enforce.RuntimePolicy{}, enforce.Problems{{File: Origin(o.GetName()), Message: err.Error()}}
+		return enforce.RuntimePolicy{}, enforce.Problems{{File: Origin(o.Metadata.Name), Message: err.Error()}}
 	}
-	pols, problems := enforce.Parse(Origin(o.GetName()), data)
+	pols, problems := enforce.Parse(Origin(o.Metadata.Name), data)
 	if len(problems) > 0 {
 		return enforce.RuntimePolicy{}, problems
 	}

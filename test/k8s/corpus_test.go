@@ -11,11 +11,15 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ringfence/ringfence/enforce"
 	"github.com/ringfence/ringfence/sensor/kube"
 )
+
+// policyGVR is the RuntimePolicy objects' resource, for the test's client.
+var policyGVR = schema.GroupVersionResource{Group: kube.PolicyResource.Group, Version: kube.PolicyResource.Version, Resource: kube.PolicyResource.Plural}
 
 // corpusCase is one policy of testdata/policies: its file name says what
 // both sides must say (valid-, invalid-, or differs-: the parser reads it
@@ -120,7 +124,7 @@ func (e *env) dryRunCreate(t *testing.T, data []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err := e.dyn.Resource(kube.PolicyResource).Create(ctx, &unstructured.Unstructured{Object: obj},
+	_, err := e.dyn.Resource(policyGVR).Create(ctx, &unstructured.Unstructured{Object: obj},
 		metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
 	return err
 }

@@ -1,0 +1,147 @@
+package kube
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// changeLog records what an informer's handler is told, as "add x",
+// "update x", "delete x".
+type changeLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (l *changeLog) handler() handler {
+	rec := func(what string, o *Object) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.got = append(l.got, what+" "+o.Metadata.Name)
+	}
+	return handler{
+		add:    func(o *Object) { rec("add", o) },
+		update: func(_, cur *Object) { rec("update", cur) },
+		del:    func(o *Object) { rec("delete", o) },
+	}
+}
+
+func (l *changeLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.got
+	l.got = nil
+	slices.Sort(out)
+	return out
+}
+
+func (l *changeLog) await(t *testing.T, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	var got []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got = append(got, l.take()...)
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			return
+		}
+		if len(got) > len(want) || time.Now().After(deadline) {
+			t.Fatalf("told %q, want %q", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func named(name string, labels map[string]any) map[string]any {
+	return map[string]any{"apiVersion": "ringfence.dev/v1alpha1", "kind": "RuntimePolicy",
+		"metadata": map[string]any{"name": name, "uid": "uid-" + name, "labels": labels}}
+}
+
+// TestInformerFollowsTheAPI: the store is what the API server holds
+// through a watch's additions, changes and deletions; a watch the server
+// ends is taken up again without a list; a version the server forgot
+// (410 Gone) is listed again, and what changed meanwhile, deletions
+// included, is told; a failing server is retried.
+func TestInformerFollowsTheAPI(t *testing.T) {
+	api := newFakeAPI(t)
+	api.watchFor = 200 * time.Millisecond // the server ends watches often
+	api.put("runtimepolicies", named("a", nil))
+	api.put("runtimepolicies", named("b", nil))
+	inf := newInformer(api.client(), PolicyResource, "", "", quiet())
+	var log changeLog
+	inf.addHandler(log.handler())
+	go inf.run(t.Context())
+	waitFor(t, "the first list", inf.hasSynced)
+	log.await(t, "add a", "add b")
+
+	api.put("runtimepolicies", named("c", nil))
+	api.put("runtimepolicies", named("a", map[string]any{"x": "1"}))
+	api.del("runtimepolicies", "b")
+	log.await(t, "add c", "update a", "delete b")
+	time.Sleep(500 * time.Millisecond) // watches end and are taken up again
+	api.put("runtimepolicies", named("d", nil))
+	log.await(t, "add d")
+	if n := api.listCount("runtimepolicies"); n != 1 {
+		t.Errorf("%d lists, want 1: a watch that ends is taken up from its version", n)
+	}
+
+	// The server forgets the versions; meanwhile d goes and e comes.
+	api.failing("runtimepolicies", 500)
+	api.forget()
+	api.del("runtimepolicies", "d")
+	api.put("runtimepolicies", named("e", nil))
+	time.Sleep(100 * time.Millisecond)
+	api.failing("runtimepolicies", 0)
+	log.await(t, "delete d", "add e")
+	if n := api.listCount("runtimepolicies"); n != 2 {
+		t.Errorf("%d lists, want 2", n)
+	}
+	var names []string
+	for _, o := range inf.list() {
+		names = append(names, o.Metadata.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"a", "c", "e"}; !slices.Equal(names, want) {
+		t.Errorf("store %v, want %v", names, want)
+	}
+	if o, ok := inf.get("a"); !ok || o.Metadata.Labels["x"] != "1" || o.Kind != "RuntimePolicy" {
+		t.Errorf("a: %+v", o)
+	}
+	if o, ok := inf.getByUID("uid-e"); !ok || o.Metadata.Name != "e" {
+		t.Errorf("by uid: %+v %v", o, ok)
+	}
+	if _, ok := inf.getByUID("uid-d"); ok {
+		t.Error("a deleted object is still found by its uid")
+	}
+}
+
+// TestInformerListGivesKinds: a typed list leaves its items' kind and
+// apiVersion out; the informer gives them from the list.
+func TestInformerListGivesKinds(t *testing.T) {
+	api := newFakeAPI(t)
+	api.put("pods", podObject("u1", nil))
+	inf := newInformer(api.client(), podResource, "", "", quiet())
+	go inf.run(t.Context())
+	waitFor(t, "the first list", inf.hasSynced)
+	o, ok := inf.getByUID("u1")
+	if !ok || o.APIVersion != "v1" || o.Kind != "Pod" {
+		t.Fatalf("pod %+v", o)
+	}
+}
+
+// TestAPIErrorNamesTheRequest: an error answer is an error naming the
+// request, its status and the server's message.
+func TestAPIErrorNamesTheRequest(t *testing.T) {
+	api := newFakeAPI(t)
+	_, err := api.client().get(t.Context(), daemonSetResource, "ns1", "missing")
+	if !isStatus(err, 404) {
+		t.Fatalf("err %v, want a 404", err)
+	}
+	want := fmt.Sprintf("GET /apis/apps/v1/namespaces/ns1/daemonsets/missing: 404 NotFound: daemonsets %q not found", "missing")
+	if err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+}
