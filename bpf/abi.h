@@ -70,7 +70,7 @@ enum file_op {
 	FILE_OP_REMOVEXATTR,
 	FILE_OP_UTIMES,
 	FILE_OP_FALLOCATE,
-	FILE_OP_IOCTL, /* an ioctl that changes the file (flags: its command) */
+	FILE_OP_IOCTL, /* an ioctl on a file or directory not known to leave it as it was (flags: its command) */
 };
 
 /* How to read a path field of a file event. */

@@ -18,26 +18,63 @@ volatile const __u32 cfg_exec_from_lsm = 0;      /* full tier: exec denials in b
 volatile const __u32 cfg_overlay_known = 0;      /* the kernel's BTF describes overlayfs (struct ovl_fs) */
 
 
-/* writing_ioctl reports whether cmd is an ioctl that changes the file it
- * is made on, which needs no descriptor open for writing: its attribute
- * flags (chattr: FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR), its generation
- * (FS_IOC_SETVERSION, ext4's EXT4_IOC_SETVERSION) or its becoming a
- * verity file (FS_IOC_ENABLE_VERITY). The 32-bit forms are what an ia32
- * process passes (and 6.1 hands file_ioctl as they are). */
-static __always_inline int writing_ioctl(__u32 cmd)
+/* harmless_ioctl reports whether cmd is an ioctl known to leave the file
+ * it is made on, and its file system, as they were: it asks (a terminal's
+ * settings, the bytes to read, the attribute flags, the extents, verity and
+ * encryption state) or changes only the descriptor (close-on-exec, blocking).
+ * Every other ioctl on a regular file or a directory is judged as a write of
+ * it, whatever its number says: the attribute and generation setters
+ * (chattr), FS_IOC_ENABLE_VERITY, btrfs's subvolume and snapshot
+ * creation and deletion, ext4's extent migration, an encryption policy set on
+ * a directory, and what a file system adds tomorrow. The 32-bit forms are
+ * what an ia32 process passes (and 6.1 hands file_ioctl as they are). */
+static __always_inline int harmless_ioctl(__u32 cmd)
 {
 	switch (cmd) {
-	case 0x40086602: /* FS_IOC_SETFLAGS */
-	case 0x40046602: /* FS_IOC32_SETFLAGS */
-	case 0x401c5820: /* FS_IOC_FSSETXATTR */
-	case 0x40087602: /* FS_IOC_SETVERSION */
-	case 0x40047602: /* FS_IOC32_SETVERSION */
-	case 0x40086604: /* EXT4_IOC_SETVERSION */
-	case 0x40046604: /* EXT4_IOC32_SETVERSION */
-	case 0x40806685: /* FS_IOC_ENABLE_VERITY */
+	case 0x5401:     /* TCGETS: isatty() on any descriptor */
+	case 0x5405:     /* TCGETA */
+	case 0x802c542a: /* TCGETS2 */
+	case 0x540f:     /* TIOCGPGRP */
+	case 0x5411:     /* TIOCOUTQ */
+	case 0x5413:     /* TIOCGWINSZ */
+	case 0x5429:     /* TIOCGSID */
+	case 0x541b:     /* FIONREAD */
+	case 0x5421:     /* FIONBIO */
+	case 0x5450:     /* FIONCLEX */
+	case 0x5451:     /* FIOCLEX */
+	case 0x5452:     /* FIOASYNC */
+	case 0x5460:     /* FIOQSIZE */
+	case 0x1:        /* FIBMAP */
+	case 0x2:        /* FIGETBSZ */
+	case 0xc020660b: /* FS_IOC_FIEMAP */
+	case 0x80086601: /* FS_IOC_GETFLAGS */
+	case 0x80046601: /* FS_IOC32_GETFLAGS */
+	case 0x80087601: /* FS_IOC_GETVERSION */
+	case 0x80047601: /* FS_IOC32_GETVERSION */
+	case 0x80086603: /* EXT4_IOC_GETVERSION */
+	case 0x80046603: /* EXT4_IOC32_GETVERSION */
+	case 0x801c581f: /* FS_IOC_FSGETXATTR */
+	case 0x81009431: /* FS_IOC_GETFSLABEL */
+	case 0x80111500: /* FS_IOC_GETFSUUID */
+	case 0x80811501: /* FS_IOC_GETFSSYSFSPATH */
+	case 0x400c6615: /* FS_IOC_GET_ENCRYPTION_POLICY (declared _IOW) */
+	case 0xc0096616: /* FS_IOC_GET_ENCRYPTION_POLICY_EX */
+	case 0xc080661a: /* FS_IOC_GET_ENCRYPTION_KEY_STATUS */
+	case 0x8010661b: /* FS_IOC_GET_ENCRYPTION_NONCE */
+	case 0xc0046686: /* FS_IOC_MEASURE_VERITY */
+	case 0xc0286687: /* FS_IOC_READ_VERITY_METADATA */
 		return 1;
 	}
 	return 0;
+}
+
+/* judged_ioctl_mode reports whether an ioctl on an inode of this mode is
+ * judged: one on a regular file or a directory changes the file system's
+ * objects, one on a device, a socket or a pipe works on what lies behind. */
+static __always_inline int judged_ioctl_mode(__u32 mode)
+{
+	__u32 type = mode & 0170000;
+	return type == 0100000 /* S_IFREG */ || type == 0040000 /* S_IFDIR */;
 }
 
 /* count_drop counts a record lost. Atomic although the counter is this

@@ -338,13 +338,14 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	return file_event_judge(sc, d, 0, kernel_work_report(overlay_work()));
 }
 
-/* lsm_file_ioctl judges and reports an ioctl that changes the file, as
+/* lsm_file_ioctl judges and reports an ioctl on a regular file or a
+ * directory that is not known to leave it as it was (harmless_ioctl), as
  * op ioctl with the command in flags. overlayfs asks this hook again
  * itself, for the real file it changes under one reported already (its
  * ovl_security_fileattr): that one is judged, and not reported. */
 static __always_inline int lsm_file_ioctl(struct file *file, __u32 cmd)
 {
-	if (!writing_ioctl(cmd))
+	if (harmless_ioctl(cmd) || !judged_ioctl_mode(BPF_CORE_READ(file, f_inode, i_mode)))
 		return 0;
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	int ret;

@@ -292,8 +292,14 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	}
 	if (op == FILE_OP_UNLINK && (flags & AT_REMOVEDIR))
 		op = FILE_OP_RMDIR;
-	if (op == FILE_OP_IOCTL && !writing_ioctl(flags))
-		return 0; /* nearly every ioctl: not a write */
+	if (op == FILE_OP_IOCTL) {
+		/* Nearly every ioctl asks, or is on a device, socket or pipe. */
+		if (harmless_ioctl(flags))
+			return 0;
+		struct file *f = fd_file((int)sc_arg(&args, a.fd));
+		if (!f || !judged_ioctl_mode(BPF_CORE_READ(f, f_inode, i_mode)))
+			return 0;
+	}
 
 	/* Built in a working record and copied to the ring only as long as
 	 * its paths: reserving the whole struct would take PATH_LEN twice.

@@ -36,6 +36,9 @@ const (
 	fsIocFsgetxattr = 0x801c581f // FS_IOC_FSGETXATTR: _IOR('X', 31, struct fsxattr)
 	fsIocFssetxattr = 0x401c5820 // FS_IOC_FSSETXATTR: _IOW('X', 32, struct fsxattr)
 	fsIoc32Setflags = 0x40046602 // FS_IOC32_SETFLAGS: _IOW('f', 2, int)
+	// BTRFS_IOC_SUBVOL_CREATE: _IOW(0x94, 14, struct btrfs_ioctl_vol_args),
+	// a new directory entry made by an ioctl on its directory.
+	btrfsIocSubvolCreate = 0x5000940e
 )
 
 func helperArgc() int {
@@ -148,6 +151,35 @@ func helperOp(op string, a []string) error {
 				return err
 			}
 			return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsNodumpFl))
+		})
+	case "subvol-create": // a btrfs subvolume in a directory open for reading (ENOTTY elsewhere)
+		return withFD(a[0], unix.O_RDONLY|unix.O_DIRECTORY, func(fd int) error {
+			var args [4096]byte // struct btrfs_ioctl_vol_args: fd (s64), then the name
+			copy(args[8:], "rf-subvol")
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), btrfsIocSubvolCreate, uintptr(unsafe.Pointer(&args[0]))); e != 0 {
+				return e
+			}
+			return nil
+		})
+	case "harmless-ioctls": // what asks a regular file and changes nothing: never judged
+		return withFD(a[0], unix.O_RDONLY, func(fd int) error {
+			if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != unix.ENOTTY { // isatty
+				return fmt.Errorf("TCGETS: %v, want ENOTTY", err)
+			}
+			if _, err := unix.IoctlGetInt(fd, unix.TIOCINQ); err != nil { // FIONREAD
+				return fmt.Errorf("FIONREAD: %w", err)
+			}
+			if _, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err != nil {
+				return fmt.Errorf("FS_IOC_GETFLAGS: %w", err)
+			}
+			var fa [28]byte
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFsgetxattr, uintptr(unsafe.Pointer(&fa[0]))); e != 0 {
+				return fmt.Errorf("FS_IOC_FSGETXATTR: %w", e)
+			}
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), 0x5451 /* FIOCLEX */, 0); e != 0 {
+				return fmt.Errorf("FIOCLEX: %w", e)
+			}
+			return nil
 		})
 	case "fssetxattr": // the same through FS_IOC_FSSETXATTR
 		return withFD(a[0], unix.O_RDONLY, func(fd int) error {
