@@ -63,18 +63,60 @@ static __always_inline int harmless_ioctl(__u32 cmd)
 	case 0x8010661b: /* FS_IOC_GET_ENCRYPTION_NONCE */
 	case 0xc0046686: /* FS_IOC_MEASURE_VERITY */
 	case 0xc0286687: /* FS_IOC_READ_VERITY_METADATA */
+	case 0xc0c0583b: /* FS_IOC_GETFSMAP */
+	case 0x8008662c: /* EXT4_IOC_GETFSUUID */
+	case 0xc020662a: /* EXT4_IOC_GET_ES_CACHE */
+	case 0x8100587e: /* XFS_IOC_FSGEOMETRY */
+	case 0x800c581e: /* XFS_IOC_DIOINFO */
+	case 0xd0009412: /* BTRFS_IOC_INO_LOOKUP */
+	case 0xd000943e: /* BTRFS_IOC_INO_LOOKUP_USER */
+	case 0x8400941f: /* BTRFS_IOC_FS_INFO */
+	case 0x81f8943c: /* BTRFS_IOC_GET_SUBVOL_INFO */
+	case 0x80189439: /* BTRFS_IOC_GET_FEATURES */
+	case 0xc0109414: /* BTRFS_IOC_SPACE_INFO */
+	case 0x80089419: /* BTRFS_IOC_SUBVOL_GETFLAGS */
+	case 0x8004f50c: /* F2FS_IOC_GET_FEATURES */
+	case 0x1260:     /* BLKGETSIZE: a disk image probed as a device */
+	case 0x1268:     /* BLKSSZGET */
+	case 0x80081272: /* BLKGETSIZE64 */
 		return 1;
 	}
 	return 0;
 }
 
-/* judged_ioctl_mode reports whether an ioctl on an inode of this mode is
- * judged: one on a regular file or a directory changes the file system's
- * objects, one on a device, a socket or a pipe works on what lies behind. */
-static __always_inline int judged_ioctl_mode(__u32 mode)
+#define O_PATH_FLAG 010000000 /* O_PATH, kept in an O_PATH file's f_flags */
+
+/* A mount of the kernel's own (kern_mount: pipes, sockets, anonymous
+ * inodes, nsfs, memfd's shmem; overlayfs's private mounts of its layers)
+ * has this as its namespace, ERR_PTR(-EINVAL). */
+#define MNT_NS_INTERNAL ((__u64)-22)
+
+/* internal_mount reports whether f is on a mount of the kernel's own, in no
+ * namespace: no process reaches a root's files through one. */
+static __always_inline int internal_mount(struct file *f)
 {
-	__u32 type = mode & 0170000;
-	return type == 0100000 /* S_IFREG */ || type == 0040000 /* S_IFDIR */;
+	__u64 vm = (__u64)BPF_CORE_READ(f, f_path.mnt);
+	struct mount *m = (struct mount *)(vm - bpf_core_field_offset(struct mount, mnt));
+	return (__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL;
+}
+
+/* judged_ioctl_file reports whether an ioctl on f is judged: one on a
+ * regular file or a directory of a mounted file system changes its objects.
+ * One on a device, a socket or a pipe works on what lies behind; a file of
+ * the kernel's own mounts (nsfs's namespaces, which are regular files, and
+ * from 6.15 the anonymous inodes of eventfd, epoll, perf, KVM and
+ * userfaultfd, which look like regular files inside the kernel) is in no
+ * root; an O_PATH descriptor takes no ioctl (EBADF). overlayfs's own call
+ * for the real file under an overlay file, on its private mount, follows
+ * the call on the overlay file, judged already. */
+static __always_inline int judged_ioctl_file(struct file *f)
+{
+	__u32 type = BPF_CORE_READ(f, f_inode, i_mode) & 0170000;
+	if (type != 0100000 /* S_IFREG */ && type != 0040000 /* S_IFDIR */)
+		return 0;
+	if (BPF_CORE_READ(f, f_flags) & O_PATH_FLAG)
+		return 0;
+	return !internal_mount(f);
 }
 
 /* count_drop counts a record lost. Atomic although the counter is this

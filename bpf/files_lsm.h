@@ -22,9 +22,6 @@
 #define LSM_S_IFREG 0100000
 
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
-/* fs/mount.h: the namespace of a mount the kernel made for itself
- * (kern_mount, clone_private_mount), ERR_PTR(-EINVAL) */
-#define MNT_NS_INTERNAL ((__u64)-22)
 
 /* overlay_work reports whether the current task runs with overlayfs's
  * credentials for the overlay that is its root: the task is inside an
@@ -60,9 +57,7 @@ static __always_inline int overlay_work(void)
  * mounts too, and on no root filesystem). */
 static __always_inline int internal_file(struct file *file)
 {
-	__u64 vm = (__u64)BPF_CORE_READ(file, f_path.mnt);
-	struct mount *m = (struct mount *)(vm - bpf_core_field_offset(struct mount, mnt));
-	if ((__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL)
+	if (internal_mount(file))
 		return 1;
 	return BPF_CORE_READ(file, f_inode) != BPF_CORE_READ(file, f_path.dentry, d_inode);
 }
@@ -345,7 +340,7 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
  * ovl_security_fileattr): that one is judged, and not reported. */
 static __always_inline int lsm_file_ioctl(struct file *file, __u32 cmd)
 {
-	if (harmless_ioctl(cmd) || !judged_ioctl_mode(BPF_CORE_READ(file, f_inode, i_mode)))
+	if (harmless_ioctl(cmd) || !judged_ioctl_file(file))
 		return 0;
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	int ret;

@@ -9,7 +9,6 @@
 #define SIGSTOP 19
 
 #define TMPFS_MAGIC 0x01021994
-#define MNT_NS_INTERNAL ((__u64)-22) /* ERR_PTR(-EINVAL): kern_mount()s */
 
 /* exe_is_memfd reports whether the executed file is an anonymous memory
  * file: on the kernel's internal tmpfs mount, which no process can name a
@@ -17,10 +16,7 @@
  * recognised by that, never by a path or argv the image could choose. */
 static __always_inline int exe_is_memfd(struct file *f)
 {
-	struct super_block *sb = BPF_CORE_READ(f, f_inode, i_sb);
-	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	struct mount *m = (struct mount *)((__u64)vm - bpf_core_field_offset(struct mount, mnt));
-	return (__u64)BPF_CORE_READ(m, mnt_ns) == MNT_NS_INTERNAL && BPF_CORE_READ(sb, s_magic) == TMPFS_MAGIC;
+	return internal_mount(f) && BPF_CORE_READ(f, f_inode, i_sb, s_magic) == TMPFS_MAGIC;
 }
 
 #define INIT_ARGS_LEN 64

@@ -297,7 +297,7 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 		if (harmless_ioctl(flags))
 			return 0;
 		struct file *f = fd_file((int)sc_arg(&args, a.fd));
-		if (!f || !judged_ioctl_mode(BPF_CORE_READ(f, f_inode, i_mode)))
+		if (!f || !judged_ioctl_file(f))
 			return 0;
 	}
 

@@ -181,6 +181,40 @@ func helperOp(op string, a []string) error {
 			}
 			return nil
 		})
+	case "pseudo-ioctls": // ioctls on what no root holds, and on an O_PATH descriptor of a[0]: never judged
+		subvol := func(fd int) error {
+			var args [4096]byte
+			_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), btrfsIocSubvolCreate, uintptr(unsafe.Pointer(&args[0])))
+			if e != 0 {
+				return e
+			}
+			return nil
+		}
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC) // an anonymous inode: a regular file inside 6.15+
+		if err != nil {
+			return err
+		}
+		defer unix.Close(efd)
+		if err := subvol(efd); err != unix.ENOTTY {
+			return fmt.Errorf("eventfd: %v, want ENOTTY", err)
+		}
+		if err := withFD("/proc/self/ns/net", unix.O_RDONLY, func(fd int) error { // nsfs: a regular file
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), 0xb703 /* NS_GET_NSTYPE */, 0); e != 0 {
+				return fmt.Errorf("NS_GET_NSTYPE: %w", e)
+			}
+			if err := subvol(fd); err != unix.ENOTTY {
+				return fmt.Errorf("nsfs: %v, want ENOTTY", err)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return withFD(a[0], unix.O_PATH, func(fd int) error {
+			if err := subvol(fd); err != unix.EBADF {
+				return fmt.Errorf("O_PATH: %v, want EBADF", err)
+			}
+			return nil
+		})
 	case "fssetxattr": // the same through FS_IOC_FSSETXATTR
 		return withFD(a[0], unix.O_RDONLY, func(fd int) error {
 			var fa [28]byte // struct fsxattr: xflags first

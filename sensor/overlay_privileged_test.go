@@ -37,6 +37,7 @@ func TestPrivilegedOneEventPerWrite(t *testing.T) {
 		{"chown", []string{"/etc/passwd"}, "chown", "/etc/passwd", ""},
 		{"setflags", []string{"/etc/hostname"}, "ioctl", "/etc/hostname", ""}, // copied up, then its flags set
 		{"harmless-ioctls", []string{"/etc/hosts"}, "", "", ""},               // asks only: no event
+		{"pseudo-ioctls", []string{"/etc/hosts"}, "", "", ""},                 // eventfd, nsfs, O_PATH: no event
 		{"subvol-create", []string{"/etc"}, "ioctl", "/etc", "ENOTTY"},        // not btrfs: judged, then refused by overlayfs
 		{"create", []string{"/etc/rf-file"}, "create", "/etc/rf-file", ""},
 		{"link", []string{"/etc/passwd", "/etc/rf-link"}, "link", "/etc/rf-link", ""},
@@ -72,7 +73,7 @@ func TestPrivilegedOneEventPerWrite(t *testing.T) {
 			continue
 		}
 		got = append(got, e.Op+" "+e.Path)
-		fmt.Fprintf(&all, "\n  %s %q scope=%q target=%q", e.Op, e.Path, e.PathScope, e.Target)
+		fmt.Fprintf(&all, "\n  %s %q scope=%q target=%q flags=%#x", e.Op, e.Path, e.PathScope, e.Target, e.Flags)
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("%d events wanted, %d file events got:%s\nwant, in order:\n  %s", len(want), len(got), all.String(), strings.Join(want, "\n  "))
