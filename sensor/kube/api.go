@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -126,6 +127,8 @@ type APIError struct {
 	Code         int    // HTTP status (410: the resource version is too old)
 	Reason       string // the Status's reason (NotFound, Forbidden, Expired...)
 	Message      string
+	// RetryAfter is how long the server asked to wait (429, 503), or 0.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -134,6 +137,15 @@ func (e *APIError) Error() string {
 		msg = http.StatusText(e.Code)
 	}
 	return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.Code, e.Reason, msg)
+}
+
+// retryAfter is how long the server asked err's request to wait, or 0.
+func retryAfter(err error) time.Duration {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // isStatus reports whether err is the API server's answer with this code.
@@ -196,6 +208,9 @@ func (c *client) request(ctx context.Context, method, path string, query url.Val
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := &APIError{Method: method, Path: path, Code: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
 	var st status
 	if json.Unmarshal(data, &st) == nil && st.Kind == "Status" {
 		e.Reason, e.Message = st.Reason, st.Message
@@ -213,14 +228,14 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		return err
 	}
 	defer resp.Body.Close()
-	if out == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return err
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("%s %s: the answer: %w", method, path, err)
+		}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: the answer: %w", method, path, err)
-	}
-	return nil
+	// Read to its end, so that the connection is used again.
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	return err
 }
 
 // requestTimeout bounds a request that is not a watch.

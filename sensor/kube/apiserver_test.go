@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type fakeAPI struct {
 	fail      map[string]int // plural → HTTP status answered to every request on it
 	events    chan map[string]any
 	lists     map[string]int
+	listRVs   []string      // each list's resourceVersion and resourceVersionMatch
 	watchFor  time.Duration // how long a watch lasts at most
 }
 
@@ -128,6 +130,12 @@ func (f *fakeAPI) listCount(plural string) int {
 	return f.lists[plural]
 }
 
+func (f *fakeAPI) listVersions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.listRVs)
+}
+
 func clone(obj map[string]any) map[string]any {
 	data, _ := json.Marshal(obj)
 	var out map[string]any
@@ -194,14 +202,18 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", "no such path "+r.URL.Path)
 		return
 	}
+	q := r.URL.Query()
 	f.mu.Lock()
 	code := f.fail[plural]
+	if r.Method == http.MethodGet && name == "" && q.Get("watch") != "1" { // a list, answered or not
+		f.lists[plural]++
+		f.listRVs = append(f.listRVs, q.Get("resourceVersion")+"/"+q.Get("resourceVersionMatch"))
+	}
 	f.mu.Unlock()
 	if code != 0 {
 		writeStatus(w, code, "InternalError", "failing as told")
 		return
 	}
-	q := r.URL.Query()
 	switch {
 	case r.Method == http.MethodPost && plural == "events":
 		var ev map[string]any
@@ -227,7 +239,6 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.watch(w, r, ns, plural, q.Get("fieldSelector"), q.Get("resourceVersion"))
 	default:
 		f.mu.Lock()
-		f.lists[plural]++
 		items := []any{}
 		for _, obj := range f.objs[plural] {
 			if matches(obj, ns, q.Get("fieldSelector")) {

@@ -39,12 +39,17 @@ func newClient(kubeconfig, userAgent string) (*client, error) {
 	return c, nil
 }
 
-// httpClient is the client of one API server. Watches last minutes, so
-// no request has an overall timeout: each is bounded by its context, and
-// an HTTP/2 connection that stops answering is found by its pings.
-func httpClient(tc *tls.Config) *http.Client {
+// httpClient is the client of one API server, through proxy (nil: the
+// environment's). Watches last minutes, so no request has an overall
+// timeout: each is bounded by its context, and an HTTP/2 connection that
+// stops answering is found by its pings.
+func httpClient(tc *tls.Config, proxy *url.URL) *http.Client {
+	proxyFunc := http.ProxyFromEnvironment
+	if proxy != nil {
+		proxyFunc = http.ProxyURL(proxy)
+	}
 	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
+		Proxy:               proxyFunc,
 		TLSClientConfig:     tc,
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
@@ -74,7 +79,7 @@ func inCluster(host, port, dir string) (*client, error) {
 	}
 	return &client{
 		server: "https://" + net.JoinHostPort(host, port),
-		http:   httpClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
+		http:   httpClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil),
 		token:  token,
 	}, nil
 }
@@ -123,6 +128,7 @@ type kubeconfigFile struct {
 		Name    string `yaml:"name"`
 		Cluster struct {
 			Server        string `yaml:"server"`
+			ProxyURL      string `yaml:"proxy-url"`
 			CA            string `yaml:"certificate-authority"`
 			CAData        string `yaml:"certificate-authority-data"`
 			Insecure      bool   `yaml:"insecure-skip-tls-verify"`
@@ -193,17 +199,31 @@ func fromKubeconfig(file string) (*client, error) {
 	if err != nil || srv.Host == "" || (srv.Scheme != "https" && srv.Scheme != "http") {
 		return nil, fmt.Errorf("%s.server %q: not an http(s) URL", where, cluster.Server)
 	}
+	var proxy *url.URL
+	if cluster.ProxyURL != "" {
+		if proxy, err = url.Parse(cluster.ProxyURL); err != nil || proxy.Host == "" {
+			return nil, fmt.Errorf("%s.proxy-url %q: not a URL", where, cluster.ProxyURL)
+		}
+	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cluster.TLSServerName, InsecureSkipVerify: cluster.Insecure}
 	if cluster.CA != "" || cluster.CAData != "" {
+		if cluster.Insecure {
+			return nil, fmt.Errorf("%s: certificate-authority and insecure-skip-tls-verify together: which one is meant?", where)
+		}
 		caData, err := decodeData(cluster.CAData)
 		if err != nil {
 			return nil, fmt.Errorf("%s.certificate-authority-data: %w", where, err)
 		}
-		if tc.RootCAs, err = caPool(rel(cluster.CA), caData); err != nil {
+		caFile := rel(cluster.CA)
+		if caData != "" { // the data, when given, wins (as kubectl reads it)
+			caFile = ""
+		}
+		if tc.RootCAs, err = caPool(caFile, caData); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
-	c := &client{server: srv.Scheme + "://" + srv.Host}
+	// A server below a path (a proxy's /k8s/clusters/NAME) keeps it.
+	c := &client{server: srv.Scheme + "://" + srv.Host + strings.TrimSuffix(srv.EscapedPath(), "/")}
 	if ctx.User != "" {
 		ui := -1
 		for i, u := range kc.Users {
@@ -243,7 +263,10 @@ func fromKubeconfig(file string) (*client, error) {
 			c.token = func() (string, error) { return readToken(f) }
 		}
 	}
-	c.http = httpClient(tc)
+	if srv.Scheme == "http" && (c.token != nil || len(tc.Certificates) > 0) {
+		return nil, fmt.Errorf("%s.server %q: credentials are not sent in clear; use https", where, cluster.Server)
+	}
+	c.http = httpClient(tc, proxy)
 	return c, nil
 }
 

@@ -73,7 +73,8 @@ func tlsServer(t *testing.T, p testPKI) *httptest.Server {
 			cn = r.TLS.PeerCertificates[0].Subject.CommonName
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"metadata":{"name":"` + cn + `","namespace":"` + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + `"}}`))
+		_, _ = w.Write([]byte(`{"metadata":{"name":"` + cn + `","namespace":"` + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") +
+			`","uid":"` + r.URL.Path + `"}}`))
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: p.pool, ClientAuth: tls.VerifyClientCertIfGiven}
 	srv.StartTLS()
@@ -143,6 +144,18 @@ current-context: with-cert
 		t.Errorf("with a token file: %+v %v, want the token and no certificate", o, err)
 	}
 
+	if o.Metadata.UID != "/api/v1/pods/x" {
+		t.Errorf("asked %q", o.Metadata.UID)
+	}
+	// A server below a path keeps it.
+	kcPath := write(t, dir, "config-path", []byte(strings.Replace(string(data), `server: "`+srv.URL+`"`, `server: "`+srv.URL+`/k8s/clusters/c1/"`, 1)))
+	if c, err = newClient(kcPath, ""); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = c.get(t.Context(), podResource, "", "x"); err != nil || o.Metadata.UID != "/k8s/clusters/c1/api/v1/pods/x" {
+		t.Errorf("a server below a path: asked %+v (%v)", o, err)
+	}
+
 	// Without the CA, the server's certificate is not trusted.
 	kc3 := write(t, dir, "config3", []byte(strings.Replace(string(data), ", certificate-authority: ca.crt", "", 1)))
 	if c, err = newClient(kc3, ""); err != nil {
@@ -179,6 +192,10 @@ current-context: x
 		{"bad server", strings.Replace(strings.Replace(base, "https://127.0.0.1:6443", "127.0.0.1:6443", 1), "USER", "{}", 1), "clusters[c].cluster.server"},
 		{"bad CA", strings.Replace(strings.Replace(base, `"https://127.0.0.1:6443"`, `"https://127.0.0.1:6443", certificate-authority-data: "bm90IHBlbQ=="`, 1), "USER", "{}", 1), "no PEM certificate"},
 		{"token file missing", strings.Replace(base, "USER", "{tokenFile: nothere}", 1), "users[u].user.tokenFile: token:"},
+		{"insecure with a CA", strings.Replace(strings.Replace(base, `"https://127.0.0.1:6443"`, `"https://127.0.0.1:6443", insecure-skip-tls-verify: true, certificate-authority: ca.crt`, 1), "USER", "{}", 1),
+			"clusters[c].cluster: certificate-authority and insecure-skip-tls-verify together"},
+		{"token in clear", strings.Replace(strings.Replace(base, "https://", "http://", 1), "USER", "{token: abc}", 1), "credentials are not sent in clear"},
+		{"bad proxy", strings.Replace(strings.Replace(base, `"https://127.0.0.1:6443"`, `"https://127.0.0.1:6443", proxy-url: "::"`, 1), "USER", "{}", 1), "clusters[c].cluster.proxy-url"},
 	}
 	for _, tt := range tests {
 		kc := write(t, dir, "kc", []byte(tt.doc))

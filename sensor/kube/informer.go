@@ -100,35 +100,53 @@ func (i *informer) list() []*Object {
 // run lists and watches until ctx ends.
 func (i *informer) run(ctx context.Context) {
 	go i.notes.deliver(ctx, i.handlers)
-	backoff := time.Second
+	var (
+		backoff = time.Second
+		listed  string // the version of the last list ("": none yet)
+	)
 	fail := func(what string, err error) {
-		i.log.Warn("kubernetes: "+what+" failed, retrying", "resource", i.res.Plural, "in", backoff, "error", err)
+		// Agents retry at spread times, never sooner than the server asks.
+		wait := backoff/2 + rand.N(backoff)
+		if ra := retryAfter(err); ra > wait {
+			wait = min(ra, 2*maxBackoff)
+		}
+		i.log.Warn("kubernetes: "+what+" failed, retrying", "resource", i.res.Plural, "in", wait.Round(time.Millisecond), "error", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
 	for ctx.Err() == nil {
-		rv, err := i.relist(ctx)
+		rv, err := i.relist(ctx, listed)
 		if err != nil {
 			if ctx.Err() == nil {
 				fail("list", err)
 			}
+			listed = "" // next from the API server's storage, its latest
 			continue
 		}
-		backoff = time.Second
+		listed = rv
 		for ctx.Err() == nil {
 			began, was := time.Now(), rv
-			var got bool
-			rv, got, err = i.watch(ctx, rv)
-			if got {
+			rv, err = i.watch(ctx, rv)
+			lasted := time.Since(began)
+			if lasted >= healthyWatch {
 				backoff = time.Second
 			}
-			if errors.Is(err, errGone) || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				break
 			}
-			if err == nil && rv == was && time.Since(began) < time.Second {
+			if errors.Is(err, errGone) {
+				if lasted < time.Second {
+					// Gone at once, after a list of that version: not
+					// listed again at once.
+					fail("watch", err)
+				}
+				listed = rv
+				break
+			}
+			if err == nil && rv == was && lasted < time.Second {
 				// A server that ends every watch at once is not asked
 				// again at once.
 				err = errors.New("the watch ended at once")
@@ -140,12 +158,26 @@ func (i *informer) run(ctx context.Context) {
 	}
 }
 
+// healthyWatch is how long a watch lasts for the server to be deemed well
+// again: the wait between tries starts again from a second.
+const healthyWatch = 30 * time.Second
+
 // relist lists the objects, stores them in place of what was stored, and
-// tells the differences; it returns the list's version.
-func (i *informer) relist(ctx context.Context) (string, error) {
+// tells the differences; it returns the list's version. The first list
+// (since "") is served from the API server's cache, as is one from a
+// version seen before (not older than it); after a failed list, since is
+// "" again and the list comes from its storage.
+func (i *informer) relist(ctx context.Context, since string) (string, error) {
 	q := url.Values{}
 	if i.selector != "" {
 		q.Set("fieldSelector", i.selector)
+	}
+	switch {
+	case !i.synced.Load():
+		q.Set("resourceVersion", "0")
+	case since != "":
+		q.Set("resourceVersion", since)
+		q.Set("resourceVersionMatch", "NotOlderThan")
 	}
 	lctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -181,16 +213,20 @@ func (i *informer) relist(ctx context.Context) (string, error) {
 		i.byUID[o.Metadata.UID] = o
 	}
 	var changes []note
-	for k, o := range items {
-		if was, ok := old[k]; !ok {
-			changes = append(changes, note{cur: o})
-		} else if was.Metadata.ResourceVersion != o.Metadata.ResourceVersion {
+	for k, was := range old {
+		o, ok := items[k]
+		switch {
+		case !ok:
+			changes = append(changes, note{old: was})
+		case was.Metadata.UID != o.Metadata.UID: // deleted, then made again
+			changes = append(changes, note{old: was}, note{cur: o})
+		case was.Metadata.ResourceVersion != o.Metadata.ResourceVersion:
 			changes = append(changes, note{old: was, cur: o})
 		}
 	}
-	for k, o := range old {
-		if _, ok := items[k]; !ok {
-			changes = append(changes, note{old: o})
+	for k, o := range items {
+		if _, ok := old[k]; !ok {
+			changes = append(changes, note{cur: o})
 		}
 	}
 	i.mu.Unlock()
@@ -213,10 +249,9 @@ type watchEvent struct {
 }
 
 // watch watches from version rv and stores what it delivers. It returns
-// the last version seen, whether the API server answered at all, and why
-// it ended: nil when the API server closed it (its timeout), errGone when
-// rv is too old.
-func (i *informer) watch(ctx context.Context, rv string) (string, bool, error) {
+// the last version seen and why it ended: nil when the API server closed it
+// (its timeout), errGone when rv is too old.
+func (i *informer) watch(ctx context.Context, rv string) (string, error) {
 	timeout := watchTimeout/2 + rand.N(watchTimeout/2)
 	q := url.Values{
 		"watch":               {"1"},
@@ -232,10 +267,10 @@ func (i *informer) watch(ctx context.Context, rv string) (string, bool, error) {
 	defer cancel()
 	resp, err := i.c.request(wctx, http.MethodGet, i.res.path(i.ns, ""), q, nil)
 	if isStatus(err, http.StatusGone) {
-		return rv, false, errGone
+		return rv, errGone
 	}
 	if err != nil {
-		return rv, false, err
+		return rv, err
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
@@ -243,20 +278,20 @@ func (i *informer) watch(ctx context.Context, rv string) (string, bool, error) {
 		var ev watchEvent
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
-				return rv, true, nil
+				return rv, nil
 			}
-			return rv, true, err
+			return rv, err
 		}
 		if ev.Type == "ERROR" {
 			var st status
 			if json.Unmarshal(ev.Object, &st) == nil && st.Code == http.StatusGone {
-				return rv, true, errGone
+				return rv, errGone
 			}
-			return rv, true, fmt.Errorf("watch of %s: %s: %s", i.res.Plural, st.Reason, st.Message)
+			return rv, fmt.Errorf("watch of %s: %s: %s", i.res.Plural, st.Reason, st.Message)
 		}
 		o := new(Object)
 		if err := json.Unmarshal(ev.Object, o); err != nil {
-			return rv, true, fmt.Errorf("watch of %s: %s event: %w", i.res.Plural, ev.Type, err)
+			return rv, fmt.Errorf("watch of %s: %s event: %w", i.res.Plural, ev.Type, err)
 		}
 		if o.Metadata.ResourceVersion != "" {
 			rv = o.Metadata.ResourceVersion
@@ -268,7 +303,7 @@ func (i *informer) watch(ctx context.Context, rv string) (string, bool, error) {
 			i.remove(o)
 		case "BOOKMARK":
 		default:
-			return rv, true, fmt.Errorf("watch of %s: unknown event type %q", i.res.Plural, ev.Type)
+			return rv, fmt.Errorf("watch of %s: unknown event type %q", i.res.Plural, ev.Type)
 		}
 	}
 }
@@ -283,6 +318,10 @@ func (i *informer) put(o *Object) {
 	}
 	i.byUID[o.Metadata.UID] = o
 	i.mu.Unlock()
+	if was != nil && was.Metadata.UID != o.Metadata.UID { // its deletion was not seen
+		i.notes.push(note{old: was}, note{cur: o})
+		return
+	}
 	i.notes.push(note{old: was, cur: o})
 }
 

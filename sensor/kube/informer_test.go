@@ -3,6 +3,7 @@ package kube
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,11 +94,17 @@ func TestInformerFollowsTheAPI(t *testing.T) {
 	api.forget()
 	api.del("runtimepolicies", "d")
 	api.put("runtimepolicies", named("e", nil))
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "a list refused", func() bool {
+		vs := api.listVersions()
+		return strings.HasSuffix(vs[len(vs)-1], "/NotOlderThan")
+	})
 	api.failing("runtimepolicies", 0)
 	log.await(t, "delete d", "add e")
-	if n := api.listCount("runtimepolicies"); n != 2 {
-		t.Errorf("%d lists, want 2", n)
+	// The first list from the API server's cache; after a 410 and a failed
+	// list, from its storage; then from the last version seen.
+	vs := api.listVersions()
+	if len(vs) < 3 || vs[0] != "0/" || vs[1] == "0/" || !strings.HasSuffix(vs[1], "/NotOlderThan") || vs[len(vs)-1] != "/" {
+		t.Errorf("lists asked %q, want 0/, then a version seen/NotOlderThan, then / after a failure", vs)
 	}
 	var names []string
 	for _, o := range inf.list() {
@@ -143,5 +150,31 @@ func TestAPIErrorNamesTheRequest(t *testing.T) {
 	want := fmt.Sprintf("GET /apis/apps/v1/namespaces/ns1/daemonsets/missing: 404 NotFound: daemonsets %q not found", "missing")
 	if err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
+	}
+}
+
+// TestInformerObjectMadeAgain: an object deleted and made again under its
+// name while the watch was away is told as a deletion and an addition, so
+// a handler keyed by uid hears of the new one.
+func TestInformerObjectMadeAgain(t *testing.T) {
+	api := newFakeAPI(t)
+	api.put("pods", podObject("u1", map[string]string{"app": "web"}))
+	inf := newInformer(api.client(), podResource, "", "", quiet())
+	var log changeLog
+	inf.addHandler(log.handler())
+	go inf.run(t.Context())
+	waitFor(t, "the first list", inf.hasSynced)
+	log.await(t, "add web")
+	api.failing("pods", 500)
+	api.forget()
+	api.del("pods", "prod/web")
+	api.put("pods", podObject("u2", map[string]string{"app": "web"}))
+	api.failing("pods", 0)
+	log.await(t, "delete web", "add web")
+	if _, ok := inf.getByUID("u1"); ok {
+		t.Error("the deleted pod is still found by its uid")
+	}
+	if o, ok := inf.getByUID("u2"); !ok || o.Metadata.Name != "web" {
+		t.Errorf("the new pod by its uid: %+v %v", o, ok)
 	}
 }

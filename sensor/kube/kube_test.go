@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,7 +79,9 @@ func TestConvert(t *testing.T) {
 
 // fakeApplier records what the watcher hands over, and refuses when told.
 type fakeApplier struct {
-	got    chan []enforce.RuntimePolicy
+	got chan []enforce.RuntimePolicy
+
+	mu     sync.Mutex
 	refuse error
 }
 
@@ -87,6 +90,8 @@ func (f *fakeApplier) SetPolicies(source string, pols []enforce.RuntimePolicy, _
 	if len(problems) > 0 {
 		return problems
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.refuse
 }
 
@@ -131,7 +136,9 @@ func TestPolicyWatcher(t *testing.T) {
 	api.del(PolicyResource.Plural, "b")
 	next(t, apply.got)
 
+	apply.mu.Lock()
 	apply.refuse = errors.New("selected by 9 policies, at most 8")
+	apply.mu.Unlock()
 	api.put(PolicyResource.Plural, policyDoc("c", ok))
 	next(t, apply.got)
 	ev = recv(t, api.events, "event")

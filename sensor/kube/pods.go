@@ -73,7 +73,7 @@ func (x *PodIndex) Lookup(uid string) (Pod, bool) {
 // podOf is what the index answers of a pod object.
 func podOf(p *Object) Pod {
 	m := p.Metadata
-	pod := Pod{UID: m.UID, Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, Deleting: m.DeletionTimestamp != nil}
+	pod := Pod{UID: m.UID, Name: m.Name, Namespace: m.Namespace, Labels: maps.Clone(m.Labels), Deleting: m.DeletionTimestamp != nil}
 	if c := p.controller(); c != nil {
 		pod.Controller = &Controller{APIVersion: c.APIVersion, Kind: c.Kind, Name: c.Name, UID: c.UID}
 	}
