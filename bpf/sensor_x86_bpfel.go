@@ -227,6 +227,7 @@ const (
 	SensorFileOpFILE_OP_UTIMES      SensorFileOp = 15
 	SensorFileOpFILE_OP_FALLOCATE   SensorFileOp = 16
 	SensorFileOpFILE_OP_IOCTL       SensorFileOp = 17
+	SensorFileOpFILE_OP_FILEATTR    SensorFileOp = 18
 )
 
 type SensorIfindexKey struct {

@@ -88,6 +88,7 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 235: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utimes */
 	case 261: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, -1, -1, -1, -1); break;   /* futimesat */
 	case 280: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, 3, -1, -1, -1); break;    /* utimensat */
+	case 469: *a = A(FILE_OP_FILEATTR, 1, 0, -1, -1, 4, -1, -1, -1); break;  /* file_setattr (6.17+) */
 	case 304: *a = A(FILE_OP_OPEN, -1, -1, -1, -1, 2, -1, 0, -1); a->handle = 1; break; /* open_by_handle_at */
 	case 16:  *a = A(FILE_OP_IOCTL, -1, -1, -1, -1, 1, -1, 0, -1); break;    /* ioctl: flags is the command */
 	default:
@@ -148,6 +149,7 @@ static __always_inline int fileop_for_ia32(long nr, struct fileop_args *a)
 	case 30:  *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utime */
 	case 271: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utimes */
 	case 299: *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, -1, -1, -1, -1); break;   /* futimesat */
+	case 469: *a = A(FILE_OP_FILEATTR, 1, 0, -1, -1, 4, -1, -1, -1); break;  /* file_setattr (6.17+) */
 	case 320: case 412:
 		  *a = A(FILE_OP_UTIMES, 1, 0, -1, -1, 3, -1, -1, -1); break;    /* utimensat, utimensat_time64 */
 	default:

@@ -39,6 +39,9 @@ const (
 	// BTRFS_IOC_SUBVOL_CREATE: _IOW(0x94, 14, struct btrfs_ioctl_vol_args),
 	// a new directory entry made by an ioctl on its directory.
 	btrfsIocSubvolCreate = 0x5000940e
+	// file_getattr and file_setattr (6.17+), the same number on x86-64 and ia32.
+	sysFileGetattr = 468
+	sysFileSetattr = 469
 )
 
 func helperArgc() int {
@@ -181,6 +184,22 @@ func helperOp(op string, a []string) error {
 			}
 			return nil
 		})
+	case "file-setattr": // FS_XFLAG_NODUMP by file_setattr (6.17+; ENOSYS before), no ioctl
+		name, err := unix.BytePtrFromString(a[0])
+		if err != nil {
+			return err
+		}
+		dfd := unix.AT_FDCWD
+		var fa [24]byte // struct file_attr: fa_xflags (u64), then four u32
+		for nr, what := range []uintptr{sysFileGetattr, sysFileSetattr} {
+			if nr == 1 {
+				binary.NativeEndian.PutUint64(fa[:], binary.NativeEndian.Uint64(fa[:])|fsXflagNodump)
+			}
+			if _, _, e := unix.Syscall6(what, uintptr(dfd), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(&fa[0])), uintptr(len(fa)), 0, 0); e != 0 {
+				return e
+			}
+		}
+		return nil
 	case "pseudo-ioctls": // ioctls on what no root holds, and on an O_PATH descriptor of a[0]: never judged
 		subvol := func(fd int) error {
 			var args [4096]byte

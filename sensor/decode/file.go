@@ -47,6 +47,8 @@ func OpName(op bpf.SensorFileOp) string {
 		return "fallocate"
 	case bpf.SensorFileOpFILE_OP_IOCTL:
 		return "ioctl"
+	case bpf.SensorFileOpFILE_OP_FILEATTR:
+		return "fileattr"
 	}
 	return fmt.Sprintf("op_%d", op)
 }
