@@ -79,6 +79,8 @@ static __always_inline int harmless_ioctl(__u32 cmd)
 	case 0x1260:     /* BLKGETSIZE: a disk image probed as a device */
 	case 0x1268:     /* BLKSSZGET */
 	case 0x80081272: /* BLKGETSIZE64 */
+	case 0x80041272: /* BLKGETSIZE64, from an ia32 process */
+	case 0x81e8943c: /* BTRFS_IOC_GET_SUBVOL_INFO, from an ia32 process */
 		return 1;
 	}
 	return 0;

@@ -336,8 +336,9 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 /* lsm_file_ioctl judges and reports an ioctl on a regular file or a
  * directory that is not known to leave it as it was (harmless_ioctl), as
  * op ioctl with the command in flags. overlayfs asks this hook again
- * itself, for the real file it changes under one reported already (its
- * ovl_security_fileattr): that one is judged, and not reported. */
+ * itself, for the real file it changes under one judged already (its
+ * ovl_security_fileattr): that file is on overlayfs's private mount of its
+ * layer, which judged_ioctl_file leaves out. */
 static __always_inline int lsm_file_ioctl(struct file *file, __u32 cmd)
 {
 	if (harmless_ioctl(cmd) || !judged_ioctl_file(file))

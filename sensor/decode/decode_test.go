@@ -333,3 +333,19 @@ func BenchmarkDecodeFile(b *testing.B) {
 		})
 	}
 }
+
+// TestEveryOpNamed: every operation the kernel's enum has gets a name, so
+// that a new one is never reported as op_N.
+func TestEveryOpNamed(t *testing.T) {
+	seen := map[string]bool{}
+	for op := bpf.SensorFileOpFILE_OP_OPEN; op <= bpf.SensorFileOpFILE_OP_FILEATTR; op++ {
+		name := OpName(op)
+		if strings.HasPrefix(name, "op_") || seen[name] {
+			t.Errorf("op %d: name %q", op, name)
+		}
+		seen[name] = true
+	}
+	if got := OpName(bpf.SensorFileOpFILE_OP_FILEATTR + 1); got != fmt.Sprintf("op_%d", bpf.SensorFileOpFILE_OP_FILEATTR+1) {
+		t.Errorf("an unknown op: %q", got)
+	}
+}

@@ -130,6 +130,14 @@ func (f *fakeAPI) listCount(plural string) int {
 	return f.lists[plural]
 }
 
+// gone reports whether a watch from version rv would be answered Gone.
+func (f *fakeAPI) gone(rv string) bool {
+	n, err := strconv.Atoi(rv)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return err == nil && n < f.forgotten
+}
+
 func (f *fakeAPI) listVersions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -210,7 +218,9 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		f.listRVs = append(f.listRVs, q.Get("resourceVersion")+"/"+q.Get("resourceVersionMatch"))
 	}
 	f.mu.Unlock()
-	if code != 0 {
+	if code != 0 && !(q.Get("watch") == "1" && f.gone(q.Get("resourceVersion"))) {
+		// A watch from a forgotten version is answered Gone even then, as
+		// it would be at once, so the informer goes to list.
 		writeStatus(w, code, "InternalError", "failing as told")
 		return
 	}

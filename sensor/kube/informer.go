@@ -102,7 +102,10 @@ func (i *informer) run(ctx context.Context) {
 	go i.notes.deliver(ctx, i.handlers)
 	var (
 		backoff = time.Second
-		listed  string // the version of the last list ("": none yet)
+		// since is what the next list asks for: "0" the API server's
+		// cache, as at first; a version seen, the cache not older than
+		// it; "" its storage, after a failed list or a version gone at once.
+		since = "0"
 	)
 	fail := func(what string, err error) {
 		// Agents retry at spread times, never sooner than the server asks.
@@ -118,15 +121,14 @@ func (i *informer) run(ctx context.Context) {
 		backoff = min(2*backoff, maxBackoff)
 	}
 	for ctx.Err() == nil {
-		rv, err := i.relist(ctx, listed)
+		rv, err := i.relist(ctx, since)
 		if err != nil {
 			if ctx.Err() == nil {
 				fail("list", err)
 			}
-			listed = "" // next from the API server's storage, its latest
+			since = ""
 			continue
 		}
-		listed = rv
 		for ctx.Err() == nil {
 			began, was := time.Now(), rv
 			rv, err = i.watch(ctx, rv)
@@ -138,12 +140,13 @@ func (i *informer) run(ctx context.Context) {
 				break
 			}
 			if errors.Is(err, errGone) {
+				since = rv
 				if lasted < time.Second {
-					// Gone at once, after a list of that version: not
-					// listed again at once.
+					// Gone at once, after a list of that version (a
+					// cache behind): listed again later, from storage.
 					fail("watch", err)
+					since = ""
 				}
-				listed = rv
 				break
 			}
 			if err == nil && rv == was && lasted < time.Second {
@@ -163,19 +166,19 @@ func (i *informer) run(ctx context.Context) {
 const healthyWatch = 30 * time.Second
 
 // relist lists the objects, stores them in place of what was stored, and
-// tells the differences; it returns the list's version. The first list
-// (since "") is served from the API server's cache, as is one from a
-// version seen before (not older than it); after a failed list, since is
-// "" again and the list comes from its storage.
+// tells the differences; it returns the list's version. since "0" asks the
+// API server's cache for what it has, a version the cache not older than
+// it, "" the server's storage (its latest).
 func (i *informer) relist(ctx context.Context, since string) (string, error) {
 	q := url.Values{}
 	if i.selector != "" {
 		q.Set("fieldSelector", i.selector)
 	}
-	switch {
-	case !i.synced.Load():
+	switch since {
+	case "":
+	case "0":
 		q.Set("resourceVersion", "0")
-	case since != "":
+	default:
 		q.Set("resourceVersion", since)
 		q.Set("resourceVersionMatch", "NotOlderThan")
 	}

@@ -193,12 +193,12 @@ func (s *Stage) AuditFile(e *event.Event, locate Locate, actor uint64) *event.Ev
 		ok    bool
 	)
 	if pathWhole {
-		owner, rel, b, ok = s.judge(locate, e.Path, follows(e.Op))
+		owner, rel, b, ok = s.judge(locate, e.Path, follows(e.Op, e.Flags))
 	}
 	other, otherFollows, otherWhole := e.Target, false, targetWhole
 	if !ok && targetWhole {
 		owner, rel, b, ok = s.judge(locate, e.Target, false)
-		other, otherFollows, otherWhole = e.Path, follows(e.Op), pathWhole
+		other, otherFollows, otherWhole = e.Path, follows(e.Op, e.Flags), pathWhole
 	}
 	if !ok {
 		if !pathCut && !targetCut {
@@ -241,11 +241,19 @@ func (s *Stage) judge(locate Locate, p string, follow bool) (uint64, string, enf
 	return owner, rel, b, ok
 }
 
-// follows reports whether an operation follows a final symlink of its path.
-func follows(op string) bool {
+// atSymlinkNofollow is AT_SYMLINK_NOFOLLOW, in the flags of the syscalls
+// whose event carries their at_flags: utimensat, fchownat, fchmodat2,
+// setxattrat, removexattrat, file_setattr.
+const atSymlinkNofollow = 0x100
+
+// follows reports whether an operation with these flags (the event's)
+// follows a final symlink of its path.
+func follows(op string, flags uint32) bool {
 	switch op {
 	case "unlink", "rmdir", "rename", "link", "symlink", "mkdir", "mknod":
 		return false
+	case "utimes", "chown", "chmod", "setxattr", "removexattr", "fileattr":
+		return flags&atSymlinkNofollow == 0
 	}
 	return true
 }
