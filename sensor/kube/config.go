@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,39 +117,45 @@ func caPool(file, data string) (*x509.CertPool, error) {
 
 // kubeconfigFile is the part of a kubeconfig the agent reads.
 type kubeconfigFile struct {
-	CurrentContext string `yaml:"current-context"`
-	Contexts       []struct {
-		Name    string `yaml:"name"`
-		Context struct {
-			Cluster string `yaml:"cluster"`
-			User    string `yaml:"user"`
-		} `yaml:"context"`
-	} `yaml:"contexts"`
-	Clusters []struct {
-		Name    string `yaml:"name"`
-		Cluster struct {
-			Server        string `yaml:"server"`
-			ProxyURL      string `yaml:"proxy-url"`
-			CA            string `yaml:"certificate-authority"`
-			CAData        string `yaml:"certificate-authority-data"`
-			Insecure      bool   `yaml:"insecure-skip-tls-verify"`
-			TLSServerName string `yaml:"tls-server-name"`
-		} `yaml:"cluster"`
-	} `yaml:"clusters"`
-	Users []struct {
-		Name string `yaml:"name"`
-		User struct {
-			Token        string `yaml:"token"`
-			TokenFile    string `yaml:"tokenFile"`
-			Cert         string `yaml:"client-certificate"`
-			CertData     string `yaml:"client-certificate-data"`
-			Key          string `yaml:"client-key"`
-			KeyData      string `yaml:"client-key-data"`
-			Username     string `yaml:"username"`
-			Exec         any    `yaml:"exec"`
-			AuthProvider any    `yaml:"auth-provider"`
-		} `yaml:"user"`
-	} `yaml:"users"`
+	CurrentContext string      `yaml:"current-context"`
+	Contexts       []kcContext `yaml:"contexts"`
+	Clusters       []kcCluster `yaml:"clusters"`
+	Users          []kcUser    `yaml:"users"`
+}
+
+type kcContext struct {
+	Name    string `yaml:"name"`
+	Context struct {
+		Cluster string `yaml:"cluster"`
+		User    string `yaml:"user"`
+	} `yaml:"context"`
+}
+
+type kcCluster struct {
+	Name    string `yaml:"name"`
+	Cluster struct {
+		Server        string `yaml:"server"`
+		ProxyURL      string `yaml:"proxy-url"`
+		CA            string `yaml:"certificate-authority"`
+		CAData        string `yaml:"certificate-authority-data"`
+		Insecure      bool   `yaml:"insecure-skip-tls-verify"`
+		TLSServerName string `yaml:"tls-server-name"`
+	} `yaml:"cluster"`
+}
+
+type kcUser struct {
+	Name string `yaml:"name"`
+	User struct {
+		Token        string `yaml:"token"`
+		TokenFile    string `yaml:"tokenFile"`
+		Cert         string `yaml:"client-certificate"`
+		CertData     string `yaml:"client-certificate-data"`
+		Key          string `yaml:"client-key"`
+		KeyData      string `yaml:"client-key-data"`
+		Username     string `yaml:"username"`
+		Exec         any    `yaml:"exec"`
+		AuthProvider any    `yaml:"auth-provider"`
+	} `yaml:"user"`
 }
 
 // fromKubeconfig is the configuration of a kubeconfig's current context:
@@ -174,22 +181,12 @@ func fromKubeconfig(file string) (*client, error) {
 		}
 		return filepath.Join(dir, p)
 	}
-	ci := -1
-	for i, c := range kc.Contexts {
-		if c.Name == kc.CurrentContext {
-			ci = i
-		}
-	}
+	ci := slices.IndexFunc(kc.Contexts, func(c kcContext) bool { return c.Name == kc.CurrentContext })
 	if ci < 0 {
 		return nil, fmt.Errorf("current-context %q: no such context", kc.CurrentContext)
 	}
 	ctx := kc.Contexts[ci].Context
-	cl := -1
-	for i, c := range kc.Clusters {
-		if c.Name == ctx.Cluster {
-			cl = i
-		}
-	}
+	cl := slices.IndexFunc(kc.Clusters, func(c kcCluster) bool { return c.Name == ctx.Cluster })
 	if cl < 0 {
 		return nil, fmt.Errorf("contexts[%s].context.cluster %q: no such cluster", kc.CurrentContext, ctx.Cluster)
 	}
@@ -225,12 +222,7 @@ func fromKubeconfig(file string) (*client, error) {
 	// A server below a path (a proxy's /k8s/clusters/NAME) keeps it.
 	c := &client{server: srv.Scheme + "://" + srv.Host + strings.TrimSuffix(srv.EscapedPath(), "/")}
 	if ctx.User != "" {
-		ui := -1
-		for i, u := range kc.Users {
-			if u.Name == ctx.User {
-				ui = i
-			}
-		}
+		ui := slices.IndexFunc(kc.Users, func(u kcUser) bool { return u.Name == ctx.User })
 		if ui < 0 {
 			return nil, fmt.Errorf("contexts[%s].context.user %q: no such user", kc.CurrentContext, ctx.User)
 		}

@@ -61,7 +61,7 @@ var errGone = errors.New("resource version too old")
 
 func newInformer(c *client, res Resource, ns, selector string, log *slog.Logger) *informer {
 	return &informer{c: c, res: res, ns: ns, selector: selector, log: log,
-		items: map[string]*Object{}, byUID: map[string]*Object{}}
+		items: map[string]*Object{}, byUID: map[string]*Object{}, notes: notes{kick: make(chan struct{}, 1)}}
 }
 
 // addHandler adds a handler; call it before run.
@@ -351,17 +351,13 @@ type note struct{ old, cur *Object }
 type notes struct {
 	mu   sync.Mutex
 	q    []note
-	kick chan struct{}
-	once sync.Once
+	kick chan struct{} // one buffered slot: changes are waiting
 }
-
-func (n *notes) init() { n.once.Do(func() { n.kick = make(chan struct{}, 1) }) }
 
 func (n *notes) push(ns ...note) {
 	if len(ns) == 0 {
 		return
 	}
-	n.init()
 	n.mu.Lock()
 	n.q = append(n.q, ns...)
 	n.mu.Unlock()
@@ -372,7 +368,6 @@ func (n *notes) push(ns ...note) {
 }
 
 func (n *notes) deliver(ctx context.Context, hs []handler) {
-	n.init()
 	for {
 		n.mu.Lock()
 		batch := n.q

@@ -55,6 +55,18 @@ func (l *changeLog) await(t *testing.T, want ...string) {
 	}
 }
 
+// followed starts an informer of res on the fake API, with a change log,
+// once it has listed; it stops when the test ends.
+func followed(t *testing.T, api *fakeAPI, res Resource) (*informer, *changeLog) {
+	t.Helper()
+	inf := newInformer(api.client(), res, "", "", quiet())
+	log := new(changeLog)
+	inf.addHandler(log.handler())
+	go inf.run(t.Context())
+	waitFor(t, "the first list", inf.hasSynced)
+	return inf, log
+}
+
 func named(name string, labels map[string]any) map[string]any {
 	return map[string]any{"apiVersion": "ringfence.dev/v1alpha1", "kind": "RuntimePolicy",
 		"metadata": map[string]any{"name": name, "uid": "uid-" + name, "labels": labels}}
@@ -70,11 +82,7 @@ func TestInformerFollowsTheAPI(t *testing.T) {
 	api.watchFor = 1200 * time.Millisecond // the server ends watches often (not at once)
 	api.put("runtimepolicies", named("a", nil))
 	api.put("runtimepolicies", named("b", nil))
-	inf := newInformer(api.client(), PolicyResource, "", "", quiet())
-	var log changeLog
-	inf.addHandler(log.handler())
-	go inf.run(t.Context())
-	waitFor(t, "the first list", inf.hasSynced)
+	inf, log := followed(t, api, PolicyResource)
 	log.await(t, "add a", "add b")
 
 	api.put("runtimepolicies", named("c", nil))
@@ -127,9 +135,7 @@ func TestInformerFollowsTheAPI(t *testing.T) {
 func TestInformerListGivesKinds(t *testing.T) {
 	api := newFakeAPI(t)
 	api.put("pods", podObject("u1", nil))
-	inf := newInformer(api.client(), podResource, "", "", quiet())
-	go inf.run(t.Context())
-	waitFor(t, "the first list", inf.hasSynced)
+	inf, _ := followed(t, api, podResource)
 	o, ok := inf.getByUID("u1")
 	if !ok || o.APIVersion != "v1" || o.Kind != "Pod" {
 		t.Fatalf("pod %+v", o)
@@ -156,11 +162,7 @@ func TestAPIErrorNamesTheRequest(t *testing.T) {
 func TestInformerObjectMadeAgain(t *testing.T) {
 	api := newFakeAPI(t)
 	api.put("pods", podObject("u1", map[string]string{"app": "web"}))
-	inf := newInformer(api.client(), podResource, "", "", quiet())
-	var log changeLog
-	inf.addHandler(log.handler())
-	go inf.run(t.Context())
-	waitFor(t, "the first list", inf.hasSynced)
+	inf, log := followed(t, api, podResource)
 	log.await(t, "add web")
 	api.failing("pods", 500)
 	api.forget()
@@ -182,11 +184,7 @@ func TestInformerObjectMadeAgain(t *testing.T) {
 func TestInformerRelistsFromCache(t *testing.T) {
 	api := newFakeAPI(t)
 	api.put("runtimepolicies", named("a", nil))
-	inf := newInformer(api.client(), PolicyResource, "", "", quiet())
-	var log changeLog
-	inf.addHandler(log.handler())
-	go inf.run(t.Context())
-	waitFor(t, "the first list", inf.hasSynced)
+	_, log := followed(t, api, PolicyResource)
 	log.await(t, "add a")
 	api.put("runtimepolicies", named("b", nil))
 	log.await(t, "add b")
