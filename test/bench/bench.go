@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,7 @@ type config struct {
 	bindIters int
 	execIters int
 	execBin   string
+	only      []string // workloads to measure; nil: all
 }
 
 // placement is where a child runs: in the cgroup the sensor watches, or in
@@ -44,11 +46,21 @@ func parentMain(args []string) int {
 	fs.IntVar(&cfg.bindIters, "bind-iters", 50_000, "iterations of the bind workload")
 	fs.IntVar(&cfg.execIters, "exec-iters", 2_000, "iterations of the fork+exec workload")
 	fs.StringVar(&cfg.execBin, "exec-bin", "/bin/true", `program the fork+exec workload runs; "self" for this binary, which exits at once`)
+	only := fs.String("workloads", "", "comma-separated workloads to measure (default all): "+workloadNames())
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *only != "" {
+		for _, name := range strings.Split(*only, ",") {
+			if _, ok := findWorkload(name); !ok {
+				fmt.Fprintf(os.Stderr, "bench: -workloads: no workload %q (have %s)\n", name, workloadNames())
+				return 2
+			}
+			cfg.only = append(cfg.only, name)
+		}
+	}
 	if cfg.ringfence == "" || fs.NArg() > 0 || cfg.rounds < 1 || cfg.openIters < 1 || cfg.bindIters < 1 || cfg.execIters < 1 {
-		fmt.Fprintln(os.Stderr, "usage: bench -ringfence PATH [-rounds N] [-open-iters N] [-bind-iters N] [-exec-iters N] [-exec-bin PATH|self]")
+		fmt.Fprintln(os.Stderr, "usage: bench -ringfence PATH [-rounds N] [-workloads A,B] [-open-iters N] [-bind-iters N] [-exec-iters N] [-exec-bin PATH|self]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -128,6 +140,9 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) (err error
 
 	var results []*result
 	for _, w := range workloads {
+		if cfg.only != nil && !slices.Contains(cfg.only, w.name) {
+			continue
+		}
 		for _, p := range placements {
 			results = append(results, &result{workload: w.name, placement: p.name})
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +33,15 @@ var workloads = []workload{
 	{"open-write+close", openLoop(unix.O_WRONLY)},
 	{"bind", bindLoop},
 	{"fork+exec", forkExecLoop},
+}
+
+// workloadNames lists the workloads' names, comma-separated.
+func workloadNames() string {
+	names := make([]string, len(workloads))
+	for i, w := range workloads {
+		names[i] = w.name
+	}
+	return strings.Join(names, ",")
 }
 
 func findWorkload(name string) (workload, bool) {
