@@ -100,7 +100,8 @@ func newHarness(tb testing.TB) *harness {
 	return newHarnessWith(tb, Config{})
 }
 
-// newHarnessWith starts a sensor with cfg, adding the watched cgroup and sink.
+// newHarnessWith starts a sensor with cfg, adding the watched cgroup and,
+// after cfg's own sinks, the recorder.
 func newHarnessWith(tb testing.TB, cfg Config) *harness {
 	tb.Helper()
 	testenv.Privileged(tb)
@@ -121,7 +122,7 @@ func newHarnessWith(tb testing.TB, cfg Config) *harness {
 
 	rec := &recorder{}
 	cfg.WatchCgroups = []string{dir}
-	cfg.Sinks = []Sink{rec}
+	cfg.Sinks = append(cfg.Sinks, rec)
 	cfg.Interval = 200 * time.Millisecond
 	s, err := New(cfg)
 	if err != nil {

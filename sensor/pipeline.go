@@ -33,6 +33,14 @@ type StallReporter interface {
 	Stalls() map[string]uint64
 }
 
+// Yielder is a sink of lesser rank than the store (JSON lines on stdout):
+// it drops what it is given while pressed reports true, the kernel ring
+// filling, so that the time it would take goes to the store. What it drops
+// it counts, as a DropReporter.
+type Yielder interface {
+	YieldWhile(pressed func() bool)
+}
+
 // DropReporter is a sink that drops, rather than wait, when its reader
 // falls behind (JSON lines on stdout), and counts what it dropped by
 // cause: events the other sinks have, missing from its output only.

@@ -210,6 +210,11 @@ func New(cfg Config) (_ *Sensor, err error) {
 	if s.ring, err = kern.OpenRing(); err != nil {
 		return nil, err
 	}
+	for _, sk := range cfg.Sinks {
+		if y, ok := sk.(Yielder); ok {
+			y.YieldWhile(s.ring.Pressed)
+		}
+	}
 	// Whatever the ring holds now was written while no daemon read it.
 	s.decoder.MarkOfflineBefore(time.Since(bootWall))
 	return s, nil

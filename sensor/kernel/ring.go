@@ -22,6 +22,8 @@ type Ring struct {
 	// backlogHigh full: it had fallen behind the kernel. Every overflow of
 	// the ring is preceded by one.
 	backlogs atomic.Uint64
+	// pressed is set while the ring is filling (see Pressed).
+	pressed atomic.Bool
 
 	mu     sync.Mutex // closed and the reader's close, against Drained
 	closed bool
@@ -37,12 +39,27 @@ func (s *Sensor) OpenRing() (*Ring, error) {
 }
 
 // The ring counts as backlogged from three quarters full until it is below
-// half full again.
+// half full again, and as pressed from a quarter full until it is below an
+// eighth full.
 const (
 	backlogHigh = 3
 	backlogLow  = 2
 	backlogOf   = 4
+
+	pressHigh = 2
+	pressLow  = 1
+	pressOf   = 8
 )
+
+// filling tells whether a ring of size bytes, avail of them unread, is
+// past high/of full, or still past low/of full when it was past high
+// before (was): a state that does not flap at one mark.
+func filling(avail, size int, was bool, high, low, of int) bool {
+	if was {
+		return avail*of >= size*low
+	}
+	return avail*of >= size*high
+}
 
 // Run hands every record to fn until ctx ends; then it hands over the
 // records still pending in the ring, so a clean shutdown loses nothing that
@@ -69,11 +86,15 @@ func (r *Ring) Run(ctx context.Context, fn func([]byte)) error {
 		}
 		// A full ring can only follow a reader that found it past
 		// backlogHigh: records are far smaller than a quarter of it.
-		if avail := r.r.AvailableBytes(); !behind && avail*backlogOf >= size*backlogHigh {
-			behind = true
-			r.backlogs.Add(1)
-		} else if behind && avail*backlogOf < size*backlogLow {
-			behind = false
+		avail := r.r.AvailableBytes()
+		if now := filling(avail, size, behind, backlogHigh, backlogLow, backlogOf); now != behind {
+			behind = now
+			if behind {
+				r.backlogs.Add(1)
+			}
+		}
+		if p := r.pressed.Load(); filling(avail, size, p, pressHigh, pressLow, pressOf) != p {
+			r.pressed.Store(!p)
 		}
 		r.started.Add(1)
 		fn(rec.RawSample)
@@ -98,6 +119,11 @@ func (r *Ring) Drain(fn func([]byte)) error {
 		fn(rec.RawSample)
 	}
 }
+
+// Pressed reports whether the ring is filling: found a quarter full, and
+// not yet below an eighth full again. The reader or the stages after it
+// are behind the kernel; what can yield to them should.
+func (r *Ring) Pressed() bool { return r.pressed.Load() }
 
 // Backlogs counts the times the reader found the ring three quarters full
 // or more: the kernel produced faster than the reader took records, because

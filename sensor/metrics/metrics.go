@@ -79,7 +79,7 @@ func newCollector(src Source, version string) *collector {
 		events:            d("events_total", "Events delivered by the sensor.", "kind", "verdict"),
 		lost:              d("events_lost_total", "Events lost, by cause (kernel ring full per kind, undecodable, unencodable, queue_closed, store write errors).", "cause"),
 		stalls:            d("pipeline_stalls_total", "Times a pipeline stage waited for the next one (back-pressure instead of loss).", "stage"),
-		sinkDropped:       d("sink_dropped_total", "Events one sink dropped while the others wrote them (stdout_behind: JSON lines on stdout whose reader fell behind); the store has them.", "cause"),
+		sinkDropped:       d("sink_dropped_total", "Events one sink dropped while the others wrote them (JSON lines on stdout: stdout_behind, its reader fell behind; stdout_yielded, the kernel ring was filling and stdout gave way to the store); the store has them.", "cause"),
 		violations:        d("violations_total", "Policy violations, denied or audited.", "policy", "rule", "mode"),
 		containers:        d("containers", "Containers the sensor knows."),
 		watched:           d("watched_cgroups", "Cgroups the kernel programs report on."),

@@ -62,7 +62,7 @@ ringfence_events_total{kind="file",verdict="allow"} 5
 # HELP ringfence_hooks_attached Kernel programs attached.
 # TYPE ringfence_hooks_attached gauge
 ringfence_hooks_attached 1
-# HELP ringfence_sink_dropped_total Events one sink dropped while the others wrote them (stdout_behind: JSON lines on stdout whose reader fell behind); the store has them.
+# HELP ringfence_sink_dropped_total Events one sink dropped while the others wrote them (JSON lines on stdout: stdout_behind, its reader fell behind; stdout_yielded, the kernel ring was filling and stdout gave way to the store); the store has them.
 # TYPE ringfence_sink_dropped_total counter
 ringfence_sink_dropped_total{cause="stdout_behind"} 6
 # HELP ringfence_policy_generation Generation of the policy set in force (0: none loaded).

@@ -15,10 +15,11 @@ import (
 )
 
 // The causes a JSONLines sink gives, in its own output and in Dropped, for
-// the lines it dropped: while its reader was behind, with a write that
-// failed, and after Close.
+// the lines it dropped: while its reader was behind, while it yielded to
+// the store (see YieldWhile), with a write that failed, and after Close.
 const (
 	BehindCause     = "stdout_behind"
+	YieldCause      = "stdout_yielded"
 	WriteErrorCause = "stdout_write_error"
 	ClosedCause     = "stdout_closed"
 )
@@ -49,10 +50,14 @@ type JSONLines struct {
 	unreported map[string]uint64
 	closed     bool
 
+	// yield tells whether to drop lines for the store's sake; nil never.
+	yield func() bool
+
 	wake chan struct{} // a chunk was queued, or Close was called
 	done chan struct{}
-	// behind, writeErrs and late count every line dropped, by cause.
-	behind, writeErrs, late atomic.Uint64
+	// behind, yielded, writeErrs and late count every line dropped, by
+	// cause.
+	behind, yielded, writeErrs, late atomic.Uint64
 }
 
 // NewJSONLines returns a sink writing to w and starts its writer. Flush
@@ -66,12 +71,27 @@ func NewJSONLines(w io.Writer) *JSONLines {
 	return s
 }
 
+// YieldWhile makes the sink drop lines while pressed reports true: the
+// sensor's kernel ring is filling, so the daemon is short of time for the
+// store, which keeps every event. The lines dropped are counted (Dropped,
+// cause stdout_yielded) and told in the output once it takes lines again.
+// Called before the first Write.
+func (s *JSONLines) YieldWhile(pressed func() bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.yield = pressed
+}
+
 // Write queues one event's line; it never waits for the reader.
 func (s *JSONLines) Write(_ *event.Event, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		s.late.Add(1)
+		return nil
+	}
+	if s.yield != nil && s.yield() {
+		s.count(YieldCause, &s.yielded, 1)
 		return nil
 	}
 	if len(s.unreported) > 0 && !s.report() {
@@ -156,10 +176,14 @@ func (s *JSONLines) Flush() error {
 }
 
 // Dropped reports, by cause, the lines dropped while the reader was
-// behind, lost to a failed write, or written after Close: events the other
-// sinks have, that this one did not write.
+// behind or while the sink yielded to the store, lost to a failed write, or
+// written after Close: events the other sinks have, that this one did not
+// write.
 func (s *JSONLines) Dropped() map[string]uint64 {
 	out := map[string]uint64{BehindCause: s.behind.Load()}
+	if n := s.yielded.Load(); n > 0 {
+		out[YieldCause] = n
+	}
 	if n := s.writeErrs.Load(); n > 0 {
 		out[WriteErrorCause] = n
 	}

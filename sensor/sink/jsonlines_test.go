@@ -255,3 +255,40 @@ func TestJSONLinesGrowsPipe(t *testing.T) {
 		t.Fatalf("read %q, %v", got, err)
 	}
 }
+
+// TestJSONLinesYields: while told to yield, the sink drops lines, counted
+// under their cause; then it writes again, the first line a loss report of
+// what it dropped.
+func TestJSONLinesYields(t *testing.T) {
+	w := &gateWriter{open: make(chan struct{})}
+	close(w.open)
+	s := NewJSONLines(w)
+	var pressed bool
+	s.YieldWhile(func() bool { return pressed })
+	write := func(i int) {
+		e := event.Event{Time: time.Unix(int64(i), 0).UTC(), Kind: event.KindFile, Path: fmt.Sprintf("/f%d", i)}
+		line, _ := e.MarshalLine()
+		s.Write(&e, line)
+	}
+	for i := range 10 {
+		pressed = i >= 3 && i < 8
+		write(i)
+	}
+	s.Close()
+	if d := s.Dropped(); d[YieldCause] != 5 || d[BehindCause] != 0 {
+		t.Fatalf("dropped %v, want 5 %s", d, YieldCause)
+	}
+	lines := strings.Split(strings.TrimSpace(w.buf.String()), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want 3 + a report + 2:\n%s", len(lines), w.buf.String())
+	}
+	var report event.Event
+	if err := json.Unmarshal([]byte(lines[3]), &report); err != nil || !report.IsLossReport() || report.Counts[YieldCause] != 5 {
+		t.Fatalf("line 4 is %s, want a loss report of 5 %s", lines[3], YieldCause)
+	}
+	for i, want := range []string{"/f0", "/f1", "/f2", "", "/f8", "/f9"} {
+		if want != "" && !strings.Contains(lines[i], `"`+want+`"`) {
+			t.Fatalf("line %d is %s, want %s", i+1, lines[i], want)
+		}
+	}
+}

@@ -97,7 +97,9 @@ type Snapshot struct {
 	Stalls map[string]uint64 `json:"stalls"`
 	// SinkDropped counts, by cause, the events one sink dropped while the
 	// others wrote them: JSON lines on stdout whose reader fell behind
-	// (stdout_behind). The store has them; they are not in Lost.
+	// (stdout_behind) or that gave way to the store while the kernel ring
+	// was filling (stdout_yielded). The store has them; they are not in
+	// Lost.
 	SinkDropped map[string]uint64 `json:"sink_dropped,omitempty"`
 	// Policy is the policy set in force and the last refused one's problems.
 	Policy *enforce.Status `json:"policy,omitempty"`

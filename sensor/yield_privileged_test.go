@@ -1,0 +1,145 @@
+package sensor
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/sensor/event"
+	"github.com/ringfence/ringfence/sensor/sink"
+)
+
+// gateSink makes the sinks' stage wait at a file event, as a store that
+// fell behind does, until open is closed.
+type gateSink struct {
+	open chan struct{}
+	once sync.Once
+}
+
+func (g *gateSink) Write(e *event.Event, _ []byte) error {
+	if e.Kind == event.KindFile {
+		<-g.open
+	}
+	return nil
+}
+func (g *gateSink) Flush() error { return nil }
+func (g *gateSink) release()     { g.once.Do(func() { close(g.open) }) }
+
+// lockedBuffer is stdout: written by the JSON lines sink, read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPrivilegedStdoutYieldsToTheStore: while the kernel ring is filling
+// (the sinks' stage held back, the reader's queue full), JSON lines on
+// stdout are dropped, counted and told in the output, and every event still
+// reaches the other sinks; once the ring has drained stdout takes lines
+// again.
+func TestPrivilegedStdoutYieldsToTheStore(t *testing.T) {
+	gate := &gateSink{open: make(chan struct{})}
+	var out lockedBuffer
+	lines := sink.NewJSONLines(&out)
+	// 256 KiB of ring: the burst below fills well over a quarter of it and
+	// less than all of it.
+	h := newHarnessWith(t, Config{RingBytes: 256 << 10, QueueLen: 16, Sinks: []Sink{gate, lines}})
+	t.Cleanup(gate.release) // before the sensor's stop, which waits for its sinks
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 1000
+	startHelper(t, h.cgroupFD, "open-write-loop", f, "1000").stop()
+	time.Sleep(200 * time.Millisecond) // the reader reads until its queue is full
+	gate.release()
+
+	opens := func() int {
+		n := 0
+		for _, e := range h.rec.all() {
+			if e.Kind == event.KindFile && e.Path == f && e.Op == "open" {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); opens() < burst; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d file events reached the sinks", opens(), burst)
+		}
+	}
+	lost, err := h.s.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cause, n := range lost {
+		if n != 0 {
+			t.Fatalf("%d events lost (%s): the ring was to hold the burst", n, cause)
+		}
+	}
+	yielded := lines.Dropped()[sink.YieldCause]
+	if yielded == 0 || yielded >= burst {
+		t.Fatalf("stdout yielded %d of %d lines: want some, the ring having filled past a quarter", yielded, burst)
+	}
+	if h.s.ring.Pressed() {
+		t.Fatal("the ring is drained but still counts as pressed")
+	}
+
+	// Drained: stdout writes again, after a line telling what it missed.
+	last := filepath.Join(t.TempDir(), "last")
+	startHelper(t, h.cgroupFD, "mkdir", last).stop()
+	h.rec.waitFor(t, "mkdir", func(e *event.Event) bool { return e.Kind == event.KindFile && e.Path == last })
+	var got []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		lines.Flush()
+		got = strings.Split(strings.TrimSpace(out.String()), "\n")
+		if slices.ContainsFunc(got, func(l string) bool {
+			return strings.Contains(l, `"kind":"file"`) && strings.Contains(l, last)
+		}) || time.Now().After(deadline) {
+			break
+		}
+	}
+	// Every line of the burst was written or yielded (the count also holds
+	// the few other events yielded meanwhile), and the report comes before
+	// the mkdir's line.
+	written, report, mkdir := 0, -1, -1
+	for i, l := range got {
+		var e event.Event
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("stdout line %q: %v", l, err)
+		}
+		switch {
+		case e.IsLossReport():
+			if report >= 0 || e.Counts[sink.YieldCause] != yielded {
+				t.Fatalf("loss report %s (line %d), want one, of %d %s", l, i+1, yielded, sink.YieldCause)
+			}
+			report = i
+		case e.Kind == event.KindFile && e.Path == f && e.Op == "open":
+			written++
+		case e.Kind == event.KindFile && e.Path == last:
+			mkdir = i
+		}
+	}
+	if report < 0 || mkdir < report || written >= burst || written+int(yielded) < burst {
+		t.Fatalf("stdout wrote %d of the burst's %d lines, yielded %d lines; loss report at line %d, the mkdir at line %d",
+			written, burst, yielded, report+1, mkdir+1)
+	}
+	t.Logf("stdout wrote %d of the burst's %d lines and yielded %d", written, burst, yielded)
+}
