@@ -409,3 +409,50 @@ func TestSinkRefusesAlone(t *testing.T) {
 		t.Fatalf("stored %s", got)
 	}
 }
+
+// TestSinkWritesWaitingBatchesTogether: batches that queued while the
+// writer was busy go out with one sync (the segment holding them all), in
+// order; a segment too small for them all still takes what fits.
+func TestSinkWritesWaitingBatchesTogether(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		segmentEvents int
+		syncs         uint64
+	}{{"one segment", 0, 1}, {"across segments", 5, 3}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w, err := OpenWriter(dir, Options{SegmentEvents: c.segmentEvents})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSink(w, SinkOptions{Batch: 3, Queue: 12}) // no writer yet: the batches wait
+			for i := range 12 {
+				e := ev(i, "web", event.KindFile)
+				line, err := e.MarshalLine()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Write(&e, line); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(s.queued) != 4 {
+				t.Fatalf("%d batches queued, want 4", len(s.queued))
+			}
+			s.drain(false)
+			if w.syncs != c.syncs {
+				t.Fatalf("%d syncs for 4 waiting batches, want %d", w.syncs, c.syncs)
+			}
+			if len(s.free) != 4 || len(s.queued) != 0 {
+				t.Fatalf("%d batches free, %d queued after the drain: want every batch back", len(s.free), len(s.queued))
+			}
+			go s.run()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(storedPIDs(t, dir)); got != "[0 1 2 3 4 5 6 7 8 9 10 11]" {
+				t.Fatalf("stored %s", got)
+			}
+		})
+	}
+}
