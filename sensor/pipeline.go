@@ -34,16 +34,17 @@ type StallReporter interface {
 }
 
 // Yielder is a sink of lesser rank than the store (JSON lines on stdout):
-// it drops what it is given while pressed reports true, the kernel ring
+// it drops routine events while pressed reports true, the kernel ring
 // filling, so that the time it would take goes to the store. What it drops
-// it counts, as a DropReporter.
+// it counts, as a DropReporter. Only a daemon with a store makes it yield.
 type Yielder interface {
 	YieldWhile(pressed func() bool)
 }
 
 // DropReporter is a sink that drops, rather than wait, when its reader
-// falls behind (JSON lines on stdout), and counts what it dropped by
-// cause: events the other sinks have, missing from its output only.
+// falls behind or it yields to the store (JSON lines on stdout), and counts
+// what it dropped by cause: events the other sinks have, missing from its
+// output only.
 type DropReporter interface {
 	Dropped() map[string]uint64
 }

@@ -210,8 +210,9 @@ func New(cfg Config) (_ *Sensor, err error) {
 	if s.ring, err = kern.OpenRing(); err != nil {
 		return nil, err
 	}
+	// With a store, what a lesser sink drops is still kept.
 	for _, sk := range cfg.Sinks {
-		if y, ok := sk.(Yielder); ok {
+		if y, ok := sk.(Yielder); ok && cfg.Store != nil {
 			y.YieldWhile(s.ring.Pressed)
 		}
 	}

@@ -72,6 +72,7 @@ func (r *Ring) Run(ctx context.Context, fn func([]byte)) error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.closed = true
+		r.pressed.Store(false) // nothing is read any more: nothing to yield to
 		r.r.Close()
 	}()
 	var rec ringbuf.Record

@@ -35,9 +35,11 @@ const (
 // Write only copies the line into a buffer, so that a slow reader of the
 // output (a log collector that cannot keep up) never slows the sensor's
 // other sinks, the store first. While the reader is more than 4 MiB behind,
-// lines are dropped; they are counted (Dropped), and once there is room
-// again the output itself says how many, in a loss report line (cause
-// stdout_behind). It is safe for concurrent use; Close stops it.
+// lines are dropped (cause stdout_behind), and so are routine lines while
+// the sink yields to the store (YieldWhile, cause stdout_yielded); they are
+// counted (Dropped), and once there is room again the output itself says
+// how many, in a loss report line. It is safe for concurrent use; Close
+// stops it.
 type JSONLines struct {
 	w io.Writer
 
@@ -71,26 +73,39 @@ func NewJSONLines(w io.Writer) *JSONLines {
 	return s
 }
 
-// YieldWhile makes the sink drop lines while pressed reports true: the
-// sensor's kernel ring is filling, so the daemon is short of time for the
-// store, which keeps every event. The lines dropped are counted (Dropped,
-// cause stdout_yielded) and told in the output once it takes lines again.
-// Called before the first Write.
+// YieldWhile makes the sink drop the lines of routine activity while
+// pressed reports true: the sensor's kernel ring is filling, so the daemon
+// is short of time for its store, which keeps every event. For a daemon
+// with a store only: the lines dropped are counted (Dropped, cause
+// stdout_yielded) and told in the output once it takes lines again, or at
+// Close. Called before the first Write.
 func (s *JSONLines) YieldWhile(pressed func() bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.yield = pressed
 }
 
+// yieldable reports whether e is routine activity, which comes in floods
+// and may give way to the store: an allowed exec, exit, file write, bind or
+// syscall count. Violations, denials, loss reports and the sensor's and
+// containers' own events are always written.
+func yieldable(e *event.Event) bool {
+	switch e.Kind {
+	case event.KindExec, event.KindExit, event.KindFile, event.KindBind, event.KindSyscalls:
+		return e.Verdict == "" || e.Verdict == event.VerdictAllow
+	}
+	return false
+}
+
 // Write queues one event's line; it never waits for the reader.
-func (s *JSONLines) Write(_ *event.Event, line []byte) error {
+func (s *JSONLines) Write(e *event.Event, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		s.late.Add(1)
 		return nil
 	}
-	if s.yield != nil && s.yield() {
+	if s.yield != nil && yieldable(e) && s.yield() {
 		s.count(YieldCause, &s.yielded, 1)
 		return nil
 	}
@@ -193,11 +208,21 @@ func (s *JSONLines) Dropped() map[string]uint64 {
 	return out
 }
 
-// Close writes what is queued and stops the writer. Lines written after
-// Close are dropped.
+// Close writes what is queued, and a loss report of the lines dropped
+// since the last one, and stops the writer. Lines written after Close are
+// dropped.
 func (s *JSONLines) Close() error {
 	s.mu.Lock()
 	if !s.closed {
+		if len(s.unreported) > 0 {
+			// The last line: what the output missed, room or not.
+			r := event.LossReport(s.unreported)
+			r.Time = time.Now()
+			if line, err := r.AppendLine(nil); err == nil {
+				s.filling = append(append(s.filling, line...), '\n')
+				s.unreported = nil
+			}
+		}
 		if len(s.filling) > 0 {
 			s.full = append(s.full, s.filling)
 			s.filling = nil

@@ -256,9 +256,10 @@ func TestJSONLinesGrowsPipe(t *testing.T) {
 	}
 }
 
-// TestJSONLinesYields: while told to yield, the sink drops lines, counted
-// under their cause; then it writes again, the first line a loss report of
-// what it dropped.
+// TestJSONLinesYields: while told to yield, the sink drops the lines of
+// routine events, counted under their cause, and writes every other line;
+// then it writes again, the first line a loss report of what it dropped;
+// what it dropped last is told at Close.
 func TestJSONLinesYields(t *testing.T) {
 	w := &gateWriter{open: make(chan struct{})}
 	close(w.open)
@@ -273,20 +274,36 @@ func TestJSONLinesYields(t *testing.T) {
 	for i := range 10 {
 		pressed = i >= 3 && i < 8
 		write(i)
+		if i == 4 { // what is never yielded
+			v := event.Event{Time: time.Unix(4, 0).UTC(), Kind: event.KindViolation, Verdict: event.VerdictDeny, Path: "/denied"}
+			l, _ := v.MarshalLine()
+			s.Write(&v, l)
+			r := event.LossReport(map[string]uint64{"ring_full_file": 7})
+			l, _ = r.AppendLine(nil)
+			s.Write(&r, l)
+		}
 	}
+	pressed = true
+	write(10) // yielded, and told by Close
 	s.Close()
-	if d := s.Dropped(); d[YieldCause] != 5 || d[BehindCause] != 0 {
-		t.Fatalf("dropped %v, want 5 %s", d, YieldCause)
+	if d := s.Dropped(); d[YieldCause] != 6 || d[BehindCause] != 0 {
+		t.Fatalf("dropped %v, want 6 %s", d, YieldCause)
 	}
+	// A line written tells first what was dropped before it.
 	lines := strings.Split(strings.TrimSpace(w.buf.String()), "\n")
-	if len(lines) != 6 {
-		t.Fatalf("%d lines, want 3 + a report + 2:\n%s", len(lines), w.buf.String())
+	if len(lines) != 10 {
+		t.Fatalf("%d lines, want 3, a report, a violation, the kernel's loss report, a report, 2, a report:\n%s", len(lines), w.buf.String())
 	}
-	var report event.Event
-	if err := json.Unmarshal([]byte(lines[3]), &report); err != nil || !report.IsLossReport() || report.Counts[YieldCause] != 5 {
-		t.Fatalf("line 4 is %s, want a loss report of 5 %s", lines[3], YieldCause)
+	for _, c := range []struct {
+		line int
+		n    uint64
+	}{{4, 2}, {7, 3}, {10, 1}} {
+		var report event.Event
+		if err := json.Unmarshal([]byte(lines[c.line-1]), &report); err != nil || !report.IsLossReport() || report.Counts[YieldCause] != c.n {
+			t.Fatalf("line %d is %s, want a loss report of %d %s", c.line, lines[c.line-1], c.n, YieldCause)
+		}
 	}
-	for i, want := range []string{"/f0", "/f1", "/f2", "", "/f8", "/f9"} {
+	for i, want := range []string{"/f0", "/f1", "/f2", "", "/denied", "ring_full_file", "", "/f8", "/f9"} {
 		if want != "" && !strings.Contains(lines[i], `"`+want+`"`) {
 			t.Fatalf("line %d is %s, want %s", i+1, lines[i], want)
 		}

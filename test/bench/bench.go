@@ -52,6 +52,10 @@ func parentMain(args []string) int {
 	}
 	if *only != "" {
 		for _, name := range strings.Split(*only, ",") {
+			name = strings.TrimSpace(name)
+			if slices.Contains(cfg.only, name) {
+				continue
+			}
 			if _, ok := findWorkload(name); !ok {
 				fmt.Fprintf(os.Stderr, "bench: -workloads: no workload %q (have %s)\n", name, workloadNames())
 				return 2

@@ -76,11 +76,11 @@ func (p pipeRun) stallList() string {
 // watched cgroup ask rate distinct file events a second for secs seconds.
 func pipeline(cfg config, stdout bool, gens, rate, secs int) (p pipeRun, err error) {
 	p.stdout, p.asked = stdout, rate
-	cleanDisk()
 	files := filepath.Join(cfg.dir, "distinct")
 	if err := makeFiles(files, distinctFiles); err != nil {
 		return p, err
 	}
+	cleanDisk()
 	d, err := startDaemon(cfg, filepath.Join(cfg.dir, "pipeline-"+strconv.FormatBool(stdout)), stdout, "--ring-mib", strconv.Itoa(cfg.pipeRingMiB))
 	if err != nil {
 		return p, err
@@ -216,11 +216,11 @@ func sinkDropped(before, after *status.Snapshot) uint64 {
 // sync interval counts.
 func drainRing(cfg config, stdout bool, gens, n, ringMiB int) (r drainRun, err error) {
 	r.stdout = stdout
-	cleanDisk()
 	files := filepath.Join(cfg.dir, "distinct")
 	if err := makeFiles(files, distinctFiles); err != nil {
 		return r, err
 	}
+	cleanDisk()
 	d, err := startDaemon(cfg, filepath.Join(cfg.dir, "drain-"+strconv.FormatBool(stdout)), stdout, "--ring-mib", strconv.Itoa(ringMiB))
 	if err != nil {
 		return r, err
