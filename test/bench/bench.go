@@ -170,21 +170,38 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) (err error
 			w, _ := findWorkload(r.workload)
 			p := placements[i%len(placements)]
 			n, arg := iters(w)
-			// Alternate which run goes first so slow drift of the machine
-			// hits both sides equally.
-			order := []bool{false, true}
-			if (round+i)%2 == 1 {
-				order = []bool{true, false}
+			// Rotate which run goes first so slow drift of the machine
+			// hits every side equally. Outside, the open loops also run
+			// with only a no-op program on sys_enter: what any program
+			// there costs a process it does not watch.
+			modes := []string{"without", "with"}
+			if p.name == "outside" && strings.HasPrefix(w.name, "open") {
+				modes = append(modes, "no-op")
 			}
-			for _, withSensor := range order {
-				if !withSensor {
+			k := (round + i) % len(modes)
+			modes = append(modes[k:], modes[:k]...)
+			for _, mode := range modes {
+				if mode != "with" {
 					guard()
+					var floor io.Closer
+					if mode == "no-op" {
+						if floor, err = attachFloor(); err != nil {
+							return err
+						}
+					}
 					ns, err := measure(ctx, self, w, n, arg, p.cg)
+					if floor != nil {
+						floor.Close()
+					}
 					if err != nil {
 						return err
 					}
-					r.without = append(r.without, ns)
-					fmt.Fprintf(progress, "round %d/%d  %-16s %-7s without  %10.1f ns/op\n", round+1, cfg.rounds, w.name, p.name, ns)
+					if mode == "no-op" {
+						r.floor = append(r.floor, ns)
+					} else {
+						r.without = append(r.without, ns)
+					}
+					fmt.Fprintf(progress, "round %d/%d  %-16s %-7s %-8s %10.1f ns/op\n", round+1, cfg.rounds, w.name, p.name, mode, ns)
 					continue
 				}
 				guard()
@@ -227,6 +244,7 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) (err error
 	}
 	fmt.Fprint(stdout, formatTable(tableHeader, rows))
 	fmt.Fprintln(stdout, "\nratio = median with / median without; spread = min–max of the per-round ratios;")
+	fmt.Fprintln(stdout, "no-op only = median with only a no-op program on sys_enter (no sensor) / median without;")
 	fmt.Fprintln(stdout, "events = median per with-run of events carrying the child's cgroup_id; lost = median events the sensor reported lost")
 	fmt.Fprintf(stdout, "\n%s", progTable)
 	if contaminated > 0 {

@@ -63,7 +63,12 @@ func TestResultCells(t *testing.T) {
 		lost:    []uint64{0, 3, 0},
 	}
 	got := strings.Join(r.cells(), "|")
-	want := "bind|inside|100.0|120.0|1.200|1.100–1.200|50000|0||"
+	r.floor = []float64{104, 105, 106}
+	r.placement = "outside"
+	if c := r.cells(); c[6] != "1.050" || c[10] != "NOT MET" {
+		t.Errorf("outside with the no-op's runs: cells = %q, want no-op only 1.050 and NOT MET", c)
+	}
+	want := "bind|inside|100.0|120.0|1.200|1.100–1.200||50000|0||"
 	if got != want {
 		t.Errorf("cells = %q, want %q", got, want)
 	}

@@ -12,11 +12,12 @@ type result struct {
 	placement string
 	without   []float64 // ns/op per round, no sensor
 	with      []float64 // ns/op per round, sensor running
+	floor     []float64 // ns/op per round, only the no-op program on sys_enter (outside only)
 	events    []int     // per with-run: events carrying the child's cgroup id
 	lost      []uint64  // per with-run: events the sensor reported lost
 }
 
-var tableHeader = []string{"workload", "placement", "without ns/op", "with ns/op", "ratio", "spread", "events", "lost", "goal", "met"}
+var tableHeader = []string{"workload", "placement", "without ns/op", "with ns/op", "ratio", "spread", "no-op only", "events", "lost", "goal", "met"}
 
 // goal is the most the sensor may cost a workload in a placement, as a
 // ratio of the medians: a process it does not watch should not notice it,
@@ -32,13 +33,19 @@ func goal(workload, placement string) float64 {
 }
 
 // cells renders r: medians, the ratio of the medians, the min–max of the
-// per-round ratios, and the median event and loss counts of the with-runs.
+// per-round ratios, the ratio of the no-op's runs to the runs without (the
+// floor of any program on sys_enter), and the median event and loss counts
+// of the with-runs.
 func (r result) cells() []string {
 	wo, wi := median(r.without), median(r.with)
 	lo, hi := spread(ratios(r.with, r.without))
 	lost := make([]int, len(r.lost))
 	for i, l := range r.lost {
 		lost[i] = int(l)
+	}
+	floor := ""
+	if len(r.floor) > 0 {
+		floor = fmt.Sprintf("%.3f", median(r.floor)/wo)
 	}
 	goalCell, met := "", ""
 	if g := goal(r.workload, r.placement); g > 0 {
@@ -51,6 +58,7 @@ func (r result) cells() []string {
 		fmt.Sprintf("%.1f", wi),
 		fmt.Sprintf("%.3f", wi/wo),
 		fmt.Sprintf("%.3f–%.3f", lo, hi),
+		floor,
 		fmt.Sprint(medianInt(r.events)),
 		fmt.Sprint(medianInt(lost)),
 		goalCell, met,
