@@ -65,6 +65,12 @@ func TestPrivilegedStdoutYieldsToTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := store.NewSink(w, store.SinkOptions{})
+	// Closed after the sensor has stopped: cleanups run last first.
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	const ringBytes = 256 << 10
 	h := newHarnessWith(t, Config{RingBytes: ringBytes, QueueLen: 16, Sinks: []Sink{gate, lines}, Store: st})
 	t.Cleanup(gate.release) // before the sensor's stop, which waits for its sinks
