@@ -57,13 +57,6 @@ type Sink struct {
 
 // NewSink starts the writing goroutine. Close stops it.
 func NewSink(w *Writer, opts SinkOptions) *Sink {
-	s := newSink(w, opts)
-	go s.run()
-	return s
-}
-
-// newSink is a Sink with opts defaulted, its writing goroutine not started.
-func newSink(w *Writer, opts SinkOptions) *Sink {
 	if opts.Batch <= 0 {
 		opts.Batch = 4096
 	}
@@ -81,6 +74,7 @@ func newSink(w *Writer, opts SinkOptions) *Sink {
 	}
 	s := &Sink{w: w, opts: opts, filling: &batch{}, wake: make(chan struct{}, 1), done: make(chan struct{}), stats: w.Stats()}
 	s.room = sync.NewCond(&s.mu)
+	go s.run()
 	return s
 }
 
@@ -205,41 +199,27 @@ func (s *Sink) run() {
 // batch being filled too, taken once, so that no event waits longer than
 // an Interval. It returns false once the sink is closed and everything
 // is written.
-//
-// Batches that waited for the writer are written together, with one write
-// and one sync where a segment holds them all: a sync costs about the same
-// for one batch or four, so a writer that fell behind (a disk slow to
-// sync) catches up instead of paying a sync per batch.
 func (s *Sink) drain(partial bool) bool {
-	var took []*batch
 	for {
 		s.mu.Lock()
-		took = took[:0]
+		var b *batch
 		switch {
 		case len(s.queued) > 0:
-			took = append(took, s.queued...)
-			clear(s.queued)
-			s.queued = s.queued[:0]
+			b = s.queued[0]
+			s.queued = s.queued[1:]
 		case (partial || s.closed) && len(s.filling.recs) > 0:
-			took = append(took, s.filling)
-			s.filling = s.fresh()
+			b, s.filling = s.filling, s.fresh()
 			partial = false
 		}
 		closed := s.closed
 		s.mu.Unlock()
-		if len(took) == 0 {
+		if b == nil {
 			return !closed
 		}
-		b := took[0]
-		for _, o := range took[1:] {
-			b.merge(o)
-		}
 		s.write(b)
-		for _, o := range took {
-			o.reset()
-		}
+		b.reset()
 		s.mu.Lock()
-		s.free = append(s.free, took...)
+		s.free = append(s.free, b)
 		s.room.Broadcast()
 		s.mu.Unlock()
 	}

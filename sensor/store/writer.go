@@ -22,7 +22,6 @@ type Writer struct {
 	live   *liveFile
 	next   uint64 // sequence number of the next record
 	sealed []sealedInfo
-	syncs  uint64 // appends synced to the active segments, since open
 
 	// Reused between batches, so that writing allocates nothing per event.
 	scratch batch
@@ -61,13 +60,6 @@ func (b *batch) add(e *event.Event, line []byte) error {
 	}
 	b.recs = append(b.recs, framed{m: m, size: int64(len(b.buf) - start)})
 	return nil
-}
-
-// merge appends o's events to b's, in order: batches that waited are
-// written together.
-func (b *batch) merge(o *batch) {
-	b.buf = append(b.buf, o.buf...)
-	b.recs = append(b.recs, o.recs...)
 }
 
 func (b *batch) reset() {
@@ -309,7 +301,6 @@ func (w *Writer) writeRecords(buf []byte) error {
 		w.f.Truncate(w.size)
 		return fmt.Errorf("sync %s: %w", w.seg.Log, err)
 	}
-	w.syncs++
 	for _, c := range w.newSyms {
 		w.index.addSymbol(c)
 	}
