@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ringfence/ringfence/sensor/status"
 )
 
@@ -80,7 +78,6 @@ func pipeline(cfg config, stdout bool, gens, rate, secs int) (p pipeRun, err err
 	if err := makeFiles(files, distinctFiles); err != nil {
 		return p, err
 	}
-	cleanDisk()
 	d, err := startDaemon(cfg, filepath.Join(cfg.dir, "pipeline-"+strconv.FormatBool(stdout)), stdout, "--ring-mib", strconv.Itoa(cfg.pipeRingMiB))
 	if err != nil {
 		return p, err
@@ -129,13 +126,6 @@ func pipeline(cfg config, stdout bool, gens, rate, secs int) (p pipeRun, err err
 	fmt.Printf("pipeline (stdout %v, %d generators): %s; stalls: %s\n", stdout, gens, p, p.stallList())
 	return p, nil
 }
-
-// cleanDisk writes back every dirty page before a run: a run writes
-// gigabytes to its store (a 10 s run at 500,000 events/s about 2.8 GB),
-// which the run after it should not share the disk with. (Of two sustained
-// runs back to back, whichever came second lost events in some runs on a
-// virtual disk, stdout or not, even so: the disk behind it still writes.)
-func cleanDisk() { unix.Sync() }
 
 // makeFiles creates n empty files f0... in dir, once.
 func makeFiles(dir string, n int) error {
@@ -220,7 +210,6 @@ func drainRing(cfg config, stdout bool, gens, n, ringMiB int) (r drainRun, err e
 	if err := makeFiles(files, distinctFiles); err != nil {
 		return r, err
 	}
-	cleanDisk()
 	d, err := startDaemon(cfg, filepath.Join(cfg.dir, "drain-"+strconv.FormatBool(stdout)), stdout, "--ring-mib", strconv.Itoa(ringMiB))
 	if err != nil {
 		return r, err
