@@ -211,9 +211,11 @@ func New(cfg Config) (_ *Sensor, err error) {
 		return nil, err
 	}
 	// With a store, what a lesser sink drops is still kept.
-	for _, sk := range cfg.Sinks {
-		if y, ok := sk.(Yielder); ok && cfg.Store != nil {
-			y.YieldWhile(s.ring.Pressed)
+	if cfg.Store != nil {
+		for _, sk := range cfg.Sinks {
+			if y, ok := sk.(Yielder); ok {
+				y.YieldWhile(s.ring.Pressed)
+			}
 		}
 	}
 	// Whatever the ring holds now was written while no daemon read it.

@@ -109,7 +109,7 @@ func (s *JSONLines) Write(e *event.Event, line []byte) error {
 		s.count(YieldCause, &s.yielded, 1)
 		return nil
 	}
-	if len(s.unreported) > 0 && !s.report() {
+	if len(s.unreported) > 0 && !s.report(false) {
 		s.drop()
 		return nil
 	}
@@ -122,12 +122,13 @@ func (s *JSONLines) Write(e *event.Event, line []byte) error {
 }
 
 // report puts the loss report of the lines dropped so far in the output,
-// if there is room for it; s.mu is held.
-func (s *JSONLines) report() bool {
+// if there is room for it, or always (the last line, at Close); s.mu is
+// held.
+func (s *JSONLines) report(always bool) bool {
 	r := event.LossReport(s.unreported)
 	r.Time = time.Now()
 	line, err := r.AppendLine(nil)
-	if err != nil || !s.room(len(line)+1) {
+	if err != nil || !(always || s.room(len(line)+1)) {
 		return false
 	}
 	s.filling = append(append(s.filling, line...), '\n')
@@ -215,13 +216,7 @@ func (s *JSONLines) Close() error {
 	s.mu.Lock()
 	if !s.closed {
 		if len(s.unreported) > 0 {
-			// The last line: what the output missed, room or not.
-			r := event.LossReport(s.unreported)
-			r.Time = time.Now()
-			if line, err := r.AppendLine(nil); err == nil {
-				s.filling = append(append(s.filling, line...), '\n')
-				s.unreported = nil
-			}
+			s.report(true)
 		}
 		if len(s.filling) > 0 {
 			s.full = append(s.full, s.filling)
