@@ -20,6 +20,7 @@
 #define O___TMPFILE 020000000
 #define AT_FDCWD -100
 #define AT_REMOVEDIR 0x200
+#define AT_SYMLINK_NOFOLLOW 0x100
 #define NO_RESOLVE -2
 #define X32_SYSCALL_BIT 0x40000000
 #define SYSCALL_KEY_IA32 0x80000000 /* syscall_key.nr of an ia32 syscall */
@@ -38,7 +39,8 @@ struct fileop_args {
 	__s8 owner16; /* ia32 chown16 family: 16-bit ids */
 	__s8 handle; /* open_by_handle_at: the object is a file handle */
 	__s8 how;    /* openat2: the flags are in the struct open_how of this argument */
-	__s8 _pad[3];
+	__s8 nofollow; /* lchown, lsetxattr, lremovexattr: act on a final symlink itself */
+	__s8 _pad[2];
 };
 
 #define A(op_, p, d, p2, d2, f, m, fd_, o) \
@@ -73,15 +75,15 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 268: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* fchmodat */
 	case 452: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, 3, 2, -1, -1); break;      /* fchmodat2 */
 	case 92:  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* chown */
-	case 94:  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* lchown */
+	case 94:  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); a->nofollow = 1; break; /* lchown */
 	case 93:  *a = A(FILE_OP_CHOWN, -1, -1, -1, -1, -1, -1, 0, 1); break;    /* fchown */
 	case 260: *a = A(FILE_OP_CHOWN, 1, 0, -1, -1, 4, -1, -1, 2); break;      /* fchownat */
-	case 188: case 189:
-		  *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* setxattr, lsetxattr */
+	case 188: *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* setxattr */
+	case 189: *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); a->nofollow = 1; break; /* lsetxattr */
 	case 190: *a = A(FILE_OP_SETXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fsetxattr */
 	case 463: *a = A(FILE_OP_SETXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break;  /* setxattrat */
-	case 197: case 198:
-		  *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* removexattr, lremovexattr */
+	case 197: *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* removexattr */
+	case 198: *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); a->nofollow = 1; break; /* lremovexattr */
 	case 199: *a = A(FILE_OP_REMOVEXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fremovexattr */
 	case 466: *a = A(FILE_OP_REMOVEXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break; /* removexattrat */
 	case 132: *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utime */
@@ -131,19 +133,19 @@ static __always_inline int fileop_for_ia32(long nr, struct fileop_args *a)
 	case 94:  *a = A(FILE_OP_CHMOD, -1, -1, -1, -1, -1, 1, 0, -1); break;    /* fchmod */
 	case 306: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, -1, 2, -1, -1); break;     /* fchmodat */
 	case 452: *a = A(FILE_OP_CHMOD, 1, 0, -1, -1, 3, 2, -1, -1); break;      /* fchmodat2 */
-	case 16: case 182:
-		  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); a->owner16 = 1; break; /* lchown16, chown16 */
+	case 16:  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); a->owner16 = 1; a->nofollow = 1; break; /* lchown16 */
+	case 182: *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); a->owner16 = 1; break; /* chown16 */
 	case 95:  *a = A(FILE_OP_CHOWN, -1, -1, -1, -1, -1, -1, 0, 1); a->owner16 = 1; break; /* fchown16 */
-	case 198: case 212:
-		  *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* lchown32, chown32 */
+	case 198: *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); a->nofollow = 1; break; /* lchown32 */
+	case 212: *a = A(FILE_OP_CHOWN, 0, -1, -1, -1, -1, -1, -1, 1); break;    /* chown32 */
 	case 207: *a = A(FILE_OP_CHOWN, -1, -1, -1, -1, -1, -1, 0, 1); break;    /* fchown32 */
 	case 298: *a = A(FILE_OP_CHOWN, 1, 0, -1, -1, 4, -1, -1, 2); break;      /* fchownat */
-	case 226: case 227:
-		  *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* setxattr, lsetxattr */
+	case 226: *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* setxattr */
+	case 227: *a = A(FILE_OP_SETXATTR, 0, -1, -1, -1, -1, -1, -1, -1); a->nofollow = 1; break; /* lsetxattr */
 	case 228: *a = A(FILE_OP_SETXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fsetxattr */
 	case 463: *a = A(FILE_OP_SETXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break;  /* setxattrat */
-	case 235: case 236:
-		  *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* removexattr, lremovexattr */
+	case 235: *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); break; /* removexattr */
+	case 236: *a = A(FILE_OP_REMOVEXATTR, 0, -1, -1, -1, -1, -1, -1, -1); a->nofollow = 1; break; /* lremovexattr */
 	case 237: *a = A(FILE_OP_REMOVEXATTR, -1, -1, -1, -1, -1, -1, 0, -1); break; /* fremovexattr */
 	case 466: *a = A(FILE_OP_REMOVEXATTR, 1, 0, -1, -1, 2, -1, -1, -1); break; /* removexattrat */
 	case 30:  *a = A(FILE_OP_UTIMES, 0, -1, -1, -1, -1, -1, -1, -1); break;  /* utime */
@@ -276,6 +278,10 @@ static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __
 	read_sc_args(regs, compat, &args);
 
 	__u32 flags = a.flags >= 0 ? (__u32)sc_arg(&args, a.flags) : 0;
+	/* The l- variants take no flags: they say, as the -at ones would,
+	 * that the object is a final symlink itself, not what it names. */
+	if (a.nofollow)
+		flags |= AT_SYMLINK_NOFOLLOW;
 	__u32 op = a.op;
 	if (a.how) { /* openat2 */
 		struct open_how how = {};

@@ -102,6 +102,12 @@ func helperOp(op string, a []string) error {
 		return unix.Setxattr(a[0], "trusted.ringfence", []byte("1"), 0)
 	case "removexattr":
 		return unix.Removexattr(a[0], "trusted.ringfence")
+	case "lchown": // a symlink itself, not what it names
+		return unix.Lchown(a[0], 1234, 5678)
+	case "lsetxattr":
+		return unix.Lsetxattr(a[0], "trusted.ringfence", []byte("1"), 0)
+	case "lremovexattr":
+		return unix.Lremovexattr(a[0], "trusted.ringfence")
 	case "setacl": // a POSIX access ACL, which 6.2+ kernels route to inode_set_acl
 		return unix.Setxattr(a[0], aclXattr, testACL(), 0)
 	case "removeacl":

@@ -84,6 +84,11 @@ func writeRoutes() []writeRoute {
 		r("fchown", "fchown", "/w-fchown", "/w-fchown"),
 		r("setxattr", "setxattr", "/w-setxattr", "/w-setxattr"),
 		r("removexattr", "removexattr", "/w-rmxattr", "/w-rmxattr"),
+		// A symlink on the root is the object, wherever it points (here
+		// into the allowed volume).
+		r("lchown", "lchown", "/l-lchown", "/l-lchown"),
+		r("lsetxattr", "lsetxattr", "/l-lsetxattr", "/l-lsetxattr"),
+		r("lremovexattr", "lremovexattr", "/l-lrmxattr", "/l-lrmxattr"),
 		r("setacl", "setacl", "/w-setacl", "/w-setacl"),
 		r("removeacl", "removeacl", "/w-rmacl", "/w-rmacl"),
 		r("utimes", "utimes", "/w-utimes", "/w-utimes"),
@@ -135,6 +140,17 @@ func makeRoot(t *testing.T) string {
 	if err := unix.Setxattr(filepath.Join(root, "w-rmacl"), aclXattr, testACL(), 0); err != nil {
 		t.Fatalf("set a POSIX ACL on tmpfs (CONFIG_TMPFS_POSIX_ACL): %v", err)
 	}
+	for _, l := range []string{"l-lchown", "l-lsetxattr", "l-lrmxattr"} {
+		if err := os.WriteFile(filepath.Join(root, "vol", l), []byte("volume "+l), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/vol/"+l, filepath.Join(root, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Lsetxattr(filepath.Join(root, "l-lrmxattr"), "trusted.ringfence", []byte("1"), 0); err != nil {
+		t.Fatalf("an xattr on a symlink on tmpfs: %v", err)
+	}
 	return root
 }
 
@@ -166,12 +182,14 @@ func treeState(t *testing.T, root string) string {
 			return err
 		}
 		line := fmt.Sprintf("%s mode=%o uid=%d gid=%d size=%d mtime=%d.%d nlink=%d", rel, st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Nlink)
-		if d.Type().IsRegular() {
-			b, _ := os.ReadFile(p)
-			line += fmt.Sprintf(" sha=%x", sha256.Sum256(b))
+		if d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0 {
 			buf := make([]byte, 256)
 			n, _ := unix.Llistxattr(p, buf)
 			line += " xattrs=" + string(bytes.ReplaceAll(buf[:max(n, 0)], []byte{0}, []byte{','}))
+		}
+		if d.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			line += fmt.Sprintf(" sha=%x", sha256.Sum256(b))
 			line += " flags=" + fileFlags(p)
 		}
 		lines = append(lines, line)

@@ -243,7 +243,9 @@ func (s *Stage) judge(locate Locate, p string, follow bool) (uint64, string, enf
 
 // atSymlinkNofollow is AT_SYMLINK_NOFOLLOW, in the flags of the syscalls
 // whose event carries their at_flags: utimensat, fchownat, fchmodat2,
-// setxattrat, removexattrat, file_setattr.
+// setxattrat, removexattrat, file_setattr. The kernel sets it for lchown,
+// lsetxattr and lremovexattr too, which take no flags and act on a final
+// symlink itself.
 const atSymlinkNofollow = 0x100
 
 // follows reports whether an operation with these flags (the event's)
