@@ -154,3 +154,37 @@ func TestRootKeyBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestHasStruct: a struct described once or twice (Debian's 6.18 overlay
+// module has struct ovl_fs twice) is there; a name of another kind, or
+// none, is not.
+func TestHasStruct(t *testing.T) {
+	b, err := btf.NewBuilder(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	for _, typ := range []btf.Type{
+		&btf.Struct{Name: "once", Size: 4, Members: []btf.Member{{Name: "a", Type: u32}}},
+		&btf.Struct{Name: "twice", Size: 4, Members: []btf.Member{{Name: "a", Type: u32}}},
+		&btf.Struct{Name: "twice", Size: 8, Members: []btf.Member{{Name: "a", Type: u32}, {Name: "b", Type: u32, Offset: 32}}},
+		&btf.Typedef{Name: "typedef_only", Type: u32},
+	} {
+		if _, err := b.Add(typ); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := b.Marshal(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"once": true, "twice": true, "typedef_only": false, "absent": false} {
+		if got := hasStruct(spec, name); got != want {
+			t.Errorf("hasStruct(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -242,9 +242,7 @@ func requestOverlay() {
 // programs, so pinned programs loaded without it are not adopted by a
 // load that has it.
 func overlayKnown(kernelBTF *btf.Spec) bool {
-	const name = "ovl_fs"
-	var st *btf.Struct
-	if kernelBTF.TypeByName(name, &st) == nil {
+	if hasStruct(kernelBTF, "ovl_fs") {
 		return true
 	}
 	f, err := os.Open("/sys/kernel/btf/overlay")
@@ -253,7 +251,23 @@ func overlayKnown(kernelBTF *btf.Spec) bool {
 	}
 	defer f.Close()
 	mod, err := btf.LoadSplitSpecFromReader(f, kernelBTF)
-	return err == nil && mod.TypeByName(name, &st) == nil
+	return err == nil && hasStruct(mod, "ovl_fs")
+}
+
+// hasStruct reports whether spec describes a struct of that name, once or
+// more: Debian's 6.18 overlay module describes struct ovl_fs twice, which
+// a lookup of one type refuses (btf.ErrMultipleMatches).
+func hasStruct(spec *btf.Spec, name string) bool {
+	types, err := spec.AnyTypesByName(name)
+	if err != nil {
+		return false
+	}
+	for _, t := range types {
+		if _, ok := t.(*btf.Struct); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // programsHash identifies the programs a load attaches: the object, the
