@@ -333,6 +333,35 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 	return file_event_judge(sc, d, 0, kernel_work_report(overlay_work()));
 }
 
+/* in_ioctl_syscall reports whether the current syscall is an ioctl: 16 on
+ * x86-64 (and x32, 514 there for its compat form), 54 in an ia32 syscall. */
+static __always_inline int in_ioctl_syscall(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	if (in_compat_syscall_traced())
+		return nr == 54;
+	return (nr & ~0x40000000L) == 16 || nr == (0x40000000L | 514);
+}
+
+/* lsm_inode_file_setattr judges a change of the attributes chattr and
+ * FS_IOC_FSSETXATTR set, by the object, and reports the file_setattr
+ * syscall's (6.17+) as op fileattr. The two ioctls come here too, after
+ * file_ioctl judged and reported them: under an ioctl this judges again
+ * and reports only a refusal, so that nothing is told twice and nothing
+ * file_ioctl left out goes unjudged. */
+static __always_inline int lsm_inode_file_setattr(struct dentry *d)
+{
+	int ret;
+	struct enforce_scratch *sc = file_event_start(FILE_OP_FILEATTR, d, 0, &ret);
+	if (!sc)
+		return ret;
+	struct file_event *e = &sc->fe;
+	e->path_len = dentry_path(&sc->ps, d, e->path);
+	e->path_kind = path_kind_of(&sc->ps, PATH_FS);
+	return file_event_judge(sc, d, 0, in_ioctl_syscall() ? 0 : kernel_work_report(overlay_work()));
+}
+
 /* lsm_file_ioctl judges and reports an ioctl on a regular file or a
  * directory that is not known to leave it as it was (harmless_ioctl), as
  * op ioctl with the command in flags. overlayfs asks this hook again

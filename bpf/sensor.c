@@ -217,6 +217,14 @@ int BPF_PROG(rf_lsm_file_ioctl_compat, struct file *file, unsigned int cmd, unsi
 	return lsm_file_ioctl(file, cmd);
 }
 
+/* The file_setattr syscall (6.17) sets the attribute flags by path, with no
+ * ioctl. Optional: absent before 6.17. */
+SEC("lsm/inode_file_setattr")
+int BPF_PROG(rf_lsm_inode_file_setattr, struct dentry *dentry, void *fa)
+{
+	return lsm_inode_file_setattr(dentry);
+}
+
 /* inode_setattr gained an idmap first argument in 6.3; the loader says which. */
 SEC("lsm/inode_setattr")
 int BPF_PROG(rf_lsm_inode_setattr, void *a0, void *a1, void *a2)

@@ -460,6 +460,7 @@ const (
 	SensorProgRfLsmFileIoctlCompat  = "rf_lsm_file_ioctl_compat"
 	SensorProgRfLsmFileOpen         = "rf_lsm_file_open"
 	SensorProgRfLsmFileTruncate     = "rf_lsm_file_truncate"
+	SensorProgRfLsmInodeFileSetattr = "rf_lsm_inode_file_setattr"
 	SensorProgRfLsmInodeRemoveAcl   = "rf_lsm_inode_remove_acl"
 	SensorProgRfLsmInodeRemovexattr = "rf_lsm_inode_removexattr"
 	SensorProgRfLsmInodeSetAcl      = "rf_lsm_inode_set_acl"
@@ -570,6 +571,7 @@ type SensorProgramSpecs struct {
 	RfLsmFileIoctlCompat  *ebpf.ProgramSpec `ebpf:"rf_lsm_file_ioctl_compat"`
 	RfLsmFileOpen         *ebpf.ProgramSpec `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.ProgramSpec `ebpf:"rf_lsm_file_truncate"`
+	RfLsmInodeFileSetattr *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_file_setattr"`
 	RfLsmInodeRemoveAcl   *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_remove_acl"`
 	RfLsmInodeRemovexattr *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_removexattr"`
 	RfLsmInodeSetAcl      *ebpf.ProgramSpec `ebpf:"rf_lsm_inode_set_acl"`
@@ -797,6 +799,7 @@ type SensorPrograms struct {
 	RfLsmFileIoctlCompat  *ebpf.Program `ebpf:"rf_lsm_file_ioctl_compat"`
 	RfLsmFileOpen         *ebpf.Program `ebpf:"rf_lsm_file_open"`
 	RfLsmFileTruncate     *ebpf.Program `ebpf:"rf_lsm_file_truncate"`
+	RfLsmInodeFileSetattr *ebpf.Program `ebpf:"rf_lsm_inode_file_setattr"`
 	RfLsmInodeRemoveAcl   *ebpf.Program `ebpf:"rf_lsm_inode_remove_acl"`
 	RfLsmInodeRemovexattr *ebpf.Program `ebpf:"rf_lsm_inode_removexattr"`
 	RfLsmInodeSetAcl      *ebpf.Program `ebpf:"rf_lsm_inode_set_acl"`
@@ -835,6 +838,7 @@ func (p *SensorPrograms) Close() error {
 		p.RfLsmFileIoctlCompat,
 		p.RfLsmFileOpen,
 		p.RfLsmFileTruncate,
+		p.RfLsmInodeFileSetattr,
 		p.RfLsmInodeRemoveAcl,
 		p.RfLsmInodeRemovexattr,
 		p.RfLsmInodeSetAcl,

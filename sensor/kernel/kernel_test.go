@@ -69,8 +69,9 @@ func TestOptionalHooksSkipped(t *testing.T) {
 		funcs   []string
 		skipped []string
 	}{
-		{"6.1", []string{"bpf_lsm_inode_setattr"}, []string{"lsm/file_ioctl_compat", "lsm/file_truncate", "lsm/inode_remove_acl", "lsm/inode_set_acl"}},
-		{"6.12", []string{"bpf_lsm_inode_setattr", "bpf_lsm_file_truncate", "bpf_lsm_inode_set_acl", "bpf_lsm_inode_remove_acl", "bpf_lsm_file_ioctl_compat"}, nil},
+		{"6.1", []string{"bpf_lsm_inode_setattr"}, []string{"lsm/file_ioctl_compat", "lsm/file_truncate", "lsm/inode_file_setattr", "lsm/inode_remove_acl", "lsm/inode_set_acl"}},
+		{"6.12", []string{"bpf_lsm_inode_setattr", "bpf_lsm_file_truncate", "bpf_lsm_inode_set_acl", "bpf_lsm_inode_remove_acl", "bpf_lsm_file_ioctl_compat"}, []string{"lsm/inode_file_setattr"}},
+		{"6.18", []string{"bpf_lsm_inode_setattr", "bpf_lsm_file_truncate", "bpf_lsm_inode_set_acl", "bpf_lsm_inode_remove_acl", "bpf_lsm_file_ioctl_compat", "bpf_lsm_inode_file_setattr"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec, err := bpf.LoadSensor()

@@ -73,6 +73,8 @@ func optionalHookRelease(hook string) string {
 		return "6.2"
 	case "file_ioctl_compat":
 		return "6.8"
+	case "inode_file_setattr":
+		return "6.17"
 	}
 	return ""
 }
@@ -82,7 +84,7 @@ func optionalHook(hook string) bool { return optionalHookRelease(hook) != "" }
 
 // optionalHooks lists them.
 func optionalHooks() []string {
-	return []string{"file_ioctl_compat", "file_truncate", "inode_remove_acl", "inode_set_acl"}
+	return []string{"file_ioctl_compat", "file_truncate", "inode_file_setattr", "inode_remove_acl", "inode_set_acl"}
 }
 
 // skippedReason says why an optional hook is not attached.
