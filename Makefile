@@ -17,6 +17,12 @@ VM_DEMO_FILES := scripts/demo.sh test/runtime/containerd.sh deploy/policies/demo
 VM_MODULES := overlay,veth
 WATCH   ?= ringfence-demo
 KERNELS ?= 6.1,6.12
+# The newest series, from Debian 13's backports, runs the tests of what
+# newer kernels change: the programs' load and verification, the hooks they
+# add (inode_file_setattr, 6.17) and every file-write route. The whole
+# suite runs on KERNELS.
+NEWEST_KERNEL ?= 6.18
+NEWEST_RUN    ?= ^TestPrivileged(ProbeAndLoad|VerifierCost|OverlayKnown|Events|OneEventPerWrite|ReadOnly[A-Za-z]*)$$
 
 .DEFAULT_GOAL := help
 
@@ -73,10 +79,11 @@ demo-stop: ## stop and remove the private containerd of 'make run DEMO=1'
 	RF_CONTAINERD_ROOT=/var/lib/ringfence-demo RF_CONTAINERD_SOCK=$(DEMO_SOCK) test/runtime/containerd.sh stop
 
 .PHONY: test
-test: deps generate-check lint ## every test: unit, privileged on the host, the cluster test, and the VM tests on each kernel
+test: deps generate-check lint ## every test: unit, privileged on the host, the cluster test, the VM tests on each kernel, and the newest kernel's
 	CGO_ENABLED=0 RINGFENCE_REQUIRE_PRIVILEGED=1 go test -count=1 -timeout 15m $$(go list ./... | grep -v '/test/k8s$$')
 	$(MAKE) k8stest
 	$(MAKE) vmtest
+	$(MAKE) vmtest-newest
 
 .PHONY: k8stest
 k8stest: deps image ## the cluster test: Kubernetes 1.37.2 built from upstream (cached under /var/cache/ringfence/kube), ringfence applied with kubectl apply -k
@@ -104,6 +111,10 @@ vmtest: deps build ## run the TestPrivileged tests inside qemu VMs on Debian ker
 	@echo "$$(command -v bpftool):/usr/sbin/bpftool" >>$(VMBIN)/runtime.files
 	go run ./vmtests/cmd/vmtest -kernels $(KERNELS) -modules $(VM_MODULES) -timeout 60m -run '$(value VMRUN)' \
 		$$(sed 's/^/-extra /' $(VMBIN)/runtime.files) -tests $$(ls $(VMBIN)/*.test | paste -sd,)
+
+.PHONY: vmtest-newest
+vmtest-newest: ## the load, hook and file-write tests in a VM on Debian's newest kernel (6.18, from trixie-backports)
+	$(MAKE) vmtest KERNELS=$(NEWEST_KERNEL) PRIV_PKGS="sensor/ sensor/kernel/" VMRUN='$(NEWEST_RUN)'
 
 .PHONY: demo
 demo: deps build ## the demo on this host: containerd, the sensor with deploy/policies/demo.yaml, containers trying forbidden things

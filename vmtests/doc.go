@@ -5,8 +5,11 @@
 // A run has four stages:
 //
 //   - kernel.go resolves a kernel series such as "6.1" or "6.12" to a Debian
-//     package (linux-image-6.1.0-N-amd64, linux-image-6.12.N+deb12-amd64),
-//     downloads it with apt-get and unpacks its /boot into a cache directory;
+//     package (linux-image-6.1.0-N-amd64, linux-image-6.12.N+deb12-amd64,
+//     linux-image-6.18.N+deb13-amd64), downloads it with apt-get (a series the
+//     machine's apt lists lack from Debian 13's backports, through an apt
+//     state of its own under the cache) and unpacks its /boot into a cache
+//     directory;
 //     modules.go takes the kernel modules the tests need (Config.Modules,
 //     such as overlay) and their dependencies out of the same package,
 //     uncompressed, unless the kernel has them built in.

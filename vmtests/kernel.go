@@ -50,7 +50,7 @@ func packageRegexp(series string) *regexp.Regexp {
 
 // packageDescription is the human-readable form of packageRegexp, for errors.
 func packageDescription(series string) string {
-	return fmt.Sprintf("linux-image-%s.0-*-amd64 or linux-image-%s.*+deb12-amd64", series, series)
+	return fmt.Sprintf("linux-image-%s.0-*-amd64 or linux-image-%s.*+debNN-amd64", series, series)
 }
 
 // packageABI returns the ABI number of a package name matched by re, or -1.
@@ -105,12 +105,22 @@ func pickHighest(series string, names []string) (string, error) {
 	return best, nil
 }
 
+// backportsSource is the archive searched for a series the machine's own
+// apt lists do not have, with an apt state of the fetcher's own under its
+// cache (the machine's apt configuration is left as it is): Debian 13's
+// backports carry the newer kernels (6.16 on), signed with keys that Debian
+// 12's keyring already holds, so apt checks them as it checks its own.
+const backportsSource = "deb http://deb.debian.org/debian trixie-backports main"
+
 // kernelFetcher downloads and unpacks kernels into a cache directory.
 type kernelFetcher struct {
 	cacheDir string
 	logf     func(format string, args ...any)
-	// updated records that apt-get update already ran in this process.
-	updated bool
+	// updated records that apt-get update already ran in this process;
+	// backportsUpdated, the same for the backports' own state.
+	updated, backportsUpdated bool
+	// fromBackports are the packages found in the backports.
+	fromBackports map[string]bool
 }
 
 // fetch returns the unpacked kernel for series, downloading and unpacking
@@ -159,17 +169,73 @@ func (f *kernelFetcher) resolve(ctx context.Context, series string) (string, err
 	if uerr := f.aptUpdate(ctx); uerr != nil {
 		return "", fmt.Errorf("%w (and %v)", err, uerr)
 	}
-	return f.search(ctx, series)
+	if name, err = f.search(ctx, series); err == nil {
+		return name, nil
+	}
+	name, berr := f.searchBackports(ctx, series)
+	if berr != nil {
+		return "", fmt.Errorf("%w; nor in %q: %v", err, backportsSource, berr)
+	}
+	f.logf("kernel %s: %s, from %q", series, name, backportsSource)
+	return name, nil
 }
 
-// search runs apt-cache search for the series and selects a package.
-func (f *kernelFetcher) search(ctx context.Context, series string) (string, error) {
+// search runs apt-cache search for the series and selects a package; apt
+// are the options of another apt state than the machine's, or none.
+func (f *kernelFetcher) search(ctx context.Context, series string, apt ...string) (string, error) {
 	pattern := "^linux-image-" + strings.ReplaceAll(series, ".", `\.`) + `[.]`
-	out, err := runCommand(ctx, "", "apt-cache", "search", "--names-only", pattern)
+	out, err := runCommand(ctx, "", "apt-cache", append(apt, "search", "--names-only", pattern)...)
 	if err != nil {
 		return "", fmt.Errorf("kernel %s: %w", series, err)
 	}
 	return SelectPackage(series, string(out))
+}
+
+// searchBackports searches the backports for the series, updating their
+// lists once per fetcher.
+func (f *kernelFetcher) searchBackports(ctx context.Context, series string) (string, error) {
+	apt, err := f.backportsApt()
+	if err != nil {
+		return "", err
+	}
+	if !f.backportsUpdated {
+		f.backportsUpdated = true
+		f.logf("kernel %s: not in this machine's apt lists; updating the lists of %q", series, backportsSource)
+		if _, err := runCommand(ctx, "", "apt-get", append(apt, "update")...); err != nil {
+			return "", err
+		}
+	}
+	name, err := f.search(ctx, series, apt...)
+	if err != nil {
+		return "", err
+	}
+	if f.fromBackports == nil {
+		f.fromBackports = map[string]bool{}
+	}
+	f.fromBackports[name] = true
+	return name, nil
+}
+
+// backportsApt makes the backports' apt state under the cache, and returns
+// the apt options that use it instead of the machine's sources, lists and
+// package cache.
+func (f *kernelFetcher) backportsApt() ([]string, error) {
+	dir := filepath.Join(f.cacheDir, "apt")
+	for _, d := range []string{"sources.list.d", "lists/partial", "cache/archives/partial"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	list := filepath.Join(dir, "sources.list")
+	if err := os.WriteFile(list, []byte(backportsSource+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	return []string{
+		"-o", "Dir::Etc::SourceList=" + list,
+		"-o", "Dir::Etc::SourceParts=" + filepath.Join(dir, "sources.list.d"),
+		"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"),
+		"-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
+	}, nil
 }
 
 // aptUpdate runs apt-get update at most once per fetcher.
@@ -227,8 +293,15 @@ func (f *kernelFetcher) download(ctx context.Context, series, name string) (stri
 		return "", err
 	}
 	f.logf("kernel %s: downloading %s", series, name)
-	_, err := runCommand(ctx, f.debsDir(), "apt-get", "download", name)
-	if err != nil && !f.updated {
+	var apt []string
+	if f.fromBackports[name] {
+		var err error
+		if apt, err = f.backportsApt(); err != nil {
+			return "", err
+		}
+	}
+	_, err := runCommand(ctx, f.debsDir(), "apt-get", append(apt, "download", name)...)
+	if err != nil && !f.updated && apt == nil {
 		if uerr := f.aptUpdate(ctx); uerr == nil {
 			_, err = runCommand(ctx, f.debsDir(), "apt-get", "download", name)
 		}

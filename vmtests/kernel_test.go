@@ -1,6 +1,7 @@
 package vmtests
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -59,10 +60,16 @@ func TestSelectPackage(t *testing.T) {
 			want:   "linux-image-6.12.9+deb12-amd64",
 		},
 		{
+			name:   "Debian 13 backports naming",
+			series: "6.18",
+			output: "linux-image-6.18.9+deb13-amd64 - Linux 6.18.9 for 64-bit PCs\nlinux-image-6.18.15+deb13-cloud-amd64 - x\nlinux-image-6.18.15+deb13-amd64 - Linux 6.18.15 for 64-bit PCs\nlinux-image-6.18.12+deb13-rt-amd64 - x\n",
+			want:   "linux-image-6.18.15+deb13-amd64",
+		},
+		{
 			name:    "only variants",
 			series:  "6.12",
 			output:  "linux-image-6.12.117+deb12-amd64-dbg - x\nlinux-image-6.12.117+deb12-rt-amd64 - x\nlinux-image-6.12.117+deb12-cloud-amd64 - x\nlinux-image-6.12.117+deb12-amd64-unsigned - x\n",
-			wantErr: "kernel 6.12: no package matches linux-image-6.12.0-*-amd64 or linux-image-6.12.*+deb12-amd64",
+			wantErr: "kernel 6.12: no package matches linux-image-6.12.0-*-amd64 or linux-image-6.12.*+debNN-amd64",
 		},
 		{name: "empty output", series: "6.1", output: "", wantErr: "kernel 6.1: no package matches"},
 		{name: "series not in output", series: "6.6", output: aptSearch6x, wantErr: "kernel 6.6: no package matches"},
@@ -96,6 +103,40 @@ func TestKernelCmdline(t *testing.T) {
 		}
 		if !strings.HasPrefix(line, "console=ttyS0 quiet panic=-1") {
 			t.Errorf("%s: %q lacks the console and panic settings", series, line)
+		}
+	}
+}
+
+// TestBackportsApt: the backports' apt state lies under the cache, and
+// its options replace the machine's sources, lists and package cache, so
+// that apt's own configuration is never changed.
+func TestBackportsApt(t *testing.T) {
+	cache := t.TempDir()
+	f := &kernelFetcher{cacheDir: cache, logf: t.Logf}
+	opts, err := f.backportsApt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for i := 0; i+1 < len(opts); i += 2 {
+		if opts[i] != "-o" {
+			t.Fatalf("options %q: want -o pairs", opts)
+		}
+		k, v, _ := strings.Cut(opts[i+1], "=")
+		got[k] = v
+	}
+	for _, k := range []string{"Dir::Etc::SourceList", "Dir::Etc::SourceParts", "Dir::State::Lists", "Dir::Cache"} {
+		if !strings.HasPrefix(got[k], cache+"/") {
+			t.Errorf("%s = %q, want a path under the cache %s", k, got[k], cache)
+		}
+	}
+	b, err := os.ReadFile(got["Dir::Etc::SourceList"])
+	if err != nil || strings.TrimSpace(string(b)) != backportsSource {
+		t.Fatalf("sources list: %q, %v; want %q", b, err, backportsSource)
+	}
+	for _, d := range []string{got["Dir::State::Lists"] + "/partial", got["Dir::Cache"] + "/archives/partial", got["Dir::Etc::SourceParts"]} {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Errorf("%s: %v; apt needs it to exist", d, err)
 		}
 	}
 }
