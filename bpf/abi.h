@@ -71,7 +71,7 @@ enum file_op {
 	FILE_OP_UTIMES,
 	FILE_OP_FALLOCATE,
 	FILE_OP_IOCTL, /* an ioctl on a file or directory not known to leave it as it was (flags: its command) */
-	FILE_OP_FILEATTR, /* file_setattr (6.17+): the attributes chattr and FS_IOC_FSSETXATTR set (flags: at_flags) */
+	FILE_OP_FILEATTR, /* file_setattr (6.17+): the attributes chattr and FS_IOC_FSSETXATTR set (flags: at_flags on the cgroup-only tier, 0 on the full tier) */
 };
 
 /* How to read a path field of a file event. */

@@ -334,22 +334,53 @@ static __always_inline int dentry_op(__u32 op, struct dentry *d, __u32 flags)
 }
 
 /* in_ioctl_syscall reports whether the current syscall is an ioctl: 16 on
- * x86-64 (and x32, 514 there for its compat form), 54 in an ia32 syscall. */
+ * x86-64, 514 with the x32 bit on x32, 54 in an ia32 syscall. */
 static __always_inline int in_ioctl_syscall(void)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	long nr = BPF_CORE_READ(regs, orig_ax);
 	if (in_compat_syscall_traced())
 		return nr == 54;
-	return (nr & ~0x40000000L) == 16 || nr == (0x40000000L | 514);
+	return nr == 16 || nr == (0x40000000L | 514);
+}
+
+/* TOLD_IOCTL marks, in open_truncs, the key of a thread whose ioctl setting
+ * a file's attribute flags file_ioctl has just judged and reported (with the
+ * file's dentry); an O_TRUNC open's key, the bare pid_tgid, never has it
+ * (a tgid is below 2^22). */
+#define TOLD_IOCTL (1ULL << 63)
+
+/* ioctl_sets_attributes: the ioctls that reach inode_file_setattr (6.17+)
+ * through vfs_fileattr_set, in their 64- and 32-bit forms. */
+static __always_inline int ioctl_sets_attributes(__u32 cmd)
+{
+	return cmd == 0x40086602 /* FS_IOC_SETFLAGS */ || cmd == 0x40046602 /* FS_IOC32_SETFLAGS */ ||
+	       cmd == 0x401c5820 /* FS_IOC_FSSETXATTR */;
+}
+
+/* attributes_told reports whether this change of dentry d's attribute
+ * flags is the one of the ioctl file_ioctl reported for this thread, and
+ * forgets that ioctl. Both must hold: the same object, and the thread
+ * still in an ioctl, so that an entry left by an ioctl that failed after
+ * file_ioctl cannot hide a later file_setattr of the same file. */
+static __always_inline int attributes_told(struct dentry *d)
+{
+	__u64 id = bpf_get_current_pid_tgid() | TOLD_IOCTL;
+	__u64 *told = bpf_map_lookup_elem(&open_truncs, &id);
+	if (!told)
+		return 0;
+	int same = *told == (__u64)d;
+	bpf_map_delete_elem(&open_truncs, &id);
+	return same && in_ioctl_syscall();
 }
 
 /* lsm_inode_file_setattr judges a change of the attributes chattr and
  * FS_IOC_FSSETXATTR set, by the object, and reports the file_setattr
  * syscall's (6.17+) as op fileattr. The two ioctls come here too, after
- * file_ioctl judged and reported them: under an ioctl this judges again
- * and reports only a refusal, so that nothing is told twice and nothing
- * file_ioctl left out goes unjudged. */
+ * file_ioctl judged and reported them (attributes_told): then only a
+ * refusal is reported, so that nothing is told twice; an object
+ * file_ioctl did not report (a special file, overlayfs's layer below a
+ * chattr) is reported as ever. */
 static __always_inline int lsm_inode_file_setattr(struct dentry *d)
 {
 	int ret;
@@ -359,7 +390,7 @@ static __always_inline int lsm_inode_file_setattr(struct dentry *d)
 	struct file_event *e = &sc->fe;
 	e->path_len = dentry_path(&sc->ps, d, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_FS);
-	return file_event_judge(sc, d, 0, in_ioctl_syscall() ? 0 : kernel_work_report(overlay_work()));
+	return file_event_judge(sc, d, 0, attributes_told(d) ? 0 : kernel_work_report(overlay_work()));
 }
 
 /* lsm_file_ioctl judges and reports an ioctl on a regular file or a
@@ -381,7 +412,14 @@ static __always_inline int lsm_file_ioctl(struct file *file, __u32 cmd)
 	e->flags = cmd;
 	e->path_len = file_path(&sc->ps, file, e->path);
 	e->path_kind = path_kind_of(&sc->ps, PATH_ABSOLUTE);
-	return file_event_judge(sc, d, 0, kernel_work_report(internal_file(file) || overlay_work()));
+	int report = kernel_work_report(internal_file(file) || overlay_work());
+	ret = file_event_judge(sc, d, 0, report);
+	if (ret == 0 && (report & REPORT_EVENT) && ioctl_sets_attributes(cmd)) {
+		__u64 id = bpf_get_current_pid_tgid() | TOLD_IOCTL;
+		__u64 dv = (__u64)d;
+		bpf_map_update_elem(&open_truncs, &id, &dv, BPF_ANY);
+	}
+	return ret;
 }
 
 /* path_mknod also sees every creation of a regular file (open with O_CREAT,

@@ -93,6 +93,7 @@ static __always_inline int fileop_for(long nr, struct fileop_args *a)
 	case 469: *a = A(FILE_OP_FILEATTR, 1, 0, -1, -1, 4, -1, -1, -1); break;  /* file_setattr (6.17+) */
 	case 304: *a = A(FILE_OP_OPEN, -1, -1, -1, -1, 2, -1, 0, -1); a->handle = 1; break; /* open_by_handle_at */
 	case 16:  *a = A(FILE_OP_IOCTL, -1, -1, -1, -1, 1, -1, 0, -1); break;    /* ioctl: flags is the command */
+	case 514: *a = A(FILE_OP_IOCTL, -1, -1, -1, -1, 1, -1, 0, -1); break;    /* x32's ioctl (no x86-64 syscall has 514) */
 	default:
 		return 0;
 	}

@@ -109,8 +109,9 @@ func pickHighest(series string, names []string) (string, error) {
 // apt lists do not have, with an apt state of the fetcher's own under its
 // cache (the machine's apt configuration is left as it is): Debian 13's
 // backports carry the newer kernels (6.16 on), signed with keys that Debian
-// 12's keyring already holds, so apt checks them as it checks its own.
-const backportsSource = "deb http://deb.debian.org/debian trixie-backports main"
+// 12's archive keyring already holds; apt checks them against that keyring
+// alone (signed-by), not against every key the machine trusts.
+const backportsSource = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main"
 
 // kernelFetcher downloads and unpacks kernels into a cache directory.
 type kernelFetcher struct {

@@ -79,10 +79,15 @@ struct {
  * (handle_truncate: path_truncate up to 6.1, file_truncate from 6.2) finds
  * it here and stays quiet, so the operation gives one event. The judgement
  * cannot wait for the truncate hook: overlayfs truncates in its open, when
- * it copies the file up, which runs after file_open and before that hook. */
+ * it copies the file up, which runs after file_open and before that hook.
+ * Likewise, keyed with TOLD_IOCTL set, threads whose ioctl setting a
+ * file's attribute flags file_ioctl has just reported: inode_file_setattr
+ * (6.17+), which the kernel calls next for it, stays quiet. At most one
+ * entry of each kind a thread; an entry the LRU drops makes the next hook
+ * report once more, never less. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64);   /* pid_tgid */
+	__type(key, __u64);   /* pid_tgid, | TOLD_IOCTL for an ioctl's */
 	__type(value, __u64); /* struct dentry * */
 } open_truncs SEC(".maps");
