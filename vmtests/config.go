@@ -40,6 +40,8 @@ type Config struct {
 	Tests []string
 	// Run, when not empty, is passed to every test binary as -test.run.
 	Run string
+	// Require names top-level tests that must pass on every kernel.
+	Require []string
 	// Timeout bounds one boot; zero means DefaultTimeout.
 	Timeout time.Duration
 	// BootTimeout bounds the time until /init reports the LSM list; zero

@@ -202,7 +202,7 @@ func runKernel(ctx context.Context, cfg Config, k Kernel, initrd Initramfs) Kern
 			con.note("vmtest: " + res.Reason)
 			return res
 		}
-		v := Judge(b.transcript, initrd.Tests, b.end)
+		v := Judge(b.transcript, initrd.Tests, cfg.Require, b.end)
 		res.Pass, res.Reason = v.Pass, v.Reason
 		res.Failures = b.transcript.Failures
 		con.note(fmt.Sprintf("vmtest: boot %d ended (%s) after %.1fs: %s", attempt, b.end, b.elapsed.Seconds(), v.Reason))

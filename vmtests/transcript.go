@@ -44,6 +44,8 @@ type Transcript struct {
 	// Ran counts the tests that started ("=== RUN" lines, subtests
 	// included): a run whose filter matched nothing passes no test.
 	Ran int
+	// Passed are the top-level tests that printed "--- PASS".
+	Passed map[string]bool
 	// Panic is the first console line reporting a kernel panic, if any.
 	Panic string
 	// Lockup is the first console line reporting a soft lockup or an RCU
@@ -173,6 +175,12 @@ func (t *Transcript) feedTest(line string) {
 		}
 	case strings.HasPrefix(line, "--- PASS: ") || strings.HasPrefix(line, "--- SKIP: "):
 		name, _, _ := strings.Cut(line[len("--- PASS: "):], " ")
+		if strings.HasPrefix(line, "--- PASS: ") && !strings.Contains(name, "/") {
+			if t.Passed == nil {
+				t.Passed = map[string]bool{}
+			}
+			t.Passed[name] = true
+		}
 		delete(l.output, name)
 		if l.current == name {
 			l.current = ""
@@ -388,9 +396,11 @@ type Verdict struct {
 func (v Verdict) Retry() bool { return v.DiedBeforeReport || v.PanickedMidway || v.WedgedMidway }
 
 // Judge decides whether a boot that ran the given test binaries passed:
-// bpf must be an active LSM, every binary must report exit code 0, and
-// RINGFENCE-DONE must have been printed.
-func Judge(t Transcript, tests []string, end Ending) Verdict {
+// bpf must be an active LSM, every binary must report exit code 0,
+// RINGFENCE-DONE must have been printed, and every test named in require
+// must have passed (a -run filter that no longer matches one of them, say
+// after a rename, fails rather than quietly running less).
+func Judge(t Transcript, tests, require []string, end Ending) Verdict {
 	var reasons []string
 	early := len(t.Results) == 0 && !t.Done
 	if !t.Done {
@@ -408,6 +418,17 @@ func Judge(t Transcript, tests []string, end Ending) Verdict {
 	}
 	if t.Done && t.Ran == 0 && len(tests) > 0 {
 		reasons = append(reasons, "no test ran (does the -run filter match any test?)")
+	}
+	if t.Done {
+		var missing []string
+		for _, name := range require {
+			if !t.Passed[name] {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			reasons = append(reasons, "required tests did not pass: "+strings.Join(missing, ", "))
+		}
 	}
 	for _, name := range tests {
 		r, ok := t.result(name)

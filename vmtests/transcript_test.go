@@ -25,6 +25,7 @@ func TestJudge(t *testing.T) {
 		name      string
 		log       string
 		tests     []string
+		require   []string
 		end       Ending
 		pass      bool
 		died      bool
@@ -38,6 +39,22 @@ func TestJudge(t *testing.T) {
 			tests: []string{"a.test", "b.test"},
 			end:   EndExited,
 			pass:  true,
+		},
+		{
+			name:    "required tests passed",
+			log:     boot + lsm + "=== RUN   TestX\r\n=== RUN   TestX/sub\r\n    --- PASS: TestX/sub (0.00s)\r\n--- PASS: TestX (0.01s)\r\n=== RUN   TestY\r\n--- PASS: TestY (0.00s)\r\nPASS\r\nRINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:   []string{"a.test"},
+			require: []string{"TestX", "TestY"},
+			end:     EndExited,
+			pass:    true,
+		},
+		{
+			name:      "a required test did not run",
+			log:       boot + lsm + "=== RUN   TestX\r\n=== RUN   TestX/sub\r\n    --- PASS: TestX/sub (0.00s)\r\n--- PASS: TestX (0.01s)\r\n=== RUN   TestZ\r\n--- SKIP: TestZ (0.00s)\r\nPASS\r\nRINGFENCE-RESULT a.test 0\r\nRINGFENCE-DONE\r\n",
+			tests:     []string{"a.test"},
+			require:   []string{"TestX", "TestY", "TestZ", "sub"},
+			end:       EndExited,
+			reasonHas: []string{"required tests did not pass: TestY, TestZ, sub"},
 		},
 		{
 			name:      "no test ran",
@@ -168,7 +185,7 @@ func TestJudge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := Judge(parse(t, tc.log), tc.tests, tc.end)
+			v := Judge(parse(t, tc.log), tc.tests, tc.require, tc.end)
 			if v.Pass != tc.pass || v.DiedBeforeReport != tc.died || v.PanickedMidway != tc.panicked || v.WedgedMidway != tc.wedged {
 				t.Errorf("Judge = %+v, want pass=%v diedBeforeReport=%v panickedMidway=%v wedgedMidway=%v", v, tc.pass, tc.died, tc.panicked, tc.wedged)
 			}

@@ -28,6 +28,7 @@ func run() int {
 	kernels := flag.String("kernels", "6.1,6.12", "comma-separated kernel series to boot, in order")
 	tests := flag.String("tests", "", "comma-separated static test binaries (CGO_ENABLED=0 go test -c)")
 	modules := flag.String("modules", "", "comma-separated kernel modules to load in the VM before the tests, from each kernel's package")
+	require := flag.String("require", "", "comma-separated top-level tests that must pass on every kernel (a -run filter that misses one fails)")
 	flag.StringVar(&cfg.CacheDir, "cache", vmtests.DefaultCacheDir, "directory for .deb files, kernels, initramfs images and logs")
 	flag.StringVar(&cfg.Run, "run", "", "passed to every test binary as -test.run")
 	flag.DurationVar(&cfg.Timeout, "timeout", vmtests.DefaultTimeout, "time limit for one boot of one kernel")
@@ -46,6 +47,7 @@ func run() int {
 	cfg.Kernels = splitList(*kernels)
 	cfg.Tests = splitList(*tests)
 	cfg.Modules = splitList(*modules)
+	cfg.Require = splitList(*require)
 	cfg.Out = os.Stdout
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
