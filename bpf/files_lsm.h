@@ -401,6 +401,12 @@ static __always_inline int lsm_inode_file_setattr(struct dentry *d)
  * layer, which judged_ioctl_file leaves out. */
 static __always_inline int lsm_file_ioctl(struct file *file, __u32 cmd)
 {
+	if (ioctl_sets_attributes(cmd)) {
+		/* Whatever this one does, no earlier ioctl's record may speak
+		 * for it: one that failed after file_ioctl left its own. */
+		__u64 id = bpf_get_current_pid_tgid() | TOLD_IOCTL;
+		bpf_map_delete_elem(&open_truncs, &id);
+	}
 	if (harmless_ioctl(cmd) || !judged_ioctl_file(file))
 		return 0;
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);

@@ -269,6 +269,8 @@ static __always_inline __u16 read_user_path(struct path_scratch *s, const struct
 static __always_inline int emit_syscall_fileop(struct pt_regs *regs, long nr, __u64 cg, int compat)
 {
 	struct fileop_args t = {}, a;
+	if (nr == 514) /* x32's ioctl only with its bit; a bare 514 is ENOSYS */
+		return 0;
 	int found = compat ? fileop_for_ia32(nr, &t) : fileop_for(nr & ~X32_SYSCALL_BIT, &t);
 	if (!found)
 		return 0;
