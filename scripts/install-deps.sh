@@ -16,6 +16,7 @@ test)
 		clang-19 llvm-19 libbpf-dev bpftool   # eBPF compiler and headers (make generate)
 		qemu-system-x86 busybox-static cpio   # test VMs (make vmtest)
 		xz-utils                              # kernel modules for the VMs
+		debian-archive-keyring                # what the newest VM kernel's backports are checked against
 		containerd runc                       # a real container runtime for the tests
 		jq                                    # the store benchmark's comparison
 		etcd-server containernetworking-plugins nftables  # the cluster test (make k8stest)
